@@ -1,0 +1,540 @@
+// Package s3bucket provisions and verifies W&B team buckets on Amazon S3 (provider "aws") and on
+// S3-compatible servers (provider "s3-compatible") with aws-sdk-go-v2.
+//
+// Every setting is read first and written only when it differs, compared as S3 means it (lists as sets,
+// policies structurally), so that a second run changes nothing. Settings others added (tags, CORS rules,
+// policy statements) are kept.
+package s3bucket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+
+	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// Options configures a Factory for one storage profile.
+type Options struct {
+	Provider  string // team.ProviderAWS or team.ProviderS3Compatible
+	Region    string // default region; a bucket's Storage.Region overrides it
+	Endpoint  string // S3 endpoint URL; empty: AWS's; a bucket's Storage.Endpoint overrides it
+	PathStyle bool   // path-style addressing (most S3-compatible servers)
+	// Credentials signs every request; nil: the SDK's default chain.
+	Credentials aws.CredentialsProvider
+	// PrincipalARN is the W&B principal granted access to the bucket and key (aws only).
+	PrincipalARN string
+	// KMSEndpoint overrides the KMS endpoint URL (aws only).
+	KMSEndpoint string
+	// AccountID is the account whose root administers created keys; empty: asked of STS when a key
+	// must be created.
+	AccountID string
+	// HTTPClient sends every request; nil: the SDK's.
+	HTTPClient *http.Client
+}
+
+// Factory implements bucketfactory.Factory for one S3 profile. It is safe for concurrent use.
+type Factory struct {
+	provider  string
+	principal string
+	partition string // of the principal's ARN: bucket and root ARNs must use the same one
+	s3        *s3.Client
+	kms       *kms.Client // nil for s3-compatible
+	sts       *sts.Client // nil for s3-compatible
+
+	accountMu sync.Mutex
+	accountID string // from Options or, once asked, from STS
+}
+
+var _ bucketfactory.Factory = (*Factory)(nil)
+
+// New builds a Factory. It makes no request.
+func New(ctx context.Context, o Options) (*Factory, error) {
+	switch o.Provider {
+	case team.ProviderAWS:
+		if !strings.HasPrefix(o.PrincipalARN, "arn:") {
+			return nil, fmt.Errorf("provider %q needs the W&B principal ARN, got %q", o.Provider, o.PrincipalARN)
+		}
+	case team.ProviderS3Compatible:
+	default:
+		return nil, fmt.Errorf("s3bucket: unsupported provider %q (want %q or %q)", o.Provider, team.ProviderAWS, team.ProviderS3Compatible)
+	}
+	var loadOpts []func(*config.LoadOptions) error
+	if o.Region != "" {
+		loadOpts = append(loadOpts, config.WithRegion(o.Region))
+	}
+	if o.Credentials != nil {
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(o.Credentials))
+	}
+	if o.HTTPClient != nil {
+		loadOpts = append(loadOpts, config.WithHTTPClient(o.HTTPClient))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, fmt.Errorf("no region: set the profile's region or AWS_REGION")
+	}
+	f := &Factory{
+		provider:  o.Provider,
+		principal: o.PrincipalARN,
+		partition: arnPartition(o.PrincipalARN),
+		accountID: o.AccountID,
+		s3: s3.NewFromConfig(cfg, func(so *s3.Options) {
+			if o.Endpoint != "" {
+				so.BaseEndpoint = aws.String(o.Endpoint)
+			}
+			so.UsePathStyle = o.PathStyle
+		}),
+	}
+	if o.Provider == team.ProviderAWS {
+		f.kms = kms.NewFromConfig(cfg, func(ko *kms.Options) {
+			if o.KMSEndpoint != "" {
+				ko.BaseEndpoint = aws.String(o.KMSEndpoint)
+			}
+		})
+		f.sts = sts.NewFromConfig(cfg)
+	}
+	return f, nil
+}
+
+func (f *Factory) isAWS() bool { return f.provider == team.ProviderAWS }
+
+// bucketClient checks b against the profile and returns the S3 client for its region and endpoint.
+func (f *Factory) bucketClient(b bucketfactory.Bucket) (*s3.Client, error) {
+	st := b.Storage
+	if st.Provider != f.provider {
+		return nil, fmt.Errorf("bucket %q is for provider %q, this factory serves %q", st.Bucket, st.Provider, f.provider)
+	}
+	if err := team.ValidateBucketName(st.Provider, st.Bucket); err != nil {
+		return nil, err
+	}
+	if err := team.ValidatePath(st.Path); err != nil {
+		return nil, err
+	}
+	if err := team.ValidateName(b.Team); err != nil {
+		return nil, err
+	}
+	if f.isAWS() && b.KMSKeyARN == "" {
+		return nil, fmt.Errorf("bucket %q: W&B needs SSE-KMS with a customer key on AWS: set the key ARN or let the agent create one", st.Bucket)
+	}
+	if st.Region == "" && st.Endpoint == "" {
+		return f.s3, nil
+	}
+	return s3.New(f.s3.Options(), func(o *s3.Options) {
+		if st.Region != "" {
+			o.Region = st.Region
+		}
+		if st.Endpoint != "" {
+			o.BaseEndpoint = aws.String(st.Endpoint)
+		}
+	}), nil
+}
+
+// Ensure creates the bucket if absent and applies W&B's recipe, writing only what differs.
+func (f *Factory) Ensure(ctx context.Context, b bucketfactory.Bucket, opts bucketfactory.EnsureOptions) ([]bucketfactory.Change, error) {
+	c, err := f.bucketClient(b)
+	if err != nil {
+		return nil, err
+	}
+	e := &ensurer{f: f, c: c, b: b, name: b.Storage.Bucket}
+	if err := e.ensureExistsAndOwned(ctx, opts); err != nil {
+		return e.changes, err
+	}
+	steps := []struct {
+		awsOnly bool // S3-compatible servers commonly lack these APIs
+		run     func(context.Context) error
+	}{
+		{true, e.ensureOwnershipControls},
+		{true, e.ensurePublicAccessBlock},
+		{false, e.ensureEncryption},
+		{false, e.ensureCORS},
+		{true, e.ensurePolicy},
+	}
+	for _, step := range steps {
+		if step.awsOnly && !f.isAWS() {
+			continue
+		}
+		if err := step.run(ctx); err != nil {
+			return e.changes, err
+		}
+	}
+	return e.changes, nil
+}
+
+// ensurer carries one Ensure call.
+type ensurer struct {
+	f       *Factory
+	c       *s3.Client
+	b       bucketfactory.Bucket
+	name    string
+	changes []bucketfactory.Change
+}
+
+func (e *ensurer) changed(setting, format string, args ...any) {
+	e.changes = append(e.changes, bucketfactory.Change{Setting: setting, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (e *ensurer) ownershipError(format string, args ...any) error {
+	return &bucketfactory.OwnershipError{Bucket: e.name, Reason: fmt.Sprintf(format, args...)}
+}
+
+// ensureExistsAndOwned creates the bucket, or checks that the existing one is the team's, and makes
+// its ownership tags right.
+func (e *ensurer) ensureExistsAndOwned(ctx context.Context, opts bucketfactory.EnsureOptions) error {
+	exists, err := bucketExists(ctx, e.c, e.name)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		created, err := e.create(ctx)
+		if err != nil {
+			return err
+		}
+		if created { // tag first, so that a crash right after leaves a bucket recognisably ours
+			return e.putTags(ctx, ownershipTags(e.b.Team), "tagged new bucket for team %q", e.b.Team)
+		}
+	}
+	tags, err := getTags(ctx, e.c, e.name)
+	if err != nil {
+		return err
+	}
+	adopting := false
+	switch owner := tags[bucketfactory.TagTeam]; {
+	case owner == e.b.Team:
+	case owner != "":
+		return e.ownershipError("it is tagged for team %q", owner)
+	case !opts.AdoptUntagged:
+		return e.ownershipError("it exists without the %s tag and adopting untagged buckets is off", bucketfactory.TagTeam)
+	default:
+		adopting = true
+	}
+	want := maps.Clone(tags)
+	maps.Copy(want, ownershipTags(e.b.Team))
+	if maps.Equal(tags, want) {
+		return nil
+	}
+	if adopting {
+		return e.putTags(ctx, want, "adopted untagged bucket for team %q", e.b.Team)
+	}
+	return e.putTags(ctx, want, "restored ownership tags for team %q", e.b.Team)
+}
+
+// bucketExists tells whether the bucket exists and may be ours. A 403 means another account owns it
+// (or these credentials may not even look at it): either way it is not ours to use.
+func bucketExists(ctx context.Context, c *s3.Client, name string) (bool, error) {
+	_, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(name)})
+	switch httpStatus(err) {
+	case 0:
+		if err != nil {
+			return false, fmt.Errorf("check whether bucket %q exists: %w", name, err)
+		}
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	case http.StatusForbidden:
+		return false, &bucketfactory.OwnershipError{Bucket: name, Reason: "access to it is denied: another account owns it, or these credentials may not list it"}
+	default:
+		return false, fmt.Errorf("check whether bucket %q exists: %w", name, err)
+	}
+}
+
+// create creates the bucket. created is false when it turned out to exist already and be ours (an
+// earlier attempt, or a concurrent one, created it).
+func (e *ensurer) create(ctx context.Context) (created bool, err error) {
+	region := e.c.Options().Region
+	in := &s3.CreateBucketInput{Bucket: aws.String(e.name)}
+	if region != "us-east-1" { // us-east-1 is S3's default and refuses to be named
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{LocationConstraint: types.BucketLocationConstraint(region)}
+	}
+	_, err = e.c.CreateBucket(ctx, in)
+	switch apiCode(err) {
+	case "":
+		if err != nil {
+			return false, fmt.Errorf("create bucket %q: %w", e.name, err)
+		}
+		e.changed("create", "created bucket %q in %s", e.name, region)
+		return true, nil
+	case "BucketAlreadyOwnedByYou":
+		return false, nil
+	case "BucketAlreadyExists":
+		return false, e.ownershipError("the name is taken by another account")
+	default:
+		return false, fmt.Errorf("create bucket %q: %w", e.name, err)
+	}
+}
+
+func ownershipTags(teamName string) map[string]string {
+	return map[string]string{bucketfactory.TagManagedBy: bucketfactory.TagManagedByValue, bucketfactory.TagTeam: teamName}
+}
+
+// getTags returns the bucket's tags; a bucket without any has none.
+func getTags(ctx context.Context, c *s3.Client, name string) (map[string]string, error) {
+	out, err := c.GetBucketTagging(ctx, &s3.GetBucketTaggingInput{Bucket: aws.String(name)})
+	if apiCode(err) == "NoSuchTagSet" {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get tags of bucket %q: %w", name, err)
+	}
+	tags := make(map[string]string, len(out.TagSet))
+	for _, t := range out.TagSet {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return tags, nil
+}
+
+func (e *ensurer) putTags(ctx context.Context, tags map[string]string, format string, args ...any) error {
+	set := make([]types.Tag, 0, len(tags))
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		set = append(set, types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
+	}
+	if _, err := e.c.PutBucketTagging(ctx, &s3.PutBucketTaggingInput{Bucket: aws.String(e.name), Tagging: &types.Tagging{TagSet: set}}); err != nil {
+		return fmt.Errorf("put tags on bucket %q: %w", e.name, err)
+	}
+	e.changed("tags", format, args...)
+	return nil
+}
+
+func (e *ensurer) ensureOwnershipControls(ctx context.Context) error {
+	got, err := getOwnershipControls(ctx, e.c, e.name)
+	if err != nil || got == types.ObjectOwnershipBucketOwnerPreferred {
+		return err
+	}
+	if _, err := e.c.PutBucketOwnershipControls(ctx, &s3.PutBucketOwnershipControlsInput{
+		Bucket: aws.String(e.name),
+		OwnershipControls: &types.OwnershipControls{Rules: []types.OwnershipControlsRule{
+			{ObjectOwnership: types.ObjectOwnershipBucketOwnerPreferred},
+		}},
+	}); err != nil {
+		return fmt.Errorf("put ownership controls on bucket %q: %w", e.name, err)
+	}
+	e.changed("ownership-controls", "object ownership %s (was %s)", types.ObjectOwnershipBucketOwnerPreferred, orNone(string(got)))
+	return nil
+}
+
+// getOwnershipControls returns the bucket's object ownership setting, "" when it has none (or several).
+func getOwnershipControls(ctx context.Context, c *s3.Client, name string) (types.ObjectOwnership, error) {
+	out, err := c.GetBucketOwnershipControls(ctx, &s3.GetBucketOwnershipControlsInput{Bucket: aws.String(name)})
+	if apiCode(err) == "OwnershipControlsNotFoundError" {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("get ownership controls of bucket %q: %w", name, err)
+	}
+	if out.OwnershipControls == nil || len(out.OwnershipControls.Rules) != 1 {
+		return "", nil
+	}
+	return out.OwnershipControls.Rules[0].ObjectOwnership, nil
+}
+
+func (e *ensurer) ensurePublicAccessBlock(ctx context.Context) error {
+	got, err := getPublicAccessBlock(ctx, e.c, e.name)
+	if err != nil || allBlocked(got) {
+		return err
+	}
+	if _, err := e.c.PutPublicAccessBlock(ctx, &s3.PutPublicAccessBlockInput{
+		Bucket: aws.String(e.name),
+		PublicAccessBlockConfiguration: &types.PublicAccessBlockConfiguration{
+			BlockPublicAcls: aws.Bool(true), IgnorePublicAcls: aws.Bool(true),
+			BlockPublicPolicy: aws.Bool(true), RestrictPublicBuckets: aws.Bool(true),
+		},
+	}); err != nil {
+		return fmt.Errorf("put public access block on bucket %q: %w", e.name, err)
+	}
+	e.changed("public-access-block", "all four flags on (was %s)", describePublicAccessBlock(got))
+	return nil
+}
+
+// getPublicAccessBlock returns the bucket's public access block, nil when it has none.
+func getPublicAccessBlock(ctx context.Context, c *s3.Client, name string) (*types.PublicAccessBlockConfiguration, error) {
+	out, err := c.GetPublicAccessBlock(ctx, &s3.GetPublicAccessBlockInput{Bucket: aws.String(name)})
+	if apiCode(err) == "NoSuchPublicAccessBlockConfiguration" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get public access block of bucket %q: %w", name, err)
+	}
+	return out.PublicAccessBlockConfiguration, nil
+}
+
+func allBlocked(p *types.PublicAccessBlockConfiguration) bool {
+	return p != nil && aws.ToBool(p.BlockPublicAcls) && aws.ToBool(p.IgnorePublicAcls) &&
+		aws.ToBool(p.BlockPublicPolicy) && aws.ToBool(p.RestrictPublicBuckets)
+}
+
+func describePublicAccessBlock(p *types.PublicAccessBlockConfiguration) string {
+	if p == nil {
+		return "none"
+	}
+	return fmt.Sprintf("BlockPublicAcls=%t IgnorePublicAcls=%t BlockPublicPolicy=%t RestrictPublicBuckets=%t",
+		aws.ToBool(p.BlockPublicAcls), aws.ToBool(p.IgnorePublicAcls), aws.ToBool(p.BlockPublicPolicy), aws.ToBool(p.RestrictPublicBuckets))
+}
+
+// ensureEncryption sets SSE-KMS default encryption with the team's key; without a key (s3-compatible
+// only) the bucket's encryption is left alone.
+func (e *ensurer) ensureEncryption(ctx context.Context) error {
+	if e.b.KMSKeyARN == "" {
+		return nil
+	}
+	got, err := getEncryption(ctx, e.c, e.name)
+	if err != nil || got.matches(e.b.KMSKeyARN) {
+		return err
+	}
+	if _, err := e.c.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{
+		Bucket: aws.String(e.name),
+		ServerSideEncryptionConfiguration: &types.ServerSideEncryptionConfiguration{Rules: []types.ServerSideEncryptionRule{{
+			ApplyServerSideEncryptionByDefault: &types.ServerSideEncryptionByDefault{
+				SSEAlgorithm: types.ServerSideEncryptionAwsKms, KMSMasterKeyID: aws.String(e.b.KMSKeyARN),
+			},
+			// Bucket keys cut KMS requests (and their cost and throttling) for W&B's many small objects.
+			BucketKeyEnabled: aws.Bool(true),
+		}}},
+	}); err != nil {
+		return fmt.Errorf("put default encryption on bucket %q: %w", e.name, err)
+	}
+	e.changed("encryption", "SSE-KMS with key %s (was %s)", e.b.KMSKeyARN, got)
+	return nil
+}
+
+// encryption is a bucket's default encryption as far as W&B cares.
+type encryption struct {
+	algorithm types.ServerSideEncryption // "" when none is configured
+	keyID     string
+	bucketKey bool
+}
+
+func (x encryption) matches(keyARN string) bool {
+	return x.algorithm == types.ServerSideEncryptionAwsKms && x.keyID == keyARN && x.bucketKey
+}
+
+func (x encryption) String() string {
+	if x.algorithm == "" {
+		return "none"
+	}
+	s := string(x.algorithm)
+	if x.keyID != "" {
+		s += " with key " + x.keyID
+	}
+	return fmt.Sprintf("%s, bucket key %t", s, x.bucketKey)
+}
+
+func getEncryption(ctx context.Context, c *s3.Client, name string) (encryption, error) {
+	out, err := c.GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: aws.String(name)})
+	if apiCode(err) == "ServerSideEncryptionConfigurationNotFoundError" {
+		return encryption{}, nil
+	}
+	if err != nil {
+		return encryption{}, fmt.Errorf("get default encryption of bucket %q: %w", name, err)
+	}
+	if out.ServerSideEncryptionConfiguration == nil || len(out.ServerSideEncryptionConfiguration.Rules) == 0 {
+		return encryption{}, nil
+	}
+	r := out.ServerSideEncryptionConfiguration.Rules[0]
+	x := encryption{bucketKey: aws.ToBool(r.BucketKeyEnabled)}
+	if d := r.ApplyServerSideEncryptionByDefault; d != nil {
+		x.algorithm, x.keyID = d.SSEAlgorithm, aws.ToString(d.KMSMasterKeyID)
+	}
+	return x, nil
+}
+
+func (e *ensurer) ensureCORS(ctx context.Context) error {
+	rules, err := getCORSRules(ctx, e.c, e.name)
+	if err != nil {
+		return err
+	}
+	merged, changed := mergeCORSRules(rules)
+	if !changed {
+		return nil
+	}
+	if _, err := e.c.PutBucketCors(ctx, &s3.PutBucketCorsInput{
+		Bucket: aws.String(e.name), CORSConfiguration: &types.CORSConfiguration{CORSRules: merged},
+	}); err != nil {
+		return fmt.Errorf("put CORS on bucket %q: %w", e.name, err)
+	}
+	e.changed("cors", "added W&B's rule (%s), kept %d other rule(s)", describeCORSRule(wandbCORSRule()), len(merged)-1)
+	return nil
+}
+
+func getCORSRules(ctx context.Context, c *s3.Client, name string) ([]types.CORSRule, error) {
+	out, err := c.GetBucketCors(ctx, &s3.GetBucketCorsInput{Bucket: aws.String(name)})
+	if apiCode(err) == "NoSuchCORSConfiguration" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get CORS of bucket %q: %w", name, err)
+	}
+	return out.CORSRules, nil
+}
+
+func (e *ensurer) ensurePolicy(ctx context.Context) error {
+	doc, err := getPolicy(ctx, e.c, e.name)
+	if err != nil {
+		return err
+	}
+	merged, changed, err := mergeStatements(doc, []statement{wandbBucketStatement(e.f.partition, e.name, e.f.principal)})
+	if err != nil {
+		return fmt.Errorf("merge W&B's statement into the policy of bucket %q: %w", e.name, err)
+	}
+	if !changed {
+		return nil
+	}
+	if _, err := e.c.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(e.name), Policy: aws.String(merged)}); err != nil {
+		return fmt.Errorf("put policy on bucket %q: %w", e.name, err)
+	}
+	e.changed("policy", "statement %s grants %s W&B's %d actions", wandbSid, e.f.principal, len(wandbBucketActions))
+	return nil
+}
+
+// getPolicy returns the bucket's policy document, "" when it has none.
+func getPolicy(ctx context.Context, c *s3.Client, name string) (string, error) {
+	out, err := c.GetBucketPolicy(ctx, &s3.GetBucketPolicyInput{Bucket: aws.String(name)})
+	if apiCode(err) == "NoSuchBucketPolicy" {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("get policy of bucket %q: %w", name, err)
+	}
+	return aws.ToString(out.Policy), nil
+}
+
+// apiCode returns the service's error code ("NoSuchTagSet"), or "" for no error or a transport error.
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// httpStatus returns the HTTP status of a failed call, or 0 for no error or a transport error.
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/byob-agent/byob-agent/bucketfactory/s3bucket"
+	"github.com/byob-agent/byob-agent/config"
+	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/state"
+	bsync "github.com/byob-agent/byob-agent/sync"
+)
+
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path, config.LoadOptions{LookupEnv: os.LookupEnv, ReadFile: os.ReadFile})
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return cfg, nil
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) error {
+	g, _, err := parse("config validate", args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(g.config)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: valid: %d profiles, %d teams\n", cfg.File, len(cfg.ProfileNames()), len(cfg.DesiredTeams()))
+	return nil
+}
+
+// agent is a loaded configuration with its state and reconciler.
+type agent struct {
+	cfg *config.Config
+	db  *state.DB
+	rec *bsync.Reconciler
+	log *slog.Logger
+}
+
+func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error) {
+	log, err := g.logger(stderr)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := loadConfig(g.config)
+	if err != nil {
+		return nil, err
+	}
+	wandb, err := scim.NewClient(scim.Options{
+		BaseURL:   cfg.Wandb.SCIMURL,
+		Auth:      scim.AuthMode(cfg.Wandb.Auth.Mode),
+		Username:  cfg.Wandb.Auth.Username,
+		APIKey:    cfg.Wandb.Auth.APIKey.Reveal(),
+		Timeout:   cfg.Wandb.Timeout,
+		UserAgent: "byob-agent/" + version,
+	})
+	if err != nil {
+		return nil, &exitError{code: 2, err: fmt.Errorf("W&B client: %w", err)}
+	}
+	profiles := make(map[string]bsync.Profile)
+	for _, name := range cfg.ProfileNames() {
+		p, _ := cfg.Profile(name)
+		f, err := s3bucket.New(ctx, s3Options(p))
+		if err != nil {
+			return nil, &exitError{code: 2, err: fmt.Errorf("storage profile %q: %w", name, err)}
+		}
+		profiles[name] = bsync.Profile{Factory: f, AdoptExisting: p.AdoptExisting}
+	}
+	db, err := state.Open(cfg.State.Path, state.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &agent{cfg: cfg, db: db, log: log, rec: &bsync.Reconciler{
+		Store:         db,
+		WandB:         wandb,
+		Profiles:      profiles,
+		Concurrency:   cfg.Sync.Concurrency,
+		DriftInterval: cfg.Sync.DriftCheckInterval,
+		Logger:        log,
+	}}, nil
+}
+
+func s3Options(p config.Profile) s3bucket.Options {
+	o := s3bucket.Options{
+		Provider:     p.Provider,
+		Region:       p.Region,
+		Endpoint:     p.Endpoint,
+		PathStyle:    p.PathStyle,
+		PrincipalARN: p.PrincipalARN,
+		KMSEndpoint:  p.KMS.Endpoint,
+		AccountID:    p.KMS.AccountID,
+	}
+	if c := p.Credentials; c != nil {
+		o.Credentials = credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey.Reveal(), c.SessionToken.Reveal())
+	}
+	return o
+}
+
+func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	g, _, err := parse("plan", args, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := openAgent(ctx, g, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.db.Close()
+	plans, err := a.rec.Plan(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{})
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return writeJSON(stdout, plans)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TEAM\tSTATUS\tPROFILE\tBUCKET\tPLAN")
+	changes := 0
+	for _, p := range plans {
+		if p.Changes() {
+			changes++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Team, p.Status, p.Profile, bucketPath(p.Storage.Bucket, p.Storage.Path), oneLine(p.Summary()))
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\n%d teams, %d with changes\n", len(plans), changes)
+	return nil
+}
+
+func bucketPath(bucket, path string) string {
+	if path == "" {
+		return bucket
+	}
+	return bucket + "/" + path
+}
+
+func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	g, _, err := parse("sync", args, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := openAgent(ctx, g, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.db.Close()
+	results, err := a.rec.Sync(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{})
+	if err != nil {
+		return err
+	}
+	bad := 0
+	counts := map[bsync.Outcome]int{}
+	for _, r := range results {
+		counts[r.Outcome]++
+		if r.Outcome == bsync.OutcomeFailed || r.Outcome == bsync.OutcomeConflict {
+			bad++
+		}
+	}
+	if g.json {
+		if err := writeJSON(stdout, jsonResults(results)); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TEAM\tOUTCOME\tDETAIL")
+		for _, r := range results {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Team, r.Outcome, oneLine(r.Detail))
+			for _, c := range r.Changes {
+				fmt.Fprintf(tw, "\t\t  changed %s\n", oneLine(c))
+			}
+		}
+		tw.Flush()
+		fmt.Fprintf(stdout, "\n%d teams: %s\n", len(results), summarize(counts))
+	}
+	if bad > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d teams failed or are in conflict (see above; `byob-agent state show TEAM` has details)", bad, len(results))}
+	}
+	return nil
+}
+
+type jsonResult struct {
+	bsync.Result
+	Error string `json:"error,omitempty"`
+}
+
+func jsonResults(rs []bsync.Result) []jsonResult {
+	out := make([]jsonResult, len(rs))
+	for i, r := range rs {
+		out[i] = jsonResult{Result: r}
+		if r.Err != nil {
+			out[i].Error = r.Err.Error()
+		}
+	}
+	return out
+}
+
+func summarize(counts map[bsync.Outcome]int) string {
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, string(k))
+	}
+	sort.Strings(keys)
+	s := ""
+	for i, k := range keys {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%d %s", counts[bsync.Outcome(k)], k)
+	}
+	return s
+}
+
+func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	g, pos, err := parse("state "+sub, args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(g.config)
+	if err != nil {
+		return err
+	}
+	db, err := state.Open(cfg.State.Path, state.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	switch sub {
+	case "ls":
+		recs, err := db.List(ctx)
+		if err != nil {
+			return err
+		}
+		if g.json {
+			return writeJSON(stdout, recs)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TEAM\tSTATUS\tPHASE\tPROFILE\tBUCKET\tW&B ID\tLAST ERROR")
+		for _, r := range recs {
+			msg := r.LastError
+			if r.Conflict != "" {
+				msg = r.Conflict
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Status(), r.Phase, r.Profile,
+				bucketPath(r.Storage.Bucket, r.Storage.Path), r.GroupID, oneLine(msg))
+		}
+		return tw.Flush()
+	case "show":
+		if len(pos) != 1 {
+			return usageErr("state show: want exactly one TEAM")
+		}
+		r, err := db.Get(ctx, pos[0])
+		if errors.Is(err, state.ErrNotFound) {
+			return &exitError{code: 1, err: err}
+		}
+		if err != nil {
+			return err
+		}
+		return writeJSON(stdout, r)
+	case "export":
+		return db.Export(ctx, stdout)
+	}
+	return usageErr("state: unknown subcommand %q (want ls, show or export)", sub)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,202 @@
+// Package config loads byob-agent's YAML configuration: it parses the file (and the teams file it may
+// name), expands ${ENV} references, reads secret files, applies defaults and checks everything,
+// reporting every problem at once with its file, line, column and field path.
+//
+// The package never touches the process environment or the file system itself: the caller passes
+// both in LoadOptions, so tests and `byob-agent config validate` see exactly what the daemon sees.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// W&B deployments (wandb.deployment). They decide the default W&B principal of AWS profiles and
+// which providers W&B accepts for team-level storage.
+const (
+	DeploymentMultiTenant = "multi-tenant"
+	DeploymentDedicated   = "dedicated"
+	DeploymentSelfManaged = "self-managed"
+)
+
+// SCIM authentication modes (wandb.auth.mode); see docs/wandb.md.
+const (
+	AuthBearer              = "bearer"                // Authorization: Bearer <api key>
+	AuthBasicUser           = "basic-user"            // Basic <username>:<api key>, an admin user
+	AuthBasicServiceAccount = "basic-service-account" // Basic :<api key>, an org-scoped service account
+)
+
+// W&B's AWS principals, granted access to every bucket and KMS key (docs/wandb.md).
+const (
+	principalMultiTenant = "arn:aws:iam::725579432336:role/WandbIntegration"
+	principalDedicated   = "arn:aws:iam::830241207209:root"
+)
+
+// Defaults for values the file may leave out.
+const (
+	DefaultTimeout            = 30 * time.Second
+	DefaultStatePath          = "byob-agent.db"
+	DefaultConcurrency        = 8
+	DefaultDriftCheckInterval = 24 * time.Hour
+	MaxConcurrency            = 256
+)
+
+// Config is a loaded, fully resolved and valid configuration.
+type Config struct {
+	File  string // the file it was loaded from
+	Wandb Wandb
+	State State
+	Sync  Sync
+	// DefaultProfile is the profile of teams that name none: the configured defaultProfile, or the only
+	// profile when there is exactly one; empty when teams must name their profile.
+	DefaultProfile string
+
+	profiles map[string]Profile
+	teams    []team.Team // sorted by name
+}
+
+// Wandb is how the agent reaches W&B's SCIM API.
+type Wandb struct {
+	SCIMURL    string // base URL without a trailing slash, e.g. https://acme.wandb.io/scim
+	Deployment string // Deployment* constant
+	Auth       Auth
+	Timeout    time.Duration // per request
+}
+
+// Auth is the SCIM API credential.
+type Auth struct {
+	Mode     string // Auth* constant
+	Username string // AuthBasicUser only
+	APIKey   Secret
+}
+
+// State is where the agent keeps its durable record.
+type State struct {
+	Path string // resolved against the config file's directory
+}
+
+// Sync tunes the reconciler.
+type Sync struct {
+	Concurrency        int           // teams worked on at once
+	DriftCheckInterval time.Duration // 0 disables the periodic drift check
+}
+
+// Profile is one resolved storage profile: where and how the buckets of its teams are made.
+type Profile struct {
+	Name      string
+	Provider  string // team.ProviderAWS or team.ProviderS3Compatible
+	Region    string
+	Endpoint  string // S3 endpoint URL; empty means the provider's default
+	PathStyle bool   // path-style S3 addressing
+	// Credentials for the storage API; nil means the AWS SDK's default credential chain (aws only).
+	Credentials *Credentials
+	// PrincipalARN is the W&B principal granted access to buckets and keys (aws only).
+	PrincipalARN  string
+	KMS           KMS
+	AWSExternalID string // aws only
+	// AdoptExisting lets the agent take over an existing bucket of ours that carries no ownership tag.
+	AdoptExisting bool
+
+	bucketText, pathText string
+	bucket, path         *template.Template // path is nil when the profile has no path template
+}
+
+// Credentials are static storage API credentials.
+type Credentials struct {
+	AccessKeyID     string
+	SecretAccessKey Secret
+	SessionToken    Secret // optional; Reveal() == "" when unset
+}
+
+// KMS is the SSE-KMS setting of a profile. The zero value means no SSE-KMS (s3-compatible only).
+type KMS struct {
+	KeyARN   string // one existing key for every bucket of the profile
+	Create   bool   // the agent creates one key per team
+	Endpoint string // KMS API endpoint override; empty means the SDK default
+	// AccountID is the AWS account whose root the key policy of a created key names; empty: ask STS.
+	AccountID string
+}
+
+// Profile returns the resolved profile of that name.
+func (c *Config) Profile(name string) (Profile, bool) {
+	p, ok := c.profiles[name]
+	return p, ok
+}
+
+// ProfileNames returns the names of all profiles, sorted.
+func (c *Config) ProfileNames() []string {
+	return slices.Sorted(maps.Keys(c.profiles))
+}
+
+// DesiredTeams returns the teams the YAML file asks for, sorted by name, with fully resolved storage.
+func (c *Config) DesiredTeams() []team.Team {
+	return slices.Clone(c.teams)
+}
+
+// Storage renders the profile's bucket and path templates for one team and checks the result against
+// the provider's naming rules, so a team from any source gets exactly the storage a YAML team would.
+func (p Profile) Storage(teamName string) (team.Storage, error) {
+	if p.bucket == nil {
+		return team.Storage{}, fmt.Errorf("profile %q has no bucket template", p.Name)
+	}
+	data := map[string]string{"Team": teamName, "Profile": p.Name}
+	bucket, err := render(p.bucket, data)
+	if err != nil {
+		return team.Storage{}, fmt.Errorf("profile %q bucket template %q: %w", p.Name, p.bucketText, err)
+	}
+	if err := team.ValidateBucketName(p.Provider, bucket); err != nil {
+		return team.Storage{}, fmt.Errorf("profile %q bucket template %q gives %q: %w", p.Name, p.bucketText, bucket, err)
+	}
+	var path string
+	if p.path != nil {
+		if path, err = render(p.path, data); err != nil {
+			return team.Storage{}, fmt.Errorf("profile %q path template %q: %w", p.Name, p.pathText, err)
+		}
+		if err := team.ValidatePath(path); err != nil {
+			return team.Storage{}, fmt.Errorf("profile %q path template %q gives %q: %w", p.Name, p.pathText, path, err)
+		}
+	}
+	return team.Storage{
+		Provider:      p.Provider,
+		Bucket:        bucket,
+		Path:          path,
+		Region:        p.Region,
+		Endpoint:      p.Endpoint,
+		KMSKeyARN:     p.KMS.KeyARN,
+		CreateKMSKey:  p.KMS.Create,
+		AWSExternalID: p.AWSExternalID,
+	}, nil
+}
+
+// maxRendered bounds a template's output: no bucket name or path is anywhere near it, and the bound
+// stops a runaway template (e.g. a large range) early.
+const maxRendered = 1024
+
+var errTooLong = errors.New("output is longer than 1024 bytes")
+
+func render(t *template.Template, data map[string]string) (string, error) {
+	w := &limitWriter{max: maxRendered}
+	if err := t.Execute(w, data); err != nil {
+		return "", err
+	}
+	return w.String(), nil
+}
+
+type limitWriter struct {
+	strings.Builder
+	max int
+}
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if w.Len()+len(p) > w.max {
+		return 0, errTooLong
+	}
+	return w.Builder.Write(p)
+}

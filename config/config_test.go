@@ -1,0 +1,231 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const (
+	dir        = "/cfg"
+	configPath = "/cfg/config.yaml"
+	teamsPath  = "/cfg/teams.yaml"
+)
+
+// fragments of a valid configuration, combined by the cases below.
+const (
+	wandbOK = `wandb:
+  scimURL: https://acme.wandb.io/scim
+  deployment: dedicated
+  auth:
+    mode: bearer
+    apiKey: ${WANDB_API_KEY}
+`
+	profilesOK = `profiles:
+  main:
+    provider: aws
+    region: us-east-1
+    bucket: "wandb-{{ .Team }}"
+    kms:
+      create: true
+`
+	s3ProfilesOK = `profiles:
+  main:
+    provider: s3-compatible
+    region: us-east-1
+    endpoint: http://127.0.0.1:8333
+    credentials:
+      accessKeyId: AKIAEXAMPLE
+      secretAccessKey: ${S3_SECRET}
+    bucket: s-{{ .Team }}
+    path: "wandb/{{ .Team }}"
+`
+	teamsOK = `teams:
+  - name: ml-research
+`
+)
+
+var baseEnv = map[string]string{"WANDB_API_KEY": "wandb-key-value", "S3_SECRET": "s3-secret-value"}
+
+// opts gives Load an in-memory file system (paths under /cfg) and environment.
+func opts(files, env map[string]string) LoadOptions {
+	return LoadOptions{
+		LookupEnv: func(k string) (string, bool) {
+			if v, ok := env[k]; ok {
+				return v, true
+			}
+			v, ok := baseEnv[k]
+			return v, ok
+		},
+		ReadFile: func(p string) ([]byte, error) {
+			if v, ok := files[strings.TrimPrefix(p, dir+"/")]; ok {
+				return []byte(v), nil
+			}
+			return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
+		},
+	}
+}
+
+func loadYAML(t *testing.T, yaml string, files, env map[string]string) (*Config, error) {
+	t.Helper()
+	all := map[string]string{"config.yaml": yaml}
+	for k, v := range files {
+		all[k] = v
+	}
+	return Load(configPath, opts(all, env))
+}
+
+func mustLoad(t *testing.T, yaml string, files, env map[string]string) *Config {
+	t.Helper()
+	cfg, err := loadYAML(t, yaml, files, env)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return cfg
+}
+
+// markerLine returns the line of s that carries the "#<" marker.
+func markerLine(s string) int {
+	for i, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "#<") {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func TestLoadBad(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		files map[string]string // more files under /cfg
+		env   map[string]string
+		file  string // file of the problem, under /cfg; default config.yaml
+		line  int    // expected line; 0 means the line marked "#<" in that file
+		field string
+		msg   string
+		count int // problems expected; 0 means 1
+	}{
+		{name: "empty file", yaml: "", line: 1, msg: "the file is empty"},
+		{name: "only comments", yaml: "# nothing here\n", line: 1, msg: "the file is empty"},
+		{name: "malformed YAML", yaml: "wandb:\n  scimURL: a: b #<\n", msg: "invalid YAML: mapping values are not allowed"},
+		{name: "second document", yaml: wandbOK + profilesOK + "--- #<\na: 1\n", msg: "second YAML document"},
+		{name: "top level is a list", yaml: "- a #<\n", field: "", msg: "expected a mapping, got a list"},
+		{name: "unknown top-level key", yaml: wandbOK + profilesOK + "colour: blue #<\n", field: "colour", msg: "unknown key; expected one of: wandb, state"},
+		{name: "duplicate key", yaml: wandbOK + profilesOK + "sync: {}\nsync: {} #<\n", field: "sync", msg: "duplicate key; first defined at line 14"},
+		{name: "wandb missing", yaml: "profiles: #<\n  main:\n    provider: aws\n    region: r\n    bucket: b-{{ .Team }}\n    principal: dedicated\n    kms: {create: true}\n", field: "wandb", msg: "is required"},
+		{name: "wandb not a mapping", yaml: "wandb: hello #<\n" + profilesOK, field: "wandb", msg: "expected a mapping, got a string"},
+		{name: "scimURL missing", yaml: "wandb: #<\n  deployment: dedicated\n  auth: {mode: bearer, apiKey: k}\n" + profilesOK, field: "wandb.scimURL", msg: "is required"},
+		{name: "scimURL not http", yaml: "wandb:\n  scimURL: ftp://x/scim #<\n  deployment: dedicated\n  auth: {mode: bearer, apiKey: k}\n" + profilesOK, field: "wandb.scimURL", msg: `"ftp://x/scim" is not an http:// or https:// URL`},
+		{name: "scimURL with credentials", yaml: "wandb:\n  scimURL: https://u:pw@x/scim #<\n  deployment: dedicated\n  auth: {mode: bearer, apiKey: k}\n" + profilesOK, field: "wandb.scimURL", msg: "must not contain a user name or password"},
+		{name: "deployment invalid", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: cloud #<\n  auth: {mode: bearer, apiKey: k}\n" + profilesOK, field: "wandb.deployment", msg: `"cloud" is not supported; expected one of: multi-tenant, dedicated, self-managed`},
+		{name: "auth mode invalid", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth: {mode: token, apiKey: k} #<\n" + profilesOK, field: "wandb.auth.mode", msg: `"token" is not supported`},
+		{name: "auth missing", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n" + profilesOK, line: 1, field: "wandb.auth", msg: "is required"},
+		{name: "basic-user without username", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth: #<\n    mode: basic-user\n    apiKey: k\n" + profilesOK, field: "wandb.auth.username", msg: "is required when mode is basic-user"},
+		{name: "username with bearer", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth:\n    mode: bearer\n    username: admin #<\n    apiKey: k\n" + profilesOK, field: "wandb.auth.username", msg: "only used when mode is basic-user"},
+		{name: "username with colon", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth:\n    mode: basic-user\n    username: a:b #<\n    apiKey: k\n" + profilesOK, field: "wandb.auth.username", msg: "must not contain ':'"},
+		{name: "apiKey and apiKeyFile", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth:\n    mode: bearer\n    apiKey: k\n    apiKeyFile: key.txt #<\n" + profilesOK, field: "wandb.auth.apiKeyFile", msg: "set either apiKey or apiKeyFile, not both"},
+		{name: "no apiKey", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth: #<\n    mode: bearer\n" + profilesOK, field: "wandb.auth.apiKey", msg: "set apiKey or apiKeyFile"},
+		{name: "apiKey env unset", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth:\n    mode: bearer\n    apiKey: ${NOPE} #<\n" + profilesOK, field: "wandb.auth.apiKey", msg: "environment variable NOPE is not set"},
+		{name: "apiKey empty after expansion", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth:\n    mode: bearer\n    apiKey: ${EMPTY} #<\n" + profilesOK, env: map[string]string{"EMPTY": ""}, field: "wandb.auth.apiKey", msg: "is empty"},
+		{name: "apiKeyFile missing", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth:\n    mode: bearer\n    apiKeyFile: secrets/key #<\n" + profilesOK, field: "wandb.auth.apiKeyFile", msg: `cannot read "/cfg/secrets/key": file does not exist`},
+		{name: "apiKeyFile empty", yaml: "wandb:\n  scimURL: https://x/scim\n  deployment: dedicated\n  auth:\n    mode: bearer\n    apiKeyFile: key #<\n" + profilesOK, files: map[string]string{"key": "\n"}, field: "wandb.auth.apiKeyFile", msg: `file "/cfg/key" is empty`},
+		{name: "unterminated reference", yaml: "wandb:\n  scimURL: https://x/${HOST #<\n  deployment: dedicated\n  auth: {mode: bearer, apiKey: k}\n" + profilesOK, field: "wandb.scimURL", msg: `unterminated "${"`},
+		{name: "bad variable name", yaml: "wandb:\n  scimURL: https://x/${1HOST} #<\n  deployment: dedicated\n  auth: {mode: bearer, apiKey: k}\n" + profilesOK, field: "wandb.scimURL", msg: `"1HOST" is not a valid environment variable name`},
+		{name: "timeout without unit", yaml: wandbOK + "  timeout: 30 #<\n" + profilesOK, field: "wandb.timeout", msg: `expected a duration such as 30s or 24h, got "30"`},
+		{name: "timeout zero", yaml: wandbOK + "  timeout: 0s #<\n" + profilesOK, field: "wandb.timeout", msg: "must be positive"},
+		{name: "timeout a list", yaml: wandbOK + "  timeout: [1s] #<\n" + profilesOK, field: "wandb.timeout", msg: "expected a duration such as 30s or 24h, got a list"},
+		{name: "concurrency not a number", yaml: wandbOK + profilesOK + "sync:\n  concurrency: \"eight\" #<\n", field: "sync.concurrency", msg: `expected an integer, got "eight"`},
+		{name: "concurrency a float", yaml: wandbOK + profilesOK + "sync:\n  concurrency: 1.5 #<\n", field: "sync.concurrency", msg: "expected an integer, got a number"},
+		{name: "concurrency zero", yaml: wandbOK + profilesOK + "sync:\n  concurrency: 0 #<\n", field: "sync.concurrency", msg: "must be between 1 and 256, got 0"},
+		{name: "concurrency too high", yaml: wandbOK + profilesOK + "sync:\n  concurrency: 1000 #<\n", field: "sync.concurrency", msg: "must be between 1 and 256, got 1000"},
+		{name: "drift interval negative", yaml: wandbOK + profilesOK + "sync:\n  driftCheckInterval: -1h #<\n", field: "sync.driftCheckInterval", msg: "must not be negative"},
+		{name: "drift interval bad", yaml: wandbOK + profilesOK + "sync:\n  driftCheckInterval: daily #<\n", field: "sync.driftCheckInterval", msg: `got "daily"`},
+		{name: "state unknown key", yaml: wandbOK + profilesOK + "state:\n  file: x.db #<\n", field: "state.file", msg: "unknown key; expected one of: path"},
+		{name: "profiles missing", yaml: wandbOK + "teams: [] #<\n", line: 1, field: "profiles", msg: "is required: define at least one storage profile"},
+		{name: "profiles empty", yaml: wandbOK + "profiles: {} #<\n", field: "profiles", msg: "define at least one storage profile"},
+		{name: "profile name invalid", yaml: wandbOK + "profiles:\n  Main_1: #<\n    provider: aws\n    region: us-east-1\n    bucket: b-{{ .Team }}\n    kms: {create: true}\n", field: "profiles.Main_1", msg: `profile name "Main_1" may contain only lowercase letters, digits and '-'`},
+		{name: "profile not a mapping", yaml: wandbOK + "profiles:\n  main: aws #<\n", field: "profiles.main", msg: "expected a mapping, got a string"},
+		{name: "provider unsupported", yaml: wandbOK + "profiles:\n  main:\n    provider: gcs #<\n    region: us-east-1\n    bucket: b-{{ .Team }}\n" + teamsOK, field: "profiles.main.provider", msg: `"gcs" is not supported; expected one of: aws, s3-compatible`},
+		{name: "provider missing", yaml: wandbOK + "profiles:\n  main: #<\n    region: us-east-1\n    bucket: b-{{ .Team }}\n" + teamsOK, field: "profiles.main.provider", msg: "is required"},
+		{name: "region missing", yaml: wandbOK + "profiles:\n  main: #<\n    provider: aws\n    bucket: b-{{ .Team }}\n    kms: {create: true}\n", field: "profiles.main.region", msg: "is required"},
+		{name: "region empty", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: \"\" #<\n    bucket: b-{{ .Team }}\n    kms: {create: true}\n", field: "profiles.main.region", msg: "must not be empty"},
+		{name: "unknown profile key", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    bucket: b-{{ .Team }}\n    kms: {create: true}\n    versioning: true #<\n", field: "profiles.main.versioning", msg: "unknown key; expected one of: provider, region"},
+		{name: "endpoint not a URL", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    endpoint: localhost:4566 #<\n    bucket: b-{{ .Team }}\n    kms: {create: true}\n", field: "profiles.main.endpoint", msg: "is not an http:// or https:// URL"},
+		{name: "pathStyle not a bool", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    pathStyle: yes #<\n    bucket: b-{{ .Team }}\n    kms: {create: true}\n", field: "profiles.main.pathStyle", msg: `expected true or false, got "yes"`},
+		{name: "adoptExisting not a bool", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    bucket: b-{{ .Team }}\n    kms: {create: true}\n    adoptExisting: 1 #<\n", field: "profiles.main.adoptExisting", msg: "expected true or false, got an integer"},
+		{name: "s3-compatible without endpoint", yaml: wandbOK + "profiles:\n  main: #<\n    provider: s3-compatible\n    region: r\n    credentials: {accessKeyId: a, secretAccessKey: s}\n    bucket: b-{{ .Team }}\n", field: "profiles.main.endpoint", msg: "is required for provider s3-compatible"},
+		{name: "s3-compatible without credentials", yaml: wandbOK + "profiles:\n  main: #<\n    provider: s3-compatible\n    region: r\n    endpoint: http://127.0.0.1:8333\n    bucket: b-{{ .Team }}\n", field: "profiles.main.credentials", msg: "is required for provider s3-compatible"},
+		{name: "s3-compatible on multi-tenant", yaml: strings.Replace(wandbOK, "dedicated", "multi-tenant", 1) + strings.Replace(s3ProfilesOK, "provider: s3-compatible", "provider: s3-compatible #<", 1), field: "profiles.main.provider", msg: "W&B multi-tenant cloud does not accept s3-compatible team storage"},
+		{name: "principal on s3-compatible", yaml: wandbOK + s3ProfilesOK + "    principal: dedicated #<\n", field: "profiles.main.principal", msg: "is only used with provider aws"},
+		{name: "awsExternalId on s3-compatible", yaml: wandbOK + s3ProfilesOK + "    awsExternalId: x #<\n", field: "profiles.main.awsExternalId", msg: "is only used with provider aws"},
+		{name: "credentials without accessKeyId", yaml: wandbOK + strings.Replace(s3ProfilesOK, "credentials:\n      accessKeyId: AKIAEXAMPLE\n", "credentials: #<\n", 1), field: "profiles.main.credentials.accessKeyId", msg: "is required"},
+		{name: "secretAccessKey twice", yaml: wandbOK + strings.Replace(s3ProfilesOK, "${S3_SECRET}\n", "${S3_SECRET}\n      secretAccessKeyFile: s3.key #<\n", 1), field: "profiles.main.credentials.secretAccessKeyFile", msg: "set either secretAccessKey or secretAccessKeyFile, not both"},
+		{name: "sessionTokenFile missing", yaml: wandbOK + strings.Replace(s3ProfilesOK, "${S3_SECRET}\n", "${S3_SECRET}\n      sessionTokenFile: /run/token #<\n", 1), field: "profiles.main.credentials.sessionTokenFile", msg: `cannot read "/run/token"`},
+		{name: "credentials a list", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    credentials: [a] #<\n    bucket: b-{{ .Team }}\n    kms: {create: true}\n", field: "profiles.main.credentials", msg: "expected a mapping, got a list"},
+		{name: "aws without kms", yaml: wandbOK + "profiles:\n  main: #<\n    provider: aws\n    region: us-east-1\n    bucket: b-{{ .Team }}\n", field: "profiles.main.kms", msg: "is required for provider aws: W&B requires SSE-KMS"},
+		{name: "kms keyArn and create", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    bucket: b-{{ .Team }}\n    kms:\n      keyArn: arn:aws:kms:us-east-1:111122223333:key/abc\n      create: true #<\n", field: "profiles.main.kms.create", msg: "set either keyArn or create: true, not both"},
+		{name: "kms neither", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    bucket: b-{{ .Team }}\n    kms: {create: false} #<\n", field: "profiles.main.kms", msg: "set keyArn, or create: true"},
+		{name: "kms keyArn malformed", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    bucket: b-{{ .Team }}\n    kms:\n      keyArn: alias/wandb #<\n", field: "profiles.main.kms.keyArn", msg: `"alias/wandb" is not a KMS key ARN`},
+		{name: "kms key in another region", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    bucket: b-{{ .Team }}\n    kms:\n      keyArn: arn:aws:kms:eu-west-1:111122223333:key/abc #<\n", field: "profiles.main.kms.keyArn", msg: "the key is in region eu-west-1 but the profile's region is us-east-1"},
+		{name: "principal invalid", yaml: wandbOK + profilesOK + "    principal: wandb #<\n", field: "profiles.main.principal", msg: `"wandb" is not multi-tenant, dedicated or an IAM principal ARN`},
+		{name: "self-managed without principal", yaml: strings.Replace(wandbOK, "dedicated", "self-managed", 1) + strings.Replace(profilesOK, "  main:", "  main: #<", 1), field: "profiles.main.principal", msg: "is required when wandb.deployment is self-managed"},
+		{name: "bucket missing", yaml: wandbOK + "profiles:\n  main: #<\n    provider: aws\n    region: us-east-1\n    kms: {create: true}\n" + teamsOK, field: "profiles.main.bucket", msg: "is required"},
+		{name: "bucket template does not parse", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    bucket: \"wandb-{{ .Team }\" #<\n    kms: {create: true}\n" + teamsOK, field: "profiles.main.bucket", msg: `invalid template "wandb-{{ .Team }": template: profiles.main.bucket:1: unexpected "}"`},
+		{name: "bucket template unknown field", yaml: wandbOK + "profiles:\n  main:\n    provider: aws\n    region: us-east-1\n    bucket: \"wandb-{{ .Name }}\" #<\n    kms: {create: true}\n" + teamsOK, field: "profiles.main.bucket", msg: `map has no entry for key "Name"`},
+		{name: "path template does not parse", yaml: wandbOK + strings.Replace(s3ProfilesOK, `path: "wandb/{{ .Team }}"`, `path: "{{" #<`, 1), field: "profiles.main.path", msg: `invalid template "{{"`},
+		{name: "bucket name invalid for a team", yaml: wandbOK + profilesOK + "teams:\n  - name: ml\n  - name: team_x #<\n", field: "teams[1]", msg: `team "team_x": profile "main" bucket template "wandb-{{ .Team }}" gives "wandb-team_x": bucket name "wandb-team_x" may contain only`},
+		{name: "bucket name too short", yaml: wandbOK + strings.Replace(profilesOK, `"wandb-{{ .Team }}"`, `"{{ .Team }}"`, 1) + "teams:\n  - name: ab #<\n", field: "teams[0]", msg: `gives "ab": bucket name "ab" must be 3 to 63 characters long`},
+		{name: "path invalid for a team", yaml: wandbOK + strings.Replace(s3ProfilesOK, `path: "wandb/{{ .Team }}"`, `path: "/teams/{{ .Team }}"`, 1) + "teams:\n  - name: ml #<\n", field: "teams[0]", msg: `path template "/teams/{{ .Team }}" gives "/teams/ml": path "/teams/ml" must not begin or end with '/'`},
+		{name: "teams is a mapping", yaml: wandbOK + profilesOK + "teams: {a: b} #<\n", field: "teams", msg: "expected a list, got a mapping"},
+		{name: "team is a string", yaml: wandbOK + profilesOK + "teams:\n  - ml #<\n", field: "teams[0]", msg: "expected a mapping, got a string"},
+		{name: "team name invalid", yaml: wandbOK + profilesOK + "teams:\n  - name: ML-Research #<\n", field: "teams[0].name", msg: `team name "ML-Research" is not a valid W&B team name`, count: 2},
+		{name: "team name missing", yaml: wandbOK + profilesOK + "teams:\n  - profile: main #<\n", field: "teams[0].name", msg: "is required"},
+		{name: "team unknown key", yaml: wandbOK + profilesOK + "teams:\n  - name: ml\n    admins: [a] #<\n", field: "teams[0].admins", msg: "unknown key; expected one of: name, profile"},
+		{name: "team profile undefined", yaml: wandbOK + profilesOK + "teams:\n  - name: ml\n    profile: gcp #<\n", field: "teams[0].profile", msg: `profile "gcp" is not defined; profiles: main`},
+		{name: "team without profile", yaml: wandbOK + profilesOK + strings.Replace(s3ProfilesOK, "profiles:\n  main:", "  s3:", 1) + "teams:\n  - name: ml #<\n", field: "teams[0]", msg: `team "ml" has no profile: set profile here, or defaultProfile (profiles: main, s3)`},
+		{name: "defaultProfile undefined", yaml: wandbOK + profilesOK + "defaultProfile: mian #<\n", field: "defaultProfile", msg: `profile "mian" is not defined; profiles: main`},
+		{name: "duplicate team", yaml: wandbOK + profilesOK + "teams:\n  - name: ml\n  - name: nlp\n  - name: ml #<\n", field: "teams[2].name", msg: `team "ml" is already defined at /cfg/config.yaml:15:5`},
+		{name: "same storage", yaml: wandbOK + strings.Replace(profilesOK, `"wandb-{{ .Team }}"`, "shared", 1) + "teams:\n  - name: ml\n  - name: nlp #<\n", field: "teams[1]", msg: `team "nlp" would get bucket "shared", which team "ml" at /cfg/config.yaml:15:5 gets too`},
+		{name: "shared bucket, other paths", yaml: wandbOK + strings.Replace(s3ProfilesOK, "s-{{ .Team }}", "shared", 1) + "teams:\n  - name: all\n  - name: ml #<\n", field: "teams[1]", msg: `shared buckets are not supported yet`},
+		{name: "alias", yaml: wandbOK + strings.Replace(profilesOK, "kms:", "kms: &k", 1) + "  other:\n    provider: aws\n    region: us-east-1\n    bucket: o-{{ .Team }}\n    kms: *k #<\n", field: "profiles.other.kms", msg: "YAML aliases (*k) are not supported"},
+		{name: "teamsFile missing", yaml: wandbOK + profilesOK + "teamsFile: more.yaml #<\n", field: "teamsFile", msg: `cannot read "/cfg/more.yaml": file does not exist`},
+		{name: "teamsFile empty", yaml: wandbOK + profilesOK + "teamsFile: teams.yaml\n", files: map[string]string{"teams.yaml": ""}, file: "teams.yaml", line: 1, msg: "the file is empty"},
+		{name: "teamsFile without teams", yaml: wandbOK + profilesOK + "teamsFile: teams.yaml\n", files: map[string]string{"teams.yaml": "# teams\nother: 1 #<\n"}, file: "teams.yaml", count: 2, field: "other", msg: "unknown key; expected one of: teams"},
+		{name: "teamsFile bad team", yaml: wandbOK + profilesOK + "teamsFile: teams.yaml\n", files: map[string]string{"teams.yaml": "teams:\n  - name: a1\n  - name: b1\n    owner: x #<\n"}, file: "teams.yaml", field: "teams[1].owner", msg: "unknown key"},
+		{name: "teamsFile duplicate of inline", yaml: wandbOK + profilesOK + teamsOK + "teamsFile: teams.yaml\n", files: map[string]string{"teams.yaml": "teams:\n  - name: ml-research #<\n"}, file: "teams.yaml", field: "teams[0].name", msg: `team "ml-research" is already defined at /cfg/config.yaml:15:5`},
+		{name: "teamsFile malformed", yaml: wandbOK + profilesOK + "teamsFile: teams.yaml\n", files: map[string]string{"teams.yaml": "teams:\n  - name: a\n  - name: [ #<\n"}, file: "teams.yaml", msg: "invalid YAML"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			file := cmp.Or(tc.file, "config.yaml")
+			content := tc.yaml
+			if file != "config.yaml" {
+				content = tc.files[file]
+			}
+			line := tc.line
+			if line == 0 {
+				if line = markerLine(content); line == 0 {
+					t.Fatal("test case has neither line nor #< marker")
+				}
+			}
+			_, err := loadYAML(t, tc.yaml, tc.files, tc.env)
+			var errs *Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("Load error = %v, want *Errors", err)
+			}
+			if want := max(tc.count, 1); len(errs.Problems) != want {
+				t.Errorf("got %d problems, want %d:\n%v", len(errs.Problems), want, err)
+			}
+			for _, p := range errs.Problems {
+				if p.File == filepath.Join(dir, file) && p.Line == line && p.Field == tc.field && strings.Contains(p.Msg, tc.msg) {
+					return
+				}
+			}
+			t.Errorf("no problem %s:%d: %s: ...%s...; got:\n%v", file, line, tc.field, tc.msg, err)
+		})
+	}
+}

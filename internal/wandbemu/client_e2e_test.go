@@ -1,0 +1,196 @@
+package wandbemu_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/scim"
+)
+
+// startWithClient runs the emulator on 127.0.0.1 and returns a scim.Client for it.
+func startWithClient(t *testing.T, o wandbemu.Options, mod func(*scim.Options)) (*wandbemu.Server, *scim.Client) {
+	t.Helper()
+	e := start(t, o)
+	co := scim.Options{BaseURL: e.url + "/scim", Auth: scim.AuthBearer, APIKey: apiKey, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}
+	if mod != nil {
+		mod(&co)
+	}
+	c, err := scim.NewClient(co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.emu, c
+}
+
+func TestClientAgainstEmulator(t *testing.T) {
+	chk := &fakeChecker{bad: map[string]string{"missing": "no such bucket"}}
+	emu, c := startWithClient(t, wandbemu.Options{Checker: chk, MaxPageSize: 3}, nil)
+	ctx := t.Context()
+	ada := emu.AddUser("ada", "ada@example.com")
+
+	sb := &scim.StorageBucket{Name: "wandb-ml", Provider: "AWS", KMSKeyID: "arn:aws:kms:us-east-1:1:key/k"}
+	ml, err := c.CreateGroup(ctx, scim.NewGroup{DisplayName: "ml", Members: []scim.Member{{Value: "ada@example.com"}}, StorageBucket: sb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Decoded from W&B's capitalised member keys.
+	if ml.ID == "" || ml.DisplayName != "ml" || !reflect.DeepEqual(ml.Members, []scim.Member{{Value: ada, Display: "ada"}}) {
+		t.Fatalf("created %+v", ml)
+	}
+	if g := emu.Groups(); len(g) != 1 || !reflect.DeepEqual(g[0].StorageBucket, sb) {
+		t.Fatalf("emulator has %+v", g)
+	}
+
+	_, err = c.CreateGroup(ctx, scim.NewGroup{DisplayName: "ml"})
+	var ae *scim.APIError
+	if !errors.Is(err, scim.ErrConflict) || !errors.As(err, &ae) || ae.Attempts != 1 {
+		t.Fatalf("duplicate create: %v, want ErrConflict after one attempt", err)
+	}
+
+	_, err = c.CreateGroup(ctx, scim.NewGroup{DisplayName: "bad", StorageBucket: &scim.StorageBucket{Name: "missing", Provider: "AWS"}})
+	if !errors.Is(err, scim.ErrBadRequest) {
+		t.Fatalf("rejected bucket: %v, want ErrBadRequest", err)
+	}
+	if g, err := c.FindGroup(ctx, "bad"); err != nil || g != nil {
+		t.Fatalf("FindGroup after rejected bucket: %+v, %v; want nil, nil", g, err)
+	}
+
+	// Seven teams over pages of three: three list requests.
+	for i := range 6 {
+		if _, err := c.CreateGroup(ctx, scim.NewGroup{DisplayName: fmt.Sprintf("team-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emu.ResetCounts()
+	all, err := c.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 7 || all[0].ID != ml.ID || all[6].DisplayName != "team-5" {
+		t.Fatalf("listed %d teams: %+v", len(all), all)
+	}
+	if n := emu.Counts()["GET /scim/Groups"]; n != 3 {
+		t.Fatalf("%d list requests, want 3", n)
+	}
+	if emu.MutatingCount() != 0 {
+		t.Fatal("listing mutated")
+	}
+
+	found, err := c.FindGroup(ctx, "team-4")
+	if err != nil || found == nil || found.DisplayName != "team-4" || found.Members != nil {
+		t.Fatalf("FindGroup: %+v, %v", found, err)
+	}
+	got, err := c.GetGroup(ctx, found.ID)
+	if err != nil || got == nil || got.ID != found.ID {
+		t.Fatalf("GetGroup: %+v, %v", got, err)
+	}
+	if g, err := c.GetGroup(ctx, "R3JvdXA6OTk5"); err != nil || g != nil {
+		t.Fatalf("GetGroup unknown: %+v, %v; want nil, nil", g, err)
+	}
+}
+
+func TestClientListsMoreThanOneFullPage(t *testing.T) {
+	emu, c := startWithClient(t, wandbemu.Options{}, nil)
+	const n = 1001 // the client asks for 1000 per page
+	for i := range n {
+		if _, err := c.CreateGroup(t.Context(), scim.NewGroup{DisplayName: fmt.Sprintf("t%04d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emu.ResetCounts()
+	all, err := c.ListGroups(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != n || all[n-1].DisplayName != "t1000" || emu.Counts()["GET /scim/Groups"] != 2 {
+		t.Fatalf("%d teams in %d requests", len(all), emu.Counts()["GET /scim/Groups"])
+	}
+}
+
+func TestClientAuthModesAgainstEmulator(t *testing.T) {
+	tests := []struct {
+		mode    scim.AuthMode
+		user    string
+		key     string
+		wantErr error
+	}{
+		{scim.AuthBearer, "", apiKey, nil},
+		{scim.AuthBasicUser, "admin", apiKey, nil},
+		{scim.AuthBasicServiceAccount, "", apiKey, nil},
+		{scim.AuthBasicUser, "mallory", apiKey, scim.ErrUnauthorized},
+		{scim.AuthBearer, "", "wrong", scim.ErrUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/%s/%s", tt.mode, tt.user, tt.key), func(t *testing.T) {
+			emu, c := startWithClient(t, wandbemu.Options{Username: "admin"}, func(o *scim.Options) { o.Auth, o.Username, o.APIKey = tt.mode, tt.user, tt.key })
+			_, err := c.ListGroups(t.Context())
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if n := emu.Counts()["GET /scim/Groups"]; n != 1 {
+				t.Fatalf("%d requests, want 1 (401 is not retried)", n)
+			}
+		})
+	}
+}
+
+// A POST whose response is lost after W&B created the team: the client retries, gets 409, and the
+// caller finds the team by name. Exactly one team exists.
+func TestClientLostCreateResponse(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault wandbemu.Fault
+	}{
+		{"500 after create", wandbemu.Fault{Status: 500, AfterApply: true}},
+		{"hang after create", wandbemu.Fault{Hang: true, AfterApply: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var posts atomic.Int32
+			emu, c := startWithClient(t, wandbemu.Options{Fault: func(r *http.Request) wandbemu.Fault {
+				if r.Method == http.MethodPost && posts.Add(1) == 1 {
+					return tt.fault
+				}
+				return wandbemu.Fault{}
+			}}, func(o *scim.Options) { o.Timeout = 300 * time.Millisecond })
+			sb := &scim.StorageBucket{Name: "b", Provider: "MINIO"}
+			_, err := c.CreateGroup(t.Context(), scim.NewGroup{DisplayName: "ml", StorageBucket: sb})
+			var ae *scim.APIError
+			if !errors.Is(err, scim.ErrConflict) || !errors.As(err, &ae) || ae.Attempts != 2 {
+				t.Fatalf("err = %v, want ErrConflict on the second attempt", err)
+			}
+			g, err := c.FindGroup(t.Context(), "ml")
+			if err != nil || g == nil {
+				t.Fatalf("lookup after conflict: %+v, %v", g, err)
+			}
+			if teams := emu.Groups(); len(teams) != 1 || teams[0].ID != g.ID || !reflect.DeepEqual(teams[0].StorageBucket, sb) {
+				t.Fatalf("emulator has %+v", teams)
+			}
+			if n := emu.Counts()["POST /scim/Groups"]; n != 2 {
+				t.Fatalf("%d POSTs, want 2", n)
+			}
+		})
+	}
+}
+
+func TestClientRetriesInjected429(t *testing.T) {
+	var gets atomic.Int32
+	emu, c := startWithClient(t, wandbemu.Options{Fault: func(r *http.Request) wandbemu.Fault {
+		if gets.Add(1) <= 2 {
+			return wandbemu.Fault{Status: 429, RetryAfter: "0"}
+		}
+		return wandbemu.Fault{}
+	}}, nil)
+	if _, err := c.ListGroups(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := emu.Counts()["GET /scim/Groups"]; n != 3 {
+		t.Fatalf("%d requests, want 3", n)
+	}
+}

@@ -1,0 +1,377 @@
+package wandbemu
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/byob-agent/byob-agent/scim"
+)
+
+// memberOut is a member as W&B's own examples show it: capitalised keys.
+type memberOut struct {
+	Value   string `json:"Value"`
+	Ref     string `json:"Ref"`
+	Type    string `json:"Type"`
+	Display string `json:"Display"`
+}
+
+// groupOut is a team as W&B answers it: no storageBucket, "members": null when empty.
+type groupOut struct {
+	Schemas     []string    `json:"schemas"`
+	ID          string      `json:"id"`
+	DisplayName string      `json:"displayName"`
+	Members     []memberOut `json:"members"`
+	Meta        meta        `json:"meta"`
+}
+
+// groupIn is a POST or PUT body. Pointers tell "absent" from "empty".
+type groupIn struct {
+	Schemas       []string            `json:"schemas"`
+	DisplayName   *string             `json:"displayName"`
+	Members       []memberIn          `json:"members"`
+	StorageBucket *scim.StorageBucket `json:"storageBucket"`
+}
+
+type memberIn struct {
+	Value string `json:"value"`
+}
+
+func (s *Server) groupOut(g *group) groupOut {
+	out := groupOut{
+		Schemas:     []string{scim.SchemaGroup},
+		ID:          g.ID,
+		DisplayName: g.DisplayName,
+		Meta: meta{
+			ResourceType: "Group",
+			Created:      g.created.Format(time.RFC3339),
+			LastModified: g.modified.Format(time.RFC3339),
+			Location:     s.location("Groups", g.ID),
+		},
+	}
+	for _, m := range g.Members {
+		out.Members = append(out.Members, memberOut{Value: m.Value, Display: m.Display})
+	}
+	return out
+}
+
+func (s *Server) groupsCollection(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		s.listGroups(w, r)
+	case http.MethodPost:
+		s.createGroup(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		writeError(w, http.StatusMethodNotAllowed, "", "%s is not supported on /Groups", r.Method)
+	}
+}
+
+func (s *Server) groupItem(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		s.getGroup(w, r)
+	case http.MethodPatch:
+		s.patchGroup(w, r)
+	case http.MethodPut:
+		s.putGroup(w, r)
+	default:
+		// W&B has no DELETE /Groups/{id}: teams cannot be deleted through SCIM.
+		w.Header().Set("Allow", "GET, PATCH, PUT")
+		writeError(w, http.StatusMethodNotAllowed, "", "%s is not supported on /Groups/{id}: W&B teams cannot be deleted or otherwise changed through SCIM", r.Method)
+	}
+}
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
+	var match func(*group) bool
+	if f := r.URL.Query().Get("filter"); f != "" {
+		_, value, err := parseEqFilter(f, "displayName") // the only group filter W&B documents
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalidFilter", "%v", err)
+			return
+		}
+		match = func(g *group) bool { return g.DisplayName == value }
+	}
+	start, count, err := s.paging(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalidValue", "%v", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var hits []*group
+	for _, g := range s.groups {
+		if match == nil || match(g) {
+			hits = append(hits, g)
+		}
+	}
+	page := pageOf(hits, start, count)
+	res := make([]any, 0, len(page))
+	for _, g := range page {
+		res = append(res, s.groupOut(g))
+	}
+	writeJSON(w, http.StatusOK, listResponse{
+		Schemas: []string{scim.SchemaListResponse}, TotalResults: len(hits), ItemsPerPage: len(res), StartIndex: start, Resources: res,
+	})
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groupByID(r.PathValue("id"))
+	if g == nil {
+		writeError(w, http.StatusNotFound, "", "team %s not found", r.PathValue("id"))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.groupOut(g))
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
+	var in groupIn
+	if !decodeBody(w, r, &in) {
+		return
+	}
+	if !slices.Contains(in.Schemas, scim.SchemaGroup) {
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", scim.SchemaGroup)
+		return
+	}
+	if in.DisplayName == nil || *in.DisplayName == "" {
+		writeError(w, http.StatusBadRequest, "invalidValue", "displayName is required")
+		return
+	}
+	name := *in.DisplayName
+	if err := validTeamName(name); err != "" {
+		writeError(w, http.StatusBadRequest, "invalidValue", "displayName %q is not a valid team name: %s", name, err)
+		return
+	}
+	if sb := in.StorageBucket; sb != nil {
+		if !slices.Contains(scim.Providers, sb.Provider) {
+			writeError(w, http.StatusBadRequest, "invalidValue", "storageBucket.provider %q is invalid: allowed values are %s", sb.Provider, strings.Join(scim.Providers, ", "))
+			return
+		}
+		if sb.Name == "" {
+			writeError(w, http.StatusBadRequest, "invalidValue", "storageBucket.name is required")
+			return
+		}
+	}
+	s.mu.Lock()
+	members, bad := s.resolveMembersLocked(in.Members)
+	exists := s.groupByName(name) != nil
+	s.mu.Unlock()
+	switch {
+	case bad != "":
+		writeError(w, http.StatusBadRequest, "invalidValue", "member %q: no such user", bad)
+		return
+	case exists:
+		writeError(w, http.StatusConflict, "uniqueness", "team %q already exists", name)
+		return
+	}
+	// Like W&B, check the bucket before creating anything; outside the lock since it does I/O.
+	if sb := in.StorageBucket; sb != nil && s.opts.Checker != nil {
+		if err := s.opts.Checker.CheckBucket(r.Context(), *sb); err != nil {
+			writeError(w, http.StatusBadRequest, "invalidValue", "storage bucket %q (%s) failed W&B's check, team not created: %v", sb.Name, sb.Provider, err)
+			return
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.groupByName(name) != nil { // created by a concurrent request while the bucket was checked
+		writeError(w, http.StatusConflict, "uniqueness", "team %q already exists", name)
+		return
+	}
+	s.nextGroup++
+	now := time.Now().UTC()
+	g := &group{EmuGroup: EmuGroup{ID: opaqueID("Group", s.nextGroup), DisplayName: name, Members: members}, created: now, modified: now}
+	if in.StorageBucket != nil {
+		sb := *in.StorageBucket
+		g.StorageBucket = &sb
+	}
+	s.groups = append(s.groups, g)
+	if loc := s.location("Groups", g.ID); loc != "" {
+		w.Header().Set("Location", loc)
+	}
+	writeJSON(w, http.StatusCreated, s.groupOut(g))
+}
+
+// putGroup replaces the member list. displayName and storageBucket may be repeated but not changed.
+func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) {
+	var in groupIn
+	if !decodeBody(w, r, &in) {
+		return
+	}
+	if !slices.Contains(in.Schemas, scim.SchemaGroup) {
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", scim.SchemaGroup)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groupByID(r.PathValue("id"))
+	switch {
+	case g == nil:
+		writeError(w, http.StatusNotFound, "", "team %s not found", r.PathValue("id"))
+		return
+	case in.DisplayName != nil && *in.DisplayName != g.DisplayName:
+		writeError(w, http.StatusBadRequest, "mutability", "displayName cannot be changed (team %q)", g.DisplayName)
+		return
+	case in.StorageBucket != nil && (g.StorageBucket == nil || *in.StorageBucket != *g.StorageBucket):
+		writeError(w, http.StatusBadRequest, "mutability", "storageBucket of team %q is immutable: storage cannot be changed after the team is created", g.DisplayName)
+		return
+	}
+	members, bad := s.resolveMembersLocked(in.Members)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, "invalidValue", "member %q: no such user", bad)
+		return
+	}
+	g.Members = members
+	g.modified = time.Now().UTC()
+	writeJSON(w, http.StatusOK, s.groupOut(g))
+}
+
+type patchIn struct {
+	Schemas    []string `json:"schemas"`
+	Operations []struct {
+		Op    string          `json:"op"`
+		Path  string          `json:"path"`
+		Value json.RawMessage `json:"value"`
+	} `json:"Operations"`
+}
+
+// patchGroup applies membership changes in the forms docs/wandb.md lists, all or nothing.
+func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
+	var in patchIn
+	if !decodeBody(w, r, &in) {
+		return
+	}
+	if !slices.Contains(in.Schemas, scim.SchemaPatchOp) {
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", scim.SchemaPatchOp)
+		return
+	}
+	if len(in.Operations) == 0 {
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "Operations is empty")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groupByID(r.PathValue("id"))
+	if g == nil {
+		writeError(w, http.StatusNotFound, "", "team %s not found", r.PathValue("id"))
+		return
+	}
+	members := slices.Clone(g.Members)
+	for i, op := range in.Operations {
+		attr, filter, hasFilter, perr := parsePatchPath(op.Path)
+		switch {
+		case perr != nil:
+			writeError(w, http.StatusBadRequest, "invalidPath", "operation %d: %v", i, perr)
+			return
+		case touchesImmutable(attr, op.Value):
+			writeError(w, http.StatusBadRequest, "mutability", "operation %d: displayName and storageBucket cannot be changed; PATCH changes team membership only", i)
+			return
+		case !strings.EqualFold(attr, "members"):
+			writeError(w, http.StatusBadRequest, "invalidPath", "operation %d: path %q is not supported: PATCH changes team membership only", i, op.Path)
+			return
+		}
+		switch strings.ToLower(op.Op) {
+		case "add":
+			var add []memberIn
+			if hasFilter || json.Unmarshal(op.Value, &add) != nil || len(add) == 0 {
+				writeError(w, http.StatusBadRequest, "invalidValue", `operation %d: add takes path "members" and a non-empty list of {"value": "<user id or email>"}`, i)
+				return
+			}
+			resolved, bad := s.resolveMembersLocked(add)
+			if bad != "" {
+				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: member %q: no such user", i, bad)
+				return
+			}
+			for _, m := range resolved {
+				if !slices.ContainsFunc(members, func(x scim.Member) bool { return x.Value == m.Value }) {
+					members = append(members, m)
+				}
+			}
+		case "remove":
+			if !hasFilter {
+				members = nil
+				continue
+			}
+			u := s.userByIDOrEmail(filter)
+			members = slices.DeleteFunc(members, func(m scim.Member) bool { return m.Value == filter || (u != nil && m.Value == u.id) })
+		default:
+			writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: op %q is not supported on teams: use add or remove (or PUT to replace all members)", i, op.Op)
+			return
+		}
+	}
+	if len(members) == 0 {
+		members = nil // W&B answers "members": null once the list is empty
+	}
+	g.Members = members
+	g.modified = time.Now().UTC()
+	writeJSON(w, http.StatusOK, s.groupOut(g))
+}
+
+// touchesImmutable reports whether a patch operation targets displayName or storageBucket, by path
+// or (for a path-less operation) by a key of its value object.
+func touchesImmutable(attr string, value json.RawMessage) bool {
+	immutable := func(k string) bool {
+		k, _, _ = strings.Cut(k, ".")
+		return strings.EqualFold(k, "displayName") || strings.EqualFold(k, "storageBucket")
+	}
+	if attr != "" {
+		return immutable(attr)
+	}
+	var obj map[string]json.RawMessage
+	_ = json.Unmarshal(value, &obj) // not an object: no immutable key, and the missing path is refused later
+	for k := range obj {
+		if immutable(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// validTeamName applies W&B's documented rule (lowercase, no spaces); "" means valid.
+func validTeamName(name string) string {
+	for _, r := range name {
+		switch {
+		case unicode.IsSpace(r):
+			return "team names cannot contain spaces"
+		case unicode.IsUpper(r):
+			return "team names must be lowercase"
+		}
+	}
+	return ""
+}
+
+// resolveMembersLocked maps ids or emails to users; bad is the first value that matches nobody.
+func (s *Server) resolveMembersLocked(in []memberIn) (members []scim.Member, bad string) {
+	for _, m := range in {
+		u := s.userByIDOrEmail(m.Value)
+		if u == nil {
+			return nil, m.Value
+		}
+		if !slices.ContainsFunc(members, func(x scim.Member) bool { return x.Value == u.id }) {
+			members = append(members, scim.Member{Value: u.id, Display: u.userName})
+		}
+	}
+	return members, ""
+}
+
+func (s *Server) groupByID(id string) *group {
+	for _, g := range s.groups {
+		if g.ID == id {
+			return g
+		}
+	}
+	return nil
+}
+
+func (s *Server) groupByName(name string) *group {
+	for _, g := range s.groups {
+		if g.DisplayName == name {
+			return g
+		}
+	}
+	return nil
+}

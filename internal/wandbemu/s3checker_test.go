@@ -1,0 +1,67 @@
+package wandbemu_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/scim"
+)
+
+func TestS3Checker(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	// A minimal S3 endpoint: HeadBucket is HEAD /<bucket> in path style.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=AKID/") {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		switch r.URL.Path {
+		case "/good":
+			w.WriteHeader(http.StatusOK)
+		case "/locked":
+			w.WriteHeader(http.StatusForbidden)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	chk := wandbemu.NewS3Checker(srv.URL, "", "AKID", "SECRET")
+	tests := []struct {
+		name     string
+		sb       scim.StorageBucket
+		wantErr  string // "" means no error
+		wantPath string // "" means no request
+	}{
+		{"exists (AWS)", scim.StorageBucket{Name: "good", Provider: "AWS"}, "", "HEAD /good"},
+		{"exists (MINIO)", scim.StorageBucket{Name: "good", Provider: "MINIO"}, "", "HEAD /good"},
+		{"exists (COREWEAVE)", scim.StorageBucket{Name: "good", Provider: "COREWEAVE"}, "", "HEAD /good"},
+		{"missing", scim.StorageBucket{Name: "missing", Provider: "AWS"}, `bucket "missing" does not exist`, "HEAD /missing"},
+		{"forbidden", scim.StorageBucket{Name: "locked", Provider: "AWS"}, `bucket "locked" is not reachable`, "HEAD /locked"},
+		{"GCP not checkable", scim.StorageBucket{Name: "good", Provider: "GCP"}, "cannot check GCP buckets", ""},
+		{"AZURE not checkable", scim.StorageBucket{Name: "good", Provider: "AZURE"}, "cannot check AZURE buckets", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			paths = nil
+			mu.Unlock()
+			err := chk.CheckBucket(t.Context(), tt.sb)
+			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tt.wantPath == "" && len(paths) != 0 || tt.wantPath != "" && (len(paths) == 0 || paths[0] != tt.wantPath) {
+				t.Fatalf("requests %v, want %q first", paths, tt.wantPath)
+			}
+		})
+	}
+}

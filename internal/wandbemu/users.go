@@ -1,0 +1,200 @@
+package wandbemu
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/byob-agent/byob-agent/scim"
+)
+
+// emailOut is how W&B's examples show a user's email: one object with capitalised keys, not a list.
+type emailOut struct {
+	Value   string `json:"Value"`
+	Display string `json:"Display"`
+	Type    string `json:"Type"`
+	Primary bool   `json:"Primary"`
+}
+
+type userOut struct {
+	Schemas  []string `json:"schemas"`
+	ID       string   `json:"id"`
+	UserName string   `json:"userName"`
+	Active   bool     `json:"active"`
+	Emails   emailOut `json:"emails"`
+	Meta     meta     `json:"meta"`
+}
+
+type userIn struct {
+	Schemas  []string `json:"schemas"`
+	UserName string   `json:"userName"`
+	Emails   emailsIn `json:"emails"`
+}
+
+type emailIn struct {
+	Value   string `json:"value"`
+	Primary bool   `json:"primary"`
+}
+
+// emailsIn accepts a list of emails or, as W&B itself sends them, a single object.
+type emailsIn []emailIn
+
+func (e *emailsIn) UnmarshalJSON(b []byte) error {
+	if b = bytes.TrimSpace(b); len(b) > 0 && b[0] == '{' {
+		var one emailIn
+		if err := json.Unmarshal(b, &one); err != nil {
+			return err
+		}
+		*e = emailsIn{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]emailIn)(e))
+}
+
+// primary returns the primary email, else the first.
+func (e emailsIn) primary() string {
+	for _, m := range e {
+		if m.Primary {
+			return m.Value
+		}
+	}
+	if len(e) > 0 {
+		return e[0].Value
+	}
+	return ""
+}
+
+func (s *Server) userOut(u *user) userOut {
+	ts := u.created.Format(time.RFC3339)
+	return userOut{
+		Schemas:  []string{scim.SchemaUser},
+		ID:       u.id,
+		UserName: u.userName,
+		Active:   true,
+		Emails:   emailOut{Value: u.email, Primary: true},
+		Meta:     meta{ResourceType: "User", Created: ts, LastModified: ts, Location: s.location("Users", u.id)},
+	}
+}
+
+func (s *Server) usersCollection(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		s.listUsers(w, r)
+	case http.MethodPost:
+		s.createUser(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		writeError(w, http.StatusMethodNotAllowed, "", "%s is not supported on /Users", r.Method)
+	}
+}
+
+func (s *Server) userItem(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		u := s.userByID(r.PathValue("id"))
+		if u == nil {
+			writeError(w, http.StatusNotFound, "", "user %s not found", r.PathValue("id"))
+			return
+		}
+		writeJSON(w, http.StatusOK, s.userOut(u))
+	case http.MethodPatch, http.MethodDelete:
+		// W&B has these; the agent does not need them yet, so the emulator says so instead of guessing.
+		writeError(w, http.StatusNotImplemented, "", "%s /Users/{id} is not emulated", r.Method)
+	default:
+		w.Header().Set("Allow", "GET, PATCH, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, "", "%s is not supported on /Users/{id}", r.Method)
+	}
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	var match func(*user) bool
+	if f := r.URL.Query().Get("filter"); f != "" {
+		attr, value, err := parseEqFilter(f, "userName", "emails.value")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalidFilter", "%v", err)
+			return
+		}
+		match = func(u *user) bool {
+			if attr == "userName" {
+				return strings.EqualFold(u.userName, value)
+			}
+			return strings.EqualFold(u.email, value)
+		}
+	}
+	start, count, err := s.paging(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalidValue", "%v", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var hits []*user
+	for _, u := range s.users {
+		if match == nil || match(u) {
+			hits = append(hits, u)
+		}
+	}
+	page := pageOf(hits, start, count)
+	res := make([]any, 0, len(page))
+	for _, u := range page {
+		res = append(res, s.userOut(u))
+	}
+	writeJSON(w, http.StatusOK, listResponse{
+		Schemas: []string{scim.SchemaListResponse}, TotalResults: len(hits), ItemsPerPage: len(res), StartIndex: start, Resources: res,
+	})
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+	var in userIn
+	if !decodeBody(w, r, &in) {
+		return
+	}
+	email := in.Emails.primary()
+	switch {
+	case !slices.Contains(in.Schemas, scim.SchemaUser):
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", scim.SchemaUser)
+		return
+	case in.UserName == "":
+		writeError(w, http.StatusBadRequest, "invalidValue", "userName is required")
+		return
+	case email == "":
+		writeError(w, http.StatusBadRequest, "invalidValue", "emails must hold an email address")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range s.users {
+		if strings.EqualFold(u.userName, in.UserName) || strings.EqualFold(u.email, email) {
+			writeError(w, http.StatusConflict, "uniqueness", "user %q already exists", in.UserName)
+			return
+		}
+	}
+	u := s.addUserLocked(in.UserName, email)
+	if loc := s.location("Users", u.id); loc != "" {
+		w.Header().Set("Location", loc)
+	}
+	writeJSON(w, http.StatusCreated, s.userOut(u))
+}
+
+func (s *Server) userByID(id string) *user {
+	for _, u := range s.users {
+		if u.id == id {
+			return u
+		}
+	}
+	return nil
+}
+
+func (s *Server) userByIDOrEmail(v string) *user {
+	for _, u := range s.users {
+		if u.id == v || strings.EqualFold(u.email, v) {
+			return u
+		}
+	}
+	return nil
+}

@@ -1,0 +1,415 @@
+package scim
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AuthMode selects how the API key is presented to W&B's SCIM API.
+type AuthMode string
+
+// The three ways W&B accepts an API key (see docs/wandb.md).
+const (
+	AuthBearer              AuthMode = "bearer"                // Authorization: Bearer <key>
+	AuthBasicUser           AuthMode = "basic-user"            // Authorization: Basic base64(<username>:<key>)
+	AuthBasicServiceAccount AuthMode = "basic-service-account" // Authorization: Basic base64(:<key>)
+)
+
+// Defaults applied by NewClient to zero Options fields.
+const (
+	DefaultTimeout    = 30 * time.Second
+	DefaultMaxRetries = 5
+	DefaultMinBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff = 30 * time.Second
+	DefaultUserAgent  = "byob-agent"
+)
+
+// pageSize is the count asked for per ListGroups page; W&B documents up to 9999 per request.
+const pageSize = 1000
+
+// maxResponseBytes bounds how much of a response is read, so a broken server cannot exhaust memory.
+const maxResponseBytes = 64 << 20
+
+// Options configures a Client.
+type Options struct {
+	BaseURL    string // full SCIM base URL, e.g. https://api.wandb.ai/scim/v2; /Groups and /Users are appended
+	Auth       AuthMode
+	Username   string       // basic-user only
+	APIKey     string       // secret: never put into errors
+	HTTPClient *http.Client // optional; http.DefaultClient's transport when nil
+
+	Timeout time.Duration // per attempt; default 30s
+
+	// MaxRetries is how many times a failed attempt is repeated: 0 means DefaultMaxRetries, negative means never.
+	MaxRetries int
+	// MinBackoff and MaxBackoff bound the exponential backoff (full jitter) between attempts.
+	// A Retry-After longer than MaxBackoff is not waited for: the call fails with an *APIError
+	// carrying RetryAfter, so a caller with a work queue can requeue instead of blocking a worker.
+	MinBackoff, MaxBackoff time.Duration
+	UserAgent              string
+}
+
+// Client talks to W&B's SCIM API. It is safe for concurrent use.
+//
+// Retries: 429, 5xx, per-attempt timeouts and connection errors are retried with backoff; other
+// statuses are not. POST /Groups is retried too although it is not idempotent: if W&B created the team
+// but the response was lost, the retry gets 409 (ErrConflict). Callers must treat ErrConflict from
+// CreateGroup as "look the team up by name" (FindGroup), never as proof that someone else owns it.
+type Client struct {
+	base       string
+	authHeader string
+	secrets    []string // substrings scrubbed from every error
+	hc         *http.Client
+	timeout    time.Duration
+	maxRetries int
+	minBackoff time.Duration
+	maxBackoff time.Duration
+	userAgent  string
+	sleep      func(ctx context.Context, d time.Duration) error // replaced in tests
+}
+
+// NewClient checks o and returns a Client.
+func NewClient(o Options) (*Client, error) {
+	u, err := url.Parse(o.BaseURL)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("scim: parsing base URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
+		return nil, fmt.Errorf("scim: base URL %q must be an absolute http or https URL", u.Redacted())
+	case u.User != nil:
+		// Credentials belong in APIKey, where they are kept out of errors.
+		return nil, fmt.Errorf("scim: base URL %q must not contain credentials", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("scim: base URL %q must not have a query or fragment", u.Redacted())
+	}
+	if o.APIKey == "" {
+		return nil, errors.New("scim: API key is empty")
+	}
+	var cred string
+	switch o.Auth {
+	case AuthBearer:
+	case AuthBasicUser:
+		if o.Username == "" {
+			return nil, errors.New("scim: auth mode basic-user needs a username")
+		}
+		cred = base64.StdEncoding.EncodeToString([]byte(o.Username + ":" + o.APIKey))
+	case AuthBasicServiceAccount:
+		cred = base64.StdEncoding.EncodeToString([]byte(":" + o.APIKey))
+	default:
+		return nil, fmt.Errorf("scim: unknown auth mode %q (want %s, %s or %s)", o.Auth, AuthBearer, AuthBasicUser, AuthBasicServiceAccount)
+	}
+	c := &Client{
+		base:       strings.TrimRight(u.String(), "/"),
+		secrets:    []string{o.APIKey},
+		hc:         o.HTTPClient,
+		timeout:    o.Timeout,
+		maxRetries: o.MaxRetries,
+		minBackoff: o.MinBackoff,
+		maxBackoff: o.MaxBackoff,
+		userAgent:  o.UserAgent,
+		sleep:      sleepCtx,
+	}
+	if cred == "" {
+		c.authHeader = "Bearer " + o.APIKey
+	} else {
+		c.authHeader = "Basic " + cred
+		c.secrets = append(c.secrets, cred)
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{}
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	switch {
+	case c.maxRetries == 0:
+		c.maxRetries = DefaultMaxRetries
+	case c.maxRetries < 0:
+		c.maxRetries = 0
+	}
+	if c.minBackoff <= 0 {
+		c.minBackoff = DefaultMinBackoff
+	}
+	if c.maxBackoff <= 0 {
+		c.maxBackoff = DefaultMaxBackoff
+	}
+	if c.minBackoff > c.maxBackoff {
+		return nil, fmt.Errorf("scim: min backoff %v is longer than max backoff %v", c.minBackoff, c.maxBackoff)
+	}
+	if c.userAgent == "" {
+		c.userAgent = DefaultUserAgent
+	}
+	return c, nil
+}
+
+// ListGroups returns every team, following startIndex/count paging. totalResults is trusted when the
+// server sends it (a server may cap pages below the count asked for); otherwise a short page ends the
+// list. A page that brings no group not seen before (a server ignoring paging and repeating page one)
+// also ends it, so this never loops forever.
+func (c *Client) ListGroups(ctx context.Context) ([]Group, error) {
+	var all []Group
+	seen := map[string]bool{}
+	start := 1
+	for {
+		q := url.Values{"startIndex": {strconv.Itoa(start)}, "count": {strconv.Itoa(pageSize)}}
+		_, body, err := c.do(ctx, http.MethodGet, "/Groups", q, nil)
+		if err != nil {
+			return nil, fmt.Errorf("listing teams: %w", err)
+		}
+		page, err := decodeGroupList(body)
+		if err != nil {
+			return nil, fmt.Errorf("listing teams: page at %d: %w", start, err)
+		}
+		added := 0
+		for _, g := range page.Resources {
+			if !seen[g.ID] {
+				seen[g.ID] = true
+				all = append(all, g)
+				added++
+			}
+		}
+		switch {
+		case added == 0:
+			return all, nil
+		case page.TotalResults > 0 && len(all) >= page.TotalResults:
+			return all, nil
+		case page.TotalResults <= 0 && len(page.Resources) < pageSize:
+			return all, nil
+		}
+		start += len(page.Resources)
+	}
+}
+
+// FindGroup returns the team named displayName, or nil if there is none.
+func (c *Client) FindGroup(ctx context.Context, displayName string) (*Group, error) {
+	q := url.Values{"filter": {"displayName eq " + quoteFilterValue(displayName)}}
+	_, body, err := c.do(ctx, http.MethodGet, "/Groups", q, nil)
+	if err != nil {
+		return nil, fmt.Errorf("looking up team %q: %w", displayName, err)
+	}
+	page, err := decodeGroupList(body)
+	if err != nil {
+		return nil, fmt.Errorf("looking up team %q: %w", displayName, err)
+	}
+	// Match again locally: a server that ignores the filter must not make another team look like ours.
+	for _, g := range page.Resources {
+		if g.DisplayName == displayName {
+			return &g, nil
+		}
+	}
+	// SCIM treats displayName as case-insensitive; W&B names are lowercase, so this only catches server quirks.
+	for _, g := range page.Resources {
+		if strings.EqualFold(g.DisplayName, displayName) {
+			return &g, nil
+		}
+	}
+	return nil, nil
+}
+
+// CreateGroup creates a team. W&B answers 201. See Client for why ErrConflict must lead to a lookup.
+func (c *Client) CreateGroup(ctx context.Context, g NewGroup) (Group, error) {
+	req := struct {
+		Schemas       []string       `json:"schemas"`
+		DisplayName   string         `json:"displayName"`
+		Members       []Member       `json:"members"`
+		StorageBucket *StorageBucket `json:"storageBucket,omitempty"`
+	}{[]string{SchemaGroup}, g.DisplayName, g.Members, g.StorageBucket}
+	if req.Members == nil {
+		req.Members = []Member{} // W&B documents a list, possibly empty
+	}
+	status, body, err := c.do(ctx, http.MethodPost, "/Groups", nil, req)
+	if err != nil {
+		return Group{}, fmt.Errorf("creating team %q: %w", g.DisplayName, err)
+	}
+	if status != http.StatusCreated {
+		return Group{}, fmt.Errorf("creating team %q: got HTTP %d, want 201", g.DisplayName, status)
+	}
+	created, err := decodeGroup(body)
+	if err != nil {
+		return Group{}, fmt.Errorf("creating team %q: %w", g.DisplayName, err)
+	}
+	return created, nil
+}
+
+// GetGroup returns the team with the given id, or nil if W&B answers 404.
+func (c *Client) GetGroup(ctx context.Context, id string) (*Group, error) {
+	_, body, err := c.do(ctx, http.MethodGet, "/Groups/"+url.PathEscape(id), nil, nil)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading team %s: %w", id, err)
+	}
+	g, err := decodeGroup(body)
+	if err != nil {
+		return nil, fmt.Errorf("reading team %s: %w", id, err)
+	}
+	return &g, nil
+}
+
+// quoteFilterValue renders s as a SCIM filter string literal, which uses JSON string syntax (RFC 7644 3.4.2.2).
+func quoteFilterValue(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // encoding a string cannot fail
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// do sends one request, retrying as documented on Client. A non-2xx final answer is an *APIError.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in any) (int, []byte, error) {
+	var payload []byte
+	if in != nil {
+		var err error
+		if payload, err = json.Marshal(in); err != nil {
+			return 0, nil, fmt.Errorf("encoding request: %w", err)
+		}
+	}
+	target := c.base + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	for attempt := 1; ; attempt++ {
+		status, body, retryAfter, err := c.attempt(ctx, method, target, payload)
+		var apiErr *APIError
+		switch {
+		case err == nil && status >= 200 && status < 300:
+			return status, body, nil
+		case err == nil:
+			apiErr = newAPIError(method, path, status, body, c.secrets)
+			apiErr.Attempts = attempt
+			apiErr.RetryAfter = retryAfter
+			err = apiErr
+		default:
+			err = c.scrub(fmt.Errorf("scim: %s %s (attempt %d): %w", method, path, attempt, err))
+		}
+		if ctx.Err() != nil || attempt > c.maxRetries || !retryable(status) {
+			return status, nil, err
+		}
+		wait := c.backoff(attempt)
+		if retryAfter > 0 {
+			if retryAfter > c.maxBackoff {
+				return status, nil, err // the server wants longer than we block for: let the caller requeue
+			}
+			wait = retryAfter
+		}
+		if serr := c.sleep(ctx, wait); serr != nil {
+			return status, nil, fmt.Errorf("%w (gave up waiting to retry: %w)", err, serr)
+		}
+	}
+}
+
+// attempt makes one HTTP exchange. status is 0 when no response arrived.
+func (c *Client) attempt(ctx context.Context, method, target string, payload []byte) (status int, body []byte, retryAfter time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	req.Header.Set("Authorization", c.authHeader)
+	req.Header.Set("Content-Type", "application/scim+json")
+	req.Header.Set("Accept", "application/scim+json, application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		// A body cut short is a transport failure: retry it like one.
+		return 0, nil, 0, fmt.Errorf("reading response (HTTP %d): %w", resp.StatusCode, err)
+	}
+	return resp.StatusCode, body, parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), nil
+}
+
+// retryable reports whether an answer (0: none arrived) may succeed if asked again.
+func retryable(status int) bool {
+	return status == 0 || status == http.StatusTooManyRequests || status >= 500
+}
+
+// backoff is exponential backoff with full jitter: uniform in [0, min(max, min*2^(attempt-1))].
+func (c *Client) backoff(attempt int) time.Duration {
+	ceil := c.maxBackoff
+	if attempt-1 < 32 {
+		if d := c.minBackoff << (attempt - 1); d > 0 && d < ceil {
+			ceil = d
+		}
+	}
+	return rand.N(ceil + 1)
+}
+
+// parseRetryAfter reads Retry-After as delay-seconds or an HTTP date; 0 if absent or unreadable.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(24*time.Hour/time.Second) {
+			return 24 * time.Hour // anything this long is "much longer than we wait" anyway
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// scrub makes sure err's message carries no secret, keeping the chain for errors.Is/As.
+func (c *Client) scrub(err error) error {
+	msg := err.Error()
+	clean := redact(msg, c.secrets)
+	if clean == msg {
+		return err
+	}
+	return &redactedError{msg: clean, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func redact(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[REDACTED]")
+		}
+	}
+	return s
+}

@@ -1,0 +1,185 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/byob-agent/byob-agent/team"
+	bolt "go.etcd.io/bbolt"
+)
+
+func openTemp(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.db")
+	d, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d, path
+}
+
+func TestUpdateGetList(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openTemp(t)
+	if _, err := d.Get(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get missing: got %v, want ErrNotFound", err)
+	}
+	st := team.Storage{Provider: team.ProviderAWS, Bucket: "wandb-a", Region: "us-east-1"}
+	r, err := d.Update(ctx, "a", func(r *Record) error {
+		r.Phase = PhaseDesired
+		r.Storage = st
+		r.StorageDigest = st.Digest()
+		r.Intent = &Intent{Op: OpEnsureBucket, Target: "wandb-a"}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.CreatedAt.IsZero() || r.UpdatedAt.IsZero() {
+		t.Fatalf("timestamps not set: %+v", r)
+	}
+	got, err := d.Get(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Storage != st || got.Intent == nil || got.Intent.Op != OpEnsureBucket {
+		t.Fatalf("round trip lost data: %+v", got)
+	}
+	// An error from fn stores nothing.
+	if _, err := d.Update(ctx, "a", func(r *Record) error { r.Phase = PhaseInSync; return fmt.Errorf("boom") }); err == nil {
+		t.Fatal("want error")
+	}
+	if got, _ := d.Get(ctx, "a"); got.Phase != PhaseDesired {
+		t.Fatalf("failed update was stored: phase %s", got.Phase)
+	}
+	if _, err := d.Update(ctx, "b", func(r *Record) error { r.Phase = PhaseInSync; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	list, err := d.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Name != "a" || list[1].Name != "b" {
+		t.Fatalf("List = %+v", list)
+	}
+}
+
+func TestUpdateWithoutChangeDoesNotWrite(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openTemp(t)
+	first, err := d.Update(ctx, "a", func(r *Record) error { r.Phase = PhaseInSync; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := d.Update(ctx, "a", func(r *Record) error { r.Phase = PhaseInSync; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.UpdatedAt.Equal(first.UpdatedAt) {
+		t.Fatalf("no-op update changed UpdatedAt: %v -> %v", first.UpdatedAt, second.UpdatedAt)
+	}
+}
+
+func TestConcurrentUpdatesAllLand(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openTemp(t)
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				if _, err := d.Update(ctx, fmt.Sprintf("t%02d", i), func(r *Record) error { r.Attempts++; return nil }); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	list, _ := d.List(ctx)
+	if len(list) != 50 {
+		t.Fatalf("got %d records", len(list))
+	}
+	for _, r := range list {
+		if r.Attempts != 10 {
+			t.Fatalf("%s: attempts %d, want 10", r.Name, r.Attempts)
+		}
+	}
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	_, path := openTemp(t)
+	_, err := Open(path, Options{LockTimeout: 50e6})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: got %v, want ErrLocked", err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	d, path := openTemp(t)
+	if err := d.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte("99"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	_, err := Open(path, Options{})
+	if err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("got %v, want schema error", err)
+	}
+}
+
+func TestCorruptFileIsReported(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("x"), 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(path, Options{})
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("got %v, want an error naming the file", err)
+	}
+}
+
+func TestExportHasNoSecretsAndAllTeams(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openTemp(t)
+	for _, n := range []string{"x", "y"} {
+		if _, err := d.Update(ctx, n, func(r *Record) error { r.Phase = PhaseInSync; r.GroupID = "g-" + n; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := d.Export(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"schemaVersion": 1`, `"g-x"`, `"g-y"`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("export lacks %s:\n%s", want, buf.String())
+		}
+	}
+}
+
+func TestStatus(t *testing.T) {
+	tests := []struct {
+		r    Record
+		want string
+	}{
+		{Record{Phase: PhaseInSync}, "in_sync"},
+		{Record{Phase: PhaseDesired, LastError: "x"}, "failed"},
+		{Record{Phase: PhaseInSync, Conflict: "y", LastError: "x"}, "conflict"},
+		{Record{Phase: PhaseInSync, Orphaned: true}, "orphaned"},
+	}
+	for _, tt := range tests {
+		if got := tt.r.Status(); got != tt.want {
+			t.Errorf("%+v: Status() = %q, want %q", tt.r, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+// Package state is byob-agent's durable record of what it did for each team: the phase a team has
+// reached, the storage it was given, the W&B group it got, and the external mutation in flight.
+// W&B never tells which bucket a team has, so this record is the only place that knows.
+package state
+
+import (
+	"errors"
+	"time"
+
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// SchemaVersion is the layout of records this build writes. A state file written by a newer
+// schema is refused rather than misread.
+const SchemaVersion = 1
+
+// Phase is how far a team has got. Phases only move forward; failures, conflicts and orphaning are
+// recorded beside the phase so the team resumes where it stopped.
+type Phase string
+
+const (
+	PhaseDesired     Phase = "desired"      // known, nothing verified yet
+	PhaseBucketReady Phase = "bucket_ready" // bucket configured and verified
+	PhaseTeamCreated Phase = "team_created" // W&B team exists with the recorded storage
+	PhaseInSync      Phase = "in_sync"      // everything done
+)
+
+// Created reports whether the W&B team exists, which freezes the team's storage.
+func (p Phase) Created() bool { return p == PhaseTeamCreated || p == PhaseInSync }
+
+// Op names an external mutation whose intent is recorded before it is made.
+type Op string
+
+const (
+	OpCreateKey    Op = "create_kms_key"
+	OpEnsureBucket Op = "ensure_bucket"
+	OpCreateTeam   Op = "create_team"
+)
+
+// Intent is an external mutation that was started. If it is still set when the agent starts again,
+// the mutation may or may not have happened, and whatever it created is the agent's own.
+type Intent struct {
+	Op      Op        `json:"op"`
+	Target  string    `json:"target"` // bucket name, key alias or team name the op acts on
+	Started time.Time `json:"started"`
+}
+
+// Record is everything the agent knows about one team. It never holds secrets.
+type Record struct {
+	Name    string `json:"name"`
+	Profile string `json:"profile"`
+	Source  string `json:"source,omitempty"`
+	Phase   Phase  `json:"phase"`
+
+	// Storage is the storage spec the team's bucket was made from; frozen once the team is created.
+	Storage       team.Storage `json:"storage"`
+	StorageDigest string       `json:"storageDigest"`
+	KMSKeyARN     string       `json:"kmsKeyArn,omitempty"` // resolved key, created or configured
+	GroupID       string       `json:"groupId,omitempty"`   // W&B SCIM group id
+
+	Intent *Intent `json:"intent,omitempty"`
+
+	Attempts  int       `json:"attempts,omitempty"` // consecutive failed attempts
+	LastError string    `json:"lastError,omitempty"`
+	NextRetry time.Time `json:"nextRetry,omitzero"`
+	Conflict  string    `json:"conflict,omitempty"` // why the agent will not proceed until an operator acts
+
+	Orphaned     bool      `json:"orphaned,omitempty"` // no longer desired; bucket and team are kept
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+	BucketReady  time.Time `json:"bucketReadyAt,omitzero"`
+	TeamCreated  time.Time `json:"teamCreatedAt,omitzero"`
+	LastVerified time.Time `json:"lastVerifiedAt,omitzero"` // last successful bucket verification
+}
+
+// Status is the one-word summary shown to operators.
+func (r *Record) Status() string {
+	switch {
+	case r.Conflict != "":
+		return "conflict"
+	case r.LastError != "":
+		return "failed"
+	case r.Orphaned:
+		return "orphaned"
+	}
+	return string(r.Phase)
+}
+
+// ErrNotFound is returned for a team the state has no record of.
+var ErrNotFound = errors.New("no such team in state")

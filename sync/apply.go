@@ -1,0 +1,401 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	gosync "sync"
+	"time"
+
+	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// Store is the part of the state the reconciler needs.
+type Store interface {
+	List(ctx context.Context) ([]state.Record, error)
+	Update(ctx context.Context, name string, fn func(*state.Record) error) (state.Record, error)
+}
+
+// WandB is the part of W&B's SCIM API the reconciler needs.
+type WandB interface {
+	ListGroups(ctx context.Context) ([]scim.Group, error)
+	FindGroup(ctx context.Context, displayName string) (*scim.Group, error)
+	CreateGroup(ctx context.Context, g scim.NewGroup) (scim.Group, error)
+}
+
+// Profile is what the reconciler knows of one storage profile.
+type Profile struct {
+	Factory bucketfactory.Factory
+	// AdoptExisting lets the agent take over an existing untagged bucket of ours.
+	AdoptExisting bool
+}
+
+// Reconciler plans and applies. Its zero value is not usable: set Store, WandB and Profiles.
+type Reconciler struct {
+	Store    Store
+	WandB    WandB
+	Profiles map[string]Profile
+	// Concurrency bounds how many teams are worked on at once; one team is only ever worked on by one worker.
+	Concurrency   int
+	DriftInterval time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
+	// Backoff gives the wait before the next attempt after a team's n-th consecutive failure.
+	Backoff func(n int) time.Duration
+}
+
+// PlanOptions tune a plan.
+type PlanOptions struct {
+	RespectBackoff bool
+}
+
+// Plan reads the state and W&B's team list (one listing for all teams) and plans every team.
+func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOptions) ([]TeamPlan, error) {
+	records, err := r.Store.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	groups, err := r.WandB.ListGroups(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list W&B teams: %w", err)
+	}
+	return Plan(PlanInput{
+		Desired: desired, Records: records, Groups: groups,
+		Now: r.now(), DriftInterval: r.DriftInterval, RespectBackoff: o.RespectBackoff,
+	}), nil
+}
+
+// Outcome is how one team ended in an apply.
+type Outcome string
+
+const (
+	OutcomeUnchanged Outcome = "unchanged"
+	OutcomeCreated   Outcome = "created"  // W&B team created (or adopted) this run
+	OutcomeRepaired  Outcome = "repaired" // drift found and repaired
+	OutcomeVerified  Outcome = "verified" // drift check found nothing
+	OutcomeUpdated   Outcome = "updated"  // state-only change (in sync, orphaned, conflict cleared)
+	OutcomeWaiting   Outcome = "waiting"  // backing off after a failure
+	OutcomeConflict  Outcome = "conflict"
+	OutcomeFailed    Outcome = "failed"
+)
+
+// Result is what happened to one team.
+type Result struct {
+	Team    string   `json:"team"`
+	Outcome Outcome  `json:"outcome"`
+	Detail  string   `json:"detail,omitempty"`
+	Changes []string `json:"changes,omitempty"` // bucket settings written
+	Err     error    `json:"-"`
+}
+
+// Apply carries out the plans with bounded concurrency. A failing team never stops the others.
+func (r *Reconciler) Apply(ctx context.Context, plans []TeamPlan) []Result {
+	results := make([]Result, len(plans))
+	n := max(r.Concurrency, 1)
+	work := make(chan int)
+	var wg gosync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				results[i] = r.applyTeam(ctx, plans[i])
+			}
+		}()
+	}
+	for i := range plans {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return results
+}
+
+// Sync plans and applies once.
+func (r *Reconciler) Sync(ctx context.Context, desired []team.Team, o PlanOptions) ([]Result, error) {
+	plans, err := r.Plan(ctx, desired, o)
+	if err != nil {
+		return nil, err
+	}
+	return r.Apply(ctx, plans), nil
+}
+
+// teamRun carries one team through its steps; rec mirrors what the state holds.
+type teamRun struct {
+	r       *Reconciler
+	p       TeamPlan
+	rec     state.Record
+	log     *slog.Logger
+	factory bucketfactory.Factory
+	adopt   bool
+	changes []string
+	created bool
+}
+
+func (r *Reconciler) applyTeam(ctx context.Context, p TeamPlan) Result {
+	log := r.logger().With("team", p.Team)
+	res := Result{Team: p.Team, Outcome: OutcomeUnchanged, Detail: p.Summary()}
+	if !p.Changes() {
+		if p.Note != "" {
+			res.Outcome = OutcomeWaiting
+		}
+		return res
+	}
+	t := &teamRun{r: r, p: p, log: log}
+	if p.record != nil {
+		t.rec = *p.record
+	}
+	if p.Conflict != "" {
+		log.Warn("conflict: the agent will not touch this team", "reason", p.Conflict)
+		if err := t.update(ctx, func(rec *state.Record) { rec.Conflict = p.Conflict }); err != nil {
+			return Result{Team: p.Team, Outcome: OutcomeFailed, Detail: err.Error(), Err: err}
+		}
+		return Result{Team: p.Team, Outcome: OutcomeConflict, Detail: p.Conflict}
+	}
+	if len(p.Steps) > 0 && p.Steps[0] != StepOrphan {
+		prof, ok := r.Profiles[p.Profile]
+		if !ok {
+			err := fmt.Errorf("storage profile %q is not configured", p.Profile)
+			return t.fail(ctx, "", err)
+		}
+		t.factory, t.adopt = prof.Factory, prof.AdoptExisting
+	}
+	if err := t.update(ctx, func(rec *state.Record) { rec.Conflict = "" }); err != nil {
+		return Result{Team: p.Team, Outcome: OutcomeFailed, Detail: err.Error(), Err: err}
+	}
+	for _, s := range p.Steps {
+		if err := ctx.Err(); err != nil {
+			return t.fail(ctx, s, err)
+		}
+		log.Debug("step", "step", s)
+		if err := t.step(ctx, s); err != nil {
+			return t.fail(ctx, s, err)
+		}
+	}
+	return t.result()
+}
+
+func (t *teamRun) result() Result {
+	res := Result{Team: t.p.Team, Changes: t.changes, Detail: t.p.Summary()}
+	switch {
+	case t.created:
+		res.Outcome = OutcomeCreated
+	case len(t.changes) > 0:
+		res.Outcome = OutcomeRepaired
+	case len(t.p.Steps) == 1 && t.p.Steps[0] == StepCheckDrift:
+		res.Outcome, res.Detail = OutcomeVerified, "bucket verified, no drift"
+	default:
+		res.Outcome = OutcomeUpdated
+	}
+	return res
+}
+
+// update changes the team's record in one transaction and keeps the local mirror in step.
+func (t *teamRun) update(ctx context.Context, fn func(*state.Record)) error {
+	rec, err := t.r.Store.Update(ctx, t.p.Team, func(rec *state.Record) error {
+		fn(rec)
+		if t.p.desired != nil {
+			rec.Profile, rec.Source = t.p.desired.Profile, t.p.desired.Source
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	t.rec = rec
+	return nil
+}
+
+func (t *teamRun) bucket() bucketfactory.Bucket {
+	return bucketfactory.Bucket{Team: t.p.Team, Storage: t.rec.Storage, KMSKeyARN: t.rec.KMSKeyARN}
+}
+
+func (t *teamRun) step(ctx context.Context, s Step) error {
+	now := t.r.now().UTC()
+	switch s {
+	case StepCreateKey:
+		recovering := t.rec.Intent != nil && t.rec.Intent.Op == state.OpCreateKey
+		if err := t.begin(ctx, state.OpCreateKey, t.p.Team, true); err != nil {
+			return err
+		}
+		arn, created, err := t.factory.EnsureKey(ctx, t.p.Team, recovering)
+		if err != nil {
+			return fmt.Errorf("ensure KMS key: %w", err)
+		}
+		if created {
+			t.changes = append(t.changes, "kms: created key "+arn)
+			t.log.Info("created KMS key", "key", arn)
+		}
+		return t.update(ctx, func(rec *state.Record) { rec.KMSKeyARN, rec.Intent = arn, nil })
+
+	case StepEnsureBucket:
+		bucket := t.p.Storage.Bucket
+		recovering := t.rec.Intent != nil && t.rec.Intent.Op == state.OpEnsureBucket && t.rec.Intent.Target == bucket
+		if err := t.begin(ctx, state.OpEnsureBucket, bucket, true); err != nil {
+			return err
+		}
+		changes, err := t.factory.Ensure(ctx, t.bucket(), bucketfactory.EnsureOptions{AdoptUntagged: t.adopt || recovering})
+		t.noteChanges(changes)
+		return err
+
+	case StepVerifyBucket:
+		if err := t.factory.Verify(ctx, t.bucket()); err != nil {
+			return err
+		}
+		t.log.Info("bucket verified", "bucket", t.rec.Storage.Bucket)
+		return t.update(ctx, func(rec *state.Record) {
+			rec.Phase, rec.Intent, rec.BucketReady, rec.LastVerified = state.PhaseBucketReady, nil, now, now
+		})
+
+	case StepCreateTeam:
+		if err := t.begin(ctx, state.OpCreateTeam, t.p.Team, false); err != nil {
+			return err
+		}
+		g, err := t.r.WandB.CreateGroup(ctx, scim.NewGroup{DisplayName: t.p.Team, StorageBucket: StorageBucket(t.rec.Storage, t.rec.KMSKeyARN)})
+		if errors.Is(err, scim.ErrConflict) {
+			// W&B says the name is taken, but it was free when we planned: most likely our own POST,
+			// retried after a lost response. Only a team W&B shows us by name can be ours.
+			found, ferr := t.r.WandB.FindGroup(ctx, t.p.Team)
+			if ferr != nil {
+				return fmt.Errorf("create W&B team: %w; then look it up: %w", err, ferr)
+			}
+			if found == nil {
+				return fmt.Errorf("create W&B team: W&B says the name %q is taken but shows no such team in this organisation "+
+					"(team names are global: another organisation may have it); rename the team: %w", t.p.Team, err)
+			}
+			g, err = *found, nil
+		}
+		if err != nil {
+			return fmt.Errorf("create W&B team: %w", err)
+		}
+		t.created = true
+		t.log.Info("created W&B team", "group_id", g.ID, "bucket", t.rec.Storage.Bucket)
+		return t.update(ctx, func(rec *state.Record) {
+			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, g.ID, nil, now
+		})
+
+	case StepAdoptTeam:
+		t.created = true
+		t.log.Info("adopted W&B team created by an interrupted attempt", "group_id", t.p.group.ID)
+		return t.update(ctx, func(rec *state.Record) {
+			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, t.p.group.ID, nil, now
+		})
+
+	case StepMarkInSync:
+		return t.update(ctx, func(rec *state.Record) {
+			rec.Phase, rec.Orphaned = state.PhaseInSync, false
+			rec.Attempts, rec.LastError, rec.NextRetry = 0, "", time.Time{}
+		})
+
+	case StepCheckDrift:
+		changes, err := t.factory.Ensure(ctx, t.bucket(), bucketfactory.EnsureOptions{})
+		t.noteChanges(changes)
+		if err != nil {
+			return err
+		}
+		if err := t.factory.Verify(ctx, t.bucket()); err != nil {
+			return err
+		}
+		return t.update(ctx, func(rec *state.Record) {
+			rec.LastVerified, rec.Attempts, rec.LastError, rec.NextRetry = now, 0, "", time.Time{}
+		})
+
+	case StepOrphan:
+		t.log.Info("team no longer desired: marked orphaned; its bucket and W&B team are kept")
+		return t.update(ctx, func(rec *state.Record) { rec.Orphaned = true })
+	}
+	return fmt.Errorf("unknown step %q", s)
+}
+
+// begin records the intent of an external mutation before it is made. withStorage also (re)records
+// the storage spec the mutation works from; it is only allowed before the team exists.
+func (t *teamRun) begin(ctx context.Context, op state.Op, target string, withStorage bool) error {
+	now := t.r.now().UTC()
+	return t.update(ctx, func(rec *state.Record) {
+		if withStorage && !rec.Phase.Created() {
+			if rec.StorageDigest != t.p.Storage.Digest() {
+				rec.Phase, rec.KMSKeyARN = state.PhaseDesired, ""
+			}
+			rec.Storage, rec.StorageDigest = t.p.Storage, t.p.Storage.Digest()
+			if rec.Storage.KMSKeyARN != "" {
+				rec.KMSKeyARN = rec.Storage.KMSKeyARN // a configured key is the resolved key
+			}
+		}
+		if rec.Phase == "" {
+			rec.Phase = state.PhaseDesired
+		}
+		if rec.Intent == nil || rec.Intent.Op != op || rec.Intent.Target != target {
+			rec.Intent = &state.Intent{Op: op, Target: target, Started: now}
+		}
+	})
+}
+
+func (t *teamRun) noteChanges(changes []bucketfactory.Change) {
+	for _, c := range changes {
+		t.changes = append(t.changes, c.String())
+		t.log.Info("bucket setting changed", "bucket", t.rec.Storage.Bucket, "setting", c.Setting, "detail", c.Detail)
+	}
+}
+
+// fail records the failure (keeping any intent, so the next attempt knows what may have happened).
+func (t *teamRun) fail(ctx context.Context, s Step, err error) Result {
+	attempts := t.rec.Attempts + 1
+	next := t.r.now().UTC().Add(t.r.backoff(attempts))
+	msg := err.Error()
+	if s != "" {
+		msg = fmt.Sprintf("%s: %s", s, msg)
+	}
+	t.log.Error("team failed", "step", s, "attempt", attempts, "next_retry", next, "error", msg)
+	// The context may be what failed; the record must still land.
+	if uerr := t.update(context.WithoutCancel(ctx), func(rec *state.Record) {
+		rec.Attempts, rec.LastError, rec.NextRetry = attempts, msg, next
+	}); uerr != nil {
+		msg += "; and recording the failure failed: " + uerr.Error()
+	}
+	return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg, Changes: t.changes, Err: err}
+}
+
+// StorageBucket is the storageBucket value W&B is given for the storage.
+func StorageBucket(s team.Storage, kmsKeyARN string) *scim.StorageBucket {
+	sb := &scim.StorageBucket{Name: s.Bucket, Provider: s.WandbProvider(), Path: s.Path, AWSExternalID: s.AWSExternalID}
+	if s.Provider == team.ProviderAWS {
+		sb.KMSKeyID = kmsKeyARN
+	}
+	return sb
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+func (r *Reconciler) backoff(n int) time.Duration {
+	if r.Backoff != nil {
+		return r.Backoff(n)
+	}
+	return DefaultBackoff(n)
+}
+
+// DefaultBackoff doubles from 30 s up to 1 h, with up to 20% jitter so failed teams do not retry in lockstep.
+func DefaultBackoff(n int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < n && d < time.Hour; i++ {
+		d *= 2
+	}
+	d = min(d, time.Hour)
+	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+}

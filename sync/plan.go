@@ -1,0 +1,232 @@
+// Package sync reconciles desired teams with the world: a pure planner decides, per team, which steps
+// are needed from what is desired, what the state recorded and what W&B has; the applier carries the
+// steps out one by one, recording intent before and result after every external mutation.
+package sync
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// Step is one unit of work for a team. Steps that mutate the outside world record their intent first.
+type Step string
+
+const (
+	StepCreateKey    Step = "create_kms_key" // create the team's KMS key (profile asks for one)
+	StepEnsureBucket Step = "ensure_bucket"  // create the bucket if absent and apply W&B's recipe
+	StepVerifyBucket Step = "verify_bucket"  // read every setting back and probe with an object
+	StepCreateTeam   Step = "create_team"    // POST the W&B team with storageBucket
+	StepAdoptTeam    Step = "adopt_team"     // W&B has the team our unfinished create made: record it
+	StepMarkInSync   Step = "mark_in_sync"   // state only
+	StepCheckDrift   Step = "check_drift"    // re-apply the recipe where it drifted, then verify
+	StepOrphan       Step = "orphan"         // no longer desired: mark it, keep bucket and team
+)
+
+// TeamPlan is what sync would do for one team.
+type TeamPlan struct {
+	Team    string       `json:"team"`
+	Profile string       `json:"profile,omitempty"`
+	Status  string       `json:"status"` // the team's status in the state now ("new" if unknown)
+	Steps   []Step       `json:"steps"`
+	Storage team.Storage `json:"storage"` // desired storage (recorded storage for orphans)
+	// Conflict, when set, is why the agent will not touch this team until an operator acts.
+	Conflict string `json:"conflict,omitempty"`
+	// Note explains a step list that is not the obvious one (waiting for a retry, storage changed).
+	Note string `json:"note,omitempty"`
+
+	desired *team.Team
+	record  *state.Record
+	group   *scim.Group
+}
+
+// Changes reports whether the plan does anything at all (including state-only updates).
+func (p TeamPlan) Changes() bool {
+	return len(p.Steps) > 0 || (p.record != nil && p.record.Conflict != p.Conflict)
+}
+
+// Summary is the plan in words, for the human table.
+func (p TeamPlan) Summary() string {
+	if p.Conflict != "" {
+		return "conflict: " + p.Conflict
+	}
+	if len(p.Steps) == 0 {
+		if p.Note != "" {
+			return p.Note
+		}
+		return "no change"
+	}
+	parts := make([]string, 0, len(p.Steps))
+	for _, s := range p.Steps {
+		parts = append(parts, p.describe(s))
+	}
+	out := strings.Join(parts, ", ")
+	if p.Note != "" {
+		out += " (" + p.Note + ")"
+	}
+	return out
+}
+
+func (p TeamPlan) describe(s Step) string {
+	switch s {
+	case StepCreateKey:
+		return "create KMS key"
+	case StepEnsureBucket:
+		return fmt.Sprintf("create/configure bucket %s", p.Storage.Bucket)
+	case StepVerifyBucket:
+		return "verify bucket"
+	case StepCreateTeam:
+		return "create W&B team"
+	case StepAdoptTeam:
+		return "adopt W&B team " + p.group.ID + " (created by an earlier interrupted attempt)"
+	case StepMarkInSync:
+		return "mark in sync"
+	case StepCheckDrift:
+		return fmt.Sprintf("check bucket %s for drift", p.Storage.Bucket)
+	case StepOrphan:
+		return "mark orphaned (bucket and W&B team are kept)"
+	}
+	return string(s)
+}
+
+// PlanInput is everything the planner looks at. It makes no calls.
+type PlanInput struct {
+	Desired []team.Team
+	Records []state.Record
+	Groups  []scim.Group // the teams W&B has now
+	Now     time.Time
+	// DriftInterval is how old a bucket's last verification may get before it is checked again; 0: never.
+	DriftInterval time.Duration
+	// RespectBackoff holds back teams whose last failure asked for a later retry (the daemon);
+	// a sync started by hand retries at once.
+	RespectBackoff bool
+}
+
+// Plan decides the steps for every desired or recorded team, sorted by team name.
+func Plan(in PlanInput) []TeamPlan {
+	records := make(map[string]*state.Record, len(in.Records))
+	for i := range in.Records {
+		records[in.Records[i].Name] = &in.Records[i]
+	}
+	groups := make(map[string]*scim.Group, len(in.Groups))
+	for i := range in.Groups {
+		groups[in.Groups[i].DisplayName] = &in.Groups[i]
+	}
+	plans := make([]TeamPlan, 0, len(in.Desired)+len(in.Records))
+	desired := make(map[string]bool, len(in.Desired))
+	for i := range in.Desired {
+		t := &in.Desired[i]
+		desired[t.Name] = true
+		plans = append(plans, planTeam(in, t, records[t.Name], groups[t.Name]))
+	}
+	for _, r := range records {
+		if desired[r.Name] {
+			continue
+		}
+		p := TeamPlan{Team: r.Name, Profile: r.Profile, Status: r.Status(), Storage: r.Storage, record: r}
+		if !r.Orphaned {
+			p.Steps = []Step{StepOrphan}
+		}
+		plans = append(plans, p)
+	}
+	sort.Slice(plans, func(i, j int) bool { return plans[i].Team < plans[j].Team })
+	return plans
+}
+
+func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPlan {
+	p := TeamPlan{Team: t.Name, Profile: t.Profile, Status: "new", Storage: t.Storage, desired: t, record: r, group: g}
+	if r != nil {
+		p.Status = r.Status()
+	}
+	digest := t.Storage.Digest()
+
+	if r != nil && r.Phase.Created() {
+		// The team exists: its storage is frozen, only bucket settings may be repaired.
+		p.Storage = r.Storage
+		switch {
+		case r.StorageDigest != digest:
+			p.Conflict = fmt.Sprintf("the W&B team was created with storage %s, but the configuration now gives %s; "+
+				"W&B cannot change a team's storage: restore the old storage settings for this team, or use a new team name",
+				describeStorage(r.Storage), describeStorage(t.Storage))
+		case g == nil:
+			p.Conflict = fmt.Sprintf("the state records W&B team %q (id %s), but W&B has no team of that name; "+
+				"check the W&B organisation and URL in the configuration", t.Name, r.GroupID)
+		case g.ID != r.GroupID:
+			p.Conflict = fmt.Sprintf("W&B's team %q has id %s, but byob-agent created id %s; check who replaced it", t.Name, g.ID, r.GroupID)
+		case r.Phase == state.PhaseTeamCreated:
+			p.Steps = []Step{StepMarkInSync}
+		case in.DriftInterval > 0 && in.Now.Sub(r.LastVerified) >= in.DriftInterval:
+			p.Steps = []Step{StepCheckDrift}
+		case r.Orphaned:
+			p.Steps = []Step{StepMarkInSync} // desired again
+		}
+		return p
+	}
+
+	if g != nil {
+		if r != nil && r.Intent != nil && r.Intent.Op == state.OpCreateTeam {
+			// Our POST reached W&B but its answer never reached us.
+			p.Storage = r.Storage
+			p.Steps = []Step{StepAdoptTeam, StepMarkInSync}
+			return p
+		}
+		p.Conflict = fmt.Sprintf("W&B already has a team named %q (id %s) that byob-agent did not create; "+
+			"its storage is unknown and cannot be changed: rename the team in the configuration, or remove it from the configuration", t.Name, g.ID)
+		return p
+	}
+
+	if in.RespectBackoff && r != nil && r.NextRetry.After(in.Now) {
+		p.Note = fmt.Sprintf("waiting until %s to retry after: %s", r.NextRetry.UTC().Format(time.RFC3339), r.LastError)
+		return p
+	}
+
+	phase := state.PhaseDesired
+	keyKnown := false
+	if r != nil {
+		phase = r.Phase
+		keyKnown = r.KMSKeyARN != ""
+		if r.StorageDigest != "" && r.StorageDigest != digest {
+			keyKnown = false
+			// Not yet frozen: start over with the new storage. A bucket made for the old spec stays
+			// (the agent never deletes buckets); say so.
+			phase = state.PhaseDesired
+			p.Note = fmt.Sprintf("storage changed before the team was created; the earlier bucket %s is left in place", r.Storage.Bucket)
+		}
+	}
+	if t.Storage.CreateKMSKey && !keyKnown {
+		p.Steps = append(p.Steps, StepCreateKey)
+	}
+	if phase == state.PhaseDesired {
+		p.Steps = append(p.Steps, StepEnsureBucket, StepVerifyBucket)
+	}
+	p.Steps = append(p.Steps, StepCreateTeam, StepMarkInSync)
+	return p
+}
+
+func describeStorage(s team.Storage) string {
+	out := s.Provider + " bucket " + s.Bucket
+	if s.Path != "" {
+		out += " path " + s.Path
+	}
+	if s.Region != "" {
+		out += " region " + s.Region
+	}
+	if s.Endpoint != "" {
+		out += " endpoint " + s.Endpoint
+	}
+	switch {
+	case s.KMSKeyARN != "":
+		out += " key " + s.KMSKeyARN
+	case s.CreateKMSKey:
+		out += " key created per team"
+	}
+	if s.AWSExternalID != "" {
+		out += " external id " + s.AWSExternalID
+	}
+	return out
+}

@@ -1,0 +1,188 @@
+package sync
+
+import (
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/team"
+)
+
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func storage(bucket string) team.Storage {
+	return team.Storage{Provider: team.ProviderAWS, Bucket: bucket, Region: "us-east-1", KMSKeyARN: "arn:aws:kms:us-east-1:1:key/k"}
+}
+
+func desiredTeam(name string, st team.Storage) team.Team {
+	return team.Team{Name: name, Profile: "main", Source: "yaml", Storage: st}
+}
+
+func rec(name string, phase state.Phase, st team.Storage, mod ...func(*state.Record)) state.Record {
+	r := state.Record{Name: name, Profile: "main", Phase: phase, Storage: st, StorageDigest: st.Digest(), KMSKeyARN: st.KMSKeyARN, LastVerified: now.Add(-time.Hour)}
+	if phase.Created() {
+		r.GroupID = "G-" + name
+	}
+	for _, m := range mod {
+		m(&r)
+	}
+	return r
+}
+
+func TestPlan(t *testing.T) {
+	st := storage("wandb-a")
+	other := storage("wandb-b")
+	keyed := st
+	keyed.KMSKeyARN, keyed.CreateKMSKey = "", true
+	group := scim.Group{ID: "G-a", DisplayName: "a"}
+	full := []Step{StepEnsureBucket, StepVerifyBucket, StepCreateTeam, StepMarkInSync}
+
+	tests := []struct {
+		name           string
+		desired        []team.Team
+		records        []state.Record
+		groups         []scim.Group
+		drift          time.Duration
+		respectBackoff bool
+		wantSteps      []Step
+		wantConflict   string // fragment
+		wantNote       string // fragment
+	}{
+		{name: "new team with configured key", desired: []team.Team{desiredTeam("a", st)}, wantSteps: full},
+		{name: "new team creating its key", desired: []team.Team{desiredTeam("a", keyed)},
+			wantSteps: append([]Step{StepCreateKey}, full...)},
+		{name: "key created, bucket not yet", desired: []team.Team{desiredTeam("a", keyed)},
+			records: []state.Record{rec("a", state.PhaseDesired, keyed, func(r *state.Record) { r.KMSKeyARN = "arn:k" })}, wantSteps: full},
+		{name: "interrupted during bucket setup", desired: []team.Team{desiredTeam("a", st)},
+			records:   []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.Intent = &state.Intent{Op: state.OpEnsureBucket, Target: "wandb-a"} })},
+			wantSteps: full},
+		{name: "bucket ready", desired: []team.Team{desiredTeam("a", st)},
+			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: []Step{StepCreateTeam, StepMarkInSync}},
+		{name: "create sent, W&B has it: adopt", desired: []team.Team{desiredTeam("a", st)},
+			records: []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Intent = &state.Intent{Op: state.OpCreateTeam, Target: "a"} })},
+			groups:  []scim.Group{group}, wantSteps: []Step{StepAdoptTeam, StepMarkInSync}},
+		{name: "create sent, W&B lacks it: create again", desired: []team.Team{desiredTeam("a", st)},
+			records:   []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Intent = &state.Intent{Op: state.OpCreateTeam, Target: "a"} })},
+			wantSteps: []Step{StepCreateTeam, StepMarkInSync}},
+		{name: "foreign W&B team, no record", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+			wantConflict: "did not create"},
+		{name: "foreign W&B team, bucket ready", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantConflict: "did not create"},
+		{name: "converged", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+			records: []state.Record{rec("a", state.PhaseInSync, st)}, drift: 24 * time.Hour},
+		{name: "converged, drift check due", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+			records: []state.Record{rec("a", state.PhaseInSync, st)}, drift: 30 * time.Minute, wantSteps: []Step{StepCheckDrift}},
+		{name: "converged, drift checks off", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+			records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.LastVerified = time.Time{} })}},
+		{name: "created team's storage changed", desired: []team.Team{desiredTeam("a", other)}, groups: []scim.Group{group},
+			records: []state.Record{rec("a", state.PhaseInSync, st)}, wantConflict: "cannot change a team's storage"},
+		{name: "created team gone from W&B", desired: []team.Team{desiredTeam("a", st)},
+			records: []state.Record{rec("a", state.PhaseInSync, st)}, wantConflict: "W&B has no team of that name"},
+		{name: "created team replaced in W&B", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{{ID: "other", DisplayName: "a"}},
+			records: []state.Record{rec("a", state.PhaseInSync, st)}, wantConflict: "has id other"},
+		{name: "team created, not marked", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+			records: []state.Record{rec("a", state.PhaseTeamCreated, st)}, wantSteps: []Step{StepMarkInSync}},
+		{name: "orphan desired again", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+			records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Orphaned = true })}, wantSteps: []Step{StepMarkInSync}},
+		{name: "backing off", desired: []team.Team{desiredTeam("a", st)}, respectBackoff: true,
+			records: []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", now.Add(time.Minute) })},
+			wantNote: "waiting until"},
+		{name: "backoff ignored by hand", desired: []team.Team{desiredTeam("a", st)},
+			records: []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", now.Add(time.Minute) })},
+			wantSteps: full},
+		{name: "backoff elapsed", desired: []team.Team{desiredTeam("a", st)}, respectBackoff: true,
+			records: []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", now.Add(-time.Minute) })},
+			wantSteps: full},
+		{name: "storage changed before creation", desired: []team.Team{desiredTeam("a", other)},
+			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: full, wantNote: "wandb-a is left in place"},
+		{name: "storage changed before creation, key per team", desired: []team.Team{desiredTeam("a", keyed)},
+			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: append([]Step{StepCreateKey}, full...), wantNote: "left in place"},
+		{name: "no longer desired", records: []state.Record{rec("a", state.PhaseInSync, st)}, groups: []scim.Group{group},
+			wantSteps: []Step{StepOrphan}},
+		{name: "no longer desired, already orphaned", records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Orphaned = true })}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plans := Plan(PlanInput{Desired: tt.desired, Records: tt.records, Groups: tt.groups, Now: now, DriftInterval: tt.drift, RespectBackoff: tt.respectBackoff})
+			if len(plans) != 1 {
+				t.Fatalf("got %d plans, want 1", len(plans))
+			}
+			p := plans[0]
+			if !reflect.DeepEqual(p.Steps, tt.wantSteps) {
+				t.Errorf("steps = %v, want %v", p.Steps, tt.wantSteps)
+			}
+			if !contains(p.Conflict, tt.wantConflict) {
+				t.Errorf("conflict = %q, want it to contain %q", p.Conflict, tt.wantConflict)
+			}
+			if !contains(p.Note, tt.wantNote) {
+				t.Errorf("note = %q, want it to contain %q", p.Note, tt.wantNote)
+			}
+			if tt.wantConflict != "" && len(p.Steps) > 0 {
+				t.Errorf("a conflict must plan no step, got %v", p.Steps)
+			}
+			if p.Summary() == "" {
+				t.Error("empty summary")
+			}
+		})
+	}
+}
+
+func contains(s, frag string) bool {
+	if frag == "" {
+		return s == ""
+	}
+	return strings.Contains(s, frag)
+}
+
+func TestPlanSortsAndCoversDesiredAndRecorded(t *testing.T) {
+	st := storage("x")
+	plans := Plan(PlanInput{
+		Desired: []team.Team{desiredTeam("c", st), desiredTeam("a", st)},
+		Records: []state.Record{rec("b", state.PhaseInSync, st)},
+		Now:     now,
+	})
+	var names []string
+	for _, p := range plans {
+		names = append(names, p.Team)
+	}
+	if !reflect.DeepEqual(names, []string{"a", "b", "c"}) {
+		t.Fatalf("plan order = %v", names)
+	}
+}
+
+func TestResolvedConflictIsAChange(t *testing.T) {
+	st := storage("wandb-a")
+	r := rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Conflict = "old" })
+	plans := Plan(PlanInput{Desired: []team.Team{desiredTeam("a", st)}, Records: []state.Record{r},
+		Groups: []scim.Group{{ID: "G-a", DisplayName: "a"}}, Now: now})
+	if len(plans[0].Steps) != 0 || !plans[0].Changes() {
+		t.Fatalf("a cleared conflict must be a state-only change: %+v", plans[0])
+	}
+}
+
+func BenchmarkPlanConverged5000(b *testing.B) {
+	const n = 5000
+	desired := make([]team.Team, n)
+	records := make([]state.Record, n)
+	groups := make([]scim.Group, n)
+	for i := range n {
+		name := "team-" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strconv.Itoa(i)
+		st := storage("wandb-" + name)
+		desired[i] = desiredTeam(name, st)
+		records[i] = rec(name, state.PhaseInSync, st)
+		groups[i] = scim.Group{ID: "G-" + name, DisplayName: name}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		plans := Plan(PlanInput{Desired: desired, Records: records, Groups: groups, Now: now, DriftInterval: 24 * time.Hour})
+		for _, p := range plans {
+			if p.Changes() {
+				b.Fatalf("converged team %s planned %v %s", p.Team, p.Steps, p.Conflict)
+			}
+		}
+	}
+}

@@ -1,0 +1,82 @@
+// Package team holds the domain types every part of byob-agent shares: a desired team, the storage it
+// gets, and W&B's naming rules.
+package team
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+)
+
+// Provider names as they appear in the agent's configuration.
+const (
+	ProviderAWS          = "aws"
+	ProviderS3Compatible = "s3-compatible"
+)
+
+// Team is one desired W&B team: what a source (the YAML file, an IdP, a SCIM push) asks for.
+type Team struct {
+	Name    string  // W&B team name; valid per ValidateName
+	Profile string  // storage profile the team's storage comes from
+	Source  string  // which source asked for it ("yaml", ...)
+	Storage Storage // fully resolved desired storage
+}
+
+// Storage is the immutable part of a team: where its data lives. Once a W&B team is created with it,
+// it can never change. It holds no secrets, so it may be stored and printed.
+type Storage struct {
+	Provider string `json:"provider"`           // ProviderAWS or ProviderS3Compatible
+	Bucket   string `json:"bucket"`             // bucket name
+	Path     string `json:"path,omitempty"`     // prefix inside the bucket
+	Region   string `json:"region,omitempty"`   // bucket region
+	Endpoint string `json:"endpoint,omitempty"` // S3 endpoint URL; empty means the provider's default
+	// KMSKeyARN is the customer key for SSE-KMS. Empty with CreateKMSKey set means the agent creates one
+	// key for the team; empty without it means no SSE-KMS (s3-compatible only).
+	KMSKeyARN     string `json:"kmsKeyArn,omitempty"`
+	CreateKMSKey  bool   `json:"createKmsKey,omitempty"`
+	AWSExternalID string `json:"awsExternalId,omitempty"`
+}
+
+// Digest identifies the storage spec. Two specs with the same digest give the team the same storage.
+// It is what the state records to detect a later change of a created team's storage.
+func (s Storage) Digest() string {
+	b, err := json.Marshal(s)
+	if err != nil { // a struct of strings and bools always marshals
+		panic(fmt.Sprintf("team: marshal storage: %v", err))
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// WandbProvider is the value W&B's storageBucket.provider takes for this storage (upper case, exact).
+func (s Storage) WandbProvider() string {
+	switch s.Provider {
+	case ProviderAWS:
+		return "AWS"
+	case ProviderS3Compatible:
+		return "MINIO"
+	}
+	return ""
+}
+
+// MaxNameLength is the longest team name the agent accepts. W&B does not publish a limit; 64 is an
+// inference from its entity names and keeps derived bucket names within S3's 63 characters in common templates.
+const MaxNameLength = 64
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// ValidateName checks a W&B team name: W&B team names are global, lowercase and without spaces.
+// The agent accepts lowercase letters, digits, '-' and '_', starting with a letter or digit.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("team name is empty")
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("team name %q is %d characters long; at most %d are allowed", name, len(name), MaxNameLength)
+	case !nameRE.MatchString(name):
+		return fmt.Errorf("team name %q is not a valid W&B team name: use lowercase letters, digits, '-' and '_' only, starting with a letter or digit", name)
+	}
+	return nil
+}
