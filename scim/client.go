@@ -35,8 +35,9 @@ const (
 	DefaultUserAgent  = "byob-agent"
 )
 
-// pageSize is the count asked for per ListGroups page; W&B documents up to 9999 per request.
-const pageSize = 1000
+// pageSize is the count asked for per ListGroups page: W&B documents up to 9999 results per request,
+// so one request lists the teams of all but the largest organisations.
+const pageSize = 9999
 
 // maxResponseBytes bounds how much of a response is read, so a broken server cannot exhaust memory.
 const maxResponseBytes = 64 << 20
@@ -154,9 +155,9 @@ func NewClient(o Options) (*Client, error) {
 }
 
 // ListGroups returns every team, following startIndex/count paging. totalResults is trusted when the
-// server sends it (a server may cap pages below the count asked for); otherwise a short page ends the
-// list. A page that brings no group not seen before (a server ignoring paging and repeating page one)
-// also ends it, so this never loops forever.
+// server sends it. Without it a short page proves nothing (a server may cap pages below the count
+// asked for), so the list ends at a page that brings no group not seen before: an empty page, or a
+// server ignoring paging and repeating page one. It never loops forever and never hides a team.
 func (c *Client) ListGroups(ctx context.Context) ([]Group, error) {
 	var all []Group
 	seen := map[string]bool{}
@@ -183,8 +184,6 @@ func (c *Client) ListGroups(ctx context.Context) ([]Group, error) {
 		case added == 0:
 			return all, nil
 		case page.TotalResults > 0 && len(all) >= page.TotalResults:
-			return all, nil
-		case page.TotalResults <= 0 && len(page.Resources) < pageSize:
 			return all, nil
 		}
 		start += len(page.Resources)

@@ -168,13 +168,13 @@ func TestListGroupsPaging(t *testing.T) {
 	}{
 		{"empty", 0, 0, false, false, 0, 1},
 		{"one short page", 3, 0, false, false, 3, 1},
-		{"exactly one full page", 1000, 0, false, false, 1000, 1},
-		{"three pages", 2500, 0, false, false, 2500, 3},
+		{"5000 teams in one request", 5000, 0, false, false, 5000, 1},
+		{"three pages", 2500, 1000, false, false, 2500, 3},
 		{"server caps pages, totalResults drives", 250, 100, false, false, 250, 3},
-		{"no totalResults, short page ends", 1500, 0, false, true, 1500, 2},
-		{"no totalResults, full last page then empty page", 2000, 0, false, true, 2000, 3},
-		{"server ignores paging", 2500, 0, true, false, 1000, 2},
-		{"server ignores paging, no totalResults", 2500, 0, true, true, 1000, 2},
+		{"no totalResults, an empty page ends", 1500, 1000, false, true, 1500, 3},
+		{"no totalResults, full last page then empty page", 2000, 1000, false, true, 2000, 3},
+		{"server ignores paging", 2500, 1000, true, false, 1000, 2},
+		{"server ignores paging, no totalResults", 2500, 1000, true, true, 1000, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

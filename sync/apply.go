@@ -140,6 +140,9 @@ type teamRun struct {
 func (r *Reconciler) applyTeam(ctx context.Context, p TeamPlan) Result {
 	log := r.logger().With("team", p.Team)
 	res := Result{Team: p.Team, Outcome: OutcomeUnchanged, Detail: p.Summary()}
+	if p.Conflict != "" && !p.Changes() {
+		return Result{Team: p.Team, Outcome: OutcomeConflict, Detail: p.Conflict} // already recorded
+	}
 	if !p.Changes() {
 		if p.Note != "" {
 			res.Outcome = OutcomeWaiting

@@ -47,7 +47,11 @@ type TeamPlan struct {
 
 // Changes reports whether the plan does anything at all (including state-only updates).
 func (p TeamPlan) Changes() bool {
-	return len(p.Steps) > 0 || (p.record != nil && p.record.Conflict != p.Conflict)
+	recorded := ""
+	if p.record != nil {
+		recorded = p.record.Conflict
+	}
+	return len(p.Steps) > 0 || recorded != p.Conflict
 }
 
 // Summary is the plan in words, for the human table.

@@ -95,21 +95,33 @@ func TestClientAgainstEmulator(t *testing.T) {
 	}
 }
 
-func TestClientListsMoreThanOneFullPage(t *testing.T) {
-	emu, c := startWithClient(t, wandbemu.Options{}, nil)
-	const n = 1001 // the client asks for 1000 per page
-	for i := range n {
-		if _, err := c.CreateGroup(t.Context(), scim.NewGroup{DisplayName: fmt.Sprintf("t%04d", i)}); err != nil {
-			t.Fatal(err)
-		}
+func TestClientListsAllTeams(t *testing.T) {
+	const n = 1001
+	tests := []struct {
+		name     string
+		maxPage  int // the server's own cap on a page
+		requests int
+	}{
+		{name: "one request when the server gives what is asked", requests: 1},
+		{name: "server caps pages", maxPage: 1000, requests: 2},
 	}
-	emu.ResetCounts()
-	all, err := c.ListGroups(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all) != n || all[n-1].DisplayName != "t1000" || emu.Counts()["GET /scim/Groups"] != 2 {
-		t.Fatalf("%d teams in %d requests", len(all), emu.Counts()["GET /scim/Groups"])
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			emu, c := startWithClient(t, wandbemu.Options{MaxPageSize: tt.maxPage}, nil)
+			for i := range n {
+				if _, err := c.CreateGroup(t.Context(), scim.NewGroup{DisplayName: fmt.Sprintf("t%04d", i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			emu.ResetCounts()
+			all, err := c.ListGroups(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) != n || all[n-1].DisplayName != "t1000" || emu.Counts()["GET /scim/Groups"] != tt.requests {
+				t.Fatalf("%d teams in %d requests, want %d in %d", len(all), emu.Counts()["GET /scim/Groups"], n, tt.requests)
+			}
+		})
 	}
 }
 

@@ -1,0 +1,753 @@
+package s3bucket
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/internal/testenv"
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// One SeaweedFS + kmsd per test binary, started by the first test that needs it (unit tests of the
+// pure pieces do not) and stopped in TestMain. A missing bin/weed fails those tests; it never skips them.
+var (
+	envOnce   sync.Once
+	sharedEnv *testenv.S3Env
+	envErr    error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedEnv != nil {
+		if err := sharedEnv.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop S3 backends:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+func s3Env(t *testing.T) *testenv.S3Env {
+	t.Helper()
+	envOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		// Not us-east-1, so that CreateBucket sends a LocationConstraint.
+		sharedEnv, envErr = testenv.StartS3(ctx, testenv.S3Options{Region: "eu-central-1"})
+	})
+	if envErr != nil {
+		t.Fatalf("start S3 backends: %v", envErr)
+	}
+	return sharedEnv
+}
+
+func newTestFactory(t *testing.T, env *testenv.S3Env, provider string) *Factory {
+	t.Helper()
+	f, err := New(t.Context(), Options{
+		Provider: provider, Region: env.Region, Endpoint: env.Endpoint, PathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(env.AccessKey, env.SecretKey, ""),
+		PrincipalARN: testPrincipal, KMSEndpoint: env.KMSEndpoint, AccountID: env.AccountID,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+var nonName = regexp.MustCompile(`[^a-z0-9]+`)
+
+// uniqueName makes a bucket and team name from the test's name, unique across runs of one backend.
+func uniqueName(t *testing.T) string {
+	base := strings.Trim(nonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+	if len(base) > 40 {
+		base = strings.TrimRight(base[len(base)-40:], "-")
+	}
+	return strings.Trim(base, "-") + "-" + strings.ToLower(rand.Text()[:6])
+}
+
+// awsBucket is a fresh bucket spec for the aws profile.
+func awsBucket(t *testing.T, key string) bucketfactory.Bucket {
+	name := uniqueName(t)
+	return bucketfactory.Bucket{
+		Team:      name,
+		Storage:   team.Storage{Provider: team.ProviderAWS, Bucket: name, Path: "wandb/runs"},
+		KMSKeyARN: key,
+	}
+}
+
+func settings(changes []bucketfactory.Change) []string {
+	out := make([]string, len(changes))
+	for i, c := range changes {
+		out[i] = c.Setting
+	}
+	return out
+}
+
+func mustEnsure(t *testing.T, f *Factory, b bucketfactory.Bucket, opts bucketfactory.EnsureOptions) []bucketfactory.Change {
+	t.Helper()
+	changes, err := f.Ensure(t.Context(), b, opts)
+	if err != nil {
+		t.Fatalf("Ensure(%s): %v (changes so far: %v)", b.Storage.Bucket, err, changes)
+	}
+	return changes
+}
+
+func mustCreateKey(t *testing.T, env *testenv.S3Env) string {
+	t.Helper()
+	key, err := env.CreateKey(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func TestEnsureNewBucket(t *testing.T) {
+	env := s3Env(t)
+	ctx := t.Context()
+	f := newTestFactory(t, env, team.ProviderAWS)
+	b := awsBucket(t, "")
+	key, created, err := f.EnsureKey(ctx, b.Team, false)
+	if err != nil || !created {
+		t.Fatalf("EnsureKey = %q, created %v, %v; want a new key", key, created, err)
+	}
+	b.KMSKeyARN = key
+
+	env.ResetCounts()
+	changes := mustEnsure(t, f, b, bucketfactory.EnsureOptions{})
+	// Tags are the first write after the create, so a crash cannot leave an anonymous bucket behind.
+	want := []string{"create", "tags", "ownership-controls", "public-access-block", "encryption", "cors", "policy"}
+	if got := settings(changes); !slices.Equal(got, want) {
+		t.Errorf("first Ensure changed %v, want %v", got, want)
+	}
+	if err := f.Verify(ctx, b); err != nil {
+		t.Errorf("Verify after Ensure: %v", err)
+	}
+	objs, err := env.S3Client(ctx).ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(b.Storage.Bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs.Contents) != 0 {
+		t.Errorf("Verify left %d object(s) behind, e.g. %s", len(objs.Contents), aws.ToString(objs.Contents[0].Key))
+	}
+
+	env.ResetCounts()
+	if changes := mustEnsure(t, f, b, bucketfactory.EnsureOptions{}); len(changes) != 0 {
+		t.Errorf("second Ensure changed %v, want nothing", changes)
+	}
+	if n := env.S3Mutations(); n != 0 {
+		t.Errorf("second Ensure made %d mutating S3 calls, want 0: %v", n, env.S3Counts())
+	}
+}
+
+func TestEnsureRepairsDrift(t *testing.T) {
+	env := s3Env(t)
+	key := mustCreateKey(t, env)
+	f := newTestFactory(t, env, team.ProviderAWS)
+	foreignRule := types.CORSRule{ID: aws.String("theirs"), AllowedMethods: []string{"POST"}, AllowedOrigins: []string{"https://x.example"}}
+
+	tests := []struct {
+		name    string
+		drift   func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error
+		setting string // the one change Ensure must report
+		call    string // the one mutating call it must make
+		check   func(t *testing.T, c *s3.Client, b bucketfactory.Bucket)
+	}{
+		{
+			name: "CORS deleted",
+			drift: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.DeleteBucketCors(ctx, &s3.DeleteBucketCorsInput{Bucket: aws.String(b.Storage.Bucket)})
+				return err
+			},
+			setting: "cors", call: "PUT ?cors",
+		},
+		{
+			name: "CORS replaced by someone else's rule",
+			drift: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.PutBucketCors(ctx, &s3.PutBucketCorsInput{Bucket: aws.String(b.Storage.Bucket),
+					CORSConfiguration: &types.CORSConfiguration{CORSRules: []types.CORSRule{foreignRule}}})
+				return err
+			},
+			setting: "cors", call: "PUT ?cors",
+			check: func(t *testing.T, c *s3.Client, b bucketfactory.Bucket) {
+				out, err := c.GetBucketCors(t.Context(), &s3.GetBucketCorsInput{Bucket: aws.String(b.Storage.Bucket)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(out.CORSRules) != 2 || aws.ToString(out.CORSRules[1].ID) != "theirs" {
+					t.Errorf("CORS after repair: %s; want W&B's rule, then theirs", describeCORSRules(out.CORSRules))
+				}
+			},
+		},
+		{
+			name: "policy replaced",
+			drift: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(b.Storage.Bucket), Policy: aws.String(
+					`{"Version":"2012-10-17","Statement":[{"Sid":"Theirs","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},` +
+						`"Action":"s3:GetObject","Resource":"arn:aws:s3:::` + b.Storage.Bucket + `/*"}]}`)})
+				return err
+			},
+			setting: "policy", call: "PUT ?policy",
+			check: func(t *testing.T, c *s3.Client, b bucketfactory.Bucket) {
+				doc, err := getPolicy(t.Context(), c, b.Storage.Bucket)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stmts, err := policyStatements(decodeJSON(t, doc))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(stmts) != 2 || stmts[0]["Sid"] != "Theirs" || stmts[1]["Sid"] != wandbSid {
+					t.Errorf("policy after repair = %s; want their statement kept and W&B's added", doc)
+				}
+			},
+		},
+		{
+			name: "encryption deleted",
+			drift: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.DeleteBucketEncryption(ctx, &s3.DeleteBucketEncryptionInput{Bucket: aws.String(b.Storage.Bucket)})
+				return err
+			},
+			setting: "encryption", call: "PUT ?encryption",
+		},
+		{
+			name: "public access block loosened",
+			drift: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.PutPublicAccessBlock(ctx, &s3.PutPublicAccessBlockInput{Bucket: aws.String(b.Storage.Bucket),
+					PublicAccessBlockConfiguration: &types.PublicAccessBlockConfiguration{
+						BlockPublicAcls: aws.Bool(true), IgnorePublicAcls: aws.Bool(true), BlockPublicPolicy: aws.Bool(false), RestrictPublicBuckets: aws.Bool(true),
+					}})
+				return err
+			},
+			setting: "public-access-block", call: "PUT ?publicAccessBlock",
+		},
+		{
+			name: "object ownership changed",
+			drift: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.PutBucketOwnershipControls(ctx, &s3.PutBucketOwnershipControlsInput{Bucket: aws.String(b.Storage.Bucket),
+					OwnershipControls: &types.OwnershipControls{Rules: []types.OwnershipControlsRule{{ObjectOwnership: types.ObjectOwnershipObjectWriter}}}})
+				return err
+			},
+			setting: "ownership-controls", call: "PUT ?ownershipControls",
+		},
+		{
+			name: "managed-by tag removed",
+			drift: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.PutBucketTagging(ctx, &s3.PutBucketTaggingInput{Bucket: aws.String(b.Storage.Bucket), Tagging: &types.Tagging{TagSet: []types.Tag{
+					{Key: aws.String(bucketfactory.TagTeam), Value: aws.String(b.Team)},
+					{Key: aws.String("cost-center"), Value: aws.String("42")},
+				}}})
+				return err
+			},
+			setting: "tags", call: "PUT ?tagging",
+			check: func(t *testing.T, c *s3.Client, b bucketfactory.Bucket) {
+				tags, err := getTags(t.Context(), c, b.Storage.Bucket)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tags["cost-center"] != "42" || tags[bucketfactory.TagManagedBy] != bucketfactory.TagManagedByValue {
+					t.Errorf("tags after repair = %v; want cost-center kept and managed-by restored", tags)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			admin := env.S3Client(ctx)
+			b := awsBucket(t, key)
+			mustEnsure(t, f, b, bucketfactory.EnsureOptions{})
+			if err := tt.drift(ctx, admin, b); err != nil {
+				t.Fatalf("cause drift: %v", err)
+			}
+
+			env.ResetCounts()
+			changes := mustEnsure(t, f, b, bucketfactory.EnsureOptions{})
+			if got := settings(changes); !slices.Equal(got, []string{tt.setting}) {
+				t.Errorf("Ensure changed %v, want [%s]", changes, tt.setting)
+			}
+			if n, c := env.S3Mutations(), env.S3Counts()[tt.call]; n != 1 || c != 1 {
+				t.Errorf("Ensure made %d mutating calls (%d %q), want exactly one %q: %v", n, c, tt.call, tt.call, env.S3Counts())
+			}
+			if tt.check != nil {
+				tt.check(t, admin, b)
+			}
+			if err := f.Verify(ctx, b); err != nil {
+				t.Errorf("Verify after repair: %v", err)
+			}
+		})
+	}
+}
+
+func TestEnsureOwnership(t *testing.T) {
+	env := s3Env(t)
+	key := mustCreateKey(t, env)
+	f := newTestFactory(t, env, team.ProviderAWS)
+
+	createAs := func(c *s3.Client, tags map[string]string) func(context.Context, bucketfactory.Bucket) error {
+		return func(ctx context.Context, b bucketfactory.Bucket) error {
+			name := aws.String(b.Storage.Bucket)
+			if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: name}); err != nil {
+				return err
+			}
+			if len(tags) == 0 {
+				return nil
+			}
+			var set []types.Tag
+			for k, v := range tags {
+				if v == "" { // stands for the bucket's own team
+					v = b.Team
+				}
+				set = append(set, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+			}
+			_, err := c.PutBucketTagging(ctx, &s3.PutBucketTaggingInput{Bucket: name, Tagging: &types.Tagging{TagSet: set}})
+			return err
+		}
+	}
+	// headStatus makes HEAD of the bucket answer status, as if it had looked different a moment earlier.
+	headStatus := func(status int) func(bucketfactory.Bucket) testenv.Fault {
+		return func(b bucketfactory.Bucket) testenv.Fault {
+			return func(r *http.Request) (int, bool) {
+				return status, r.Method == http.MethodHead && strings.Trim(r.URL.Path, "/") == b.Storage.Bucket
+			}
+		}
+	}
+	admin, other := env.S3Client(t.Context()), env.OtherS3Client(t.Context())
+	ours := map[string]string{bucketfactory.TagManagedBy: bucketfactory.TagManagedByValue, bucketfactory.TagTeam: ""}
+
+	tests := []struct {
+		name          string
+		arrange       func(context.Context, bucketfactory.Bucket) error
+		fault         func(bucketfactory.Bucket) testenv.Fault
+		adopt         bool
+		wantReason    string   // non-empty: an OwnershipError with this in its reason
+		wantMutations int      // with wantReason: mutating calls made before refusing
+		wantSettings  []string // without wantReason
+	}{
+		{
+			name:       "tagged for another team",
+			arrange:    createAs(admin, map[string]string{bucketfactory.TagManagedBy: bucketfactory.TagManagedByValue, bucketfactory.TagTeam: "other-team"}),
+			wantReason: `tagged for team "other-team"`,
+		},
+		{
+			name:       "untagged, adoption off",
+			arrange:    createAs(admin, map[string]string{"cost-center": "42"}),
+			wantReason: "adopting untagged buckets is off",
+		},
+		{
+			name:         "untagged, adoption on",
+			arrange:      createAs(admin, map[string]string{"cost-center": "42"}),
+			adopt:        true,
+			wantSettings: []string{"tags", "ownership-controls", "public-access-block", "encryption", "cors", "policy"},
+		},
+		{
+			name:          "another account's bucket",
+			arrange:       createAs(other, nil),
+			fault:         headStatus(http.StatusNotFound),
+			wantReason:    "taken by another account",
+			wantMutations: 1, // the CreateBucket that found out
+		},
+		{
+			name:       "access denied",
+			arrange:    createAs(other, nil),
+			fault:      headStatus(http.StatusForbidden),
+			wantReason: "access to it is denied",
+		},
+		{
+			name:         "ours, created concurrently",
+			arrange:      createAs(admin, ours),
+			fault:        headStatus(http.StatusNotFound),
+			wantSettings: []string{"ownership-controls", "public-access-block", "encryption", "cors", "policy"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			b := awsBucket(t, key)
+			if err := tt.arrange(ctx, b); err != nil {
+				t.Fatalf("arrange: %v", err)
+			}
+			if tt.fault != nil {
+				env.SetS3Fault(tt.fault(b))
+				defer env.SetS3Fault(nil)
+			}
+			env.ResetCounts()
+			changes, err := f.Ensure(ctx, b, bucketfactory.EnsureOptions{AdoptUntagged: tt.adopt})
+			if tt.wantReason == "" {
+				if err != nil {
+					t.Fatalf("Ensure: %v", err)
+				}
+				if got := settings(changes); !slices.Equal(got, tt.wantSettings) {
+					t.Errorf("Ensure changed %v, want %v", got, tt.wantSettings)
+				}
+				return
+			}
+			var oe *bucketfactory.OwnershipError
+			if !errors.As(err, &oe) || !strings.Contains(oe.Reason, tt.wantReason) {
+				t.Fatalf("Ensure error = %v, want an OwnershipError saying %q", err, tt.wantReason)
+			}
+			if len(changes) != 0 || env.S3Mutations() != tt.wantMutations {
+				t.Errorf("refused Ensure changed %v with %d mutating calls, want none and %d: %v", changes, env.S3Mutations(), tt.wantMutations, env.S3Counts())
+			}
+		})
+	}
+
+	t.Run("adopted bucket keeps others' tags", func(t *testing.T) {
+		b := awsBucket(t, key)
+		if err := createAs(admin, map[string]string{"cost-center": "42"})(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+		mustEnsure(t, f, b, bucketfactory.EnsureOptions{AdoptUntagged: true})
+		tags, err := getTags(t.Context(), admin, b.Storage.Bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tags["cost-center"] != "42" || tags[bucketfactory.TagTeam] != b.Team || tags[bucketfactory.TagManagedBy] != bucketfactory.TagManagedByValue {
+			t.Errorf("tags after adoption = %v", tags)
+		}
+	})
+}
+
+func TestEnsureKey(t *testing.T) {
+	env := s3Env(t)
+	ctx := t.Context()
+	f := newTestFactory(t, env, team.ProviderAWS)
+	admin := env.KMSClient(ctx)
+	teamName := uniqueName(t)
+
+	arn, created, err := f.EnsureKey(ctx, teamName, false)
+	if err != nil || !created {
+		t.Fatalf("EnsureKey = %q, created %v, %v; want a new key", arn, created, err)
+	}
+	checkKey(t, admin, teamName, arn)
+
+	t.Run("second call changes nothing", func(t *testing.T) {
+		env.ResetCounts()
+		again, created, err := f.EnsureKey(ctx, teamName, false)
+		if err != nil || created || again != arn {
+			t.Fatalf("EnsureKey again = %q, created %v, %v; want %q, not created", again, created, err, arn)
+		}
+		if n := env.KMSMutations(); n != 0 {
+			t.Errorf("second EnsureKey made %d mutating KMS calls, want 0: %v", n, env.KMSCounts())
+		}
+	})
+
+	t.Run("drifted key policy is repaired", func(t *testing.T) {
+		rootOnly := newPolicy(keyPolicyStatements("aws", env.AccountID, testPrincipal)[:1])
+		if _, err := admin.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(arn), PolicyName: aws.String("default"), Policy: aws.String(rootOnly)}); err != nil {
+			t.Fatal(err)
+		}
+		env.ResetCounts()
+		if _, _, err := f.EnsureKey(ctx, teamName, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := env.KMSCounts()["TrentService.PutKeyPolicy"]; got != 1 || env.KMSMutations() != 1 {
+			t.Errorf("EnsureKey made %v, want exactly one PutKeyPolicy", env.KMSCounts())
+		}
+		checkKey(t, admin, teamName, arn)
+	})
+
+	t.Run("recovering reuses a tagged key without alias", func(t *testing.T) {
+		lost := uniqueName(t)
+		out, err := admin.CreateKey(ctx, &kms.CreateKeyInput{Tags: []kmstypes.Tag{
+			{TagKey: aws.String(bucketfactory.TagManagedBy), TagValue: aws.String(bucketfactory.TagManagedByValue)},
+			{TagKey: aws.String(bucketfactory.TagTeam), TagValue: aws.String(lost)},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.ResetCounts()
+		got, created, err := f.EnsureKey(ctx, lost, true)
+		if err != nil || created || got != aws.ToString(out.KeyMetadata.Arn) {
+			t.Fatalf("EnsureKey(recovering) = %q, created %v, %v; want the tagged key %s", got, created, err, aws.ToString(out.KeyMetadata.Arn))
+		}
+		if n := env.KMSCounts()["TrentService.CreateKey"]; n != 0 {
+			t.Errorf("recovering EnsureKey created %d key(s)", n)
+		}
+		checkKey(t, admin, lost, got)
+	})
+
+	t.Run("s3-compatible has no keys", func(t *testing.T) {
+		f := newTestFactory(t, env, team.ProviderS3Compatible)
+		if _, _, err := f.EnsureKey(ctx, teamName, false); err == nil {
+			t.Error("EnsureKey on an s3-compatible profile succeeded")
+		}
+	})
+}
+
+// checkKey asserts that the team's alias names arn and that the key has the ownership tags, W&B's key
+// policy and rotation on.
+func checkKey(t *testing.T, admin *kms.Client, teamName, arn string) {
+	t.Helper()
+	ctx := t.Context()
+	d, err := admin.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyAlias(teamName))})
+	if err != nil {
+		t.Fatalf("describe %s: %v", keyAlias(teamName), err)
+	}
+	if got := aws.ToString(d.KeyMetadata.Arn); got != arn {
+		t.Errorf("%s names %s, want %s", keyAlias(teamName), got, arn)
+	}
+	tags, err := admin.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: aws.String(arn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !taggedFor(tags.Tags, teamName) {
+		t.Errorf("key %s is not tagged for team %s", arn, teamName)
+	}
+	pol, err := admin.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: aws.String(arn), PolicyName: aws.String("default")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, changed, err := mergeStatements(aws.ToString(pol.Policy), keyPolicyStatements("aws", arnAccount(arn), testPrincipal)); err != nil || changed {
+		t.Errorf("key policy %s lacks W&B's statements (err %v)", aws.ToString(pol.Policy), err)
+	}
+	rot, err := admin.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(arn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rot.KeyRotationEnabled {
+		t.Errorf("rotation of key %s is off", arn)
+	}
+}
+
+func TestVerifyFindings(t *testing.T) {
+	env := s3Env(t)
+	key := mustCreateKey(t, env)
+	f := newTestFactory(t, env, team.ProviderAWS)
+	missingKey := fmt.Sprintf("arn:aws:kms:%s:%s:key/00000000-0000-0000-0000-000000000000", env.Region, env.AccountID)
+
+	tests := []struct {
+		name       string
+		fresh      bool // a bucket that was never ensured (nor created)
+		breakIt    func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error
+		wantChecks []string
+		wantFirst  func(b bucketfactory.Bucket) bucketfactory.Finding // the first finding exactly; nil: not compared
+	}{
+		{
+			name:       "no bucket",
+			fresh:      true,
+			wantChecks: []string{"bucket"},
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.Finding {
+				return bucketfactory.Finding{Check: "bucket", Expected: "bucket " + b.Storage.Bucket + " to exist", Found: "no such bucket"}
+			},
+		},
+		{
+			name: "CORS deleted",
+			breakIt: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.DeleteBucketCors(ctx, &s3.DeleteBucketCorsInput{Bucket: aws.String(b.Storage.Bucket)})
+				return err
+			},
+			wantChecks: []string{"cors"},
+			wantFirst: func(bucketfactory.Bucket) bucketfactory.Finding {
+				return bucketfactory.Finding{Check: "cors", Expected: "a rule with " + describeCORSRule(wandbCORSRule()), Found: "no CORS rules"}
+			},
+		},
+		{
+			name: "policy lacks PutObject",
+			breakIt: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				stmt := wandbBucketStatement("aws", b.Storage.Bucket, testPrincipal)
+				stmt["Action"] = toAnySlice(slices.DeleteFunc(slices.Clone(wandbBucketActions), func(a string) bool { return a == "s3:PutObject" }))
+				_, err := c.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(b.Storage.Bucket), Policy: aws.String(newPolicy([]statement{stmt}))})
+				return err
+			},
+			wantChecks: []string{"policy"},
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.Finding {
+				return bucketfactory.Finding{
+					Check:    "policy",
+					Expected: "policy granting " + testPrincipal + " W&B's actions on the bucket and its objects",
+					Found:    fmt.Sprintf("not granted: s3:PutObject on arn:aws:s3:::%[1]s, s3:PutObject on arn:aws:s3:::%[1]s/*", b.Storage.Bucket),
+				}
+			},
+		},
+		{
+			name: "public access block deleted",
+			breakIt: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.DeletePublicAccessBlock(ctx, &s3.DeletePublicAccessBlockInput{Bucket: aws.String(b.Storage.Bucket)})
+				return err
+			},
+			wantChecks: []string{"public-access-block"},
+			wantFirst: func(bucketfactory.Bucket) bucketfactory.Finding {
+				return bucketfactory.Finding{Check: "public-access-block", Expected: "all four flags true", Found: "none"}
+			},
+		},
+		{
+			// SeaweedFS, like S3 for buckets made since 2023, reports BucketOwnerEnforced when none is set.
+			name: "ownership controls deleted",
+			breakIt: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.DeleteBucketOwnershipControls(ctx, &s3.DeleteBucketOwnershipControlsInput{Bucket: aws.String(b.Storage.Bucket)})
+				return err
+			},
+			wantChecks: []string{"ownership-controls"},
+			wantFirst: func(bucketfactory.Bucket) bucketfactory.Finding {
+				return bucketfactory.Finding{Check: "ownership-controls", Expected: "object ownership BucketOwnerPreferred", Found: "BucketOwnerEnforced"}
+			},
+		},
+		{
+			name: "tagged for another team",
+			breakIt: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.PutBucketTagging(ctx, &s3.PutBucketTaggingInput{Bucket: aws.String(b.Storage.Bucket), Tagging: &types.Tagging{TagSet: []types.Tag{
+					{Key: aws.String(bucketfactory.TagManagedBy), Value: aws.String(bucketfactory.TagManagedByValue)},
+					{Key: aws.String(bucketfactory.TagTeam), Value: aws.String("other-team")},
+				}}})
+				return err
+			},
+			wantChecks: []string{"tags"},
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.Finding {
+				return bucketfactory.Finding{Check: "tags", Expected: "tag byob-agent-team=" + b.Team, Found: "byob-agent-team=other-team"}
+			},
+		},
+		{
+			// Neither S3 nor SeaweedFS checks the key when encryption is set: only the probe write fails.
+			name: "encryption with a key that does not exist",
+			breakIt: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				_, err := c.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(b.Storage.Bucket),
+					ServerSideEncryptionConfiguration: &types.ServerSideEncryptionConfiguration{Rules: []types.ServerSideEncryptionRule{{
+						BucketKeyEnabled:                   aws.Bool(true),
+						ApplyServerSideEncryptionByDefault: &types.ServerSideEncryptionByDefault{SSEAlgorithm: types.ServerSideEncryptionAwsKms, KMSMasterKeyID: aws.String(missingKey)},
+					}}}})
+				return err
+			},
+			wantChecks: []string{"encryption", "probe"},
+			wantFirst: func(bucketfactory.Bucket) bucketfactory.Finding {
+				return bucketfactory.Finding{Check: "encryption", Expected: "aws:kms with key " + key + ", bucket key true", Found: "aws:kms with key " + missingKey + ", bucket key true"}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			b := awsBucket(t, key)
+			if !tt.fresh {
+				mustEnsure(t, f, b, bucketfactory.EnsureOptions{})
+				if err := tt.breakIt(ctx, env.S3Client(ctx), b); err != nil {
+					t.Fatalf("break the bucket: %v", err)
+				}
+			}
+			err := f.Verify(ctx, b)
+			var ve *bucketfactory.VerifyError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Verify = %v, want a VerifyError", err)
+			}
+			var checks []string
+			for _, fd := range ve.Findings {
+				checks = append(checks, fd.Check)
+			}
+			if !slices.Equal(checks, tt.wantChecks) {
+				t.Errorf("Verify found %v, want checks %v", ve.Findings, tt.wantChecks)
+			}
+			if want := tt.wantFirst(b); ve.Findings[0] != want {
+				t.Errorf("first finding = %#v\nwant %#v", ve.Findings[0], want)
+			}
+		})
+	}
+}
+
+func TestS3CompatibleProfile(t *testing.T) {
+	env := s3Env(t)
+	f := newTestFactory(t, env, team.ProviderS3Compatible)
+	tests := []struct {
+		name         string
+		withKey      bool
+		wantSettings []string
+	}{
+		{"without key", false, []string{"create", "tags", "cors"}},
+		{"with key", true, []string{"create", "tags", "encryption", "cors"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			name := uniqueName(t)
+			b := bucketfactory.Bucket{Team: name, Storage: team.Storage{Provider: team.ProviderS3Compatible, Bucket: name}}
+			if tt.withKey {
+				b.KMSKeyARN = mustCreateKey(t, env)
+			}
+			env.ResetCounts()
+			changes := mustEnsure(t, f, b, bucketfactory.EnsureOptions{})
+			if got := settings(changes); !slices.Equal(got, tt.wantSettings) {
+				t.Errorf("Ensure changed %v, want %v", got, tt.wantSettings)
+			}
+			for op := range env.S3Counts() {
+				// MinIO-style servers lack these APIs: the profile must not even read them.
+				if strings.Contains(op, "policy") || strings.Contains(op, "ownershipControls") || strings.Contains(op, "publicAccessBlock") {
+					t.Errorf("s3-compatible Ensure called %q", op)
+				}
+			}
+			if err := f.Verify(ctx, b); err != nil {
+				t.Errorf("Verify: %v", err)
+			}
+			env.ResetCounts()
+			if changes := mustEnsure(t, f, b, bucketfactory.EnsureOptions{}); len(changes) != 0 || env.S3Mutations() != 0 {
+				t.Errorf("second Ensure changed %v with %d mutating calls, want none", changes, env.S3Mutations())
+			}
+		})
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"unknown provider", Options{Provider: "gcs", Region: "eu-central-1"}, `unsupported provider "gcs"`},
+		{"aws without principal", Options{Provider: team.ProviderAWS, Region: "eu-central-1"}, "needs the W&B principal ARN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(t.Context(), tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestEnsureRejectsBadSpec needs no server: a bad spec fails before any request (the endpoint is closed).
+func TestEnsureRejectsBadSpec(t *testing.T) {
+	f, err := New(t.Context(), Options{
+		Provider: team.ProviderAWS, Region: "eu-central-1", Endpoint: "http://127.0.0.1:1", PathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("a", "b", ""), PrincipalARN: testPrincipal,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := bucketfactory.Bucket{Team: "team-a", Storage: team.Storage{Provider: team.ProviderAWS, Bucket: "bucket-a"}, KMSKeyARN: "arn:aws:kms:eu-central-1:1:key/x"}
+	tests := []struct {
+		name   string
+		change func(*bucketfactory.Bucket)
+		want   string
+	}{
+		{"other provider", func(b *bucketfactory.Bucket) { b.Storage.Provider = team.ProviderS3Compatible }, "this factory serves"},
+		{"aws without key", func(b *bucketfactory.Bucket) { b.KMSKeyARN = "" }, "needs SSE-KMS"},
+		{"bad bucket name", func(b *bucketfactory.Bucket) { b.Storage.Bucket = "Bad_Name" }, "may contain only"},
+		{"bad path", func(b *bucketfactory.Bucket) { b.Storage.Path = "/abs" }, "must not begin or end"},
+		{"bad team", func(b *bucketfactory.Bucket) { b.Team = "Team A" }, "not a valid W&B team name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := good
+			tt.change(&b)
+			if _, err := f.Ensure(t.Context(), b, bucketfactory.EnsureOptions{}); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Ensure error = %v, want one containing %q", err, tt.want)
+			}
+			if err := f.Verify(t.Context(), b); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Verify error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# make demo: run byob-agent's main job against local emulators, then stop them.
+# Starts a real S3 server (SeaweedFS) with a KMS emulator (local-kms) and the project's W&B SCIM
+# emulator, all on 127.0.0.1; runs plan, sync, sync again with config.example.yaml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$PWD/bin
+work=$(mktemp -d "${TMPDIR:-/tmp}/byob-demo.XXXXXX")
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# wait_line FILE PATTERN: wait (up to 60 s) until FILE has a line matching PATTERN.
+wait_line() {
+	for _ in $(seq 600); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "demo: timed out waiting for '$2' in $1" >&2
+	cat "$1" >&2 || true
+	exit 1
+}
+
+say "Starting SeaweedFS (S3) and local-kms on 127.0.0.1"
+"$bin/devenv" -dir "$work/backends" -logs "$work/backends.log" >"$work/env.sh" 2>"$work/devenv.err" &
+pids+=($!)
+wait_line "$work/devenv.err" '^ready'
+# shellcheck disable=SC1091
+source "$work/env.sh"
+
+say "Starting the W&B SCIM emulator"
+export WANDB_API_KEY="demo-api-key-$RANDOM$RANDOM"
+"$bin/wandb-emulator" -api-key "$WANDB_API_KEY" -s3-endpoint "$DEVENV_S3_ENDPOINT" -s3-region "$DEVENV_REGION" \
+	-s3-access-key "$DEVENV_ACCESS_KEY" -s3-secret-key "$DEVENV_SECRET_KEY" >"$work/emulator.out" 2>"$work/emulator.log" &
+pids+=($!)
+wait_line "$work/emulator.out" '^listening on '
+export WANDB_SCIM_URL
+WANDB_SCIM_URL=$(sed -n 's/^listening on //p' "$work/emulator.out" | head -1)
+emu=${WANDB_SCIM_URL%/scim}
+
+# config.example.yaml, pointed at the local servers.
+export AWS_S3_ENDPOINT=$DEVENV_S3_ENDPOINT AWS_S3_PATH_STYLE=true AWS_KMS_ENDPOINT=$DEVENV_KMS_ENDPOINT \
+	AWS_ACCOUNT_ID=$DEVENV_ACCOUNT_ID AWS_REGION=$DEVENV_REGION \
+	AWS_ACCESS_KEY_ID=$DEVENV_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$DEVENV_SECRET_KEY \
+	MINIO_ENDPOINT=$DEVENV_S3_ENDPOINT MINIO_ACCESS_KEY=$DEVENV_ACCESS_KEY MINIO_SECRET_KEY=$DEVENV_SECRET_KEY \
+	BYOB_STATE=$work/state.db
+agent() { "$bin/byob-agent" "$@" --config config.example.yaml; }
+
+say "byob-agent config validate"
+agent config validate
+
+say "byob-agent plan"
+agent plan
+
+say "byob-agent sync"
+agent sync
+
+say "Teams the W&B emulator now has (with the storageBucket each was created with)"
+curl -fsS "$emu/_emulator/groups"
+echo
+
+say "byob-agent state ls"
+agent state ls
+
+before=$(curl -fsS "$emu/_emulator/counts")
+say "byob-agent sync, again: nothing to do"
+agent sync
+after=$(curl -fsS "$emu/_emulator/counts")
+echo "W&B requests before the second sync: $before"
+echo "W&B requests after it:               $after"
+
+say "Done; stopping the emulators"

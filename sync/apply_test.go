@@ -1,0 +1,355 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// fakeFactory stands in for a storage provider (the real ones are tested against real S3 in their
+// own package and end to end in cmd/agent). It records calls and fails on demand.
+type fakeFactory struct {
+	mu        gosync.Mutex
+	calls     []string
+	failOn    map[string]error // "ensure:<team>", "verify:<team>", "key:<team>"
+	changes   []bucketfactory.Change
+	recovered []string // teams EnsureKey was told to recover
+	adoptions []string // teams Ensure was allowed to adopt untagged
+}
+
+func (f *fakeFactory) record(op, team string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, op+":"+team)
+	return f.failOn[op+":"+team]
+}
+
+func (f *fakeFactory) EnsureKey(ctx context.Context, teamName string, recovering bool) (string, bool, error) {
+	if recovering {
+		f.mu.Lock()
+		f.recovered = append(f.recovered, teamName)
+		f.mu.Unlock()
+	}
+	if err := f.record("key", teamName); err != nil {
+		return "", false, err
+	}
+	return "arn:aws:kms:us-east-1:111122223333:key/" + teamName, true, nil
+}
+
+func (f *fakeFactory) Ensure(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.EnsureOptions) ([]bucketfactory.Change, error) {
+	if o.AdoptUntagged {
+		f.mu.Lock()
+		f.adoptions = append(f.adoptions, b.Team)
+		f.mu.Unlock()
+	}
+	if b.Storage.Provider == team.ProviderAWS && b.KMSKeyARN == "" {
+		return nil, fmt.Errorf("no KMS key for an aws bucket")
+	}
+	if err := f.record("ensure", b.Team); err != nil {
+		return nil, err
+	}
+	return f.changes, nil
+}
+
+func (f *fakeFactory) Verify(ctx context.Context, b bucketfactory.Bucket) error {
+	return f.record("verify", b.Team)
+}
+
+func (f *fakeFactory) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+type env struct {
+	emu     *wandbemu.Server
+	store   *state.DB
+	factory *fakeFactory
+	rec     *Reconciler
+	clock   time.Time
+	fault   atomic.Pointer[func(*http.Request) wandbemu.Fault]
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{factory: &fakeFactory{failOn: map[string]error{}}, clock: now}
+	e.emu = wandbemu.New(wandbemu.Options{APIKey: "k", Fault: func(r *http.Request) wandbemu.Fault {
+		if f := e.fault.Load(); f != nil {
+			return (*f)(r)
+		}
+		return wandbemu.Fault{}
+	}})
+	srv := httptest.NewServer(e.emu)
+	t.Cleanup(srv.Close)
+	t.Cleanup(e.emu.Close)
+	client, err := scim.NewClient(scim.Options{BaseURL: srv.URL + "/scim", Auth: scim.AuthBearer, APIKey: "k",
+		Timeout: 2 * time.Second, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store, err = state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.store.Close() })
+	e.rec = &Reconciler{
+		Store: e.store, WandB: client, Profiles: map[string]Profile{"main": {Factory: e.factory}},
+		Concurrency: 4, DriftInterval: 24 * time.Hour, Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return e.clock },
+	}
+	return e
+}
+
+func (e *env) sync(t *testing.T, desired []team.Team) map[string]Result {
+	t.Helper()
+	results, err := e.rec.Sync(t.Context(), desired, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]Result{}
+	for _, r := range results {
+		out[r.Team] = r
+	}
+	return out
+}
+
+func (e *env) record(t *testing.T, name string) state.Record {
+	t.Helper()
+	r, err := e.store.Get(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func teams(names ...string) []team.Team {
+	out := make([]team.Team, len(names))
+	for i, n := range names {
+		out[i] = desiredTeam(n, storage("wandb-"+n))
+	}
+	return out
+}
+
+func TestSyncCreatesThenIsIdempotent(t *testing.T) {
+	e := newEnv(t)
+	desired := teams("a", "b")
+	keyed := desiredTeam("c", team.Storage{Provider: team.ProviderAWS, Bucket: "wandb-c", Region: "us-east-1", CreateKMSKey: true})
+	desired = append(desired, keyed)
+
+	res := e.sync(t, desired)
+	for _, n := range []string{"a", "b", "c"} {
+		if res[n].Outcome != OutcomeCreated {
+			t.Fatalf("team %s: %+v", n, res[n])
+		}
+		r := e.record(t, n)
+		if r.Phase != state.PhaseInSync || r.GroupID == "" || r.Intent != nil || r.LastVerified.IsZero() {
+			t.Errorf("record %s = %+v", n, r)
+		}
+	}
+	byName := map[string]wandbemu.EmuGroup{}
+	for _, g := range e.emu.Groups() {
+		byName[g.DisplayName] = g
+	}
+	if len(byName) != 3 {
+		t.Fatalf("W&B has %d teams, want 3", len(byName))
+	}
+	if sb := byName["c"].StorageBucket; sb == nil || sb.Name != "wandb-c" || sb.Provider != "AWS" || sb.KMSKeyID != "arn:aws:kms:us-east-1:111122223333:key/c" {
+		t.Errorf("team c storageBucket = %+v", sb)
+	}
+	if sb := byName["a"].StorageBucket; sb == nil || sb.KMSKeyID != "arn:aws:kms:us-east-1:1:key/k" {
+		t.Errorf("team a storageBucket = %+v", sb)
+	}
+
+	// Nothing changed: no mutation anywhere, one W&B listing, no cloud call.
+	e.emu.ResetCounts()
+	calls := e.factory.callCount()
+	res = e.sync(t, desired)
+	for n, r := range res {
+		if r.Outcome != OutcomeUnchanged {
+			t.Errorf("second sync, team %s: %+v", n, r)
+		}
+	}
+	if got := e.emu.MutatingCount(); got != 0 {
+		t.Errorf("second sync made %d mutating W&B calls", got)
+	}
+	if got := e.emu.Counts()["GET /scim/Groups"]; got != 1 {
+		t.Errorf("second sync listed W&B teams %d times, want 1", got)
+	}
+	if got := e.factory.callCount(); got != calls {
+		t.Errorf("second sync made %d storage calls", got-calls)
+	}
+}
+
+func TestOneFailingTeamDoesNotStopOthers(t *testing.T) {
+	e := newEnv(t)
+	e.factory.failOn["ensure:b"] = errors.New("access denied")
+	e.factory.failOn["verify:c"] = &bucketfactory.VerifyError{Bucket: "wandb-c", Findings: []bucketfactory.Finding{{Check: "cors", Expected: "GET,HEAD,PUT", Found: "none"}}}
+	res := e.sync(t, teams("a", "b", "c"))
+	if res["a"].Outcome != OutcomeCreated || res["b"].Outcome != OutcomeFailed || res["c"].Outcome != OutcomeFailed {
+		t.Fatalf("results: %+v", res)
+	}
+	b := e.record(t, "b")
+	if b.Attempts != 1 || !strings.Contains(b.LastError, "access denied") || b.Intent == nil || b.Intent.Op != state.OpEnsureBucket || !b.NextRetry.After(now) {
+		t.Errorf("failed record b = %+v", b)
+	}
+	c := e.record(t, "c")
+	if !strings.Contains(c.LastError, "cors: expected GET,HEAD,PUT, found none") || c.Phase != state.PhaseDesired {
+		t.Errorf("failed record c = %+v", c)
+	}
+	if len(e.emu.Groups()) != 1 {
+		t.Fatalf("W&B teams: %+v; a bucket that failed verification must not get a team", e.emu.Groups())
+	}
+
+	// Fixed: the retry resumes, and an unfinished ensure may adopt its own untagged bucket.
+	delete(e.factory.failOn, "ensure:b")
+	delete(e.factory.failOn, "verify:c")
+	res = e.sync(t, teams("a", "b", "c"))
+	if res["b"].Outcome != OutcomeCreated || res["c"].Outcome != OutcomeCreated {
+		t.Fatalf("retry results: %+v", res)
+	}
+	if got := e.record(t, "b"); got.Attempts != 0 || got.LastError != "" {
+		t.Errorf("record b after success = %+v", got)
+	}
+	if !strings.Contains(strings.Join(e.factory.adoptions, ","), "b") {
+		t.Errorf("ensure after an interrupted ensure was not allowed to adopt: %v", e.factory.adoptions)
+	}
+}
+
+func TestLostCreateResponseIsAdopted(t *testing.T) {
+	e := newEnv(t)
+	var once atomic.Bool
+	fault := func(r *http.Request) wandbemu.Fault {
+		if r.Method == http.MethodPost && once.CompareAndSwap(false, true) {
+			return wandbemu.Fault{Status: http.StatusBadGateway, AfterApply: true}
+		}
+		return wandbemu.Fault{}
+	}
+	e.fault.Store(&fault)
+	res := e.sync(t, teams("a"))
+	if res["a"].Outcome != OutcomeCreated {
+		t.Fatalf("result: %+v", res["a"])
+	}
+	groups := e.emu.Groups()
+	if len(groups) != 1 || e.record(t, "a").GroupID != groups[0].ID {
+		t.Fatalf("W&B teams %+v, record %+v", groups, e.record(t, "a"))
+	}
+}
+
+func TestCrashAfterCreateIsAdopted(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	st := storage("wandb-a")
+	// The state says we were creating the team; W&B has it (the crash came before the answer was recorded).
+	if _, err := e.store.Update(ctx, "a", func(r *state.Record) error {
+		r.Profile, r.Phase, r.Storage, r.StorageDigest, r.KMSKeyARN = "main", state.PhaseBucketReady, st, st.Digest(), st.KMSKeyARN
+		r.Intent = &state.Intent{Op: state.OpCreateTeam, Target: "a"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	client, _ := e.rec.WandB.(*scim.Client)
+	g, err := client.CreateGroup(ctx, scim.NewGroup{DisplayName: "a", StorageBucket: StorageBucket(st, st.KMSKeyARN)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.emu.ResetCounts()
+	res := e.sync(t, teams("a"))
+	if res["a"].Outcome != OutcomeCreated || e.record(t, "a").GroupID != g.ID || e.emu.MutatingCount() != 0 {
+		t.Fatalf("result %+v record %+v mutations %d", res["a"], e.record(t, "a"), e.emu.MutatingCount())
+	}
+}
+
+func TestConflictsTouchNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	client, _ := e.rec.WandB.(*scim.Client)
+	if _, err := client.CreateGroup(ctx, scim.NewGroup{DisplayName: "foreign"}); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t, teams("mine"))
+	e.emu.ResetCounts()
+	calls := e.factory.callCount()
+
+	moved := desiredTeam("mine", storage("wandb-elsewhere"))
+	res := e.sync(t, []team.Team{moved, teams("foreign")[0]})
+	if res["mine"].Outcome != OutcomeConflict || !strings.Contains(res["mine"].Detail, "cannot change a team's storage") {
+		t.Errorf("storage change: %+v", res["mine"])
+	}
+	if res["foreign"].Outcome != OutcomeConflict || !strings.Contains(res["foreign"].Detail, "did not create") {
+		t.Errorf("foreign team: %+v", res["foreign"])
+	}
+	if e.emu.MutatingCount() != 0 || e.factory.callCount() != calls {
+		t.Errorf("a conflict made calls: %d W&B mutations, %d storage calls", e.emu.MutatingCount(), e.factory.callCount()-calls)
+	}
+	if r := e.record(t, "mine"); r.Conflict == "" || r.Storage.Bucket != "wandb-mine" || r.Phase != state.PhaseInSync {
+		t.Errorf("record mine = %+v: the conflict must be recorded and the storage kept", r)
+	}
+	// Back to the original storage: the conflict clears.
+	res = e.sync(t, teams("mine"))
+	if res["mine"].Outcome != OutcomeUpdated || e.record(t, "mine").Conflict != "" {
+		t.Errorf("after restoring: %+v, %+v", res["mine"], e.record(t, "mine"))
+	}
+}
+
+func TestDriftCheckAndOrphan(t *testing.T) {
+	e := newEnv(t)
+	e.sync(t, teams("a", "b"))
+	e.clock = now.Add(25 * time.Hour)
+	e.factory.changes = []bucketfactory.Change{{Setting: "cors", Detail: "restored W&B's CORS rule"}}
+	e.emu.ResetCounts()
+	res := e.sync(t, teams("a"))
+	if res["a"].Outcome != OutcomeRepaired || len(res["a"].Changes) != 1 {
+		t.Errorf("drift: %+v", res["a"])
+	}
+	if e.record(t, "a").LastVerified != e.clock {
+		t.Errorf("LastVerified not advanced: %+v", e.record(t, "a"))
+	}
+	if res["b"].Outcome != OutcomeUpdated || !e.record(t, "b").Orphaned {
+		t.Errorf("orphan: %+v %+v", res["b"], e.record(t, "b"))
+	}
+	if e.emu.MutatingCount() != 0 {
+		t.Errorf("drift repair and orphaning must not touch W&B: %d mutations", e.emu.MutatingCount())
+	}
+}
+
+func TestCreateKeyRecoversAfterInterruptedCreate(t *testing.T) {
+	e := newEnv(t)
+	keyed := desiredTeam("k", team.Storage{Provider: team.ProviderAWS, Bucket: "wandb-k", Region: "us-east-1", CreateKMSKey: true})
+	e.factory.failOn["ensure:k"] = errors.New("network down")
+	e.sync(t, []team.Team{keyed})
+	// The key was made and recorded; the bucket failed. Now simulate a crash during key creation on another team.
+	if _, err := e.store.Update(t.Context(), "j", func(r *state.Record) error {
+		r.Profile, r.Phase = "main", state.PhaseDesired
+		r.Intent = &state.Intent{Op: state.OpCreateKey, Target: "j"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	delete(e.factory.failOn, "ensure:k")
+	j := desiredTeam("j", team.Storage{Provider: team.ProviderAWS, Bucket: "wandb-j", Region: "us-east-1", CreateKMSKey: true})
+	res := e.sync(t, []team.Team{keyed, j})
+	if res["k"].Outcome != OutcomeCreated || res["j"].Outcome != OutcomeCreated {
+		t.Fatalf("results %+v", res)
+	}
+	if strings.Join(e.factory.recovered, ",") != "j" {
+		t.Errorf("recovering EnsureKey calls: %v, want [j]", e.factory.recovered)
+	}
+	if n := strings.Count(strings.Join(e.factory.calls, ","), "key:k"); n != 1 {
+		t.Errorf("team k's key was ensured %d times, want 1 (it was recorded)", n)
+	}
+}
