@@ -36,8 +36,8 @@ source "$work/env.sh"
 
 say "Starting the W&B SCIM emulator"
 export WANDB_API_KEY="demo-api-key-$RANDOM$RANDOM"
-"$bin/wandb-emulator" -api-key "$WANDB_API_KEY" -s3-endpoint "$DEVENV_S3_ENDPOINT" -s3-region "$DEVENV_REGION" \
-	-s3-access-key "$DEVENV_ACCESS_KEY" -s3-secret-key "$DEVENV_SECRET_KEY" >"$work/emulator.out" 2>"$work/emulator.log" &
+"$bin/wandb-emulator" -api-key "$WANDB_API_KEY" -s3-endpoint "$AWS_ENDPOINT_URL_S3" -s3-region "$AWS_REGION" \
+	-s3-access-key "$AWS_ACCESS_KEY_ID" -s3-secret-key "$AWS_SECRET_ACCESS_KEY" >"$work/emulator.out" 2>"$work/emulator.log" &
 pids+=($!)
 wait_line "$work/emulator.out" '^listening on '
 export WANDB_SCIM_URL
@@ -45,10 +45,11 @@ WANDB_SCIM_URL=$(sed -n 's/^listening on //p' "$work/emulator.out" | head -1)
 emu=${WANDB_SCIM_URL%/scim}
 
 # config.example.yaml, pointed at the local servers.
-export AWS_S3_ENDPOINT=$DEVENV_S3_ENDPOINT AWS_S3_PATH_STYLE=true AWS_KMS_ENDPOINT=$DEVENV_KMS_ENDPOINT \
-	AWS_ACCOUNT_ID=$DEVENV_ACCOUNT_ID AWS_REGION=$DEVENV_REGION \
-	AWS_ACCESS_KEY_ID=$DEVENV_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$DEVENV_SECRET_KEY \
-	MINIO_ENDPOINT=$DEVENV_S3_ENDPOINT MINIO_ACCESS_KEY=$DEVENV_ACCESS_KEY MINIO_SECRET_KEY=$DEVENV_SECRET_KEY \
+# devenv exported AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_KMS, AWS_REGION, AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY and BYOB_AWS_ACCOUNT_ID.
+export AWS_S3_ENDPOINT=$AWS_ENDPOINT_URL_S3 AWS_S3_PATH_STYLE=true AWS_KMS_ENDPOINT=$AWS_ENDPOINT_URL_KMS \
+	AWS_ACCOUNT_ID=$BYOB_AWS_ACCOUNT_ID \
+	MINIO_ENDPOINT=$AWS_ENDPOINT_URL_S3 MINIO_ACCESS_KEY=$AWS_ACCESS_KEY_ID MINIO_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
 	BYOB_STATE=$work/state.db
 agent() { "$bin/byob-agent" "$@" --config config.example.yaml; }
 

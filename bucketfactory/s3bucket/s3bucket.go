@@ -330,6 +330,8 @@ func (e *ensurer) ensureOwnershipControls(ctx context.Context) error {
 }
 
 // getOwnershipControls returns the bucket's object ownership setting, "" when it has none (or several).
+// S3 (for buckets made since April 2023) and SeaweedFS report BucketOwnerEnforced for a bucket that never
+// had the setting, rather than OwnershipControlsNotFoundError; both cases end in a write.
 func getOwnershipControls(ctx context.Context, c *s3.Client, name string) (types.ObjectOwnership, error) {
 	out, err := c.GetBucketOwnershipControls(ctx, &s3.GetBucketOwnershipControlsInput{Bucket: aws.String(name)})
 	if apiCode(err) == "OwnershipControlsNotFoundError" {
@@ -502,7 +504,8 @@ func (e *ensurer) ensurePolicy(ctx context.Context) error {
 	return nil
 }
 
-// getPolicy returns the bucket's policy document, "" when it has none.
+// getPolicy returns the bucket's policy document, "" when it has none. S3 re-serialises a stored policy and
+// SeaweedFS returns it verbatim plus a trailing newline, so it is only ever compared structurally.
 func getPolicy(ctx context.Context, c *s3.Client, name string) (string, error) {
 	out, err := c.GetBucketPolicy(ctx, &s3.GetBucketPolicyInput{Bucket: aws.String(name)})
 	if apiCode(err) == "NoSuchBucketPolicy" {

@@ -321,6 +321,9 @@ func TestEnsureOwnership(t *testing.T) {
 		}
 	}
 	// headStatus makes HEAD of the bucket answer status, as if it had looked different a moment earlier.
+	// SeaweedFS lets an Admin identity see every bucket (no cross-account 403, and HEAD of another identity's
+	// bucket succeeds), so the other-account and access-denied paths are reached through the proxy's fault
+	// hook; CreateBucket then answers BucketAlreadyExists or BucketAlreadyOwnedByYou as S3 does.
 	headStatus := func(status int) func(bucketfactory.Bucket) testenv.Fault {
 		return func(b bucketfactory.Bucket) testenv.Fault {
 			return func(r *http.Request) (int, bool) {

@@ -21,7 +21,8 @@ import (
 const probeDir = ".byob-agent-probe"
 
 // Verify reads every setting of W&B's recipe back and writes, reads and deletes a probe object. The probe
-// matters: S3 (and SeaweedFS) accept a default-encryption key they cannot use, and only a write fails.
+// matters: S3 and SeaweedFS accept a default-encryption key they cannot use, and only a write fails (on
+// SeaweedFS with a bare 500 InternalError, on S3 with a KMS error).
 func (f *Factory) Verify(ctx context.Context, b bucketfactory.Bucket) error {
 	c, err := f.bucketClient(b)
 	if err != nil {
@@ -188,6 +189,8 @@ func (v *verifier) probe(ctx context.Context) error {
 		v.finding("probe", "head of "+where+" to succeed", err.Error())
 		return nil
 	}
+	// BucketKeyEnabled is not compared here: SeaweedFS does not report it on objects. The bucket's
+	// encryption check covers it.
 	if head.ServerSideEncryption != types.ServerSideEncryptionAwsKms || aws.ToString(head.SSEKMSKeyId) != v.b.KMSKeyARN {
 		v.finding("probe", "object encrypted with aws:kms and key "+v.b.KMSKeyARN,
 			fmt.Sprintf("%s with key %s", orNone(string(head.ServerSideEncryption)), orNone(aws.ToString(head.SSEKMSKeyId))))

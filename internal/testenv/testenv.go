@@ -29,20 +29,27 @@ import (
 const modulePath = "github.com/byob-agent/byob-agent"
 
 // RepoRoot returns the directory of the go.mod of module github.com/byob-agent/byob-agent, searching
-// from the working directory upwards (a test runs in its package's directory).
+// upwards from the working directory (a test runs in its package's directory), then from the running
+// executable (bin/devenv run from elsewhere).
 func RepoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("get working directory: %w", err)
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if readModulePath(filepath.Join(dir, "go.mod")) == modulePath {
-			return dir, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("no go.mod of module %s in %s or above", modulePath, wd)
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, start := range starts {
+		for dir := start; ; dir = filepath.Dir(dir) {
+			if readModulePath(filepath.Join(dir, "go.mod")) == modulePath {
+				return dir, nil
+			}
+			if filepath.Dir(dir) == dir {
+				break
+			}
 		}
 	}
+	return "", fmt.Errorf("no go.mod of module %s above the working directory or the executable (%s)", modulePath, strings.Join(starts, ", "))
 }
 
 // readModulePath returns the module path declared in a go.mod file, or "" if there is none.

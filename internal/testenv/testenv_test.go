@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -46,7 +47,7 @@ func TestStartS3(t *testing.T) {
 	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String("testenv-bucket")}); err != nil {
 		t.Fatalf("head bucket: %v", err)
 	}
-	if got, want := env.S3Counts(), map[string]int{"PUT bucket": 1, "HEAD bucket": 1}; !equalCounts(got, want) {
+	if got, want := env.S3Counts(), map[string]int{"PUT bucket": 1, "HEAD bucket": 1}; !maps.Equal(got, want) {
 		t.Errorf("S3Counts() = %v, want %v", got, want)
 	}
 	if got := env.S3Mutations(); got != 1 {
@@ -122,18 +123,6 @@ func TestStartS3(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("work directory %s still exists after Close (stat: %v)", dir, err)
 	}
-}
-
-func equalCounts(got, want map[string]int) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for k, v := range want {
-		if got[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestBinaryMissing(t *testing.T) {
