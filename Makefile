@@ -33,12 +33,9 @@ vet:
 	@unformatted=$$(gofmt -l $(GOFILES)); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-# Short runs of every fuzz target (go test -fuzz takes one target and one package at a time).
+# A short run of every fuzz target.
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./... | grep -E '^(Fuzz|ok)' | awk '/^Fuzz/{f=f" "$$1} /^ok/{if(f!=""){print $$2":"f}; f=""}'); do \
-		pkg=$${t%%:*}; for f in $$(echo $${t#*:}); do \
-			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 5s $$pkg || exit 1; \
-		done; done
+	./scripts/fuzz.sh
 
 test: tools build vet
 	$(GO) test -race -count=1 -timeout 20m ./...
