@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sort"
 	"text/tabwriter"
@@ -46,7 +45,6 @@ type agent struct {
 	cfg *config.Config
 	db  *state.DB
 	rec *bsync.Reconciler
-	log *slog.Logger
 }
 
 func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error) {
@@ -82,7 +80,7 @@ func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error
 	if err != nil {
 		return nil, err
 	}
-	return &agent{cfg: cfg, db: db, log: log, rec: &bsync.Reconciler{
+	return &agent{cfg: cfg, db: db, rec: &bsync.Reconciler{
 		Store:         db,
 		WandB:         wandb,
 		Profiles:      profiles,
@@ -108,8 +106,9 @@ func s3Options(p config.Profile) s3bucket.Options {
 	return o
 }
 
-func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	g, _, err := parse("plan", args, stderr)
+// withAgent parses a command's flags, opens the agent, runs fn and closes the state.
+func withAgent(ctx context.Context, name string, args []string, stderr io.Writer, fn func(*agent, *globals) error) error {
+	g, _, err := parse(name, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -118,6 +117,14 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer a.db.Close()
+	return fn(a, g)
+}
+
+func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return withAgent(ctx, "plan", args, stderr, func(a *agent, g *globals) error { return plan(ctx, a, g, stdout) })
+}
+
+func plan(ctx context.Context, a *agent, g *globals, stdout io.Writer) error {
 	plans, err := a.rec.Plan(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{})
 	if err != nil {
 		return err
@@ -147,15 +154,10 @@ func bucketPath(bucket, path string) string {
 }
 
 func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	g, _, err := parse("sync", args, stderr)
-	if err != nil {
-		return err
-	}
-	a, err := openAgent(ctx, g, stderr)
-	if err != nil {
-		return err
-	}
-	defer a.db.Close()
+	return withAgent(ctx, "sync", args, stderr, func(a *agent, g *globals) error { return syncOnce(ctx, a, g, stdout) })
+}
+
+func syncOnce(ctx context.Context, a *agent, g *globals, stdout io.Writer) error {
 	results, err := a.rec.Sync(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{})
 	if err != nil {
 		return err

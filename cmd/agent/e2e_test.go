@@ -545,3 +545,33 @@ func TestCrashRecovery(t *testing.T) {
 		})
 	}
 }
+
+func TestBadConfigChangesNothing(t *testing.T) {
+	e := newE2E(t)
+	raw, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(raw), "  concurrency: 4\n", "  concurrency: many\n  colour: blue\n", 1)
+	if err := os.WriteFile(e.config, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	backends.ResetCounts()
+	for _, cmd := range [][]string{{"config", "validate"}, {"sync"}, {"plan"}} {
+		res := e.run(cmd...)
+		if res.code != 2 {
+			t.Errorf("%v: exit %d, want 2", cmd, res.code)
+		}
+		for _, want := range []string{"byob-agent.yaml:9:16: sync.concurrency: expected an integer", "byob-agent.yaml:10:3: sync.colour: unknown key"} {
+			if !strings.Contains(res.stderr, want) {
+				t.Errorf("%v: stderr lacks %q:\n%s", cmd, want, res.stderr)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "state.db")); !os.IsNotExist(err) {
+		t.Errorf("a bad config created the state file: %v", err)
+	}
+	if n := backends.S3Mutations() + len(backends.S3Counts()) + e.emu.MutatingCount(); n != 0 {
+		t.Errorf("a bad config made %d calls", n)
+	}
+}

@@ -3,6 +3,7 @@ package wandbemu
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/byob-agent/byob-agent/scim"
 	"io"
 	"mime"
 	"net/http"
@@ -64,13 +65,26 @@ func (s *Server) paging(r *http.Request) (start, count int, err error) {
 	return start, count, nil
 }
 
-// pageOf returns the page of all that starts at the 1-based start.
-func pageOf[T any](all []T, start, count int) []T {
-	i := start - 1
-	if i >= len(all) {
-		return nil
+// serveList answers a list request with the items match accepts (all when match is nil), the page
+// from start (1-based) of at most count, each rendered by out. The caller holds s.mu.
+func serveList[T, O any](w http.ResponseWriter, start, count int, items []T, match func(T) bool, out func(T) O) {
+	var hits []T
+	for _, it := range items {
+		if match == nil || match(it) {
+			hits = append(hits, it)
+		}
 	}
-	return all[i:min(len(all), i+count)]
+	var page []T
+	if i := start - 1; i < len(hits) {
+		page = hits[i:min(len(hits), i+count)]
+	}
+	res := make([]any, 0, len(page))
+	for _, it := range page {
+		res = append(res, out(it))
+	}
+	writeJSON(w, http.StatusOK, listResponse{
+		Schemas: []string{scim.SchemaListResponse}, TotalResults: len(hits), ItemsPerPage: len(res), StartIndex: start, Resources: res,
+	})
 }
 
 // decodeBody reads a JSON request body into v, answering the error itself when it returns false.

@@ -102,20 +102,7 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var hits []*group
-	for _, g := range s.groups {
-		if match == nil || match(g) {
-			hits = append(hits, g)
-		}
-	}
-	page := pageOf(hits, start, count)
-	res := make([]any, 0, len(page))
-	for _, g := range page {
-		res = append(res, s.groupOut(g))
-	}
-	writeJSON(w, http.StatusOK, listResponse{
-		Schemas: []string{scim.SchemaListResponse}, TotalResults: len(hits), ItemsPerPage: len(res), StartIndex: start, Resources: res,
-	})
+	serveList(w, start, count, s.groups, match, s.groupOut)
 }
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {

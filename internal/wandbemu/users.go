@@ -133,20 +133,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var hits []*user
-	for _, u := range s.users {
-		if match == nil || match(u) {
-			hits = append(hits, u)
-		}
-	}
-	page := pageOf(hits, start, count)
-	res := make([]any, 0, len(page))
-	for _, u := range page {
-		res = append(res, s.userOut(u))
-	}
-	writeJSON(w, http.StatusOK, listResponse{
-		Schemas: []string{scim.SchemaListResponse}, TotalResults: len(hits), ItemsPerPage: len(res), StartIndex: start, Resources: res,
-	})
+	serveList(w, start, count, s.users, match, s.userOut)
 }
 
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
