@@ -575,3 +575,36 @@ func TestBadConfigChangesNothing(t *testing.T) {
 		t.Errorf("a bad config made %d calls", n)
 	}
 }
+
+func TestDriftIsRepaired(t *testing.T) {
+	e := newE2E(t)
+	raw, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every sync is a drift check.
+	if err := os.WriteFile(e.config, []byte(strings.Replace(string(raw), "  concurrency: 4\n", "  concurrency: 4\n  driftCheckInterval: 1ms\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun("sync")
+	ctx := t.Context()
+	victim := e.prefix + "-" + e.team("beta")
+	if _, err := backends.S3Client(ctx).DeleteBucketCors(ctx, &s3.DeleteBucketCorsInput{Bucket: aws.String(victim)}); err != nil {
+		t.Fatal(err)
+	}
+	backends.ResetCounts()
+	e.emu.ResetCounts()
+	out := e.mustRun("sync")
+	if !strings.Contains(out.stdout, "1 repaired") || !strings.Contains(out.stdout, "3 verified") || !strings.Contains(out.stdout, "changed cors") {
+		t.Errorf("sync after drift:\n%s", out.stdout)
+	}
+	if got := backends.S3Counts()["PUT ?cors"]; got != 1 {
+		t.Errorf("CORS written %d times, want exactly 1 (for %s): %v", got, victim, backends.S3Counts())
+	}
+	if _, err := backends.S3Client(ctx).GetBucketCors(ctx, &s3.GetBucketCorsInput{Bucket: aws.String(victim)}); err != nil {
+		t.Errorf("CORS not restored: %v", err)
+	}
+	if n := e.emu.MutatingCount(); n != 0 {
+		t.Errorf("drift repair touched W&B: %d mutations", n)
+	}
+}
