@@ -1,5 +1,5 @@
 // Package bucketfactory defines what every storage provider offers the reconciler: make a team's bucket
-// exactly as W&B requires, prove it, and say what W&B must be told about it. One sub-package per provider.
+// exactly as W&B requires, check it, and say how W&B reaches it. One sub-package per provider.
 package bucketfactory
 
 import (
@@ -10,26 +10,40 @@ import (
 	"github.com/byob-agent/byob-agent/team"
 )
 
-// Ownership tags the agent puts on every bucket (and KMS key) it creates or adopts.
+// Ownership marks the agent puts on every bucket (as tags, labels or metadata) and KMS key it creates
+// or adopts. A per-team bucket carries TagTeam; a shared bucket carries TagShared with the profile name.
 const (
 	TagManagedBy      = "managed-by"
 	TagManagedByValue = "byob-agent"
 	TagTeam           = "byob-agent-team"
+	TagShared         = "byob-agent-shared"
 )
 
-// Bucket names one team's bucket and everything needed to build it.
+// Bucket names one team's storage and everything needed to build it.
 type Bucket struct {
 	Team    string
+	Profile string
 	Storage team.Storage
-	// KMSKeyARN is the resolved key: Storage.KMSKeyARN, or the key EnsureKey created for the team.
+	// KMSKeyARN is the resolved key (aws, coreweave): Storage.KMSKeyARN, or the key EnsureKey created.
 	KMSKeyARN string
+	// Shared says the bucket holds several teams' data, each under its own Storage.Path. Its ownership
+	// mark is TagShared=Profile instead of TagTeam=Team, and bucket-wide settings serve all its teams.
+	Shared bool
+}
+
+// Owner is the ownership mark the bucket must carry: key and value.
+func (b Bucket) Owner() (key, value string) {
+	if b.Shared {
+		return TagShared, b.Profile
+	}
+	return TagTeam, b.Team
 }
 
 // EnsureOptions says how far Ensure may go in taking a bucket that already exists.
 type EnsureOptions struct {
 	// AdoptUntagged allows taking over an existing bucket in our account that carries no ownership
-	// tag: set when the profile adopts existing buckets, or when the state holds an unfinished
-	// create intent for this very bucket (the agent created it and crashed before tagging it).
+	// mark: set when the profile adopts existing buckets, or when the state holds an unfinished
+	// create intent for this very bucket (the agent created it and crashed before marking it).
 	AdoptUntagged bool
 }
 
@@ -41,33 +55,46 @@ type Change struct {
 
 func (c Change) String() string { return c.Setting + ": " + c.Detail }
 
-// Finding is one check that failed during Verify.
-type Finding struct {
-	Check    string // e.g. "cors", "policy", "encryption", "public-access-block", "probe"
-	Expected string
-	Found    string
+// CheckResult is the outcome of one of W&B's requirements on one bucket.
+type CheckResult struct {
+	Check    string `json:"check"` // stable name: "exists", "ownership", "cors", "encryption", "policy", "soft-delete", "iam", "probe", ...
+	OK       bool   `json:"ok"`
+	Expected string `json:"expected,omitempty"`
+	Found    string `json:"found,omitempty"`
+	Fix      string `json:"fix,omitempty"` // for a failure: what to do, precisely (no secrets)
 }
 
-func (f Finding) String() string {
-	return fmt.Sprintf("%s: expected %s, found %s", f.Check, f.Expected, f.Found)
+func (r CheckResult) String() string {
+	if r.OK {
+		return r.Check + ": ok"
+	}
+	return fmt.Sprintf("%s: expected %s, found %s", r.Check, r.Expected, r.Found)
 }
 
-// VerifyError is returned by Verify when any check failed; it lists them all.
+// CheckOptions tune Check.
+type CheckOptions struct {
+	// Probe writes, reads and deletes a small object under the team's path: the only proof that W&B
+	// can really use the bucket (a default-encryption key that cannot be used fails only on a write).
+	// Off, Check only reads, which is what a plan may do.
+	Probe bool
+}
+
+// VerifyError is returned by Verify when any check failed; it lists the failures.
 type VerifyError struct {
 	Bucket   string
-	Findings []Finding
+	Failures []CheckResult
 }
 
 func (e *VerifyError) Error() string {
-	parts := make([]string, len(e.Findings))
-	for i, f := range e.Findings {
+	parts := make([]string, len(e.Failures))
+	for i, f := range e.Failures {
 		parts[i] = f.String()
 	}
 	return fmt.Sprintf("bucket %q does not meet W&B's requirements: %s", e.Bucket, strings.Join(parts, "; "))
 }
 
 // OwnershipError is returned when the bucket exists but is not the agent's to use (another account owns
-// it, it is tagged for another team, or it is untagged and adoption is off). Retrying does not help.
+// it, it is marked for another team or profile, or it is unmarked and adoption is off). Retrying does not help.
 type OwnershipError struct {
 	Bucket string
 	Reason string
@@ -78,16 +105,41 @@ func (e *OwnershipError) Error() string {
 }
 
 // Factory provisions and checks buckets of one storage profile. Implementations are safe for
-// concurrent use by many teams at once.
+// concurrent use by many teams at once (the reconciler never ensures one bucket twice at once).
 type Factory interface {
+	// Ensure creates the bucket if absent and applies every setting of W&B's recipe, writing only what
+	// differs from what it reads. It returns the changes made; none when everything was already right.
+	Ensure(ctx context.Context, b Bucket, opts EnsureOptions) ([]Change, error)
+	// Check reads every setting W&B requires and reports each requirement, passed or failed. An error
+	// means the checks could not run (network, permissions), not that the bucket is wrong.
+	Check(ctx context.Context, b Bucket, o CheckOptions) ([]CheckResult, error)
+	// Address is the bucket's storage address as W&B takes it (GORILLA_SUPPORTED_FILE_STORES, the team
+	// settings page). It holds credentials: print it only where the operator asked for it.
+	Address(ctx context.Context, b Bucket) (string, error)
+}
+
+// KeyFactory is implemented by providers that can create a customer KMS key per team (aws).
+type KeyFactory interface {
 	// EnsureKey returns the ARN of the team's KMS key, creating the key (with W&B's key policy, the
 	// ownership tags and an alias) when it does not exist. recovering says a previous attempt may have
 	// created the key and crashed before naming it: then keys tagged for the team are searched too.
 	EnsureKey(ctx context.Context, teamName string, recovering bool) (arn string, created bool, err error)
-	// Ensure creates the bucket if absent and applies every setting of W&B's recipe, writing only what
-	// differs from what it reads. It returns the changes made; none when everything was already right.
-	Ensure(ctx context.Context, b Bucket, opts EnsureOptions) ([]Change, error)
-	// Verify reads every setting back and writes, reads and deletes a probe object. It returns a
-	// *VerifyError listing every failed check, or another error when the checks could not run.
-	Verify(ctx context.Context, b Bucket) error
+}
+
+// Verify runs every check including the probe and returns a *VerifyError listing the failures.
+func Verify(ctx context.Context, f Factory, b Bucket) error {
+	results, err := f.Check(ctx, b, CheckOptions{Probe: true})
+	if err != nil {
+		return err
+	}
+	var failed []CheckResult
+	for _, r := range results {
+		if !r.OK {
+			failed = append(failed, r)
+		}
+	}
+	if len(failed) > 0 {
+		return &VerifyError{Bucket: b.Storage.Bucket, Failures: failed}
+	}
+	return nil
 }

@@ -65,7 +65,10 @@ type Record struct {
 	NextRetry time.Time `json:"nextRetry,omitzero"`
 	Conflict  string    `json:"conflict,omitempty"` // why the agent will not proceed until an operator acts
 
-	Orphaned     bool      `json:"orphaned,omitempty"` // no longer desired; bucket and team are kept
+	Orphaned bool `json:"orphaned,omitempty"` // no longer desired; bucket and team are kept
+	// Registered says the operator has registered the bucket with W&B (dedicated and self-managed
+	// instances must list every bucket before a team may use it): `byob-agent state mark-registered`.
+	Registered   bool      `json:"registered,omitempty"`
 	CreatedAt    time.Time `json:"createdAt"`
 	UpdatedAt    time.Time `json:"updatedAt"`
 	BucketReady  time.Time `json:"bucketReadyAt,omitzero"`

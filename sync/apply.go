@@ -33,6 +33,9 @@ type Profile struct {
 	Factory bucketfactory.Factory
 	// AdoptExisting lets the agent take over an existing untagged bucket of ours.
 	AdoptExisting bool
+	// RequireRegistered holds a team with a ready bucket until the operator has registered the bucket
+	// with W&B (dedicated and self-managed instances refuse unregistered buckets).
+	RequireRegistered bool
 }
 
 // Reconciler plans and applies. Its zero value is not usable: set Store, WandB and Profiles.
@@ -47,11 +50,16 @@ type Reconciler struct {
 	Now           func() time.Time
 	// Backoff gives the wait before the next attempt after a team's n-th consecutive failure.
 	Backoff func(n int) time.Duration
+
+	bucketLocks keyedMutex // one Ensure or Check per bucket at a time (shared buckets serve many teams)
 }
 
 // PlanOptions tune a plan.
 type PlanOptions struct {
 	RespectBackoff bool
+	// InspectDrift reads the bucket settings (no writes, no probe) of every team whose drift check is
+	// due, so the plan can say what drifted. Off, a plan reads nothing from the clouds.
+	InspectDrift bool
 }
 
 // Plan reads the state and W&B's team list (one listing for all teams) and plans every team.
@@ -64,10 +72,49 @@ func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOption
 	if err != nil {
 		return nil, fmt.Errorf("list W&B teams: %w", err)
 	}
-	return Plan(PlanInput{
-		Desired: desired, Records: records, Groups: groups,
+	plans := Plan(PlanInput{
+		Desired: desired, Records: records, Groups: groups, Registration: r.registration(),
 		Now: r.now(), DriftInterval: r.DriftInterval, RespectBackoff: o.RespectBackoff,
-	}), nil
+	})
+	if o.InspectDrift {
+		r.inspectDrift(ctx, plans)
+	}
+	return plans, nil
+}
+
+func (r *Reconciler) registration() map[string]bool {
+	out := make(map[string]bool, len(r.Profiles))
+	for name, p := range r.Profiles {
+		out[name] = p.RequireRegistered
+	}
+	return out
+}
+
+// inspectDrift fills Drift of the plans with a drift check, concurrently and read-only.
+func (r *Reconciler) inspectDrift(ctx context.Context, plans []TeamPlan) {
+	r.each(len(plans), func(i int) {
+		p := &plans[i]
+		if len(p.Steps) != 1 || p.Steps[0] != StepCheckDrift {
+			return
+		}
+		prof, ok := r.Profiles[p.Profile]
+		if !ok {
+			return
+		}
+		b := bucketOf(p.Team, p.Profile, *p.record)
+		unlock := r.bucketLocks.lock(bucketKey(b.Storage))
+		results, err := prof.Factory.Check(ctx, b, bucketfactory.CheckOptions{})
+		unlock()
+		if err != nil {
+			p.Note = "drift check failed: " + err.Error()
+			return
+		}
+		for _, res := range results {
+			if !res.OK {
+				p.Drift = append(p.Drift, res)
+			}
+		}
+	})
 }
 
 // Outcome is how one team ended in an apply.
@@ -96,24 +143,29 @@ type Result struct {
 // Apply carries out the plans with bounded concurrency. A failing team never stops the others.
 func (r *Reconciler) Apply(ctx context.Context, plans []TeamPlan) []Result {
 	results := make([]Result, len(plans))
-	n := max(r.Concurrency, 1)
+	r.each(len(plans), func(i int) { results[i] = r.applyTeam(ctx, plans[i]) })
+	return results
+}
+
+// each calls fn(0..n-1) on at most Concurrency goroutines; a plan holds each team once, so one team is
+// never worked on by two workers.
+func (r *Reconciler) each(n int, fn func(i int)) {
 	work := make(chan int)
 	var wg gosync.WaitGroup
-	for range n {
+	for range max(r.Concurrency, 1) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				results[i] = r.applyTeam(ctx, plans[i])
+				fn(i)
 			}
 		}()
 	}
-	for i := range plans {
+	for i := range n {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
-	return results
 }
 
 // Sync plans and applies once.
@@ -144,7 +196,7 @@ func (r *Reconciler) applyTeam(ctx context.Context, p TeamPlan) Result {
 		return Result{Team: p.Team, Outcome: OutcomeConflict, Detail: p.Conflict} // already recorded
 	}
 	if !p.Changes() {
-		if p.Note != "" {
+		if p.Waiting {
 			res.Outcome = OutcomeWaiting
 		}
 		return res
@@ -188,6 +240,8 @@ func (t *teamRun) result() Result {
 	switch {
 	case t.created:
 		res.Outcome = OutcomeCreated
+	case t.p.Waiting:
+		res.Outcome = OutcomeWaiting
 	case len(t.changes) > 0:
 		res.Outcome = OutcomeRepaired
 	case len(t.p.Steps) == 1 && t.p.Steps[0] == StepCheckDrift:
@@ -214,19 +268,55 @@ func (t *teamRun) update(ctx context.Context, fn func(*state.Record)) error {
 	return nil
 }
 
-func (t *teamRun) bucket() bucketfactory.Bucket {
-	return bucketfactory.Bucket{Team: t.p.Team, Storage: t.rec.Storage, KMSKeyARN: t.rec.KMSKeyARN}
+func (t *teamRun) bucket() bucketfactory.Bucket { return bucketOf(t.p.Team, t.p.Profile, t.rec) }
+
+func bucketOf(teamName, profile string, rec state.Record) bucketfactory.Bucket {
+	return bucketfactory.Bucket{Team: teamName, Profile: profile, Storage: rec.Storage, KMSKeyARN: rec.KMSKeyARN, Shared: rec.Storage.Shared}
+}
+
+// bucketKey identifies a bucket across profiles: the same name may exist on several servers.
+func bucketKey(s team.Storage) string {
+	return s.Provider + "|" + s.Endpoint + "|" + s.Account + "|" + s.Bucket
+}
+
+// keyedMutex serializes work per key.
+type keyedMutex struct{ m gosync.Map } // key -> *gosync.Mutex
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	v, _ := k.m.LoadOrStore(key, &gosync.Mutex{})
+	mu := v.(*gosync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// ensure runs Ensure, then the full verification, holding the bucket's lock.
+func (t *teamRun) ensure(ctx context.Context, opts bucketfactory.EnsureOptions) error {
+	b := t.bucket()
+	defer t.r.bucketLocks.lock(bucketKey(b.Storage))()
+	changes, err := t.factory.Ensure(ctx, b, opts)
+	t.noteChanges(changes)
+	return err
+}
+
+func (t *teamRun) verify(ctx context.Context) error {
+	b := t.bucket()
+	defer t.r.bucketLocks.lock(bucketKey(b.Storage))()
+	return bucketfactory.Verify(ctx, t.factory, b)
 }
 
 func (t *teamRun) step(ctx context.Context, s Step) error {
 	now := t.r.now().UTC()
 	switch s {
 	case StepCreateKey:
+		kf, ok := t.factory.(bucketfactory.KeyFactory)
+		if !ok {
+			return fmt.Errorf("profile %q cannot create KMS keys (provider %s)", t.p.Profile, t.p.Storage.Provider)
+		}
 		recovering := t.rec.Intent != nil && t.rec.Intent.Op == state.OpCreateKey
 		if err := t.begin(ctx, state.OpCreateKey, t.p.Team, true); err != nil {
 			return err
 		}
-		arn, created, err := t.factory.EnsureKey(ctx, t.p.Team, recovering)
+		arn, created, err := kf.EnsureKey(ctx, t.p.Team, recovering)
 		if err != nil {
 			return fmt.Errorf("ensure KMS key: %w", err)
 		}
@@ -242,12 +332,10 @@ func (t *teamRun) step(ctx context.Context, s Step) error {
 		if err := t.begin(ctx, state.OpEnsureBucket, bucket, true); err != nil {
 			return err
 		}
-		changes, err := t.factory.Ensure(ctx, t.bucket(), bucketfactory.EnsureOptions{AdoptUntagged: t.adopt || recovering})
-		t.noteChanges(changes)
-		return err
+		return t.ensure(ctx, bucketfactory.EnsureOptions{AdoptUntagged: t.adopt || recovering})
 
 	case StepVerifyBucket:
-		if err := t.factory.Verify(ctx, t.bucket()); err != nil {
+		if err := t.verify(ctx); err != nil {
 			return err
 		}
 		t.log.Info("bucket verified", "bucket", t.rec.Storage.Bucket)
@@ -296,12 +384,10 @@ func (t *teamRun) step(ctx context.Context, s Step) error {
 		})
 
 	case StepCheckDrift:
-		changes, err := t.factory.Ensure(ctx, t.bucket(), bucketfactory.EnsureOptions{})
-		t.noteChanges(changes)
-		if err != nil {
+		if err := t.ensure(ctx, bucketfactory.EnsureOptions{}); err != nil {
 			return err
 		}
-		if err := t.factory.Verify(ctx, t.bucket()); err != nil {
+		if err := t.verify(ctx); err != nil {
 			return err
 		}
 		return t.update(ctx, func(rec *state.Record) {
@@ -322,7 +408,7 @@ func (t *teamRun) begin(ctx context.Context, op state.Op, target string, withSto
 	return t.update(ctx, func(rec *state.Record) {
 		if withStorage && !rec.Phase.Created() {
 			if rec.StorageDigest != t.p.Storage.Digest() {
-				rec.Phase, rec.KMSKeyARN = state.PhaseDesired, ""
+				rec.Phase, rec.KMSKeyARN, rec.Registered = state.PhaseDesired, "", false
 			}
 			rec.Storage, rec.StorageDigest = t.p.Storage, t.p.Storage.Digest()
 			if rec.Storage.KMSKeyARN != "" {
@@ -365,9 +451,12 @@ func (t *teamRun) fail(ctx context.Context, s Step, err error) Result {
 
 // StorageBucket is the storageBucket value W&B is given for the storage.
 func StorageBucket(s team.Storage, kmsKeyARN string) *scim.StorageBucket {
-	sb := &scim.StorageBucket{Name: s.Bucket, Provider: s.WandbProvider(), Path: s.Path, AWSExternalID: s.AWSExternalID}
-	if s.Provider == team.ProviderAWS {
-		sb.KMSKeyID = kmsKeyARN
+	sb := &scim.StorageBucket{Name: s.Bucket, Provider: s.WandbProvider(), Path: s.Path}
+	switch s.Provider {
+	case team.ProviderAWS:
+		sb.KMSKeyID, sb.AWSExternalID = kmsKeyARN, s.AWSExternalID
+	case team.ProviderAzure:
+		sb.AzureTenantID, sb.AzureClientID = s.AzureTenantID, s.AzureClientID
 	}
 	return sb
 }

@@ -66,8 +66,21 @@ func (f *fakeFactory) Ensure(ctx context.Context, b bucketfactory.Bucket, o buck
 	return f.changes, nil
 }
 
-func (f *fakeFactory) Verify(ctx context.Context, b bucketfactory.Bucket) error {
-	return f.record("verify", b.Team)
+func (f *fakeFactory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.CheckOptions) ([]bucketfactory.CheckResult, error) {
+	op := "inspect"
+	if o.Probe {
+		op = "verify"
+	}
+	err := f.record(op, b.Team)
+	var ve *bucketfactory.VerifyError
+	if errors.As(err, &ve) {
+		return append([]bucketfactory.CheckResult{{Check: "exists", OK: true}}, ve.Failures...), nil
+	}
+	return []bucketfactory.CheckResult{{Check: "exists", OK: true}}, err
+}
+
+func (f *fakeFactory) Address(ctx context.Context, b bucketfactory.Bucket) (string, error) {
+	return "s3://key:secret@s3.example/" + b.Storage.Bucket, nil
 }
 
 func (f *fakeFactory) callCount() int {
@@ -198,7 +211,7 @@ func TestSyncCreatesThenIsIdempotent(t *testing.T) {
 func TestOneFailingTeamDoesNotStopOthers(t *testing.T) {
 	e := newEnv(t)
 	e.factory.failOn["ensure:b"] = errors.New("access denied")
-	e.factory.failOn["verify:c"] = &bucketfactory.VerifyError{Bucket: "wandb-c", Findings: []bucketfactory.Finding{{Check: "cors", Expected: "GET,HEAD,PUT", Found: "none"}}}
+	e.factory.failOn["verify:c"] = &bucketfactory.VerifyError{Bucket: "wandb-c", Failures: []bucketfactory.CheckResult{{Check: "cors", Expected: "GET,HEAD,PUT", Found: "none"}}}
 	res := e.sync(t, teams("a", "b", "c"))
 	if res["a"].Outcome != OutcomeCreated || res["b"].Outcome != OutcomeFailed || res["c"].Outcome != OutcomeFailed {
 		t.Fatalf("results: %+v", res)
@@ -404,4 +417,108 @@ func BenchmarkSyncConverged5000(b *testing.B) {
 		b.Fatalf("converged reconcile made calls: storage %d, W&B mutations %d", e.factory.callCount(), e.emu.MutatingCount())
 	}
 	b.ReportMetric(float64(e.emu.Counts()["GET /scim/Groups"])/float64(b.N), "W&B-requests/op")
+}
+
+func TestRequireRegisteredHoldsTeamUntilMarked(t *testing.T) {
+	e := newEnv(t)
+	e.rec.Profiles["main"] = Profile{Factory: e.factory, RequireRegistered: true}
+	res := e.sync(t, teams("a"))
+	if res["a"].Outcome != OutcomeWaiting || !strings.Contains(res["a"].Detail, "mark-registered a") {
+		t.Fatalf("first sync: %+v", res["a"])
+	}
+	if r := e.record(t, "a"); r.Phase != state.PhaseBucketReady || len(e.emu.Groups()) != 0 {
+		t.Fatalf("the bucket must be ready and no team created: %+v, %d teams", r, len(e.emu.Groups()))
+	}
+	if res := e.sync(t, teams("a")); res["a"].Outcome != OutcomeWaiting || len(e.emu.Groups()) != 0 {
+		t.Fatalf("second sync: %+v", res["a"])
+	}
+	if _, err := e.store.Update(t.Context(), "a", func(r *state.Record) error { r.Registered = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.sync(t, teams("a")); res["a"].Outcome != OutcomeCreated {
+		t.Fatalf("after marking: %+v", res["a"])
+	}
+}
+
+func TestPlanInspectsDriftReadOnly(t *testing.T) {
+	e := newEnv(t)
+	e.sync(t, teams("a", "b"))
+	e.clock = now.Add(48 * time.Hour)
+	e.factory.failOn["inspect:a"] = &bucketfactory.VerifyError{Failures: []bucketfactory.CheckResult{{Check: "cors", Expected: "W&B's rule", Found: "none"}}}
+	plans, err := e.rec.Plan(t.Context(), teams("a", "b"), PlanOptions{InspectDrift: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plans[0].Drift) != 1 || !strings.Contains(plans[0].Summary(), "repair drift: cors") || len(plans[1].Drift) != 0 {
+		t.Errorf("plans: %+v / %+v", plans[0], plans[1])
+	}
+	for _, c := range e.factory.calls {
+		if strings.HasPrefix(c, "ensure:") && c != "ensure:a" && c != "ensure:b" {
+			t.Errorf("unexpected call %s", c)
+		}
+	}
+	if got := strings.Count(strings.Join(e.factory.calls, ","), "inspect:"); got != 2 {
+		t.Errorf("%d read-only checks, want 2: %v", got, e.factory.calls)
+	}
+}
+
+// overlapFactory fails if two calls on one bucket overlap.
+type overlapFactory struct {
+	fakeFactory
+	busy    gosync.Map
+	overlap atomic.Bool
+}
+
+func (f *overlapFactory) Ensure(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.EnsureOptions) ([]bucketfactory.Change, error) {
+	if _, loaded := f.busy.LoadOrStore(b.Storage.Bucket, true); loaded {
+		f.overlap.Store(true)
+	}
+	time.Sleep(5 * time.Millisecond)
+	f.busy.Delete(b.Storage.Bucket)
+	return f.fakeFactory.Ensure(ctx, b, o)
+}
+
+func TestSharedBucketIsNeverEnsuredTwiceAtOnce(t *testing.T) {
+	e := newEnv(t)
+	f := &overlapFactory{fakeFactory: fakeFactory{failOn: map[string]error{}}}
+	e.rec.Profiles["main"] = Profile{Factory: f}
+	e.rec.Concurrency = 8
+	var desired []team.Team
+	for i := range 8 {
+		st := storage("shared-bucket")
+		st.Shared, st.Path = true, fmt.Sprintf("teams/t%d", i)
+		desired = append(desired, desiredTeam(fmt.Sprintf("t%d", i), st))
+	}
+	res := e.sync(t, desired)
+	for n, r := range res {
+		if r.Outcome != OutcomeCreated {
+			t.Errorf("%s: %+v", n, r)
+		}
+	}
+	if f.overlap.Load() {
+		t.Error("two Ensure calls on one shared bucket overlapped")
+	}
+	for _, g := range e.emu.Groups() {
+		if g.StorageBucket.Name != "shared-bucket" || !strings.HasPrefix(g.StorageBucket.Path, "teams/t") {
+			t.Errorf("team %s storage %+v", g.DisplayName, g.StorageBucket)
+		}
+	}
+}
+
+func TestStorageBucketPerProvider(t *testing.T) {
+	tests := []struct {
+		st   team.Storage
+		want scim.StorageBucket
+	}{
+		{team.Storage{Provider: team.ProviderAWS, Bucket: "b", Path: "p", AWSExternalID: "x"}, scim.StorageBucket{Name: "b", Provider: "AWS", Path: "p", KMSKeyID: "arn:k", AWSExternalID: "x"}},
+		{team.Storage{Provider: team.ProviderS3Compatible, Bucket: "b"}, scim.StorageBucket{Name: "b", Provider: "MINIO"}},
+		{team.Storage{Provider: team.ProviderCoreWeave, Bucket: "b"}, scim.StorageBucket{Name: "b", Provider: "COREWEAVE"}},
+		{team.Storage{Provider: team.ProviderGCS, Bucket: "b"}, scim.StorageBucket{Name: "b", Provider: "GCP"}},
+		{team.Storage{Provider: team.ProviderAzure, Bucket: "c", Account: "acct", AzureTenantID: "t", AzureClientID: "c"}, scim.StorageBucket{Name: "c", Provider: "AZURE", AzureTenantID: "t", AzureClientID: "c"}},
+	}
+	for _, tt := range tests {
+		if got := StorageBucket(tt.st, "arn:k"); *got != tt.want {
+			t.Errorf("%s: got %+v, want %+v", tt.st.Provider, *got, tt.want)
+		}
+	}
 }

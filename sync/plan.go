@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/scim"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/team"
@@ -39,6 +40,11 @@ type TeamPlan struct {
 	Conflict string `json:"conflict,omitempty"`
 	// Note explains a step list that is not the obvious one (waiting for a retry, storage changed).
 	Note string `json:"note,omitempty"`
+	// Waiting says the team is held back: backing off after a failure, or waiting for its bucket to be
+	// registered with W&B.
+	Waiting bool `json:"waiting,omitempty"`
+	// Drift lists the bucket settings found wrong when the plan inspected drift.
+	Drift []bucketfactory.CheckResult `json:"drift,omitempty"`
 
 	desired *team.Team
 	record  *state.Record
@@ -65,9 +71,12 @@ func (p TeamPlan) Summary() string {
 		}
 		return "no change"
 	}
-	parts := make([]string, 0, len(p.Steps))
+	parts := make([]string, 0, len(p.Steps)+len(p.Drift))
 	for _, s := range p.Steps {
 		parts = append(parts, p.describe(s))
+	}
+	for _, d := range p.Drift {
+		parts = append(parts, "repair drift: "+d.String())
 	}
 	out := strings.Join(parts, ", ")
 	if p.Note != "" {
@@ -109,6 +118,8 @@ type PlanInput struct {
 	// RespectBackoff holds back teams whose last failure asked for a later retry (the daemon);
 	// a sync started by hand retries at once.
 	RespectBackoff bool
+	// Registration says, per profile, whether a bucket must be marked registered before its team is created.
+	Registration map[string]bool
 }
 
 // Plan decides the steps for every desired or recorded team, sorted by team name.
@@ -185,6 +196,7 @@ func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPl
 	}
 
 	if in.RespectBackoff && r != nil && r.NextRetry.After(in.Now) {
+		p.Waiting = true
 		p.Note = fmt.Sprintf("waiting until %s to retry after: %s", r.NextRetry.UTC().Format(time.RFC3339), r.LastError)
 		return p
 	}
@@ -207,6 +219,12 @@ func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPl
 	}
 	if phase == state.PhaseDesired {
 		p.Steps = append(p.Steps, StepEnsureBucket, StepVerifyBucket)
+	}
+	if in.Registration[t.Profile] && (r == nil || !r.Registered) {
+		// W&B refuses a bucket its instance does not list: stop at a ready bucket and say what to do.
+		p.Waiting = true
+		p.Note = fmt.Sprintf("then wait: register bucket %s with W&B (GORILLA_SUPPORTED_FILE_STORES, see `byob-agent file-stores`), then run `byob-agent state mark-registered %s`", t.Storage.Bucket, t.Name)
+		return p
 	}
 	p.Steps = append(p.Steps, StepCreateTeam, StepMarkInSync)
 	return p

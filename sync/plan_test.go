@@ -48,6 +48,7 @@ func TestPlan(t *testing.T) {
 		groups         []scim.Group
 		drift          time.Duration
 		respectBackoff bool
+		registration   bool
 		wantSteps      []Step
 		wantConflict   string // fragment
 		wantNote       string // fragment
@@ -101,13 +102,20 @@ func TestPlan(t *testing.T) {
 			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: full, wantNote: "wandb-a is left in place"},
 		{name: "storage changed before creation, key per team", desired: []team.Team{desiredTeam("a", keyed)},
 			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: append([]Step{StepCreateKey}, full...), wantNote: "left in place"},
+		{name: "registration required, new team", desired: []team.Team{desiredTeam("a", st)}, registration: true,
+			wantSteps: []Step{StepEnsureBucket, StepVerifyBucket}, wantNote: "state mark-registered a"},
+		{name: "registration required, bucket ready", desired: []team.Team{desiredTeam("a", st)}, registration: true,
+			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantNote: "register bucket wandb-a"},
+		{name: "registration done", desired: []team.Team{desiredTeam("a", st)}, registration: true,
+			records: []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Registered = true })}, wantSteps: []Step{StepCreateTeam, StepMarkInSync}},
 		{name: "no longer desired", records: []state.Record{rec("a", state.PhaseInSync, st)}, groups: []scim.Group{group},
 			wantSteps: []Step{StepOrphan}},
 		{name: "no longer desired, already orphaned", records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Orphaned = true })}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plans := Plan(PlanInput{Desired: tt.desired, Records: tt.records, Groups: tt.groups, Now: now, DriftInterval: tt.drift, RespectBackoff: tt.respectBackoff})
+			plans := Plan(PlanInput{Desired: tt.desired, Records: tt.records, Groups: tt.groups, Now: now, DriftInterval: tt.drift,
+				RespectBackoff: tt.respectBackoff, Registration: map[string]bool{"main": tt.registration}})
 			if len(plans) != 1 {
 				t.Fatalf("got %d plans, want 1", len(plans))
 			}

@@ -14,7 +14,13 @@ import (
 const (
 	ProviderAWS          = "aws"
 	ProviderS3Compatible = "s3-compatible"
+	ProviderCoreWeave    = "coreweave"
+	ProviderGCS          = "gcs"
+	ProviderAzure        = "azure"
 )
+
+// Providers lists every provider name, for messages.
+var Providers = []string{ProviderAWS, ProviderS3Compatible, ProviderCoreWeave, ProviderGCS, ProviderAzure}
 
 // Team is one desired W&B team: what a source (the YAML file, an IdP, a SCIM push) asks for.
 type Team struct {
@@ -27,16 +33,21 @@ type Team struct {
 // Storage is the immutable part of a team: where its data lives. Once a W&B team is created with it,
 // it can never change. It holds no secrets, so it may be stored and printed.
 type Storage struct {
-	Provider string `json:"provider"`           // ProviderAWS or ProviderS3Compatible
-	Bucket   string `json:"bucket"`             // bucket name
+	Provider string `json:"provider"`           // one of Providers
+	Bucket   string `json:"bucket"`             // bucket name (Azure: container name)
 	Path     string `json:"path,omitempty"`     // prefix inside the bucket
-	Region   string `json:"region,omitempty"`   // bucket region
-	Endpoint string `json:"endpoint,omitempty"` // S3 endpoint URL; empty means the provider's default
+	Region   string `json:"region,omitempty"`   // bucket region (GCS: location)
+	Endpoint string `json:"endpoint,omitempty"` // API endpoint URL; empty means the provider's default
+	Account  string `json:"account,omitempty"`  // Azure storage account
+	// Shared says several teams use the bucket, each under its own Path.
+	Shared bool `json:"shared,omitempty"`
 	// KMSKeyARN is the customer key for SSE-KMS. Empty with CreateKMSKey set means the agent creates one
 	// key for the team; empty without it means no SSE-KMS (s3-compatible only).
 	KMSKeyARN     string `json:"kmsKeyArn,omitempty"`
 	CreateKMSKey  bool   `json:"createKmsKey,omitempty"`
 	AWSExternalID string `json:"awsExternalId,omitempty"`
+	AzureTenantID string `json:"azureTenantId,omitempty"`
+	AzureClientID string `json:"azureClientId,omitempty"`
 }
 
 // Digest identifies the storage spec. Two specs with the same digest give the team the same storage.
@@ -57,6 +68,12 @@ func (s Storage) WandbProvider() string {
 		return "AWS"
 	case ProviderS3Compatible:
 		return "MINIO"
+	case ProviderCoreWeave:
+		return "COREWEAVE"
+	case ProviderGCS:
+		return "GCP"
+	case ProviderAzure:
+		return "AZURE"
 	}
 	return ""
 }

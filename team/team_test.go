@@ -45,7 +45,20 @@ func TestValidateBucketName(t *testing.T) {
 		{ProviderAWS, "192.168.1.1", "IP address"},
 		{ProviderAWS, "xn--abc", "prefix"},
 		{ProviderAWS, "abc-s3alias", "suffix"},
-		{"gcs", "abc", "unknown provider"},
+		{ProviderCoreWeave, "wandb-ml", ""},
+		{ProviderCoreWeave, "cw-ml", "cw- or vip-"},
+		{ProviderCoreWeave, "vip-ml", "cw- or vip-"},
+		{ProviderCoreWeave, "a.-b", "DNS-compatible"},
+		{ProviderGCS, "wandb_ml-1", ""},
+		{ProviderGCS, "wandb.ml", "dotted"},
+		{ProviderGCS, "google-ml", "google"},
+		{ProviderGCS, "goog-ml", "goog"},
+		{ProviderGCS, "Wandb", "lowercase"},
+		{ProviderAzure, "wandb-ml", ""},
+		{ProviderAzure, "wandb--ml", "consecutive"},
+		{ProviderAzure, "wandb_ml", "lowercase letters, digits and '-'"},
+		{ProviderAzure, "ab", "3 to 63"},
+		{"b2", "abc", "unknown provider"},
 	}
 	for _, tt := range tests {
 		err := ValidateBucketName(tt.provider, tt.name)
@@ -91,6 +104,9 @@ func TestStorageDigestAndProvider(t *testing.T) {
 		func(s *Storage) { s.CreateKMSKey = true },
 		func(s *Storage) { s.AWSExternalID = "x" },
 		func(s *Storage) { s.Endpoint = "http://x" },
+		func(s *Storage) { s.Shared = true },
+		func(s *Storage) { s.Account = "acct" },
+		func(s *Storage) { s.AzureClientID = "c" },
 	} {
 		c := a
 		change(&c)
@@ -98,7 +114,9 @@ func TestStorageDigestAndProvider(t *testing.T) {
 			t.Errorf("digest ignores a change: %+v", c)
 		}
 	}
-	if a.WandbProvider() != "AWS" || (Storage{Provider: ProviderS3Compatible}).WandbProvider() != "MINIO" {
-		t.Error("W&B provider names")
+	for p, want := range map[string]string{ProviderAWS: "AWS", ProviderS3Compatible: "MINIO", ProviderCoreWeave: "COREWEAVE", ProviderGCS: "GCP", ProviderAzure: "AZURE"} {
+		if got := (Storage{Provider: p}).WandbProvider(); got != want {
+			t.Errorf("W&B provider of %s = %q, want %q", p, got, want)
+		}
 	}
 }
