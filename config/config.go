@@ -33,10 +33,21 @@ const (
 	AuthBasicServiceAccount = "basic-service-account" // Basic :<api key>, an org-scoped service account
 )
 
-// W&B's AWS principals, granted access to every bucket and KMS key (docs/wandb.md).
+// Profile topologies (profiles.<name>.topology).
 const (
-	principalMultiTenant = "arn:aws:iam::725579432336:role/WandbIntegration"
-	principalDedicated   = "arn:aws:iam::830241207209:root"
+	TopologyPerTeam = "per-team" // a bucket per team
+	TopologyShared  = "shared"   // one bucket for all teams of the profile, a path per team
+)
+
+// W&B's principals, granted access to every bucket (and, on AWS, KMS key) by provider and deployment
+// (docs/wandb.md). Self-managed W&B runs as the customer's own identity, except on CoreWeave.
+const (
+	principalMultiTenant          = "arn:aws:iam::725579432336:role/WandbIntegration"
+	principalDedicated            = "arn:aws:iam::830241207209:root"
+	coreweavePrincipalMultiTenant = "arn:aws:iam::wandb:static/wandb-integration-public"
+	coreweavePrincipal            = "arn:aws:iam::wandb:static/wandb-integration"
+	gcsServiceAccountMultiTenant  = "wandb-integration@wandb-production.iam.gserviceaccount.com"
+	gcsServiceAccountDedicated    = "deploy@wandb-production.iam.gserviceaccount.com"
 )
 
 // Defaults for values the file may leave out.
@@ -46,6 +57,8 @@ const (
 	DefaultConcurrency        = 8
 	DefaultDriftCheckInterval = 24 * time.Hour
 	MaxConcurrency            = 256
+	DefaultCoreWeaveEndpoint  = "https://cwobject.com"
+	DefaultSoftDeleteDays     = 7 // gcs and azure; GCS's own default
 )
 
 // Config is a loaded, fully resolved and valid configuration.
@@ -88,24 +101,63 @@ type Sync struct {
 	DriftCheckInterval time.Duration // 0 disables the periodic drift check
 }
 
-// Profile is one resolved storage profile: where and how the buckets of its teams are made.
+// Profile is one resolved storage profile: where and how the buckets of its teams are made. Fields
+// that the provider does not use are zero.
 type Profile struct {
-	Name      string
-	Provider  string // team.ProviderAWS or team.ProviderS3Compatible
-	Region    string
-	Endpoint  string // S3 endpoint URL; empty means the provider's default
-	PathStyle bool   // path-style S3 addressing
-	// Credentials for the storage API; nil means the AWS SDK's default credential chain (aws only).
+	Name     string
+	Provider string // one of team.Providers
+	// Topology is TopologyPerTeam (every team its own bucket) or TopologyShared (every team of the
+	// profile the same bucket, each under its own Path).
+	Topology string
+	// Region is the bucket region: required for aws and s3-compatible; for gcs the bucket location
+	// (us-east1, nam4, US), required; optional for coreweave and azure.
+	Region string
+	// Endpoint is the storage API URL. Empty means the provider's default (aws, gcs); coreweave and
+	// azure always have one: https://cwobject.com and https://<account>.blob.core.windows.net/ unless set.
+	Endpoint  string
+	PathStyle bool // path-style S3 addressing (aws, s3-compatible)
+	// Credentials for the S3 API (aws, s3-compatible, coreweave); nil means the AWS SDK's default
+	// credential chain (aws only).
 	Credentials *Credentials
-	// PrincipalARN is the W&B principal granted access to buckets and keys (aws only).
+	// PrincipalARN is the W&B principal the bucket policy (and, on aws, the key policy) grants access:
+	// an IAM ARN (aws) or a CoreWeave principal such as arn:aws:iam::wandb:static/wandb-integration.
 	PrincipalARN  string
-	KMS           KMS
+	KMS           KMS    // aws (required) and s3-compatible (optional)
 	AWSExternalID string // aws only
 	// AdoptExisting lets the agent take over an existing bucket of ours that carries no ownership tag.
 	AdoptExisting bool
+	// RequireRegistered holds a team whose bucket is ready until the operator has registered the bucket
+	// with W&B (dedicated, self-managed). Never set on multi-tenant.
+	RequireRegistered bool
+	// SoftDeleteDays is how long deleted data is kept: the GCS soft delete policy (7..90) or Azure blob
+	// soft delete (1..365); 0 for other providers.
+	SoftDeleteDays int
+
+	// gcs
+	Project string // Google Cloud project that holds the buckets
+	// ServiceAccount is the W&B service account email granted roles/storage.admin on every bucket.
+	ServiceAccount string
+	// GCSCredentialsJSON is a service account key (the JSON file Google issues; it has client_email and
+	// private_key). Unset means Application Default Credentials.
+	GCSCredentialsJSON Secret
+
+	// azure: the agent authenticates with exactly one of AccountKey, ConnectionString and UseIdentity.
+	Account          string // storage account holding the containers (Storage.Bucket is the container)
+	AccountKey       Secret
+	ConnectionString Secret
+	UseIdentity      bool   // azidentity's default chain (managed identity, workload identity, Azure CLI)
+	TenantID         string // W&B's storageBucket.azureTenantId
+	ClientID         string // W&B's storageBucket.azureClientId: the managed identity W&B uses
+
+	// coreweave
+	OrgID string // W&B organization id or customer namespace: the wandb:OrgID policy condition
+	// OrgWideAccess, when set, is the customer's CoreWeave org id: a second policy statement grants
+	// s3:* to {"CW": "arn:aws:iam::<OrgWideAccess>:*"}.
+	OrgWideAccess string
 
 	bucketText, pathText string
 	bucket, path         *template.Template // path is nil when the profile has no path template
+	sharedBucket         string             // TopologyShared: the bucket of every team
 }
 
 // Credentials are static storage API credentials.
@@ -141,18 +193,24 @@ func (c *Config) DesiredTeams() []team.Team {
 }
 
 // Storage renders the profile's bucket and path templates for one team and checks the result against
-// the provider's naming rules, so a team from any source gets exactly the storage a YAML team would.
+// the provider's naming rules (and, for a shared profile, that the team gets the shared bucket and a
+// path of its own), so a team from any source gets exactly the storage a YAML team would.
 func (p Profile) Storage(teamName string) (team.Storage, error) {
 	if p.bucket == nil {
 		return team.Storage{}, fmt.Errorf("profile %q has no bucket template", p.Name)
 	}
-	data := map[string]string{"Team": teamName, "Profile": p.Name}
+	data := templateData(teamName, p.Name)
 	bucket, err := render(p.bucket, data)
 	if err != nil {
 		return team.Storage{}, fmt.Errorf("profile %q bucket template %q: %w", p.Name, p.bucketText, err)
 	}
 	if err := team.ValidateBucketName(p.Provider, bucket); err != nil {
 		return team.Storage{}, fmt.Errorf("profile %q bucket template %q gives %q: %w", p.Name, p.bucketText, bucket, err)
+	}
+	shared := p.Topology == TopologyShared
+	if shared && bucket != p.sharedBucket {
+		return team.Storage{}, fmt.Errorf("profile %q is shared, so every team gets bucket %q, but its bucket template %q gives %q for this team: the bucket must not depend on the team",
+			p.Name, p.sharedBucket, p.bucketText, bucket)
 	}
 	var path string
 	if p.path != nil {
@@ -163,16 +221,28 @@ func (p Profile) Storage(teamName string) (team.Storage, error) {
 			return team.Storage{}, fmt.Errorf("profile %q path template %q gives %q: %w", p.Name, p.pathText, path, err)
 		}
 	}
+	if shared && path == "" {
+		return team.Storage{}, fmt.Errorf("profile %q is shared, so every team needs a path of its own, but its path template %q gives an empty path for this team", p.Name, p.pathText)
+	}
 	return team.Storage{
 		Provider:      p.Provider,
 		Bucket:        bucket,
 		Path:          path,
 		Region:        p.Region,
 		Endpoint:      p.Endpoint,
+		Account:       p.Account,
+		Shared:        shared,
 		KMSKeyARN:     p.KMS.KeyARN,
 		CreateKMSKey:  p.KMS.Create,
 		AWSExternalID: p.AWSExternalID,
+		AzureTenantID: p.TenantID,
+		AzureClientID: p.ClientID,
 	}, nil
+}
+
+// templateData is what bucket and path templates see.
+func templateData(teamName, profile string) map[string]string {
+	return map[string]string{"Team": teamName, "Profile": profile}
 }
 
 // maxRendered bounds a template's output: no bucket name or path is anywhere near it, and the bound

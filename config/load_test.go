@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -201,6 +204,145 @@ teams:
 				}
 			},
 		},
+		{
+			name: "gcs defaults (dedicated)",
+			yaml: wandbOK + gcsOK + "teams:\n  - name: ml\n",
+			check: func(t *testing.T, c *Config) {
+				p, _ := c.Profile("main")
+				if p.Provider != team.ProviderGCS || p.Topology != TopologyPerTeam || p.Region != "us-east1" || p.Project != "acme-ml" ||
+					p.ServiceAccount != gcsServiceAccountDedicated || p.SoftDeleteDays != 7 || p.GCSCredentialsJSON.Reveal() != "" ||
+					p.Endpoint != "" || p.PrincipalARN != "" || p.Credentials != nil || p.RequireRegistered {
+					t.Errorf("profile = %+v", p)
+				}
+				want := []team.Team{{Name: "ml", Profile: "main", Source: "yaml", Storage: team.Storage{Provider: "gcs", Bucket: "g-ml", Region: "us-east1"}}}
+				if got := c.DesiredTeams(); !reflect.DeepEqual(got, want) {
+					t.Errorf("DesiredTeams = %+v, want %+v", got, want)
+				}
+			},
+		},
+		{
+			name: "gcs multi-tenant with key, endpoint, soft delete",
+			yaml: on("multi-tenant") + gcsOK + "    endpoint: http://127.0.0.1:4443/storage/v1/\n    softDeleteDays: 90\n    requireRegistered: false\n" +
+				"    credentials:\n      serviceAccountKey: ${GCS_KEY}\n" +
+				"  by-file:\n    provider: gcs\n    region: EU\n    project: example.com:acme-ml\n    bucket: f-{{ .Team }}\n    principal: dedicated\n" +
+				"    credentials:\n      serviceAccountKeyFile: keys/sa.json\n",
+			files: map[string]string{"keys/sa.json": gcsKey + "\n"},
+			check: func(t *testing.T, c *Config) {
+				p, _ := c.Profile("main")
+				if p.ServiceAccount != gcsServiceAccountMultiTenant || p.SoftDeleteDays != 90 || p.Endpoint != "http://127.0.0.1:4443/storage/v1/" || p.GCSCredentialsJSON.Reveal() != gcsKey {
+					t.Errorf("profile = %+v", p)
+				}
+				f, _ := c.Profile("by-file")
+				if f.ServiceAccount != gcsServiceAccountDedicated || f.GCSCredentialsJSON.Reveal() != gcsKey || f.Project != "example.com:acme-ml" {
+					t.Errorf("profile = %+v", f)
+				}
+			},
+		},
+		{
+			name: "gcs self-managed with its service account",
+			yaml: on("self-managed") + gcsOK + "    principal: wandb@acme-ml.iam.gserviceaccount.com\n    requireRegistered: true\n",
+			check: func(t *testing.T, c *Config) {
+				if p, _ := c.Profile("main"); p.ServiceAccount != "wandb@acme-ml.iam.gserviceaccount.com" || !p.RequireRegistered {
+					t.Errorf("profile = %+v", p)
+				}
+			},
+		},
+		{
+			name: "azure defaults",
+			yaml: wandbOK + azureOK + "teams:\n  - name: ml\n",
+			check: func(t *testing.T, c *Config) {
+				p, _ := c.Profile("main")
+				if p.Account != "acmewandb" || p.Endpoint != "https://acmewandb.blob.core.windows.net/" || p.SoftDeleteDays != 7 ||
+					p.AccountKey.Reveal() != "YXp1cmUta2V5LXZhbHVl" || p.ConnectionString.Reveal() != "" || p.UseIdentity ||
+					p.TenantID != "11111111-2222-3333-4444-555555555555" || p.ClientID != "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" {
+					t.Errorf("profile = %+v", p)
+				}
+				want := []team.Team{{Name: "ml", Profile: "main", Source: "yaml", Storage: team.Storage{
+					Provider: "azure", Bucket: "a-ml", Endpoint: "https://acmewandb.blob.core.windows.net/", Account: "acmewandb",
+					AzureTenantID: "11111111-2222-3333-4444-555555555555", AzureClientID: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"}}}
+				if got := c.DesiredTeams(); !reflect.DeepEqual(got, want) {
+					t.Errorf("DesiredTeams = %+v, want %+v", got, want)
+				}
+			},
+		},
+		{
+			name: "azure connection string, identity, same container name in two accounts",
+			yaml: on("self-managed") + edit(azureOK, "accountKey: ${AZURE_KEY}", "connectionStringFile: az.conn") +
+				"    endpoint: http://127.0.0.1:10000/acmewandb\n    region: westeurope\n    softDeleteDays: 365\n    requireRegistered: true\n" +
+				edit(azureOK, "profiles:\n  main:", "  mi:", "acmewandb", "acmeother", "accountKey: ${AZURE_KEY}", "identity: true", `"a-{{ .Team }}"`, `"a-{{ .Team }}"`) +
+				"teams:\n  - name: ml\n    profile: main\n  - name: ml2\n    profile: mi\n",
+			files: map[string]string{"az.conn": "DefaultEndpointsProtocol=http;AccountName=acmewandb;AccountKey=c2VjcmV0;BlobEndpoint=http://127.0.0.1:10000/acmewandb;\n"},
+			check: func(t *testing.T, c *Config) {
+				p, _ := c.Profile("main")
+				if p.ConnectionString.Reveal() == "" || p.AccountKey.Reveal() != "" || p.UseIdentity || p.Endpoint != "http://127.0.0.1:10000/acmewandb" ||
+					p.Region != "westeurope" || p.SoftDeleteDays != 365 || !p.RequireRegistered {
+					t.Errorf("profile = %+v", p)
+				}
+				if mi, _ := c.Profile("mi"); !mi.UseIdentity || mi.Account != "acmeother" || mi.Endpoint != "https://acmeother.blob.core.windows.net/" {
+					t.Errorf("profile = %+v", mi)
+				}
+			},
+		},
+		{
+			name: "coreweave principals and org-wide access",
+			yaml: on("self-managed") + coreweaveOK + "    region: US-EAST-04A\n    orgWideAccess: cw1a2b\n" +
+				edit(coreweaveOK, "profiles:\n  main:", "  mt:", `"c-{{ .Team }}"`, `"m-{{ .Team }}"`) + "    principal: multi-tenant\n    endpoint: https://cwobject.com/\n" +
+				edit(coreweaveOK, "profiles:\n  main:", "  own:", `"c-{{ .Team }}"`, `"o-{{ .Team }}"`) + "    principal: arn:aws:iam::wandb:static/wandb-integration-eu\n" +
+				"defaultProfile: main\nteams:\n  - name: ml\n",
+			check: func(t *testing.T, c *Config) {
+				p, _ := c.Profile("main")
+				if p.Endpoint != DefaultCoreWeaveEndpoint || p.PrincipalARN != coreweavePrincipal || p.OrgID != "acme" || p.OrgWideAccess != "cw1a2b" ||
+					p.Region != "US-EAST-04A" || p.Credentials.AccessKeyID != "CWKEY" || p.Credentials.SecretAccessKey.Reveal() != "cw-secret-value" || p.PathStyle {
+					t.Errorf("profile = %+v", p)
+				}
+				if mt, _ := c.Profile("mt"); mt.PrincipalARN != coreweavePrincipalMultiTenant || mt.Endpoint != "https://cwobject.com/" {
+					t.Errorf("profile = %+v", mt)
+				}
+				if own, _ := c.Profile("own"); own.PrincipalARN != "arn:aws:iam::wandb:static/wandb-integration-eu" {
+					t.Errorf("profile = %+v", own)
+				}
+				want := []team.Team{{Name: "ml", Profile: "main", Source: "yaml", Storage: team.Storage{
+					Provider: "coreweave", Bucket: "c-ml", Region: "US-EAST-04A", Endpoint: DefaultCoreWeaveEndpoint}}}
+				if got := c.DesiredTeams(); !reflect.DeepEqual(got, want) {
+					t.Errorf("DesiredTeams = %+v, want %+v", got, want)
+				}
+			},
+		},
+		{
+			name: "shared topology",
+			yaml: wandbOK + sharedOK + "    requireRegistered: true\n" + edit(s3ProfilesOK, "profiles:\n  main:", "  solo:") +
+				"defaultProfile: main\nteams:\n  - name: nlp\n  - name: ml\n  - name: ml-x\n  - name: cv\n    profile: solo\n",
+			check: func(t *testing.T, c *Config) {
+				p, _ := c.Profile("main")
+				if p.Topology != TopologyShared || !p.RequireRegistered || p.sharedBucket != "wandb-shared" {
+					t.Errorf("profile = %+v", p)
+				}
+				shared := func(name string) team.Team {
+					return team.Team{Name: name, Profile: "main", Source: "yaml", Storage: team.Storage{Provider: "s3-compatible", Bucket: "wandb-shared",
+						Path: "teams/" + name, Region: "us-east-1", Endpoint: "http://127.0.0.1:8333", Shared: true}}
+				}
+				want := []team.Team{
+					{Name: "cv", Profile: "solo", Source: "yaml", Storage: team.Storage{Provider: "s3-compatible", Bucket: "s-cv", Path: "wandb/cv", Region: "us-east-1", Endpoint: "http://127.0.0.1:8333"}},
+					shared("ml"), shared("ml-x"), shared("nlp"),
+				}
+				if got := c.DesiredTeams(); !reflect.DeepEqual(got, want) {
+					t.Errorf("DesiredTeams =\n%+v\nwant\n%+v", got, want)
+				}
+			},
+		},
+		{
+			name: "shared aws bucket, same name on two s3-compatible servers",
+			yaml: wandbOK + edit(profilesOK, `"wandb-{{ .Team }}"`, "acme-shared") + "    topology: shared\n    path: \"{{ .Profile }}/{{ .Team }}\"\n" +
+				edit(s3ProfilesOK, "profiles:\n  main:", "  a:", "s-{{ .Team }}", "acme-shared") +
+				edit(s3ProfilesOK, "profiles:\n  main:", "  b:", "s-{{ .Team }}", "acme-shared", "8333", "9000") +
+				"teams:\n  - name: ml\n    profile: main\n  - name: cv\n    profile: a\n  - name: rl\n    profile: b\n",
+			check: func(t *testing.T, c *Config) {
+				teams := c.DesiredTeams()
+				if len(teams) != 3 || teams[1].Storage.Path != "main/ml" || !teams[1].Storage.Shared || teams[1].Storage.KMSKeyARN != "" || !teams[1].Storage.CreateKMSKey {
+					t.Errorf("teams = %+v", teams)
+				}
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -210,37 +352,104 @@ teams:
 }
 
 // TestExampleConfig keeps config.example.yaml loadable: it is read from disk, with a fake environment.
+// Its commented-out profiles are uncommented and loaded too, so that they stay correct.
 func TestExampleConfig(t *testing.T) {
-	env := map[string]string{"WANDB_API_KEY": "k", "MINIO_ACCESS_KEY": "a", "MINIO_SECRET_KEY": "s"}
-	o := LoadOptions{
-		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-		ReadFile:  os.ReadFile,
+	example, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
-	cfg, err := Load("../config.example.yaml", o)
+	const keyFile = "/run/secrets/gcp-service-account.json"
+	required := map[string]string{"WANDB_API_KEY": "k", "MINIO_ACCESS_KEY": "a", "MINIO_SECRET_KEY": "s", "AZURE_STORAGE_KEY": "YXp1cmUta2V5"}
+	load := func(text string, env map[string]string) (*Config, error) {
+		return Load("/example/config.yaml", LoadOptions{
+			LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+			ReadFile: func(p string) ([]byte, error) {
+				switch p {
+				case "/example/config.yaml":
+					return []byte(text), nil
+				case keyFile:
+					return []byte(gcsKey), nil
+				}
+				return nil, fs.ErrNotExist
+			},
+		})
+	}
+
+	cfg, err := load(string(example), required)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if got := cfg.ProfileNames(); len(got) < 2 {
-		t.Errorf("profiles = %v, want an aws and an s3-compatible one", got)
+	byProvider := map[string][]team.Team{}
+	for _, tm := range cfg.DesiredTeams() {
+		byProvider[tm.Storage.Provider] = append(byProvider[tm.Storage.Provider], tm)
 	}
-	teams := cfg.DesiredTeams()
-	if len(teams) < 3 {
-		t.Errorf("teams = %v, want at least 3", teams)
+	if len(byProvider[team.ProviderAWS]) < 3 || len(byProvider[team.ProviderS3Compatible]) < 3 || len(byProvider[team.ProviderAzure]) != 1 {
+		t.Errorf("teams by provider = %v, want 3 aws, 3 s3-compatible (one per-team, two shared), 1 azure", byProvider)
 	}
-	providers := map[string]bool{}
-	for _, tm := range teams {
-		providers[tm.Storage.Provider] = true
+	shared := 0
+	for _, tm := range byProvider[team.ProviderS3Compatible] {
+		if tm.Storage.Shared {
+			shared++
+			if tm.Storage.Bucket != "acme-wandb-shared" || tm.Storage.Path != "teams/"+tm.Name {
+				t.Errorf("shared team storage = %+v", tm.Storage)
+			}
+		}
 	}
-	if !providers[team.ProviderAWS] || !providers[team.ProviderS3Compatible] {
-		t.Errorf("teams use providers %v, want both", providers)
+	if shared != 2 {
+		t.Errorf("%d teams in the shared bucket, want 2", shared)
+	}
+	if az := byProvider[team.ProviderAzure]; len(az) == 1 && (az[0].Storage.Account != "acmewandb" ||
+		az[0].Storage.Endpoint != "https://acmewandb.blob.core.windows.net/" || az[0].Storage.AzureTenantID == "" || az[0].Storage.AzureClientID == "") {
+		t.Errorf("azure team storage = %+v", az[0].Storage)
 	}
 
-	// Every variable it documents is needed, and no other.
-	delete(env, "MINIO_SECRET_KEY")
-	_, err = Load("../config.example.yaml", o)
-	if err == nil || !strings.Contains(err.Error(), "environment variable MINIO_SECRET_KEY is not set") {
-		t.Errorf("without MINIO_SECRET_KEY: %v", err)
+	// Every variable it documents as required is needed.
+	for name := range required {
+		env := maps.Clone(required)
+		delete(env, name)
+		if _, err := load(string(example), env); err == nil || !strings.Contains(err.Error(), "environment variable "+name+" is not set") {
+			t.Errorf("without %s: %v", name, err)
+		}
 	}
+
+	// The commented-out profiles load once uncommented.
+	text := string(example)
+	for _, name := range []string{"gcs-main", "coreweave"} {
+		text = uncomment(t, text, name)
+	}
+	env := maps.Clone(required)
+	env["CW_ACCESS_KEY_ID"], env["CW_SECRET_ACCESS_KEY"] = "cw-a", "cw-s"
+	cfg, err = load(text, env)
+	if err != nil {
+		t.Fatalf("Load with the commented profiles: %v", err)
+	}
+	g, _ := cfg.Profile("gcs-main")
+	cw, _ := cfg.Profile("coreweave")
+	if g.Provider != team.ProviderGCS || g.ServiceAccount != gcsServiceAccountDedicated || g.GCSCredentialsJSON.Reveal() != gcsKey ||
+		cw.Provider != team.ProviderCoreWeave || cw.PrincipalARN != coreweavePrincipal || cw.Credentials.AccessKeyID != "cw-a" || cw.OrgID == "" {
+		t.Errorf("gcs profile %+v, coreweave profile %+v", g, cw)
+	}
+	for _, p := range []Profile{g, cw} {
+		if _, err := p.Storage("ml"); err != nil {
+			t.Errorf("profile %s: %v", p.Name, err)
+		}
+	}
+}
+
+// uncomment removes the "# " of the commented-out profile `name` in the example: its "  # name:" line
+// and the "  #   ..." lines under it.
+func uncomment(t *testing.T, text, name string) string {
+	t.Helper()
+	lines := strings.Split(text, "\n")
+	start := slices.Index(lines, "  # "+name+":")
+	if start < 0 {
+		t.Fatalf("no commented profile %q in the example", name)
+	}
+	lines[start] = "  " + name + ":"
+	for i := start + 1; i < len(lines) && strings.HasPrefix(lines[i], "  #   "); i++ {
+		lines[i] = "  " + strings.TrimPrefix(lines[i], "  # ")
+	}
+	return strings.Join(lines, "\n")
 }
 
 func TestExpand(t *testing.T) {
@@ -350,16 +559,26 @@ func TestFileSecrets(t *testing.T) {
 // TestSecretsNeverPrinted prints a loaded configuration every way the agent might, and looks for the
 // secret values.
 func TestSecretsNeverPrinted(t *testing.T) {
-	secrets := []string{"wandb-key-value", "s3-secret-value", "session-token-value"}
-	yaml := wandbOK + strings.Replace(s3ProfilesOK, "${S3_SECRET}\n", "${S3_SECRET}\n      sessionToken: session-token-value\n", 1) + teamsOK
+	secrets := []string{"wandb-key-value", "s3-secret-value", "session-token-value", "gcs-private-key-value", "YXp1cmUta2V5LXZhbHVl", "conn-key-value"}
+	yaml := wandbOK + strings.Replace(s3ProfilesOK, "${S3_SECRET}\n", "${S3_SECRET}\n      sessionToken: session-token-value\n", 1) +
+		edit(gcsOK, "profiles:\n  main:", "  gcs:") + "    credentials:\n      serviceAccountKey: ${GCS_KEY}\n" +
+		edit(azureOK, "profiles:\n  main:", "  azure:") +
+		edit(azureOK, "profiles:\n  main:", "  azure-cs:", "accountKey: ${AZURE_KEY}", "connectionString: AccountName=acmewandb;AccountKey=conn-key-value", "acmewandb\n", "acmewandb\n    bucket: b-{{ .Team }}\n", "    bucket: \"a-{{ .Team }}\"\n", "") +
+		"defaultProfile: main\n" + teamsOK
 	cfg := mustLoad(t, yaml, nil, nil)
 	p, _ := cfg.Profile("main")
 	if p.Credentials.SessionToken.Reveal() != "session-token-value" {
 		t.Fatal("session token not loaded")
 	}
+	g, _ := cfg.Profile("gcs")
+	az, _ := cfg.Profile("azure")
+	cs, _ := cfg.Profile("azure-cs")
+	if !strings.Contains(g.GCSCredentialsJSON.Reveal(), "gcs-private-key-value") || az.AccountKey.Reveal() == "" || !strings.Contains(cs.ConnectionString.Reveal(), "conn-key-value") {
+		t.Fatal("gcs or azure secrets not loaded")
+	}
 
 	var out bytes.Buffer
-	for _, v := range []any{cfg, *cfg, p, *p.Credentials, p.Credentials, cfg.Wandb, cfg.Wandb.Auth.APIKey} {
+	for _, v := range []any{cfg, *cfg, p, *p.Credentials, p.Credentials, cfg.Wandb, cfg.Wandb.Auth.APIKey, g, az, cs} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
 			fmt.Fprintf(&out, verb+"\n", v)
 		}
@@ -389,6 +608,29 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 }
 
+// TestSecretsNotInProblems loads secrets that are wrong and checks that no problem quotes them.
+func TestSecretsNotInProblems(t *testing.T) {
+	const secret = "TOP-SECRET-VALUE"
+	for name, yaml := range map[string]string{
+		"gcs key not JSON":      wandbOK + gcsOK + "    credentials:\n      serviceAccountKey: x" + secret + "\n",
+		"gcs key of a user":     wandbOK + gcsOK + "    credentials:\n      serviceAccountKey: '{\"type\": \"" + secret + "\", \"private_key\": \"" + secret + "\"}'\n",
+		"gcs key bad type":      wandbOK + gcsOK + "    credentials:\n      serviceAccountKey: '{\"client_email\": 1, \"private_key\": \"" + secret + "\"}'\n",
+		"azure key not base64":  wandbOK + edit(azureOK, "${AZURE_KEY}", secret+"!"),
+		"azure conn malformed":  wandbOK + edit(azureOK, "accountKey: ${AZURE_KEY}", "connectionString: AccountKey="+secret+";"+secret),
+		"azure conn of another": wandbOK + edit(azureOK, "accountKey: ${AZURE_KEY}", "connectionString: AccountName=other;AccountKey="+secret),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := loadYAML(t, yaml, nil, nil)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("problem quotes the secret: %v", err)
+			}
+		})
+	}
+}
+
 // TestEveryProblemAtOnce checks that one bad file gives all its problems, not the first.
 func TestEveryProblemAtOnce(t *testing.T) {
 	yaml := `wandb:
@@ -398,7 +640,7 @@ func TestEveryProblemAtOnce(t *testing.T) {
 sync: {concurrency: "eight", driftCheckInterval: soon}
 profiles:
   main:
-    provider: gcs
+    provider: b2
     region: us-east-1
     bucket: "{{ .Team "
   aws:
@@ -477,6 +719,33 @@ func TestProfileStorage(t *testing.T) {
 	}
 }
 
+// TestSharedProfileStorage renders storage for teams from other sources: the shared bucket, a path each.
+func TestSharedProfileStorage(t *testing.T) {
+	cfg := mustLoad(t, wandbOK+edit(sharedOK, "bucket: wandb-shared", `bucket: '{{ if eq .Team "odd" }}odd{{ else }}wandb-shared{{ end }}'`), nil, nil)
+	p, _ := cfg.Profile("main")
+	st, err := p.Storage("from-idp")
+	if err != nil || st.Bucket != "wandb-shared" || st.Path != "teams/from-idp" || !st.Shared {
+		t.Errorf("Storage = %+v, %v", st, err)
+	}
+	if _, err := p.Storage("odd"); err == nil || !strings.Contains(err.Error(), "must not depend on the team") {
+		t.Errorf("Storage(odd) = %v, want an error", err)
+	}
+}
+
+func TestAncestors(t *testing.T) {
+	for p, want := range map[string][]string{
+		"a":       nil,
+		"a/b":     {"a"},
+		"a/b/c":   {"a", "a/b"},
+		"t/ml-x":  {"t"},
+		"x.y/z=1": {"x.y"},
+	} {
+		if got := ancestors(p); !reflect.DeepEqual(got, want) {
+			t.Errorf("ancestors(%q) = %q, want %q", p, got, want)
+		}
+	}
+}
+
 func FuzzLoad(f *testing.F) {
 	example, err := os.ReadFile("../config.example.yaml")
 	if err != nil {
@@ -486,6 +755,7 @@ func FuzzLoad(f *testing.F) {
 		string(example),
 		wandbOK + profilesOK + teamsOK,
 		wandbOK + s3ProfilesOK + "teamsFile: teams.yaml\n",
+		wandbOK + sharedOK + teamsOK, wandbOK + gcsOK + teamsOK, wandbOK + azureOK + teamsOK, wandbOK + coreweaveOK + teamsOK,
 		"", "---\n---\n", "a: &a [*a]\n", "teams: {a: b}\n", "wandb: [\n", "profiles:\n  x:\n    bucket: '{{ range . }}'\n",
 	} {
 		f.Add([]byte(s))

@@ -77,9 +77,69 @@ func (f *file) teamsFile(n *yaml.Node, name string) []*teamEntry {
 	return tf.teamList(m, "is required: the teams file holds a `teams:` list (write `teams: []` for none)")
 }
 
-// storageKey identifies where a team's data lives, ignoring the path inside the bucket.
+// storageKey identifies a bucket, in the namespace its name is unique in.
 type storageKey struct {
-	provider, endpoint, bucket string
+	provider, endpoint, account, bucket string
+}
+
+func keyOf(st team.Storage) storageKey {
+	k := storageKey{provider: st.Provider, bucket: st.Bucket}
+	switch st.Provider {
+	case team.ProviderAWS, team.ProviderGCS, team.ProviderCoreWeave: // names are global
+	default: // each server, or Azure storage account, has its own namespace
+		k.endpoint, k.account = strings.TrimSuffix(st.Endpoint, "/"), st.Account
+	}
+	return k
+}
+
+// bucketUse is who gets a bucket: the profile and first team, and for a shared bucket every team's path.
+type bucketUse struct {
+	first   *teamEntry
+	profile string
+	shared  bool
+	paths   map[string]*teamEntry // shared: the team of each path
+	below   map[string]string     // shared: each proper ancestor of a team's path -> that path
+}
+
+// claim gives team e the path p in the shared bucket unless another team has it, or a path inside or
+// around it: a team's prefix holds only its own data, and no team's path may lie inside another's.
+func (u *bucketUse) claim(e *teamEntry, bucket, p string) bool {
+	if o := u.paths[p]; o != nil {
+		e.problem("team %q would get path %q in shared bucket %q, which team %q at %s gets too: the path template must give every team its own prefix (use {{ .Team }})",
+			e.name, p, bucket, o.name, o.where())
+		return false
+	}
+	for _, a := range ancestors(p) {
+		if o := u.paths[a]; o != nil {
+			e.problem("team %q would get path %q in shared bucket %q, inside path %q of team %q at %s: no team's path may lie inside another's",
+				e.name, p, bucket, a, o.name, o.where())
+			return false
+		}
+	}
+	if inner, ok := u.below[p]; ok {
+		o := u.paths[inner]
+		e.problem("team %q would get path %q in shared bucket %q, which holds path %q of team %q at %s: no team's path may lie inside another's",
+			e.name, p, bucket, inner, o.name, o.where())
+		return false
+	}
+	u.paths[p] = e
+	for _, a := range ancestors(p) {
+		if _, ok := u.below[a]; !ok {
+			u.below[a] = p
+		}
+	}
+	return true
+}
+
+// ancestors returns the proper ancestors of a slash-separated path: "a/b/c" gives "a" and "a/b".
+func ancestors(p string) []string {
+	var out []string
+	for i := range len(p) {
+		if p[i] == '/' {
+			out = append(out, p[:i])
+		}
+	}
+	return out
 }
 
 // resolveTeams checks every team's name and profile, renders its storage, and checks that no two
@@ -87,7 +147,7 @@ type storageKey struct {
 func resolveTeams(entries []*teamEntry, profiles map[string]*profileDef, defaultProfile string) []team.Team {
 	var out []team.Team
 	byName := map[string]*teamEntry{}
-	byStorage := map[storageKey]*teamEntry{}
+	byBucket := map[storageKey]*bucketUse{}
 	for _, e := range entries {
 		if e.nameNode == nil {
 			continue
@@ -121,19 +181,25 @@ func resolveTeams(entries []*teamEntry, profiles map[string]*profileDef, default
 			e.problem("team %q: %v", e.name, err)
 			continue
 		}
-		// Only AWS bucket names are global; other servers each have their own namespace.
-		key := storageKey{provider: st.Provider, bucket: st.Bucket}
-		if st.Provider != team.ProviderAWS {
-			key.endpoint = st.Endpoint
-		}
-		// One bucket per team: a bucket carries the ownership tag of exactly one team. Shared buckets
-		// with a prefix per team need their own ownership model and are not supported yet.
-		if other, dup := byStorage[key]; dup {
-			e.problem("team %q would get bucket %q, which team %q at %s gets too: the bucket template must give every team its own bucket (use {{ .Team }}); shared buckets are not supported yet",
-				e.name, st.Bucket, other.name, other.where())
+		// A bucket carries the ownership mark of one team, or of one shared profile.
+		key := keyOf(st)
+		u := byBucket[key]
+		switch {
+		case u == nil:
+			u = &bucketUse{first: e, profile: pname, shared: st.Shared, paths: map[string]*teamEntry{}, below: map[string]string{}}
+			byBucket[key] = u
+		case u.profile != pname:
+			e.problem("team %q would get bucket %q from profile %q, but team %q at %s gets it from profile %q: a bucket serves one profile only",
+				e.name, st.Bucket, pname, u.first.name, u.first.where(), u.profile)
+			continue
+		case !st.Shared:
+			e.problem("team %q would get bucket %q, which team %q at %s gets too: the bucket template must give every team its own bucket (use {{ .Team }}), or set topology: shared and a path per team",
+				e.name, st.Bucket, u.first.name, u.first.where())
 			continue
 		}
-		byStorage[key] = e
+		if st.Shared && !u.claim(e, st.Bucket, st.Path) {
+			continue
+		}
 		out = append(out, team.Team{Name: e.name, Profile: pname, Source: "yaml", Storage: st})
 	}
 	slices.SortFunc(out, func(a, b team.Team) int { return strings.Compare(a.Name, b.Name) })

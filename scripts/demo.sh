@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: run byob-agent's main job against local emulators, then stop them.
 # Starts a real S3 server (SeaweedFS) with a KMS emulator (local-kms) and the project's W&B SCIM
-# emulator, all on 127.0.0.1; runs plan, sync, sync again with config.example.yaml.
+# emulator, all on 127.0.0.1, plus Azurite (Microsoft's Azure Blob emulator); runs plan, sync, doctor,
+# and sync again with config.example.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/bin
@@ -27,7 +28,7 @@ wait_line() {
 	exit 1
 }
 
-say "Starting SeaweedFS (S3) and local-kms on 127.0.0.1"
+say "Starting SeaweedFS (S3), local-kms and Azurite on 127.0.0.1"
 "$bin/devenv" -dir "$work/backends" -logs "$work/backends.log" >"$work/env.sh" 2>"$work/devenv.err" &
 pids+=($!)
 wait_line "$work/devenv.err" '^ready'
@@ -37,7 +38,9 @@ source "$work/env.sh"
 say "Starting the W&B SCIM emulator"
 export WANDB_API_KEY="demo-api-key-$RANDOM$RANDOM"
 "$bin/wandb-emulator" -api-key "$WANDB_API_KEY" -s3-endpoint "$AWS_ENDPOINT_URL_S3" -s3-region "$AWS_REGION" \
-	-s3-access-key "$AWS_ACCESS_KEY_ID" -s3-secret-key "$AWS_SECRET_ACCESS_KEY" >"$work/emulator.out" 2>"$work/emulator.log" &
+	-s3-access-key "$AWS_ACCESS_KEY_ID" -s3-secret-key "$AWS_SECRET_ACCESS_KEY" \
+	-azure-endpoint "$AZURE_BLOB_ENDPOINT" -azure-account "$AZURE_STORAGE_ACCOUNT" -azure-key "$AZURE_STORAGE_KEY" \
+	>"$work/emulator.out" 2>"$work/emulator.log" &
 pids+=($!)
 wait_line "$work/emulator.out" '^listening on '
 export WANDB_SCIM_URL
@@ -46,7 +49,8 @@ emu=${WANDB_SCIM_URL%/scim}
 
 # config.example.yaml, pointed at the local servers.
 # devenv exported AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_KMS, AWS_REGION, AWS_ACCESS_KEY_ID,
-# AWS_SECRET_ACCESS_KEY and BYOB_AWS_ACCOUNT_ID.
+# AWS_SECRET_ACCESS_KEY, BYOB_AWS_ACCOUNT_ID, and AZURE_BLOB_ENDPOINT, AZURE_STORAGE_ACCOUNT,
+# AZURE_STORAGE_KEY, which config.example.yaml reads as they are.
 export AWS_S3_ENDPOINT=$AWS_ENDPOINT_URL_S3 AWS_S3_PATH_STYLE=true AWS_KMS_ENDPOINT=$AWS_ENDPOINT_URL_KMS \
 	AWS_ACCOUNT_ID=$BYOB_AWS_ACCOUNT_ID \
 	MINIO_ENDPOINT=$AWS_ENDPOINT_URL_S3 MINIO_ACCESS_KEY=$AWS_ACCESS_KEY_ID MINIO_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
@@ -68,6 +72,13 @@ echo
 
 say "byob-agent state ls"
 agent state ls
+
+say "byob-agent doctor: every bucket against W&B's requirements, with a probe object"
+agent doctor
+
+say "byob-agent file-stores: GORILLA_SUPPORTED_FILE_STORES for self-managed W&B (holds secrets: written to a 0600 file)"
+agent file-stores --output "$work/file-stores"
+ls -l "$work/file-stores" | awk '{print $1, $NF}'
 
 before=$(curl -fsS "$emu/_emulator/counts")
 say "byob-agent sync, again: nothing to do"

@@ -102,7 +102,7 @@ func (r *Reconciler) inspectDrift(ctx context.Context, plans []TeamPlan) {
 			return
 		}
 		b := bucketOf(p.Team, p.Profile, *p.record)
-		unlock := r.bucketLocks.lock(bucketKey(b.Storage))
+		unlock := r.bucketLocks.lock(b.Storage.BucketID())
 		results, err := prof.Factory.Check(ctx, b, bucketfactory.CheckOptions{})
 		unlock()
 		if err != nil {
@@ -274,11 +274,6 @@ func bucketOf(teamName, profile string, rec state.Record) bucketfactory.Bucket {
 	return bucketfactory.Bucket{Team: teamName, Profile: profile, Storage: rec.Storage, KMSKeyARN: rec.KMSKeyARN, Shared: rec.Storage.Shared}
 }
 
-// bucketKey identifies a bucket across profiles: the same name may exist on several servers.
-func bucketKey(s team.Storage) string {
-	return s.Provider + "|" + s.Endpoint + "|" + s.Account + "|" + s.Bucket
-}
-
 // keyedMutex serializes work per key.
 type keyedMutex struct{ m gosync.Map } // key -> *gosync.Mutex
 
@@ -292,7 +287,7 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 // ensure runs Ensure, then the full verification, holding the bucket's lock.
 func (t *teamRun) ensure(ctx context.Context, opts bucketfactory.EnsureOptions) error {
 	b := t.bucket()
-	defer t.r.bucketLocks.lock(bucketKey(b.Storage))()
+	defer t.r.bucketLocks.lock(b.Storage.BucketID())()
 	changes, err := t.factory.Ensure(ctx, b, opts)
 	t.noteChanges(changes)
 	return err
@@ -300,7 +295,7 @@ func (t *teamRun) ensure(ctx context.Context, opts bucketfactory.EnsureOptions) 
 
 func (t *teamRun) verify(ctx context.Context) error {
 	b := t.bucket()
-	defer t.r.bucketLocks.lock(bucketKey(b.Storage))()
+	defer t.r.bucketLocks.lock(b.Storage.BucketID())()
 	return bucketfactory.Verify(ctx, t.factory, b)
 }
 

@@ -61,6 +61,12 @@ func (s Storage) Digest() string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// BucketID identifies the bucket across profiles and servers (one name may exist on several servers);
+// teams sharing a bucket have the same BucketID.
+func (s Storage) BucketID() string {
+	return s.Provider + "|" + s.Endpoint + "|" + s.Account + "|" + s.Bucket
+}
+
 // WandbProvider is the value W&B's storageBucket.provider takes for this storage (upper case, exact).
 func (s Storage) WandbProvider() string {
 	switch s.Provider {

@@ -21,7 +21,11 @@ func keyAlias(teamName string) string { return "alias/byob-agent-" + teamName }
 // drifted. With recovering set, a key tagged for the team but never aliased (a crash between CreateKey
 // and CreateAlias) is reused rather than a second one created.
 func (f *Factory) EnsureKey(ctx context.Context, teamName string, recovering bool) (arn string, created bool, err error) {
-	if !f.isAWS() {
+	switch f.provider {
+	case team.ProviderAWS:
+	case team.ProviderCoreWeave:
+		return "", false, fmt.Errorf("provider %q takes no KMS key: CoreWeave encrypts every object at rest", f.provider)
+	default:
 		return "", false, fmt.Errorf("provider %q has no KMS: configure SSE-KMS on the server or give no key", f.provider)
 	}
 	if err := team.ValidateName(teamName); err != nil {
@@ -103,7 +107,7 @@ func (f *Factory) findTaggedKey(ctx context.Context, teamName string) (string, e
 }
 
 func taggedFor(tags []kmstypes.Tag, teamName string) bool {
-	want := ownershipTags(teamName)
+	want := ownershipTags(bucketfactory.TagTeam, teamName)
 	found := 0
 	for _, t := range tags {
 		if v, ok := want[aws.ToString(t.TagKey)]; ok && v == aws.ToString(t.TagValue) {

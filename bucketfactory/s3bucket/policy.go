@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/byob-agent/byob-agent/team"
 )
 
 // IAM policy pieces. Policies are handled as generic JSON so that statements others wrote round-trip
@@ -46,6 +48,24 @@ func wandbBucketStatement(partition, bucket, principal string) statement {
 	}
 }
 
+// policyGrant is one statement W&B's recipe puts into the bucket policy, and how Check names and
+// describes it.
+type policyGrant struct {
+	check string // CheckResult name
+	what  string // "<principal> <access> on the bucket and its objects"
+	stmt  statement
+}
+
+// bucketGrants are the statements the profile's bucket policy must hold.
+func (f *Factory) bucketGrants(bucket string) []policyGrant {
+	stmt := wandbBucketStatement(f.partition, bucket, f.principal)
+	what := fmt.Sprintf("%s W&B's %d actions on the bucket and its objects", f.principal, len(wandbBucketActions))
+	if f.provider == team.ProviderCoreWeave {
+		return f.coreWeaveGrants(stmt, what, bucket)
+	}
+	return []policyGrant{{check: "policy", what: what, stmt: stmt}}
+}
+
 // keyPolicyStatements are W&B's key policy: the account root administers the key, W&B uses it.
 func keyPolicyStatements(partition, account, principal string) []statement {
 	return []statement{
@@ -80,11 +100,7 @@ func mergeStatements(doc string, want []statement) (merged string, changed bool,
 	if strings.TrimSpace(doc) == "" {
 		return newPolicy(want), true, nil
 	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(doc), &m); err != nil {
-		return "", false, fmt.Errorf("parse policy: %w", err)
-	}
-	stmts, err := policyStatements(m)
+	m, stmts, err := parsePolicy(doc)
 	if err != nil {
 		return "", false, err
 	}
@@ -107,6 +123,22 @@ func mergeStatements(doc string, want []statement) (merged string, changed bool,
 	}
 	m["Statement"] = stmtsToAny(stmts)
 	return mustMarshal(m), true, nil
+}
+
+// parsePolicy decodes a policy document and its statements.
+func parsePolicy(doc string) (map[string]any, []statement, error) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(doc), &m); err != nil {
+		return nil, nil, fmt.Errorf("a policy that does not parse: %w", err)
+	}
+	if m == nil {
+		return nil, nil, fmt.Errorf("a policy that is JSON null, not an object")
+	}
+	stmts, err := policyStatements(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, stmts, nil
 }
 
 // policyStatements returns a parsed policy's statements; IAM allows a single statement object in place
@@ -185,14 +217,16 @@ func stringSet(v any) []string {
 	return nil
 }
 
-// missingGrants returns, for the principal, each "action on resource" of the wanted ones that the policy
-// does not allow (or explicitly denies). Wildcards in the policy's actions and resources are honoured;
-// conditions are not evaluated.
-func missingGrants(stmts []statement, principal string, actions, resources []string) []string {
+// missingGrants returns each "action on resource" that the wanted statement grants and stmts do not
+// allow its principal (or explicitly deny). Wildcards in the policy's actions and resources are honoured;
+// conditions are not evaluated, but when the wanted statement has one, only an Allow under the same
+// condition counts (CoreWeave's wandb:OrgID is what keeps other W&B organisations out).
+func missingGrants(stmts []statement, want statement) []string {
+	key, principal := soleEntry(want["Principal"])
 	var missing []string
-	for _, a := range actions {
-		for _, r := range resources {
-			if !allows(stmts, principal, a, r) {
+	for _, a := range stringSet(want["Action"]) {
+		for _, r := range stringSet(want["Resource"]) {
+			if !allows(stmts, key, principal, want["Condition"], a, r) {
 				missing = append(missing, a+" on "+r)
 			}
 		}
@@ -200,10 +234,10 @@ func missingGrants(stmts []statement, principal string, actions, resources []str
 	return missing
 }
 
-func allows(stmts []statement, principal, action, resource string) bool {
+func allows(stmts []statement, key, principal string, condition any, action, resource string) bool {
 	allowed := false
 	for _, s := range stmts {
-		if !namesPrincipal(s["Principal"], principal) ||
+		if !namesPrincipal(s["Principal"], key, principal) ||
 			!slices.ContainsFunc(stringSet(s["Action"]), func(p string) bool { return wildcardMatch(strings.ToLower(p), strings.ToLower(action)) }) ||
 			!slices.ContainsFunc(stringSet(s["Resource"]), func(p string) bool { return wildcardMatch(p, resource) }) {
 			continue
@@ -212,17 +246,27 @@ func allows(stmts []statement, principal, action, resource string) bool {
 		case "Deny":
 			return false
 		case "Allow":
-			allowed = true
+			if condition == nil || equalPolicyJSON(s["Condition"], condition) {
+				allowed = true
+			}
 		}
 	}
 	return allowed
 }
 
-// namesPrincipal tells whether a statement's Principal is exactly the given AWS principal or includes it.
-// "*" does not count: W&B's access must be granted explicitly.
-func namesPrincipal(p any, principal string) bool {
+// namesPrincipal tells whether a statement's Principal is exactly the given principal of the given kind
+// ("AWS", "CW") or includes it. "*" does not count: W&B's access must be granted explicitly.
+func namesPrincipal(p any, key, principal string) bool {
 	m, ok := p.(map[string]any)
-	return ok && slices.Contains(stringSet(m["AWS"]), principal)
+	return ok && slices.Contains(stringSet(m[key]), principal)
+}
+
+// soleEntry returns the one key and value of a principal the agent built ({"AWS": arn}).
+func soleEntry(p any) (key, value string) {
+	for k, v := range p.(map[string]any) {
+		return k, v.(string)
+	}
+	return "", ""
 }
 
 // wildcardMatch matches IAM-style patterns: '*' is any run of characters, '?' any one character.

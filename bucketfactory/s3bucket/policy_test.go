@@ -2,6 +2,7 @@ package s3bucket
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -116,23 +117,44 @@ func TestKeyPolicyStatements(t *testing.T) {
 }
 
 func TestMissingGrants(t *testing.T) {
-	resources := bucketResources("aws", "b")
 	stmt := func(effect, principal, action, resource string) statement {
 		return statement{"Effect": effect, "Principal": map[string]any{"AWS": principal}, "Action": action, "Resource": resource}
 	}
+	ours := wandbBucketStatement("aws", "b", testPrincipal)
+	cw := testCoreWeaveFactory().bucketGrants("b")
+	cwWandb, cwOrgWide := cw[0].stmt, cw[1].stmt
+	with := func(s statement, key string, value any) statement {
+		c := maps.Clone(s)
+		if value == nil {
+			delete(c, key)
+		} else {
+			c[key] = value
+		}
+		return c
+	}
+	all := 2 * len(wandbBucketActions)
 	tests := []struct {
 		name  string
 		stmts []statement
-		want  int // number of missing action-resource pairs
+		want  statement // the grant looked for
+		n     int       // number of missing action-resource pairs
 	}{
-		{"W&B statement", []statement{wandbBucketStatement("aws", "b", testPrincipal)}, 0},
-		{"s3:* on bucket wildcard", []statement{stmt("Allow", testPrincipal, "s3:*", "arn:aws:s3:::b*")}, 0},
-		{"actions are case-insensitive", []statement{stmt("Allow", testPrincipal, "S3:*", "*")}, 0},
-		{"only objects", []statement{stmt("Allow", testPrincipal, "s3:*", "arn:aws:s3:::b/*")}, len(wandbBucketActions)},
-		{"another principal", []statement{stmt("Allow", "arn:aws:iam::1:root", "s3:*", "*")}, 2 * len(wandbBucketActions)},
-		{"anonymous does not count", []statement{{"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*"}}, 2 * len(wandbBucketActions)},
-		{"deny wins", []statement{wandbBucketStatement("aws", "b", testPrincipal), stmt("Deny", testPrincipal, "s3:PutObject", "*")}, 2},
-		{"no statements", nil, 2 * len(wandbBucketActions)},
+		{"W&B statement", []statement{ours}, ours, 0},
+		{"s3:* on bucket wildcard", []statement{stmt("Allow", testPrincipal, "s3:*", "arn:aws:s3:::b*")}, ours, 0},
+		{"actions are case-insensitive", []statement{stmt("Allow", testPrincipal, "S3:*", "*")}, ours, 0},
+		{"conditions of others are not evaluated", []statement{with(ours, "Condition", map[string]any{"Bool": map[string]any{"aws:SecureTransport": "true"}})}, ours, 0},
+		{"only objects", []statement{stmt("Allow", testPrincipal, "s3:*", "arn:aws:s3:::b/*")}, ours, len(wandbBucketActions)},
+		{"another principal", []statement{stmt("Allow", "arn:aws:iam::1:root", "s3:*", "*")}, ours, all},
+		{"anonymous does not count", []statement{{"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*"}}, ours, all},
+		{"deny wins", []statement{ours, stmt("Deny", testPrincipal, "s3:PutObject", "*")}, ours, 2},
+		{"no statements", nil, ours, all},
+		{"CW statement", []statement{cwWandb}, cwWandb, 0},
+		{"CW principal given as AWS", []statement{with(cwWandb, "Principal", map[string]any{"AWS": cwPrincipal})}, cwWandb, all},
+		{"CW statement without the org condition", []statement{with(cwWandb, "Condition", nil)}, cwWandb, all},
+		{"CW statement for another org", []statement{with(cwWandb, "Condition", map[string]any{"StringLike": map[string]any{"wandb:OrgID": "other-org"}})}, cwWandb, all},
+		{"CW condition as a single string", []statement{with(cwWandb, "Condition", map[string]any{"StringLike": map[string]any{"wandb:OrgID": testOrgID}})}, cwWandb, 0},
+		{"org-wide s3:*", []statement{cwWandb, cwOrgWide}, cwOrgWide, 0},
+		{"org-wide missing", []statement{cwWandb}, cwOrgWide, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,9 +163,9 @@ func TestMissingGrants(t *testing.T) {
 			if err := json.Unmarshal([]byte(mustMarshal(tt.stmts)), &decoded); err != nil {
 				t.Fatal(err)
 			}
-			got := missingGrants(decoded, testPrincipal, wandbBucketActions, resources)
-			if len(got) != tt.want {
-				t.Errorf("missingGrants = %d %v, want %d", len(got), got, tt.want)
+			got := missingGrants(decoded, tt.want)
+			if len(got) != tt.n {
+				t.Errorf("missingGrants = %d %v, want %d", len(got), got, tt.n)
 			}
 		})
 	}

@@ -1,5 +1,8 @@
-// Package s3bucket provisions and verifies W&B team buckets on Amazon S3 (provider "aws") and on
-// S3-compatible servers (provider "s3-compatible") with aws-sdk-go-v2.
+// Package s3bucket provisions and checks W&B team buckets through the S3 API with aws-sdk-go-v2: on
+// Amazon S3 (provider "aws"), on CoreWeave AI Object Storage (provider "coreweave") and on
+// S3-compatible servers (provider "s3-compatible"). The providers share one recipe; they differ in
+// which settings exist (object ownership and public access block: aws only; bucket policy: not on
+// s3-compatible servers; SSE-KMS: aws, optionally s3-compatible) and in the policy's principal.
 //
 // Every setting is read first and written only when it differs, compared as S3 means it (lists as sets,
 // policies structurally), so that a second run changes nothing. Settings others added (tags, CORS rules,
@@ -31,48 +34,62 @@ import (
 
 // Options configures a Factory for one storage profile.
 type Options struct {
-	Provider  string // team.ProviderAWS or team.ProviderS3Compatible
-	Region    string // default region; a bucket's Storage.Region overrides it
-	Endpoint  string // S3 endpoint URL; empty: AWS's; a bucket's Storage.Endpoint overrides it
-	PathStyle bool   // path-style addressing (most S3-compatible servers)
-	// Credentials signs every request; nil: the SDK's default chain.
+	Provider string // team.ProviderAWS, team.ProviderCoreWeave or team.ProviderS3Compatible
+	// Region is the default region (coreweave: the availability zone, e.g. US-EAST-04A); a bucket's
+	// Storage.Region overrides it.
+	Region string
+	// Endpoint is the S3 endpoint URL; empty: AWS's (coreweave: https://cwobject.com). A bucket's
+	// Storage.Endpoint overrides it.
+	Endpoint  string
+	PathStyle bool // path-style addressing (most S3-compatible servers; CoreWeave wants virtual-hosted)
+	// Credentials signs every request and goes into storage addresses; nil: the SDK's default chain.
 	Credentials aws.CredentialsProvider
-	// PrincipalARN is the W&B principal granted access to the bucket and key (aws only).
+	// PrincipalARN is the W&B principal granted access to the bucket (aws, coreweave) and key (aws).
 	PrincipalARN string
+	// OrgID is the W&B organization (or customer namespace) that CoreWeave's policy condition
+	// wandb:OrgID admits (coreweave only, required there).
+	OrgID string
+	// OrgWideAccess, when set, is the CoreWeave organization id granted s3:* on every bucket by a
+	// second policy statement (coreweave only).
+	OrgWideAccess string
 	// KMSEndpoint overrides the KMS endpoint URL (aws only).
 	KMSEndpoint string
 	// AccountID is the account whose root administers created keys; empty: asked of STS when a key
 	// must be created.
 	AccountID string
-	// HTTPClient sends every request; nil: the SDK's.
+	// HTTPClient sends every request; nil: the SDK's. For coreweave its transport must be an
+	// *http.Transport (a copy requiring TLS 1.3 is used).
 	HTTPClient *http.Client
 }
 
-// Factory implements bucketfactory.Factory for one S3 profile. It is safe for concurrent use.
+// Factory implements bucketfactory.Factory for one S3 profile, and bucketfactory.KeyFactory (which
+// only an aws profile can serve). It is safe for concurrent use.
 type Factory struct {
 	provider  string
 	principal string
 	partition string // of the principal's ARN: bucket and root ARNs must use the same one
+	orgID     string // coreweave
+	orgWide   string // coreweave
+	region    string // default region
+	endpoint  string // default endpoint URL; "" for AWS's
+	creds     aws.CredentialsProvider
 	s3        *s3.Client
-	kms       *kms.Client // nil for s3-compatible
-	sts       *sts.Client // nil for s3-compatible
+	kms       *kms.Client // nil unless aws
+	sts       *sts.Client // nil unless aws
 
 	accountMu sync.Mutex
 	accountID string // from Options or, once asked, from STS
 }
 
-var _ bucketfactory.Factory = (*Factory)(nil)
+var (
+	_ bucketfactory.Factory    = (*Factory)(nil)
+	_ bucketfactory.KeyFactory = (*Factory)(nil)
+)
 
 // New builds a Factory. It makes no request.
 func New(ctx context.Context, o Options) (*Factory, error) {
-	switch o.Provider {
-	case team.ProviderAWS:
-		if !strings.HasPrefix(o.PrincipalARN, "arn:") {
-			return nil, fmt.Errorf("provider %q needs the W&B principal ARN, got %q", o.Provider, o.PrincipalARN)
-		}
-	case team.ProviderS3Compatible:
-	default:
-		return nil, fmt.Errorf("s3bucket: unsupported provider %q (want %q or %q)", o.Provider, team.ProviderAWS, team.ProviderS3Compatible)
+	if err := checkOptions(&o); err != nil {
+		return nil, err
 	}
 	var loadOpts []func(*config.LoadOptions) error
 	if o.Region != "" {
@@ -81,7 +98,14 @@ func New(ctx context.Context, o Options) (*Factory, error) {
 	if o.Credentials != nil {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(o.Credentials))
 	}
-	if o.HTTPClient != nil {
+	switch {
+	case o.Provider == team.ProviderCoreWeave:
+		c, err := tls13Client(o.HTTPClient)
+		if err != nil {
+			return nil, err
+		}
+		loadOpts = append(loadOpts, config.WithHTTPClient(c))
+	case o.HTTPClient != nil:
 		loadOpts = append(loadOpts, config.WithHTTPClient(o.HTTPClient))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
@@ -95,6 +119,11 @@ func New(ctx context.Context, o Options) (*Factory, error) {
 		provider:  o.Provider,
 		principal: o.PrincipalARN,
 		partition: arnPartition(o.PrincipalARN),
+		orgID:     o.OrgID,
+		orgWide:   o.OrgWideAccess,
+		region:    cfg.Region,
+		endpoint:  o.Endpoint,
+		creds:     cfg.Credentials,
 		accountID: o.AccountID,
 		s3: s3.NewFromConfig(cfg, func(so *s3.Options) {
 			if o.Endpoint != "" {
@@ -114,25 +143,70 @@ func New(ctx context.Context, o Options) (*Factory, error) {
 	return f, nil
 }
 
-func (f *Factory) isAWS() bool { return f.provider == team.ProviderAWS }
+// checkOptions rejects options that cannot work and fills in CoreWeave's default endpoint.
+func checkOptions(o *Options) error {
+	switch o.Provider {
+	case team.ProviderAWS, team.ProviderCoreWeave:
+		if !strings.HasPrefix(o.PrincipalARN, "arn:") {
+			return fmt.Errorf("provider %q needs the W&B principal ARN, got %q", o.Provider, o.PrincipalARN)
+		}
+	case team.ProviderS3Compatible:
+	default:
+		return fmt.Errorf("s3bucket: unsupported provider %q (want %q, %q or %q)", o.Provider, team.ProviderAWS, team.ProviderCoreWeave, team.ProviderS3Compatible)
+	}
+	if o.Provider == team.ProviderCoreWeave {
+		if err := checkCoreWeaveOptions(o); err != nil {
+			return err
+		}
+	} else if o.OrgID != "" || o.OrgWideAccess != "" {
+		return fmt.Errorf("provider %q takes no W&B org id or org-wide access: they are CoreWeave policy settings", o.Provider)
+	}
+	return checkEndpoint(o.Provider, o.Endpoint)
+}
 
-// bucketClient checks b against the profile and returns the S3 client for its region and endpoint.
-func (f *Factory) bucketClient(b bucketfactory.Bucket) (*s3.Client, error) {
+// managesAccessControls tells whether the provider has object ownership and public access block
+// settings: S3-compatible servers commonly lack them, and CoreWeave's S3 compatibility reference lists
+// neither (its buckets are private unless a policy grants access), so only aws manages them.
+func (f *Factory) managesAccessControls() bool { return f.provider == team.ProviderAWS }
+
+// managesPolicy tells whether the provider takes W&B's bucket policy (MinIO-style servers do not).
+func (f *Factory) managesPolicy() bool { return f.provider != team.ProviderS3Compatible }
+
+// validate checks b against the profile without any request.
+func (f *Factory) validate(b bucketfactory.Bucket) error {
 	st := b.Storage
 	if st.Provider != f.provider {
-		return nil, fmt.Errorf("bucket %q is for provider %q, this factory serves %q", st.Bucket, st.Provider, f.provider)
+		return fmt.Errorf("bucket %q is for provider %q, this factory serves %q", st.Bucket, st.Provider, f.provider)
 	}
 	if err := team.ValidateBucketName(st.Provider, st.Bucket); err != nil {
-		return nil, err
+		return err
 	}
 	if err := team.ValidatePath(st.Path); err != nil {
-		return nil, err
+		return err
 	}
 	if err := team.ValidateName(b.Team); err != nil {
+		return err
+	}
+	switch {
+	case b.Shared && b.Profile == "":
+		return fmt.Errorf("shared bucket %q needs the profile name: it is the bucket's ownership tag", st.Bucket)
+	case b.Shared && st.Path == "":
+		return fmt.Errorf("shared bucket %q needs a path per team: team %q has none", st.Bucket, b.Team)
+	}
+	return checkEndpoint(f.provider, st.Endpoint)
+}
+
+// bucketClient validates b for Ensure and Check and returns the S3 client for its region and endpoint.
+func (f *Factory) bucketClient(b bucketfactory.Bucket) (*s3.Client, error) {
+	if err := f.validate(b); err != nil {
 		return nil, err
 	}
-	if f.isAWS() && b.KMSKeyARN == "" {
+	st := b.Storage
+	switch {
+	case f.provider == team.ProviderAWS && b.KMSKeyARN == "":
 		return nil, fmt.Errorf("bucket %q: W&B needs SSE-KMS with a customer key on AWS: set the key ARN or let the agent create one", st.Bucket)
+	case f.provider == team.ProviderCoreWeave && b.KMSKeyARN != "":
+		return nil, fmt.Errorf("bucket %q: CoreWeave encrypts every object at rest and takes no KMS key: remove the key from the storage spec", st.Bucket)
 	}
 	if st.Region == "" && st.Endpoint == "" {
 		return f.s3, nil
@@ -147,7 +221,34 @@ func (f *Factory) bucketClient(b bucketfactory.Bucket) (*s3.Client, error) {
 	}), nil
 }
 
-// Ensure creates the bucket if absent and applies W&B's recipe, writing only what differs.
+// recipeStep is one bucket setting of W&B's recipe, as Ensure applies it and Check reports it.
+type recipeStep struct {
+	applies func(*Factory, bucketfactory.Bucket) bool // nil: always
+	ensure  func(*ensurer, context.Context) error
+	check   func(*checker, context.Context) error
+}
+
+// recipe lists the settings after the ownership tags, in the order Ensure applies them.
+var recipe = []recipeStep{
+	{withAccessControls, (*ensurer).ensureOwnershipControls, (*checker).checkOwnershipControls},
+	{withAccessControls, (*ensurer).ensurePublicAccessBlock, (*checker).checkPublicAccessBlock},
+	{withKey, (*ensurer).ensureEncryption, (*checker).checkEncryption},
+	{nil, (*ensurer).ensureCORS, (*checker).checkCORS},
+	{withPolicy, (*ensurer).ensurePolicy, (*checker).checkPolicy},
+}
+
+func withAccessControls(f *Factory, _ bucketfactory.Bucket) bool { return f.managesAccessControls() }
+func withPolicy(f *Factory, _ bucketfactory.Bucket) bool         { return f.managesPolicy() }
+
+// withKey: without a key (s3-compatible, coreweave) the bucket's encryption is left alone.
+func withKey(_ *Factory, b bucketfactory.Bucket) bool { return b.KMSKeyARN != "" }
+
+func (s recipeStep) appliesTo(f *Factory, b bucketfactory.Bucket) bool {
+	return s.applies == nil || s.applies(f, b)
+}
+
+// Ensure creates the bucket if absent and applies W&B's recipe, writing only what differs. For a shared
+// bucket every team's Ensure finds the same settings: only the first one writes.
 func (f *Factory) Ensure(ctx context.Context, b bucketfactory.Bucket, opts bucketfactory.EnsureOptions) ([]bucketfactory.Change, error) {
 	c, err := f.bucketClient(b)
 	if err != nil {
@@ -157,21 +258,11 @@ func (f *Factory) Ensure(ctx context.Context, b bucketfactory.Bucket, opts bucke
 	if err := e.ensureExistsAndOwned(ctx, opts); err != nil {
 		return e.changes, err
 	}
-	steps := []struct {
-		awsOnly bool // S3-compatible servers commonly lack these APIs
-		run     func(context.Context) error
-	}{
-		{true, e.ensureOwnershipControls},
-		{true, e.ensurePublicAccessBlock},
-		{false, e.ensureEncryption},
-		{false, e.ensureCORS},
-		{true, e.ensurePolicy},
-	}
-	for _, step := range steps {
-		if step.awsOnly && !f.isAWS() {
+	for _, step := range recipe {
+		if !step.appliesTo(f, b) {
 			continue
 		}
-		if err := step.run(ctx); err != nil {
+		if err := step.ensure(e, ctx); err != nil {
 			return e.changes, err
 		}
 	}
@@ -195,45 +286,72 @@ func (e *ensurer) ownershipError(format string, args ...any) error {
 	return &bucketfactory.OwnershipError{Bucket: e.name, Reason: fmt.Sprintf(format, args...)}
 }
 
-// ensureExistsAndOwned creates the bucket, or checks that the existing one is the team's, and makes
-// its ownership tags right.
+// ensureExistsAndOwned creates the bucket, or checks that the existing one is the team's (or, shared,
+// the profile's), and makes its ownership tags right.
 func (e *ensurer) ensureExistsAndOwned(ctx context.Context, opts bucketfactory.EnsureOptions) error {
 	exists, err := bucketExists(ctx, e.c, e.name)
 	if err != nil {
 		return err
 	}
+	owner := describeOwner(e.b)
 	if !exists {
 		created, err := e.create(ctx)
 		if err != nil {
 			return err
 		}
 		if created { // tag first, so that a crash right after leaves a bucket recognisably ours
-			return e.putTags(ctx, ownershipTags(e.b.Team), "tagged new bucket for team %q", e.b.Team)
+			return e.putTags(ctx, ownershipTags(e.b.Owner()), "tagged new bucket for %s", owner)
 		}
 	}
 	tags, err := getTags(ctx, e.c, e.name)
 	if err != nil {
 		return err
 	}
+	key, value := e.b.Owner()
 	adopting := false
-	switch owner := tags[bucketfactory.TagTeam]; {
-	case owner == e.b.Team:
-	case owner != "":
-		return e.ownershipError("it is tagged for team %q", owner)
+	switch foreign := foreignMark(tags, e.b); {
+	case foreign != "":
+		return e.ownershipError("it is %s", foreign)
+	case tags[key] == value:
 	case !opts.AdoptUntagged:
-		return e.ownershipError("it exists without the %s tag and adopting untagged buckets is off", bucketfactory.TagTeam)
+		return e.ownershipError("it exists without the %s tag and adopting untagged buckets is off", key)
 	default:
 		adopting = true
 	}
 	want := maps.Clone(tags)
-	maps.Copy(want, ownershipTags(e.b.Team))
+	maps.Copy(want, ownershipTags(key, value))
 	if maps.Equal(tags, want) {
 		return nil
 	}
 	if adopting {
-		return e.putTags(ctx, want, "adopted untagged bucket for team %q", e.b.Team)
+		return e.putTags(ctx, want, "adopted untagged bucket for %s", owner)
 	}
-	return e.putTags(ctx, want, "restored ownership tags for team %q", e.b.Team)
+	return e.putTags(ctx, want, "restored ownership tags for %s", owner)
+}
+
+// foreignMark says how the tags mark the bucket for someone other than b's owner ("tagged for team
+// \"x\"", "tagged as the shared bucket of profile \"p\""), or "" when they mark it for b's owner or no one.
+func foreignMark(tags map[string]string, b bucketfactory.Bucket) string {
+	key, value := b.Owner()
+	for _, k := range []string{bucketfactory.TagTeam, bucketfactory.TagShared} {
+		v := tags[k]
+		if v == "" || (k == key && v == value) {
+			continue
+		}
+		if k == bucketfactory.TagTeam {
+			return fmt.Sprintf("tagged for team %q", v)
+		}
+		return fmt.Sprintf("tagged as the shared bucket of profile %q", v)
+	}
+	return ""
+}
+
+// describeOwner names the bucket's rightful owner for messages.
+func describeOwner(b bucketfactory.Bucket) string {
+	if b.Shared {
+		return fmt.Sprintf("the teams of profile %q (shared)", b.Profile)
+	}
+	return fmt.Sprintf("team %q", b.Team)
 }
 
 // bucketExists tells whether the bucket exists and may be ours. A 403 means another account owns it
@@ -280,8 +398,9 @@ func (e *ensurer) create(ctx context.Context) (created bool, err error) {
 	}
 }
 
-func ownershipTags(teamName string) map[string]string {
-	return map[string]string{bucketfactory.TagManagedBy: bucketfactory.TagManagedByValue, bucketfactory.TagTeam: teamName}
+// ownershipTags are the tags the agent puts on what it owns: managed-by and the owner mark (key, value).
+func ownershipTags(key, value string) map[string]string {
+	return map[string]string{bucketfactory.TagManagedBy: bucketfactory.TagManagedByValue, key: value}
 }
 
 // getTags returns the bucket's tags; a bucket without any has none.
@@ -490,9 +609,16 @@ func (e *ensurer) ensurePolicy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	merged, changed, err := mergeStatements(doc, []statement{wandbBucketStatement(e.f.partition, e.name, e.f.principal)})
+	grants := e.f.bucketGrants(e.name)
+	want := make([]statement, len(grants))
+	granted := make([]string, len(grants))
+	for i, g := range grants {
+		want[i] = g.stmt
+		granted[i] = fmt.Sprintf("statement %s grants %s", g.stmt["Sid"], g.what)
+	}
+	merged, changed, err := mergeStatements(doc, want)
 	if err != nil {
-		return fmt.Errorf("merge W&B's statement into the policy of bucket %q: %w", e.name, err)
+		return fmt.Errorf("merge W&B's statements into the policy of bucket %q: %w", e.name, err)
 	}
 	if !changed {
 		return nil
@@ -500,7 +626,7 @@ func (e *ensurer) ensurePolicy(ctx context.Context) error {
 	if _, err := e.c.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(e.name), Policy: aws.String(merged)}); err != nil {
 		return fmt.Errorf("put policy on bucket %q: %w", e.name, err)
 	}
-	e.changed("policy", "statement %s grants %s W&B's %d actions", wandbSid, e.f.principal, len(wandbBucketActions))
+	e.changed("policy", "%s", strings.Join(granted, "; "))
 	return nil
 }
 

@@ -51,6 +51,10 @@ func s3Env(t *testing.T) *testenv.S3Env {
 		defer cancel()
 		// Not us-east-1, so that CreateBucket sends a LocationConstraint.
 		sharedEnv, envErr = testenv.StartS3(ctx, testenv.S3Options{Region: "eu-central-1"})
+		if envErr == nil {
+			// SeaweedFS refuses CoreWeave's {"CW": ...} principal: the proxy keeps those policies.
+			sharedEnv.InterceptPolicies(cwPrefix)
+		}
 	})
 	if envErr != nil {
 		t.Fatalf("start S3 backends: %v", envErr)
@@ -60,11 +64,15 @@ func s3Env(t *testing.T) *testenv.S3Env {
 
 func newTestFactory(t *testing.T, env *testenv.S3Env, provider string) *Factory {
 	t.Helper()
-	f, err := New(t.Context(), Options{
+	o := Options{
 		Provider: provider, Region: env.Region, Endpoint: env.Endpoint, PathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(env.AccessKey, env.SecretKey, ""),
 		PrincipalARN: testPrincipal, KMSEndpoint: env.KMSEndpoint, AccountID: env.AccountID,
-	})
+	}
+	if provider == team.ProviderCoreWeave {
+		o.PrincipalARN, o.OrgID, o.OrgWideAccess, o.KMSEndpoint, o.AccountID = cwPrincipal, testOrgID, testCWOrg, "", ""
+	}
+	f, err := New(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +144,7 @@ func TestEnsureNewBucket(t *testing.T) {
 	if got := settings(changes); !slices.Equal(got, want) {
 		t.Errorf("first Ensure changed %v, want %v", got, want)
 	}
-	if err := f.Verify(ctx, b); err != nil {
+	if err := bucketfactory.Verify(ctx, f, b); err != nil {
 		t.Errorf("Verify after Ensure: %v", err)
 	}
 	objs, err := env.S3Client(ctx).ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(b.Storage.Bucket)})
@@ -288,7 +296,7 @@ func TestEnsureRepairsDrift(t *testing.T) {
 			if tt.check != nil {
 				tt.check(t, admin, b)
 			}
-			if err := f.Verify(ctx, b); err != nil {
+			if err := bucketfactory.Verify(ctx, f, b); err != nil {
 				t.Errorf("Verify after repair: %v", err)
 			}
 		})
@@ -347,6 +355,12 @@ func TestEnsureOwnership(t *testing.T) {
 			name:       "tagged for another team",
 			arrange:    createAs(admin, map[string]string{bucketfactory.TagManagedBy: bucketfactory.TagManagedByValue, bucketfactory.TagTeam: "other-team"}),
 			wantReason: `tagged for team "other-team"`,
+		},
+		{
+			name:       "tagged as a profile's shared bucket",
+			arrange:    createAs(admin, map[string]string{bucketfactory.TagManagedBy: bucketfactory.TagManagedByValue, bucketfactory.TagShared: "prod"}),
+			adopt:      true,
+			wantReason: `tagged as the shared bucket of profile "prod"`,
 		},
 		{
 			name:       "untagged, adoption off",
@@ -486,12 +500,18 @@ func TestEnsureKey(t *testing.T) {
 		checkKey(t, admin, lost, got)
 	})
 
-	t.Run("s3-compatible has no keys", func(t *testing.T) {
-		f := newTestFactory(t, env, team.ProviderS3Compatible)
-		if _, _, err := f.EnsureKey(ctx, teamName, false); err == nil {
-			t.Error("EnsureKey on an s3-compatible profile succeeded")
-		}
-	})
+	for _, provider := range []string{team.ProviderS3Compatible, team.ProviderCoreWeave} {
+		t.Run(provider+" has no keys", func(t *testing.T) {
+			f := newTestFactory(t, env, provider)
+			env.ResetCounts()
+			if _, _, err := f.EnsureKey(ctx, teamName, false); err == nil {
+				t.Errorf("EnsureKey on a %s profile succeeded", provider)
+			}
+			if n := len(env.KMSCounts()); n != 0 {
+				t.Errorf("EnsureKey on a %s profile made KMS calls: %v", provider, env.KMSCounts())
+			}
+		})
+	}
 }
 
 // checkKey asserts that the team's alias names arn and that the key has the ownership tags, W&B's key
@@ -529,25 +549,64 @@ func checkKey(t *testing.T, admin *kms.Client, teamName, arn string) {
 	}
 }
 
-func TestVerifyFindings(t *testing.T) {
+// resultList summarises check results as "name ok" / "name FAIL", in order.
+func resultList(results []bucketfactory.CheckResult) []string {
+	out := make([]string, len(results))
+	for i, r := range results {
+		out[i] = r.Check + map[bool]string{true: " ok", false: " FAIL"}[r.OK]
+	}
+	return out
+}
+
+// checkResultShape asserts what every result must have: Expected and Found in words, and a Fix exactly
+// for a failure.
+func checkResultShape(t *testing.T, results []bucketfactory.CheckResult) {
+	t.Helper()
+	for _, r := range results {
+		if r.Check == "" || r.Expected == "" || r.Found == "" || r.OK != (r.Fix == "") {
+			t.Errorf("malformed result %#v: want a name, Expected, Found, and a Fix exactly when failed", r)
+		}
+	}
+}
+
+func TestCheckResults(t *testing.T) {
 	env := s3Env(t)
 	key := mustCreateKey(t, env)
 	f := newTestFactory(t, env, team.ProviderAWS)
 	missingKey := fmt.Sprintf("arn:aws:kms:%s:%s:key/00000000-0000-0000-0000-000000000000", env.Region, env.AccountID)
+	awsChecks := []string{"exists", "ownership", "ownership-controls", "public-access-block", "encryption", "cors", "policy", "probe"}
+	// allBut lists awsChecks, the named ones failing.
+	allBut := func(failing ...string) []string {
+		out := make([]string, len(awsChecks))
+		for i, c := range awsChecks {
+			out[i] = c + map[bool]string{true: " FAIL", false: " ok"}[slices.Contains(failing, c)]
+		}
+		return out
+	}
+	setTags := func(tags ...types.Tag) func(context.Context, *s3.Client, bucketfactory.Bucket) error {
+		return func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+			_, err := c.PutBucketTagging(ctx, &s3.PutBucketTaggingInput{Bucket: aws.String(b.Storage.Bucket), Tagging: &types.Tagging{TagSet: tags}})
+			return err
+		}
+	}
 
 	tests := []struct {
-		name       string
-		fresh      bool // a bucket that was never ensured (nor created)
-		breakIt    func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error
-		wantChecks []string
-		wantFirst  func(b bucketfactory.Bucket) bucketfactory.Finding // the first finding exactly; nil: not compared
+		name      string
+		fresh     bool // a bucket that was never ensured (nor created)
+		breakIt   func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error
+		want      []string
+		wantFirst func(b bucketfactory.Bucket) bucketfactory.CheckResult // the first failure exactly; nil: none
 	}{
 		{
-			name:       "no bucket",
-			fresh:      true,
-			wantChecks: []string{"bucket"},
-			wantFirst: func(b bucketfactory.Bucket) bucketfactory.Finding {
-				return bucketfactory.Finding{Check: "bucket", Expected: "bucket " + b.Storage.Bucket + " to exist", Found: "no such bucket"}
+			name: "everything right",
+			want: allBut(),
+		},
+		{
+			name:  "no bucket",
+			fresh: true,
+			want:  []string{"exists FAIL"},
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
+				return bucketfactory.CheckResult{Check: "exists", Expected: "bucket " + b.Storage.Bucket + " to exist", Found: "no such bucket", Fix: "byob-agent sync creates it"}
 			},
 		},
 		{
@@ -556,9 +615,11 @@ func TestVerifyFindings(t *testing.T) {
 				_, err := c.DeleteBucketCors(ctx, &s3.DeleteBucketCorsInput{Bucket: aws.String(b.Storage.Bucket)})
 				return err
 			},
-			wantChecks: []string{"cors"},
-			wantFirst: func(bucketfactory.Bucket) bucketfactory.Finding {
-				return bucketfactory.Finding{Check: "cors", Expected: "a rule with " + describeCORSRule(wandbCORSRule()), Found: "no CORS rules"}
+			want: allBut("cors"),
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
+				rule := describeCORSRule(wandbCORSRule())
+				return bucketfactory.CheckResult{Check: "cors", Expected: "a rule with " + rule, Found: "no CORS rules",
+					Fix: "add a CORS rule with " + rule + " to bucket " + b.Storage.Bucket + "; byob-agent sync adds it first and keeps the other rules"}
 			},
 		},
 		{
@@ -569,12 +630,14 @@ func TestVerifyFindings(t *testing.T) {
 				_, err := c.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(b.Storage.Bucket), Policy: aws.String(newPolicy([]statement{stmt}))})
 				return err
 			},
-			wantChecks: []string{"policy"},
-			wantFirst: func(b bucketfactory.Bucket) bucketfactory.Finding {
-				return bucketfactory.Finding{
+			want: allBut("policy"),
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
+				return bucketfactory.CheckResult{
 					Check:    "policy",
-					Expected: "policy granting " + testPrincipal + " W&B's actions on the bucket and its objects",
+					Expected: "policy granting " + testPrincipal + " W&B's 11 actions on the bucket and its objects",
 					Found:    fmt.Sprintf("not granted: s3:PutObject on arn:aws:s3:::%[1]s, s3:PutObject on arn:aws:s3:::%[1]s/*", b.Storage.Bucket),
+					Fix: "add this statement to the policy of bucket " + b.Storage.Bucket + ": " + mustMarshal(wandbBucketStatement("aws", b.Storage.Bucket, testPrincipal)) +
+						"; byob-agent sync adds it and keeps the other statements",
 				}
 			},
 		},
@@ -584,9 +647,10 @@ func TestVerifyFindings(t *testing.T) {
 				_, err := c.DeletePublicAccessBlock(ctx, &s3.DeletePublicAccessBlockInput{Bucket: aws.String(b.Storage.Bucket)})
 				return err
 			},
-			wantChecks: []string{"public-access-block"},
-			wantFirst: func(bucketfactory.Bucket) bucketfactory.Finding {
-				return bucketfactory.Finding{Check: "public-access-block", Expected: "all four flags true", Found: "none"}
+			want: allBut("public-access-block"),
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
+				return bucketfactory.CheckResult{Check: "public-access-block", Expected: "all four flags true", Found: "none",
+					Fix: "turn on BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy and RestrictPublicBuckets for bucket " + b.Storage.Bucket + "; byob-agent sync repairs it"}
 			},
 		},
 		{
@@ -596,23 +660,42 @@ func TestVerifyFindings(t *testing.T) {
 				_, err := c.DeleteBucketOwnershipControls(ctx, &s3.DeleteBucketOwnershipControlsInput{Bucket: aws.String(b.Storage.Bucket)})
 				return err
 			},
-			wantChecks: []string{"ownership-controls"},
-			wantFirst: func(bucketfactory.Bucket) bucketfactory.Finding {
-				return bucketfactory.Finding{Check: "ownership-controls", Expected: "object ownership BucketOwnerPreferred", Found: "BucketOwnerEnforced"}
+			want: allBut("ownership-controls"),
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
+				return bucketfactory.CheckResult{Check: "ownership-controls", Expected: "object ownership BucketOwnerPreferred", Found: "BucketOwnerEnforced",
+					Fix: "set object ownership of bucket " + b.Storage.Bucket + " to BucketOwnerPreferred; byob-agent sync repairs it"}
 			},
 		},
 		{
 			name: "tagged for another team",
-			breakIt: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
-				_, err := c.PutBucketTagging(ctx, &s3.PutBucketTaggingInput{Bucket: aws.String(b.Storage.Bucket), Tagging: &types.Tagging{TagSet: []types.Tag{
-					{Key: aws.String(bucketfactory.TagManagedBy), Value: aws.String(bucketfactory.TagManagedByValue)},
-					{Key: aws.String(bucketfactory.TagTeam), Value: aws.String("other-team")},
-				}}})
-				return err
+			breakIt: setTags(
+				types.Tag{Key: aws.String(bucketfactory.TagManagedBy), Value: aws.String(bucketfactory.TagManagedByValue)},
+				types.Tag{Key: aws.String(bucketfactory.TagTeam), Value: aws.String("other-team")}),
+			want: allBut("ownership"),
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
+				return bucketfactory.CheckResult{Check: "ownership", Expected: "tags byob-agent-team=" + b.Team + ", managed-by=byob-agent",
+					Found: "byob-agent-team=other-team, managed-by=byob-agent",
+					Fix:   fmt.Sprintf(`bucket %s is tagged for team "other-team": give team %q another bucket, or correct the tags if they are wrong`, b.Storage.Bucket, b.Team)}
 			},
-			wantChecks: []string{"tags"},
-			wantFirst: func(b bucketfactory.Bucket) bucketfactory.Finding {
-				return bucketfactory.Finding{Check: "tags", Expected: "tag byob-agent-team=" + b.Team, Found: "byob-agent-team=other-team"}
+		},
+		{
+			name: "managed-by tag removed",
+			breakIt: func(ctx context.Context, c *s3.Client, b bucketfactory.Bucket) error {
+				return setTags(types.Tag{Key: aws.String(bucketfactory.TagTeam), Value: aws.String(b.Team)})(ctx, c, b)
+			},
+			want: allBut("ownership"),
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
+				return bucketfactory.CheckResult{Check: "ownership", Expected: "tags byob-agent-team=" + b.Team + ", managed-by=byob-agent",
+					Found: "byob-agent-team=" + b.Team, Fix: "byob-agent sync restores the tag managed-by=byob-agent"}
+			},
+		},
+		{
+			name:    "untagged",
+			breakIt: setTags(types.Tag{Key: aws.String("cost-center"), Value: aws.String("42")}),
+			want:    allBut("ownership"),
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
+				return bucketfactory.CheckResult{Check: "ownership", Expected: "tags byob-agent-team=" + b.Team + ", managed-by=byob-agent",
+					Found: "no ownership tags", Fix: fmt.Sprintf("if bucket %s is meant for team %q, tag it byob-agent-team=%s or let the profile adopt existing buckets; byob-agent sync then adds the other tag", b.Storage.Bucket, b.Team, b.Team)}
 			},
 		},
 		{
@@ -626,9 +709,10 @@ func TestVerifyFindings(t *testing.T) {
 					}}}})
 				return err
 			},
-			wantChecks: []string{"encryption", "probe"},
-			wantFirst: func(bucketfactory.Bucket) bucketfactory.Finding {
-				return bucketfactory.Finding{Check: "encryption", Expected: "aws:kms with key " + key + ", bucket key true", Found: "aws:kms with key " + missingKey + ", bucket key true"}
+			want: allBut("encryption", "probe"),
+			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
+				return bucketfactory.CheckResult{Check: "encryption", Expected: "aws:kms with key " + key + ", bucket key true", Found: "aws:kms with key " + missingKey + ", bucket key true",
+					Fix: "set the default encryption of bucket " + b.Storage.Bucket + " to SSE-KMS with key " + key + " and bucket key on; byob-agent sync repairs it"}
 			},
 		},
 	}
@@ -638,27 +722,58 @@ func TestVerifyFindings(t *testing.T) {
 			b := awsBucket(t, key)
 			if !tt.fresh {
 				mustEnsure(t, f, b, bucketfactory.EnsureOptions{})
-				if err := tt.breakIt(ctx, env.S3Client(ctx), b); err != nil {
-					t.Fatalf("break the bucket: %v", err)
+				if tt.breakIt != nil {
+					if err := tt.breakIt(ctx, env.S3Client(ctx), b); err != nil {
+						t.Fatalf("break the bucket: %v", err)
+					}
 				}
 			}
-			err := f.Verify(ctx, b)
-			var ve *bucketfactory.VerifyError
-			if !errors.As(err, &ve) {
-				t.Fatalf("Verify = %v, want a VerifyError", err)
+			env.ResetCounts()
+			results, err := f.Check(ctx, b, bucketfactory.CheckOptions{Probe: true})
+			if err != nil {
+				t.Fatalf("Check: %v", err)
 			}
-			var checks []string
-			for _, fd := range ve.Findings {
-				checks = append(checks, fd.Check)
+			if got := resultList(results); !slices.Equal(got, tt.want) {
+				t.Errorf("Check = %v\nwant %v", got, tt.want)
 			}
-			if !slices.Equal(checks, tt.wantChecks) {
-				t.Errorf("Verify found %v, want checks %v", ve.Findings, tt.wantChecks)
+			checkResultShape(t, results)
+			// A passed probe wrote exactly one object; a failed write may have been retried.
+			if n := env.S3Counts()["PUT object"]; slices.Contains(tt.want, "probe ok") && n != 1 || tt.fresh && n != 0 {
+				t.Errorf("Check wrote %d probe object(s)", n)
 			}
-			if want := tt.wantFirst(b); ve.Findings[0] != want {
-				t.Errorf("first finding = %#v\nwant %#v", ve.Findings[0], want)
+			i := slices.IndexFunc(results, func(r bucketfactory.CheckResult) bool { return !r.OK })
+			switch {
+			case tt.wantFirst == nil && i >= 0:
+				t.Errorf("unexpected failure %#v", results[i])
+			case tt.wantFirst != nil && i < 0:
+				t.Errorf("no failure, want %#v", tt.wantFirst(b))
+			case tt.wantFirst != nil:
+				if want := tt.wantFirst(b); results[i] != want {
+					t.Errorf("first failure = %#v\nwant %#v", results[i], want)
+				}
+				var ve *bucketfactory.VerifyError
+				if err := bucketfactory.Verify(ctx, f, b); !errors.As(err, &ve) || ve.Failures[0] != tt.wantFirst(b) {
+					t.Errorf("Verify = %v, want a VerifyError starting with the same failure", err)
+				}
 			}
 		})
 	}
+
+	t.Run("without probe only reads", func(t *testing.T) {
+		b := awsBucket(t, key)
+		mustEnsure(t, f, b, bucketfactory.EnsureOptions{})
+		env.ResetCounts()
+		results, err := f.Check(t.Context(), b, bucketfactory.CheckOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := resultList(results), allBut()[:len(awsChecks)-1]; !slices.Equal(got, want) {
+			t.Errorf("Check without probe = %v, want %v", got, want)
+		}
+		if n := env.S3Mutations(); n != 0 {
+			t.Errorf("Check without probe made %d mutating calls: %v", n, env.S3Counts())
+		}
+	})
 }
 
 func TestS3CompatibleProfile(t *testing.T) {
@@ -691,7 +806,7 @@ func TestS3CompatibleProfile(t *testing.T) {
 					t.Errorf("s3-compatible Ensure called %q", op)
 				}
 			}
-			if err := f.Verify(ctx, b); err != nil {
+			if err := bucketfactory.Verify(ctx, f, b); err != nil {
 				t.Errorf("Verify: %v", err)
 			}
 			env.ResetCounts()
@@ -710,6 +825,14 @@ func TestNewRejects(t *testing.T) {
 	}{
 		{"unknown provider", Options{Provider: "gcs", Region: "eu-central-1"}, `unsupported provider "gcs"`},
 		{"aws without principal", Options{Provider: team.ProviderAWS, Region: "eu-central-1"}, "needs the W&B principal ARN"},
+		{"aws with an org id", Options{Provider: team.ProviderAWS, Region: "eu-central-1", PrincipalARN: testPrincipal, OrgID: "o"}, "CoreWeave policy settings"},
+		{"coreweave without principal", Options{Provider: team.ProviderCoreWeave, Region: "US-EAST-04A", OrgID: "o"}, "needs the W&B principal ARN"},
+		{"coreweave without org id", Options{Provider: team.ProviderCoreWeave, Region: "US-EAST-04A", PrincipalARN: cwPrincipal}, "needs the W&B organization id"},
+		{"coreweave org id with wildcard", Options{Provider: team.ProviderCoreWeave, Region: "US-EAST-04A", PrincipalARN: cwPrincipal, OrgID: "org*"}, "must not contain '*' or '?'"},
+		{"coreweave bad org-wide id", Options{Provider: team.ProviderCoreWeave, Region: "US-EAST-04A", PrincipalARN: cwPrincipal, OrgID: "o", OrgWideAccess: "a:*"}, "not a CoreWeave organization id"},
+		{"coreweave LOTA endpoint", Options{Provider: team.ProviderCoreWeave, Region: "US-EAST-04A", PrincipalARN: cwPrincipal, OrgID: "o", Endpoint: "http://cwlota.com"}, "LOTA endpoint"},
+		{"endpoint with path", Options{Provider: team.ProviderS3Compatible, Region: "r", Endpoint: "https://minio.example/s3"}, "want http(s)://host[:port]"},
+		{"endpoint with credentials", Options{Provider: team.ProviderS3Compatible, Region: "r", Endpoint: "https://ak:secret@minio.example"}, "carries credentials"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -740,6 +863,9 @@ func TestEnsureRejectsBadSpec(t *testing.T) {
 		{"bad bucket name", func(b *bucketfactory.Bucket) { b.Storage.Bucket = "Bad_Name" }, "may contain only"},
 		{"bad path", func(b *bucketfactory.Bucket) { b.Storage.Path = "/abs" }, "must not begin or end"},
 		{"bad team", func(b *bucketfactory.Bucket) { b.Team = "Team A" }, "not a valid W&B team name"},
+		{"shared without profile", func(b *bucketfactory.Bucket) { b.Shared, b.Storage.Path = true, "teams/a" }, "needs the profile name"},
+		{"shared without path", func(b *bucketfactory.Bucket) { b.Shared, b.Profile = true, "prod" }, "a path per team"},
+		{"bad endpoint", func(b *bucketfactory.Bucket) { b.Storage.Endpoint = "s3.example" }, "want http(s)://host[:port]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -748,8 +874,8 @@ func TestEnsureRejectsBadSpec(t *testing.T) {
 			if _, err := f.Ensure(t.Context(), b, bucketfactory.EnsureOptions{}); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Ensure error = %v, want one containing %q", err, tt.want)
 			}
-			if err := f.Verify(t.Context(), b); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Verify error = %v, want one containing %q", err, tt.want)
+			if _, err := f.Check(t.Context(), b, bucketfactory.CheckOptions{Probe: true}); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Check error = %v, want one containing %q", err, tt.want)
 			}
 		})
 	}

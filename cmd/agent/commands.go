@@ -10,9 +10,9 @@ import (
 	"sort"
 	"text/tabwriter"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
+	gosync "sync"
 
-	"github.com/byob-agent/byob-agent/bucketfactory/s3bucket"
+	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/scim"
 	"github.com/byob-agent/byob-agent/state"
@@ -40,22 +40,62 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// agent is a loaded configuration with its state and reconciler.
+// agent is a loaded configuration with its state, and the storage factories built on demand.
 type agent struct {
 	cfg *config.Config
 	db  *state.DB
 	rec *bsync.Reconciler
+
+	mu        gosync.Mutex
+	factories map[string]bucketfactory.Factory
 }
 
-func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error) {
-	log, err := g.logger(stderr)
-	if err != nil {
+// openAgentState loads the configuration and opens the state.
+func openAgentState(ctx context.Context, g *globals, stderr io.Writer, so state.Options) (*agent, error) {
+	if _, err := g.logger(stderr); err != nil {
 		return nil, err
 	}
 	cfg, err := loadConfig(g.config)
 	if err != nil {
 		return nil, err
 	}
+	db, err := state.Open(cfg.State.Path, so)
+	if err != nil {
+		return nil, err
+	}
+	return &agent{cfg: cfg, db: db, factories: map[string]bucketfactory.Factory{}}, nil
+}
+
+// factory returns the storage factory of a profile, building it once.
+func (a *agent) factory(ctx context.Context, profile string) (bucketfactory.Factory, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f, ok := a.factories[profile]; ok {
+		return f, nil
+	}
+	p, ok := a.cfg.Profile(profile)
+	if !ok {
+		return nil, fmt.Errorf("storage profile %q is not in the configuration any more", profile)
+	}
+	f, err := newFactory(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("storage profile %q: %w", profile, err)
+	}
+	a.factories[profile] = f
+	return f, nil
+}
+
+// openAgent opens the state and builds the reconciler with every profile's factory.
+func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error) {
+	log, err := g.logger(stderr)
+	if err != nil {
+		return nil, err
+	}
+	a, err := openAgentState(ctx, g, stderr, state.Options{})
+	if err != nil {
+		return nil, err
+	}
+	cfg := a.cfg
 	wandb, err := scim.NewClient(scim.Options{
 		BaseURL:   cfg.Wandb.SCIMURL,
 		Auth:      scim.AuthMode(cfg.Wandb.Auth.Mode),
@@ -65,45 +105,28 @@ func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error
 		UserAgent: "byob-agent/" + version,
 	})
 	if err != nil {
+		a.db.Close()
 		return nil, &exitError{code: 2, err: fmt.Errorf("W&B client: %w", err)}
 	}
 	profiles := make(map[string]bsync.Profile)
 	for _, name := range cfg.ProfileNames() {
-		p, _ := cfg.Profile(name)
-		f, err := s3bucket.New(ctx, s3Options(p))
+		f, err := a.factory(ctx, name)
 		if err != nil {
-			return nil, &exitError{code: 2, err: fmt.Errorf("storage profile %q: %w", name, err)}
+			a.db.Close()
+			return nil, &exitError{code: 2, err: err}
 		}
-		profiles[name] = bsync.Profile{Factory: f, AdoptExisting: p.AdoptExisting}
+		p, _ := cfg.Profile(name)
+		profiles[name] = bsync.Profile{Factory: f, AdoptExisting: p.AdoptExisting, RequireRegistered: p.RequireRegistered}
 	}
-	db, err := state.Open(cfg.State.Path, state.Options{})
-	if err != nil {
-		return nil, err
-	}
-	return &agent{cfg: cfg, db: db, rec: &bsync.Reconciler{
-		Store:         db,
+	a.rec = &bsync.Reconciler{
+		Store:         a.db,
 		WandB:         wandb,
 		Profiles:      profiles,
 		Concurrency:   cfg.Sync.Concurrency,
 		DriftInterval: cfg.Sync.DriftCheckInterval,
 		Logger:        log,
-	}}, nil
-}
-
-func s3Options(p config.Profile) s3bucket.Options {
-	o := s3bucket.Options{
-		Provider:     p.Provider,
-		Region:       p.Region,
-		Endpoint:     p.Endpoint,
-		PathStyle:    p.PathStyle,
-		PrincipalARN: p.PrincipalARN,
-		KMSEndpoint:  p.KMS.Endpoint,
-		AccountID:    p.KMS.AccountID,
 	}
-	if c := p.Credentials; c != nil {
-		o.Credentials = credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey.Reveal(), c.SessionToken.Reveal())
-	}
-	return o
+	return a, nil
 }
 
 // withAgent parses a command's flags, opens the agent, runs fn and closes the state.
@@ -125,7 +148,7 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func plan(ctx context.Context, a *agent, g *globals, stdout io.Writer) error {
-	plans, err := a.rec.Plan(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{})
+	plans, err := a.rec.Plan(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{InspectDrift: true})
 	if err != nil {
 		return err
 	}
@@ -233,12 +256,17 @@ func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	db, err := state.Open(cfg.State.Path, state.Options{ReadOnly: true})
+	db, err := state.Open(cfg.State.Path, state.Options{ReadOnly: sub != "mark-registered"})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	switch sub {
+	case "mark-registered":
+		if len(pos) != 1 {
+			return usageErr("state mark-registered: want exactly one TEAM")
+		}
+		return markRegistered(ctx, db, pos[0], stdout)
 	case "ls":
 		recs, err := db.List(ctx)
 		if err != nil {
@@ -273,7 +301,7 @@ func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.
 	case "export":
 		return db.Export(ctx, stdout)
 	}
-	return usageErr("state: unknown subcommand %q (want ls, show or export)", sub)
+	return usageErr("state: unknown subcommand %q (want ls, show, export or mark-registered)", sub)
 }
 
 func writeJSON(w io.Writer, v any) error {

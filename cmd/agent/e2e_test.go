@@ -83,7 +83,7 @@ func newE2E(t *testing.T) *e2e {
 	e := &e2e{t: t, dir: t.TempDir(), prefix: fmt.Sprintf("e2e%d-%d", time.Now().UnixNano()%100000, seq), sfx: fmt.Sprintf("%d%d", time.Now().UnixNano()%1000, seq)}
 	e.emu = wandbemu.New(wandbemu.Options{
 		APIKey:  apiKey,
-		Checker: wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey),
+		Checker: wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey).ForS3Providers(),
 		Fault: func(r *http.Request) wandbemu.Fault {
 			if f := e.fault.Load(); f != nil {
 				return (*f)(r)

@@ -26,6 +26,9 @@ Usage:
   byob-agent state ls     [--config FILE] [--json] every team the state knows, with its phase
   byob-agent state show   [--config FILE] TEAM     one team's full record (JSON)
   byob-agent state export [--config FILE]          the whole state as JSON
+  byob-agent state mark-registered TEAM            the team's bucket is now registered with W&B (requireRegistered)
+  byob-agent doctor  [--config FILE] [--json] [TEAM...]  check buckets against W&B's requirements, with fixes
+  byob-agent file-stores [--config FILE] [--output FILE] GORILLA_SUPPORTED_FILE_STORES value (holds secrets)
   byob-agent config validate [--config FILE]       check the configuration; prints every problem
   byob-agent version
 
@@ -110,9 +113,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPlan(ctx, rest, stdout, stderr)
 	case "sync":
 		return cmdSync(ctx, rest, stdout, stderr)
+	case "doctor":
+		return cmdDoctor(ctx, rest, stdout, stderr)
+	case "file-stores":
+		return cmdFileStores(ctx, rest, stdout, stderr)
 	case "state":
 		if len(rest) == 0 {
-			return usageErr("state: want ls, show or export")
+			return usageErr("state: want ls, show, export or mark-registered")
 		}
 		return cmdState(ctx, rest[0], rest[1:], stdout, stderr)
 	case "config":
@@ -134,9 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // parse parses a command's flags; positional arguments may come before or after flags.
 func parse(name string, args []string, stderr io.Writer) (*globals, []string, error) {
 	g := &globals{}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
+	fs := newFlagSet(name, stderr, g)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -150,6 +155,14 @@ func parse(name string, args []string, stderr io.Writer) (*globals, []string, er
 		args = args[1:]
 	}
 	return g, pos, nil
+}
+
+// newFlagSet is a command's flag set with the common flags registered into g.
+func newFlagSet(name string, stderr io.Writer, g *globals) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g.register(fs)
+	return fs
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -43,6 +43,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	s3Region := fs.String("s3-region", "us-east-1", "region for -s3-endpoint")
 	s3AccessKey := fs.String("s3-access-key", "", "access key for -s3-endpoint")
 	s3SecretKey := fs.String("s3-secret-key", "", "secret key for -s3-endpoint")
+	azureEndpoint := fs.String("azure-endpoint", "", "Blob service URL (with the account) used to check AZURE containers; empty: AZURE buckets cannot be checked")
+	azureAccount := fs.String("azure-account", "", "storage account for -azure-endpoint")
+	azureKey := fs.String("azure-key", "", "account key for -azure-endpoint")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,8 +62,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	base := "http://" + ln.Addr().String() + "/scim"
 	o := wandbemu.Options{APIKey: *apiKey, Username: *username, BaseURL: base}
+	// Without any checker the emulator accepts every bucket; with one, buckets of providers it cannot
+	// check are refused, as W&B refuses what it cannot reach.
+	checkers := wandbemu.ByProvider{}
 	if *s3Endpoint != "" {
-		o.Checker = wandbemu.NewS3Checker(*s3Endpoint, *s3Region, *s3AccessKey, *s3SecretKey)
+		checkers = wandbemu.NewS3Checker(*s3Endpoint, *s3Region, *s3AccessKey, *s3SecretKey).ForS3Providers()
+	}
+	if *azureEndpoint != "" {
+		az, err := wandbemu.NewAzureChecker(*azureEndpoint, *azureAccount, *azureKey)
+		if err != nil {
+			return err
+		}
+		checkers["AZURE"] = az
+	}
+	if len(checkers) > 0 {
+		o.Checker = checkers
 	}
 	emu := wandbemu.New(o)
 

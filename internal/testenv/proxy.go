@@ -25,9 +25,10 @@ type countingProxy struct {
 	srv  *http.Server
 	url  string
 
-	mu     sync.Mutex
-	counts map[string]int
-	fault  Fault
+	mu        sync.Mutex
+	counts    map[string]int
+	fault     Fault
+	intercept func(http.ResponseWriter, *http.Request) bool // answers in the backend's place when it returns true
 }
 
 // startProxy serves a reverse proxy to target on a free loopback port.
@@ -60,13 +61,16 @@ func (p *countingProxy) handler(next http.Handler) http.Handler {
 		op := p.name(r)
 		p.mu.Lock()
 		p.counts[op]++
-		fault := p.fault
+		fault, intercept := p.fault, p.intercept
 		p.mu.Unlock()
 		if fault != nil {
 			if status, ok := fault(r); ok {
 				w.WriteHeader(status)
 				return
 			}
+		}
+		if intercept != nil && intercept(w, r) {
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -76,6 +80,12 @@ func (p *countingProxy) setFault(f Fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.fault = f
+}
+
+func (p *countingProxy) setIntercept(f func(http.ResponseWriter, *http.Request) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.intercept = f
 }
 
 func (p *countingProxy) snapshot() map[string]int {

@@ -102,6 +102,7 @@ type S3Env struct {
 	kmsDirect    string // kmsd itself
 	kmsd, weed   *child
 	s3p, kmsp    *countingProxy
+	policies     policyStore // see InterceptPolicies
 }
 
 // weedStartAttempts bounds retries of `weed mini`: its ports are picked free but are only bound a moment

@@ -33,7 +33,7 @@ func TestS3Checker(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	chk := wandbemu.NewS3Checker(srv.URL, "", "AKID", "SECRET")
+	chk := wandbemu.NewS3Checker(srv.URL, "", "AKID", "SECRET").ForS3Providers()
 	tests := []struct {
 		name     string
 		sb       scim.StorageBucket

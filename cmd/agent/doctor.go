@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	gosync "sync"
+	"text/tabwriter"
+
+	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/state"
+)
+
+// doctorReport is one team's checks.
+type doctorReport struct {
+	Team     string                      `json:"team"`
+	Provider string                      `json:"provider"`
+	Bucket   string                      `json:"bucket"`
+	Path     string                      `json:"path,omitempty"`
+	OK       bool                        `json:"ok"`
+	Checks   []bucketfactory.CheckResult `json:"checks"`
+	Error    string                      `json:"error,omitempty"` // the checks could not run
+}
+
+// cmdDoctor checks every recorded team's bucket (or the named ones) against W&B's requirements,
+// including a probe object, and prints what passed, what failed and how to fix it.
+func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	g, names, err := parse("doctor", args, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := openAgentState(ctx, g, stderr, state.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer a.db.Close()
+	recs, err := a.db.List(ctx)
+	if err != nil {
+		return err
+	}
+	recs, err = selectRecords(recs, names)
+	if err != nil {
+		return err
+	}
+	reports := make([]doctorReport, len(recs))
+	sem := make(chan struct{}, max(a.cfg.Sync.Concurrency, 1))
+	var wg gosync.WaitGroup
+	for i, r := range recs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			reports[i] = a.doctor(ctx, r)
+		}()
+	}
+	wg.Wait()
+
+	failed := 0
+	for _, r := range reports {
+		if !r.OK {
+			failed++
+		}
+	}
+	if g.json {
+		if err := writeJSON(stdout, reports); err != nil {
+			return err
+		}
+	} else {
+		printDoctor(stdout, reports)
+	}
+	if failed > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d buckets do not meet W&B's requirements", failed, len(reports))}
+	}
+	return nil
+}
+
+func (a *agent) doctor(ctx context.Context, r state.Record) doctorReport {
+	rep := doctorReport{Team: r.Name, Provider: r.Storage.Provider, Bucket: r.Storage.Bucket, Path: r.Storage.Path}
+	f, err := a.factory(ctx, r.Profile)
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	b := bucketfactory.Bucket{Team: r.Name, Profile: r.Profile, Storage: r.Storage, KMSKeyARN: r.KMSKeyARN, Shared: r.Storage.Shared}
+	results, err := f.Check(ctx, b, bucketfactory.CheckOptions{Probe: true})
+	if err != nil {
+		rep.Error = fmt.Sprintf("the checks could not run: %v", err)
+		return rep
+	}
+	rep.Checks, rep.OK = results, true
+	for _, c := range results {
+		rep.OK = rep.OK && c.OK
+	}
+	return rep
+}
+
+func printDoctor(w io.Writer, reports []doctorReport) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TEAM\tPROVIDER\tBUCKET\tRESULT\tCHECKS")
+	for _, r := range reports {
+		result := "ok"
+		if !r.OK {
+			result = "FAIL"
+		}
+		checks := make([]string, 0, len(r.Checks))
+		for _, c := range r.Checks {
+			mark := "pass"
+			if !c.OK {
+				mark = "FAIL"
+			}
+			checks = append(checks, c.Check+"="+mark)
+		}
+		if r.Error != "" {
+			checks = append(checks, "error")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Team, r.Provider, bucketPath(r.Bucket, r.Path), result, strings.Join(checks, " "))
+	}
+	tw.Flush()
+	for _, r := range reports {
+		if r.OK {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s (%s):\n", r.Team, bucketPath(r.Bucket, r.Path))
+		if r.Error != "" {
+			fmt.Fprintf(w, "  %s\n", oneLine(r.Error))
+		}
+		for _, c := range r.Checks {
+			if !c.OK {
+				fmt.Fprintf(w, "  %s: expected %s, found %s\n    fix: %s\n", c.Check, oneLine(c.Expected), oneLine(c.Found), oneLine(c.Fix))
+			}
+		}
+	}
+}
+
+// selectRecords keeps the records of teams with a bucket, or exactly the named teams.
+func selectRecords(recs []state.Record, names []string) ([]state.Record, error) {
+	var out []state.Record
+	for _, r := range recs {
+		if r.Storage.Bucket != "" && (len(names) == 0 || slices.Contains(names, r.Name)) {
+			out = append(out, r)
+		}
+	}
+	for _, n := range names {
+		if !slices.ContainsFunc(out, func(r state.Record) bool { return r.Name == n }) {
+			return nil, &exitError{code: 2, err: fmt.Errorf("team %q has no bucket in the state (see `byob-agent state ls`)", n)}
+		}
+	}
+	return out, nil
+}
+
+// cmdFileStores prints the value of self-managed W&B's GORILLA_SUPPORTED_FILE_STORES for every bucket
+// the agent manages. It is the only command that prints credentials.
+func cmdFileStores(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	g := &globals{}
+	fs := newFlagSet("file-stores", stderr, g)
+	output := fs.String("output", "", "write the value to this file (mode 0600) instead of standard output")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("")}
+	}
+	a, err := openAgentState(ctx, g, stderr, state.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer a.db.Close()
+	recs, err := a.db.List(ctx)
+	if err != nil {
+		return err
+	}
+	var stores []string
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if r.Storage.Bucket == "" || seen[r.Storage.BucketID()] {
+			continue
+		}
+		seen[r.Storage.BucketID()] = true
+		addr, err := a.fileStore(ctx, r)
+		if err != nil {
+			return fmt.Errorf("team %q: %w", r.Name, err)
+		}
+		if !slices.Contains(stores, addr) {
+			stores = append(stores, addr)
+		}
+	}
+	value := strings.Join(stores, ",")
+	fmt.Fprintln(stderr, "byob-agent: this value holds storage credentials: keep it secret (W&B reads it from GORILLA_SUPPORTED_FILE_STORES)")
+	if *output == "" {
+		_, err := fmt.Fprintln(stdout, value)
+		return err
+	}
+	return writeSecretFile(*output, value+"\n")
+}
+
+// fileStore is a bucket's entry in GORILLA_SUPPORTED_FILE_STORES. W&B documents "cw://" as the one
+// entry for every CoreWeave bucket; other providers list each bucket's address.
+func (a *agent) fileStore(ctx context.Context, r state.Record) (string, error) {
+	if r.Storage.Provider == "coreweave" {
+		return "cw://", nil
+	}
+	f, err := a.factory(ctx, r.Profile)
+	if err != nil {
+		return "", err
+	}
+	return f.Address(ctx, bucketfactory.Bucket{Team: r.Name, Profile: r.Profile, Storage: r.Storage, KMSKeyARN: r.KMSKeyARN, Shared: r.Storage.Shared})
+}
+
+// writeSecretFile writes data to path readable by its owner only, whatever mode the file had.
+func writeSecretFile(path, data string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// markRegistered records that the operator registered the team's bucket with W&B; every team on the
+// same bucket is marked, since registration is per bucket.
+func markRegistered(ctx context.Context, db *state.DB, name string, stdout io.Writer) error {
+	target, err := db.Get(ctx, name)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	if target.Phase == state.PhaseDesired || target.Storage.Bucket == "" {
+		return &exitError{code: 1, err: fmt.Errorf("team %q: its bucket is not ready yet; run `byob-agent sync` first", name)}
+	}
+	recs, err := db.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Storage.BucketID() != target.Storage.BucketID() {
+			continue
+		}
+		if _, err := db.Update(ctx, r.Name, func(rec *state.Record) error { rec.Registered = true; return nil }); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "marked bucket %s registered for team %s\n", r.Storage.Bucket, r.Name)
+	}
+	return nil
+}
