@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/bucketfactory/gcsbucket"
 	"github.com/byob-agent/byob-agent/bucketfactory/s3bucket"
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/team"
@@ -17,6 +18,18 @@ func newFactory(ctx context.Context, p config.Profile) (bucketfactory.Factory, e
 	switch p.Provider {
 	case team.ProviderAWS, team.ProviderS3Compatible, team.ProviderCoreWeave:
 		return s3bucket.New(ctx, s3Options(p))
+	case team.ProviderGCS:
+		o := gcsbucket.Options{
+			Project:        p.Project,
+			Location:       p.Region,
+			Endpoint:       p.Endpoint,
+			Principal:      p.ServiceAccount,
+			SoftDeleteDays: p.SoftDeleteDays,
+		}
+		if key := p.GCSCredentialsJSON.Reveal(); key != "" {
+			o.CredentialsJSON = []byte(key)
+		}
+		return gcsbucket.New(ctx, o)
 	}
 	return nil, fmt.Errorf("provider %q is not supported", p.Provider)
 }
