@@ -22,6 +22,12 @@ type BucketChecker interface {
 	CheckBucket(ctx context.Context, sb scim.StorageBucket) error
 }
 
+// CheckerFunc adapts a function to BucketChecker.
+type CheckerFunc func(ctx context.Context, sb scim.StorageBucket) error
+
+// CheckBucket calls f.
+func (f CheckerFunc) CheckBucket(ctx context.Context, sb scim.StorageBucket) error { return f(ctx, sb) }
+
 // DefaultMaxPageSize is W&B's documented maximum number of results per list request.
 const DefaultMaxPageSize = 9999
 
