@@ -1,6 +1,7 @@
 # byob-agent. `make demo` runs the agent against local emulators; `make test` runs every test.
 # Both build what they need: the agent, the W&B SCIM emulator, and the test backends
-# (SeaweedFS and local-kms, compiled from their Go modules in tools/; the first build takes minutes).
+# (SeaweedFS and local-kms, compiled from their Go modules in tools/, the first build takes minutes;
+# Azurite from npm).
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
@@ -21,7 +22,13 @@ $(BIN)/wandb-emulator: $(GOFILES) go.mod go.sum
 $(BIN)/devenv: $(GOFILES) go.mod go.sum
 	$(GO) build -o $@ ./cmd/devenv
 
-tools: $(BIN)/weed $(BIN)/kmsd
+tools: $(BIN)/weed $(BIN)/kmsd tools/azurite/node_modules/.bin/azurite-blob
+
+# Azurite, Microsoft's Azure Blob emulator, from the npm registry. npm's .bin entries are symlinks:
+# touch makes the target newer than the lock file.
+tools/azurite/node_modules/.bin/azurite-blob: tools/azurite/package.json tools/azurite/package-lock.json
+	cd tools/azurite && npm ci --no-audit --no-fund
+	touch $@
 
 $(BIN)/weed: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $@ github.com/seaweedfs/seaweedfs/weed
@@ -48,4 +55,4 @@ bench: tools build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) tools/azurite/node_modules

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,7 +170,8 @@ func (e *e2e) run(args ...string) runResult {
 	args = append(args, "--config", e.config, "--log-level", "debug")
 	cmd := exec.CommandContext(e.t.Context(), agentBin, args...)
 	cmd.Dir = e.dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TEST_WANDB_KEY=" + apiKey, "TEST_S3_SECRET=" + backends.SecretKey}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TEST_WANDB_KEY=" + apiKey, "TEST_S3_SECRET=" + backends.SecretKey,
+		"TEST_AZURE_KEY=" + testenv.AzuriteKey}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -185,7 +187,7 @@ func (e *e2e) run(args ...string) runResult {
 		e.t.Fatalf("run %v: %v", args, err)
 	}
 	e.t.Cleanup(func() { // secrets never appear in anything the agent prints
-		for _, s := range []string{apiKey, backends.SecretKey} {
+		for _, s := range []string{apiKey, backends.SecretKey, testenv.AzuriteKey, url.QueryEscape(testenv.AzuriteKey)} {
 			if strings.Contains(res.stdout+res.stderr, s) {
 				e.t.Errorf("%v printed a secret", args)
 			}

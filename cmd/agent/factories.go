@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/bucketfactory/azureblob"
 	"github.com/byob-agent/byob-agent/bucketfactory/gcsbucket"
 	"github.com/byob-agent/byob-agent/bucketfactory/s3bucket"
 	"github.com/byob-agent/byob-agent/config"
@@ -30,6 +31,15 @@ func newFactory(ctx context.Context, p config.Profile) (bucketfactory.Factory, e
 			o.CredentialsJSON = []byte(key)
 		}
 		return gcsbucket.New(ctx, o)
+	case team.ProviderAzure:
+		return azureblob.New(ctx, azureblob.Options{
+			Account:          p.Account,
+			Endpoint:         p.Endpoint,
+			AccountKey:       p.AccountKey.Reveal(),
+			ConnectionString: p.ConnectionString.Reveal(),
+			UseIdentity:      p.UseIdentity,
+			SoftDeleteDays:   p.SoftDeleteDays,
+		})
 	}
 	return nil, fmt.Errorf("provider %q is not supported", p.Provider)
 }
