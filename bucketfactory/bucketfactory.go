@@ -4,7 +4,9 @@ package bucketfactory
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/byob-agent/byob-agent/team"
@@ -140,6 +142,39 @@ func Verify(ctx context.Context, f Factory, b Bucket) error {
 	}
 	if len(failed) > 0 {
 		return &VerifyError{Bucket: b.Storage.Bucket, Failures: failed}
+	}
+	return nil
+}
+
+// ProbeDir is where checks write their probe objects, under the team's path.
+const ProbeDir = ".byob-agent-probe"
+
+// NewProbe returns a fresh probe object name under the team's path, the directory it is in, and the
+// bytes to write.
+func NewProbe(b Bucket) (name, dir string, body []byte) {
+	dir = path.Join(b.Storage.Path, ProbeDir)
+	name = path.Join(dir, rand.Text())
+	return name, dir, []byte("byob-agent probe " + name)
+}
+
+// Validate checks, before any request, what every provider needs of b: the provider it is for, valid
+// bucket, path and team names, and for a shared bucket the profile (its ownership mark) and a path.
+func (b Bucket) Validate(provider string) error {
+	st := b.Storage
+	if st.Provider != provider {
+		return fmt.Errorf("bucket %q is for provider %q, this factory serves %q", st.Bucket, st.Provider, provider)
+	}
+	if err := team.ValidateBucketName(st.Provider, st.Bucket); err != nil {
+		return err
+	}
+	if err := team.ValidatePath(st.Path); err != nil {
+		return err
+	}
+	if err := team.ValidateName(b.Team); err != nil {
+		return err
+	}
+	if b.Shared && (b.Profile == "" || st.Path == "") {
+		return fmt.Errorf("shared bucket %q needs the profile name (its ownership mark) and a path per team (team %q has path %q, profile %q)", st.Bucket, b.Team, st.Path, b.Profile)
 	}
 	return nil
 }

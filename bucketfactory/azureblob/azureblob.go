@@ -172,26 +172,15 @@ func normalizeEndpoint(endpoint string) string { return strings.TrimRight(endpoi
 
 // validate checks b against the profile without any request.
 func (f *Factory) validate(b bucketfactory.Bucket) error {
+	if err := b.Validate(team.ProviderAzure); err != nil {
+		return err
+	}
 	st := b.Storage
 	switch {
-	case st.Provider != team.ProviderAzure:
-		return fmt.Errorf("bucket %q is for provider %q, this factory serves %q", st.Bucket, st.Provider, team.ProviderAzure)
 	case st.Account != f.account:
 		return fmt.Errorf("container %q is in storage account %q, this factory serves account %q", st.Bucket, st.Account, f.account)
 	case st.Endpoint != "" && normalizeEndpoint(st.Endpoint) != f.endpoint:
 		return fmt.Errorf("container %q names endpoint %q, this factory serves %q", st.Bucket, st.Endpoint, f.endpoint)
-	}
-	if err := team.ValidateBucketName(st.Provider, st.Bucket); err != nil {
-		return err
-	}
-	if err := team.ValidatePath(st.Path); err != nil {
-		return err
-	}
-	if err := team.ValidateName(b.Team); err != nil {
-		return err
-	}
-	if b.Shared && (b.Profile == "" || st.Path == "") {
-		return fmt.Errorf("shared container %q needs the profile name (its ownership mark) and a path per team (team %q has path %q, profile %q)", st.Bucket, b.Team, st.Path, b.Profile)
 	}
 	return nil
 }

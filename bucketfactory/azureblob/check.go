@@ -3,20 +3,15 @@ package azureblob
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"path"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
 )
-
-// probeDir is where Check writes its probe blobs, under the team's path.
-const probeDir = ".byob-agent-probe"
 
 // Check reads every setting of W&B's recipe back and reports each, passed or failed; with o.Probe it
 // also uploads, downloads and deletes a probe blob under the team's path. The account-wide settings
@@ -125,9 +120,7 @@ func (c *checker) checkServiceProperties(ctx context.Context) error {
 // fails is a failed "probe" result; when all succeed there is one passed result. With soft delete on,
 // the deleted probe stays recoverable (and billed, a few bytes) for the retention period.
 func (c *checker) probe(ctx context.Context) {
-	dir := path.Join(c.b.Storage.Path, probeDir)
-	name := path.Join(dir, rand.Text())
-	body := []byte("byob-agent probe " + name)
+	name, dir, body := bucketfactory.NewProbe(c.b)
 	where := fmt.Sprintf("blob %s in container %s", name, c.name)
 	prefix := fmt.Sprintf("%s/*", dir)
 	failed := len(c.results)

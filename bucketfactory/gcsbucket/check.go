@@ -3,11 +3,9 @@ package gcsbucket
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"slices"
 	"strings"
 
@@ -15,9 +13,6 @@ import (
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
 )
-
-// probeDir is where Check writes its probe objects, under the team's path.
-const probeDir = ".byob-agent-probe"
 
 // Check reads every setting W&B requires and reports each. With o.Probe it also writes, reads and deletes
 // a probe object; without, it only reads.
@@ -141,11 +136,10 @@ func (c *checker) checkAttrs(attrs *storage.BucketAttrs) {
 // probe writes, reads back and deletes a small object as W&B would. Failures of these calls are results:
 // they are what the probe is for.
 func (c *checker) probe(ctx context.Context, bkt *storage.BucketHandle) {
-	key := path.Join(c.b.Storage.Path, probeDir, rand.Text())
+	key, _, body := bucketfactory.NewProbe(c.b)
 	where := fmt.Sprintf("gs://%s/%s", c.name, key)
 	expected := "write, read and delete of " + where + " succeed"
 	fix := fmt.Sprintf("let these credentials and %s write, read and delete objects in the bucket (IAM, organisation policies); byob-agent sync grants W&B's roles", serviceAccountMember(c.f.principal))
-	body := []byte("byob-agent probe " + key)
 	obj := bkt.Object(key)
 	w := obj.NewWriter(ctx)
 	w.ChunkSize = 0 // one request: the probe is tiny

@@ -122,19 +122,10 @@ var labelValueRE = regexp.MustCompile(`^[a-z0-9_-]{1,63}$`)
 
 // checkBucket checks b against the profile before any request is made.
 func (f *Factory) checkBucket(b bucketfactory.Bucket) error {
+	if err := b.Validate(team.ProviderGCS); err != nil {
+		return err
+	}
 	st := b.Storage
-	if st.Provider != team.ProviderGCS {
-		return fmt.Errorf("bucket %q is for provider %q, this factory serves %q", st.Bucket, st.Provider, team.ProviderGCS)
-	}
-	if err := team.ValidateBucketName(st.Provider, st.Bucket); err != nil {
-		return err
-	}
-	if err := team.ValidatePath(st.Path); err != nil {
-		return err
-	}
-	if err := team.ValidateName(b.Team); err != nil {
-		return err
-	}
 	if key, value := b.Owner(); !labelValueRE.MatchString(value) {
 		return fmt.Errorf("bucket %q: %q cannot be the value of GCS label %s: use 1 to 63 lowercase letters, digits, '_' or '-'", st.Bucket, value, key)
 	}

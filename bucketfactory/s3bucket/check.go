@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 
@@ -18,9 +16,6 @@ import (
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
 )
-
-// probeDir is where Check writes its probe objects, under the team's path.
-const probeDir = ".byob-agent-probe"
 
 // Check reads every setting of W&B's recipe back and reports each, passed or failed; with o.Probe it
 // also writes, reads and deletes a probe object under the team's path. The probe matters: S3 and
@@ -200,9 +195,7 @@ func (c *checker) checkPolicy(ctx context.Context) error {
 // probe writes, reads back, inspects and deletes a small object under the team's path as W&B would. Each
 // step that fails is a failed "probe" result; when all succeed there is one passed result.
 func (c *checker) probe(ctx context.Context) error {
-	dir := path.Join(c.b.Storage.Path, probeDir)
-	key := path.Join(dir, rand.Text())
-	body := []byte("byob-agent probe " + key)
+	key, dir, body := bucketfactory.NewProbe(c.b)
 	where := fmt.Sprintf("s3://%s/%s", c.name, key)
 	prefix := fmt.Sprintf("s3://%s/%s/*", c.name, dir)
 	expected := "write, read back and delete of a probe object under " + prefix

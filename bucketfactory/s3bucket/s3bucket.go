@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -174,26 +175,10 @@ func (f *Factory) managesPolicy() bool { return f.provider != team.ProviderS3Com
 
 // validate checks b against the profile without any request.
 func (f *Factory) validate(b bucketfactory.Bucket) error {
-	st := b.Storage
-	if st.Provider != f.provider {
-		return fmt.Errorf("bucket %q is for provider %q, this factory serves %q", st.Bucket, st.Provider, f.provider)
-	}
-	if err := team.ValidateBucketName(st.Provider, st.Bucket); err != nil {
+	if err := b.Validate(f.provider); err != nil {
 		return err
 	}
-	if err := team.ValidatePath(st.Path); err != nil {
-		return err
-	}
-	if err := team.ValidateName(b.Team); err != nil {
-		return err
-	}
-	switch {
-	case b.Shared && b.Profile == "":
-		return fmt.Errorf("shared bucket %q needs the profile name: it is the bucket's ownership tag", st.Bucket)
-	case b.Shared && st.Path == "":
-		return fmt.Errorf("shared bucket %q needs a path per team: team %q has none", st.Bucket, b.Team)
-	}
-	return checkEndpoint(f.provider, st.Endpoint)
+	return checkEndpoint(f.provider, b.Storage.Endpoint)
 }
 
 // bucketClient validates b for Ensure and Check and returns the S3 client for its region and endpoint.
@@ -262,11 +247,33 @@ func (f *Factory) Ensure(ctx context.Context, b bucketfactory.Bucket, opts bucke
 		if !step.appliesTo(f, b) {
 			continue
 		}
-		if err := step.ensure(e, ctx); err != nil {
+		if err := retryNoSuchBucket(ctx, func() error { return step.ensure(e, ctx) }); err != nil {
 			return e.changes, err
 		}
 	}
 	return e.changes, nil
+}
+
+// newBucketGrace bounds how long a bucket that was just seen may still be reported missing. S3 documents
+// bucket creation as eventually consistent, and SeaweedFS shows it too: right after CreateBucket some
+// bucket APIs answer NoSuchBucket for a moment.
+const newBucketGrace = 10 * time.Second
+
+// retryNoSuchBucket runs fn until it stops failing with NoSuchBucket or the grace runs out. Every
+// recipe step reads before it writes, so running one again is safe.
+func retryNoSuchBucket(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(newBucketGrace)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := fn()
+		if apiCode(err) != "NoSuchBucket" || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // ensurer carries one Ensure call.

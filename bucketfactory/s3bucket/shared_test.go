@@ -81,7 +81,7 @@ func TestSharedBucket(t *testing.T) {
 			}
 		}
 		mu.Lock()
-		prefix := name + "/teams/" + tb.Team + "/" + probeDir + "/"
+		prefix := name + "/teams/" + tb.Team + "/" + bucketfactory.ProbeDir + "/"
 		if len(written) != 1 || !strings.HasPrefix(written[0], prefix) {
 			t.Errorf("probe for %s wrote %v, want one object under %s", tb.Team, written, prefix)
 		}

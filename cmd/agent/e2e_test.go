@@ -596,6 +596,9 @@ func TestDriftIsRepaired(t *testing.T) {
 	}
 	backends.ResetCounts()
 	e.emu.ResetCounts()
+	if plan := e.mustRun("plan"); !strings.Contains(plan.stdout, "repair drift: cors") || backends.S3Mutations() != 0 {
+		t.Errorf("plan should show the drift and change nothing (%d S3 mutations):\n%s", backends.S3Mutations(), plan.stdout)
+	}
 	out := e.mustRun("sync")
 	if !strings.Contains(out.stdout, "1 repaired") || !strings.Contains(out.stdout, "3 verified") || !strings.Contains(out.stdout, "changed cors") {
 		t.Errorf("sync after drift:\n%s", out.stdout)
