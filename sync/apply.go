@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	gosync "sync"
 	"time"
 
@@ -50,6 +51,8 @@ type Reconciler struct {
 	Now           func() time.Time
 	// Backoff gives the wait before the next attempt after a team's n-th consecutive failure.
 	Backoff func(n int) time.Duration
+	// OnStep, if set, is told the outcome of every step carried out (metrics). It must not block.
+	OnStep func(s Step, err error)
 
 	bucketLocks keyedMutex // one Ensure or Check per bucket at a time (shared buckets serve many teams)
 }
@@ -60,6 +63,8 @@ type PlanOptions struct {
 	// InspectDrift reads the bucket settings (no writes, no probe) of every team whose drift check is
 	// due, so the plan can say what drifted. Off, a plan reads nothing from the clouds.
 	InspectDrift bool
+	// Only, when set, limits the plan to these teams (desired or recorded); others are left alone.
+	Only map[string]bool
 }
 
 // Plan reads the state and W&B's team list (one listing for all teams) and plans every team.
@@ -71,6 +76,10 @@ func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOption
 	groups, err := r.WandB.ListGroups(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list W&B teams: %w", err)
+	}
+	if o.Only != nil {
+		desired = slices.DeleteFunc(slices.Clone(desired), func(t team.Team) bool { return !o.Only[t.Name] })
+		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Only[r.Name] })
 	}
 	plans := Plan(PlanInput{
 		Desired: desired, Records: records, Groups: groups, Registration: r.registration(),
@@ -138,6 +147,8 @@ type Result struct {
 	Detail  string   `json:"detail,omitempty"`
 	Changes []string `json:"changes,omitempty"` // bucket settings written
 	Err     error    `json:"-"`
+	// RetryAt is when a failed team should be tried again.
+	RetryAt time.Time `json:"retryAt,omitzero"`
 }
 
 // Apply carries out the plans with bounded concurrency. A failing team never stops the others.
@@ -228,7 +239,11 @@ func (r *Reconciler) applyTeam(ctx context.Context, p TeamPlan) Result {
 			return t.fail(ctx, s, err)
 		}
 		log.Debug("step", "step", s)
-		if err := t.step(ctx, s); err != nil {
+		err := t.step(ctx, s)
+		if r.OnStep != nil {
+			r.OnStep(s, err)
+		}
+		if err != nil {
 			return t.fail(ctx, s, err)
 		}
 	}
@@ -441,7 +456,7 @@ func (t *teamRun) fail(ctx context.Context, s Step, err error) Result {
 	}); uerr != nil {
 		msg += "; and recording the failure failed: " + uerr.Error()
 	}
-	return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg, Changes: t.changes, Err: err}
+	return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg, Changes: t.changes, Err: err, RetryAt: next}
 }
 
 // StorageBucket is the storageBucket value W&B is given for the storage.

@@ -1,0 +1,103 @@
+// Package metrics holds byob-agent's Prometheus metrics, on a registry of its own so that tests and
+// several agents in one process never share counters.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the agent's collectors.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	Reconciles       *prometheus.CounterVec   // by key kind and result
+	Steps            *prometheus.CounterVec   // by step and outcome
+	APICalls         *prometheus.CounterVec   // by target and status class
+	APILatency       *prometheus.HistogramVec // by target
+	QueueDepth       prometheus.Gauge
+	TeamsByPhase     *prometheus.GaugeVec // by status
+	Webhooks         *prometheus.CounterVec
+	WebhookToSynced  *prometheus.HistogramVec // by source
+	LastWandbContact prometheus.Gauge         // unix seconds of the last successful W&B request
+}
+
+// New registers every collector, with the Go and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		Reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_reconciles_total", Help: "Reconciles run by the daemon, by key kind (all, team, group) and result (ok, error).",
+		}, []string{"kind", "result"}),
+		Steps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_steps_total", Help: "Reconcile steps carried out, by step and outcome (ok, error).",
+		}, []string{"step", "outcome"}),
+		APICalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_api_requests_total", Help: "Requests to external APIs, by target (wandb, s3, kms, gcs, azure) and status class (2xx, 4xx, 5xx, error).",
+		}, []string{"target", "code"}),
+		APILatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "byob_api_request_duration_seconds", Help: "Latency of requests to external APIs, by target.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+		}, []string{"target"}),
+		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "byob_queue_depth", Help: "Keys waiting in the work queue.",
+		}),
+		TeamsByPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "byob_teams", Help: "Teams in the state, by status (desired, bucket_ready, team_created, in_sync, failed, conflict, orphaned).",
+		}, []string{"status"}),
+		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_webhook_requests_total", Help: "Webhook and SCIM requests, by source and outcome.",
+		}, []string{"source", "outcome"}),
+		WebhookToSynced: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "byob_webhook_to_reconciled_seconds", Help: "Time from an accepted webhook or SCIM write to the end of the reconcile it caused.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12),
+		}, []string{"source"}),
+		LastWandbContact: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "byob_wandb_last_success_timestamp_seconds", Help: "When a W&B request last succeeded (unix seconds).",
+		}),
+	}
+	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.TeamsByPhase,
+		m.Webhooks, m.WebhookToSynced, m.LastWandbContact,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Transport counts and times the requests base makes to target. Nothing about a request but its
+// status and duration is recorded: URLs may carry secrets.
+func (m *Metrics) Transport(target string, base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return roundTripper{m: m, target: target, base: base}
+}
+
+type roundTripper struct {
+	m      *Metrics
+	target string
+	base   http.RoundTripper
+}
+
+func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.base.RoundTrip(r)
+	t.m.APILatency.WithLabelValues(t.target).Observe(time.Since(start).Seconds())
+	code := "error"
+	if err == nil {
+		code = strconv.Itoa(resp.StatusCode/100) + "xx"
+		if t.target == "wandb" && resp.StatusCode < 500 {
+			t.m.LastWandbContact.SetToCurrentTime()
+		}
+	}
+	t.m.APICalls.WithLabelValues(t.target, code).Inc()
+	return resp, err
+}

@@ -1,0 +1,51 @@
+package metrics
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestTransportAndHandler(t *testing.T) {
+	m := New()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer backend.Close()
+	client := &http.Client{Transport: m.Transport("wandb", nil)}
+	for _, p := range []string{"/ok", "/ok", "/missing"} {
+		resp, err := client.Get(backend.URL + p + "?token=secret-in-url")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if _, err := (&http.Client{Transport: m.Transport("s3", nil)}).Get("http://127.0.0.1:1/unreachable"); err == nil {
+		t.Fatal("want a connection error")
+	}
+	m.QueueDepth.Set(3)
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`byob_api_requests_total{code="2xx",target="wandb"} 2`,
+		`byob_api_requests_total{code="4xx",target="wandb"} 1`,
+		`byob_api_requests_total{code="error",target="s3"} 1`,
+		`byob_api_request_duration_seconds_count{target="wandb"} 3`,
+		`byob_queue_depth 3`,
+		`byob_wandb_last_success_timestamp_seconds`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(string(body), "secret-in-url") {
+		t.Error("a URL reached the metrics")
+	}
+}

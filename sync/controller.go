@@ -1,0 +1,107 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// Keys of the work queue. Webhooks and SCIM writes enqueue the narrowest key they can; the schedule
+// enqueues KeyAll.
+const KeyAll = "all"
+
+// TeamKey is the key that reconciles one team.
+func TeamKey(name string) string { return "team:" + name }
+
+// Controller runs the daemon's reconciles: workers take keys from the queue, one worker per key at a
+// time, and a failed key comes back with backoff.
+type Controller struct {
+	Queue *Queue
+	// Reconciler returns the reconciler to use now (it changes when the configuration is reloaded).
+	Reconciler func() *Reconciler
+	// Desired returns every desired team now (configuration and pushed sources).
+	Desired func(ctx context.Context) ([]team.Team, error)
+	// Resolve maps any other key (e.g. "group:scim:<id>") to the teams it concerns; ok=false
+	// reconciles everything.
+	Resolve func(ctx context.Context, key string) (teams []string, ok bool)
+	Workers int
+	Logger  *slog.Logger
+	// OnReconcile, if set, is told the end of every reconcile (metrics, readiness).
+	OnReconcile func(key string, results []Result, err error, took time.Duration)
+}
+
+// Run starts the workers and returns when ctx is done (no new key is taken) and every reconcile in
+// flight has ended. Reconciles run with work, which the caller cancels only when in-flight work must
+// be cut short; every step is checkpointed in the state, so a cut reconcile resumes where it stopped.
+func (c *Controller) Run(ctx, work context.Context) {
+	done := make(chan struct{})
+	for range max(c.Workers, 1) {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				key, ok := c.Queue.Get(ctx)
+				if !ok {
+					return
+				}
+				c.process(work, key)
+			}
+		}()
+	}
+	for range max(c.Workers, 1) {
+		<-done
+	}
+}
+
+func (c *Controller) process(ctx context.Context, key string) {
+	defer c.Queue.Done(key)
+	start := time.Now()
+	results, err := c.Reconcile(ctx, key)
+	if c.OnReconcile != nil {
+		c.OnReconcile(key, results, err, time.Since(start))
+	}
+	if err != nil {
+		c.logger().Error("reconcile failed; will retry", "key", key, "attempt", c.Queue.Failures(key)+1, "error", err)
+		c.Queue.AddRateLimited(key)
+		return
+	}
+	c.Queue.Forget(key)
+	for _, r := range results {
+		if r.Outcome == OutcomeFailed && !r.RetryAt.IsZero() {
+			c.Queue.AddAfter(TeamKey(r.Team), time.Until(r.RetryAt))
+		}
+	}
+}
+
+// Reconcile syncs the teams a key names. An error means the reconcile could not run (state or W&B
+// unreachable); a team that failed is in the results and in the state, not an error.
+func (c *Controller) Reconcile(ctx context.Context, key string) ([]Result, error) {
+	desired, err := c.Desired(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read desired teams: %w", err)
+	}
+	o := PlanOptions{RespectBackoff: true}
+	switch {
+	case key == KeyAll:
+	case strings.HasPrefix(key, "team:"):
+		o.Only = map[string]bool{strings.TrimPrefix(key, "team:"): true}
+	case c.Resolve != nil:
+		if names, ok := c.Resolve(ctx, key); ok {
+			o.Only = make(map[string]bool, len(names))
+			for _, n := range names {
+				o.Only[n] = true
+			}
+		}
+	}
+	return c.Reconciler().Sync(ctx, desired, o)
+}
+
+func (c *Controller) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
