@@ -71,6 +71,13 @@ type Config struct {
 	// profile when there is exactly one; empty when teams must name their profile.
 	DefaultProfile string
 
+	// The daemon's settings (`byob-agent run`); the one-shot commands ignore them.
+	Server   Server
+	Schedule string // cron schedule of the full reconcile (robfig/cron standard syntax)
+	Workers  int    // teams reconciled at once by the daemon
+	SCIM     *SCIM  // nil: no inbound SCIM endpoint
+	Webhooks Webhooks
+
 	profiles map[string]Profile
 	teams    []team.Team // sorted by name
 }

@@ -85,13 +85,31 @@ const (
     orgId: acme
     bucket: "c-{{ .Team }}"
 `
+	daemonOK = `server:
+  listen: 127.0.0.1:9000
+  baseURL: https://byob.example.com/agent/
+  shutdownTimeout: 10s
+schedule: "*/15 * * * *"
+workers: 8
+scim:
+  tokens: ["${SCIM_TOKEN}"]
+  groups:
+    prefix: wandb-
+    profile: main
+webhooks:
+  okta: {secrets: ["${OKTA_SECRET}"]}
+  graph: {clientStates: ["${GRAPH_STATE}"]}
+  generic: {secrets: ["${HOOK_SECRET}"], tolerance: 2m}
+`
 	gcsKey = `{"type": "service_account", "project_id": "acme-ml", "client_email": "byob@acme-ml.iam.gserviceaccount.com", "private_key": "gcs-private-key-value"}`
 )
 
 var baseEnv = map[string]string{
 	"WANDB_API_KEY": "wandb-key-value", "S3_SECRET": "s3-secret-value", "CW_SECRET": "cw-secret-value",
-	"AZURE_KEY": "YXp1cmUta2V5LXZhbHVl", // base64 of "azure-key-value"
-	"GCS_KEY":   gcsKey,
+	"AZURE_KEY":  "YXp1cmUta2V5LXZhbHVl", // base64 of "azure-key-value"
+	"GCS_KEY":    gcsKey,
+	"SCIM_TOKEN": "scim-token-value-0123", "OKTA_SECRET": "okta-secret-value", "GRAPH_STATE": "graph-state-value",
+	"HOOK_SECRET": "whsec_Z2VuZXJpYy1ob29rLWtleS12YWx1ZQ==", // base64 of "generic-hook-key-value"
 }
 
 // edit applies replacements (old, new, old, new, ...) to s, each exactly once; it panics when an old
@@ -156,18 +174,55 @@ func markerLine(s string) int {
 	return 0
 }
 
+// badCase is a configuration with a problem, and where and what the problem is.
+type badCase struct {
+	name  string
+	yaml  string
+	files map[string]string // more files under /cfg
+	env   map[string]string
+	file  string // file of the problem, under /cfg; default config.yaml
+	line  int    // expected line; 0 means the line marked "#<" in that file
+	field string
+	msg   string
+	count int // problems expected; 0 means 1
+}
+
+// runBad loads each case and looks for its problem among exactly count problems.
+func runBad(t *testing.T, tests []badCase) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			file := cmp.Or(tc.file, "config.yaml")
+			content := tc.yaml
+			if file != "config.yaml" {
+				content = tc.files[file]
+			}
+			line := tc.line
+			if line == 0 {
+				if line = markerLine(content); line == 0 {
+					t.Fatal("test case has neither line nor #< marker")
+				}
+			}
+			_, err := loadYAML(t, tc.yaml, tc.files, tc.env)
+			var errs *Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("Load error = %v, want *Errors", err)
+			}
+			if want := max(tc.count, 1); len(errs.Problems) != want {
+				t.Errorf("got %d problems, want %d:\n%v", len(errs.Problems), want, err)
+			}
+			for _, p := range errs.Problems {
+				if p.File == filepath.Join(dir, file) && p.Line == line && p.Field == tc.field && strings.Contains(p.Msg, tc.msg) {
+					return
+				}
+			}
+			t.Errorf("no problem %s:%d: %s: ...%s...; got:\n%v", file, line, tc.field, tc.msg, err)
+		})
+	}
+}
+
 func TestLoadBad(t *testing.T) {
-	tests := []struct {
-		name  string
-		yaml  string
-		files map[string]string // more files under /cfg
-		env   map[string]string
-		file  string // file of the problem, under /cfg; default config.yaml
-		line  int    // expected line; 0 means the line marked "#<" in that file
-		field string
-		msg   string
-		count int // problems expected; 0 means 1
-	}{
+	runBad(t, []badCase{
 		{name: "empty file", yaml: "", line: 1, msg: "the file is empty"},
 		{name: "only comments", yaml: "# nothing here\n", line: 1, msg: "the file is empty"},
 		{name: "malformed YAML", yaml: "wandb:\n  scimURL: a: b #<\n", msg: "invalid YAML: mapping values are not allowed"},
@@ -337,34 +392,5 @@ func TestLoadBad(t *testing.T) {
 		{name: "coreweave orgWideAccess invalid", yaml: wandbOK + coreweaveOK + "    orgWideAccess: \"acme:*\" #<\n", field: "profiles.main.orgWideAccess", msg: `"acme:*" is not a CoreWeave organization id`},
 		{name: "coreweave with softDeleteDays", yaml: wandbOK + coreweaveOK + "    softDeleteDays: 7 #<\n", field: "profiles.main.softDeleteDays", msg: "is only used with providers gcs and azure"},
 		{name: "coreweave bucket name reserved", yaml: wandbOK + edit(coreweaveOK, `"c-{{ .Team }}"`, `"cw-{{ .Team }}"`) + "teams:\n  - name: ml #<\n", field: "teams[0]", msg: `bucket name "cw-ml" must not start with cw- or vip-`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			file := cmp.Or(tc.file, "config.yaml")
-			content := tc.yaml
-			if file != "config.yaml" {
-				content = tc.files[file]
-			}
-			line := tc.line
-			if line == 0 {
-				if line = markerLine(content); line == 0 {
-					t.Fatal("test case has neither line nor #< marker")
-				}
-			}
-			_, err := loadYAML(t, tc.yaml, tc.files, tc.env)
-			var errs *Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("Load error = %v, want *Errors", err)
-			}
-			if want := max(tc.count, 1); len(errs.Problems) != want {
-				t.Errorf("got %d problems, want %d:\n%v", len(errs.Problems), want, err)
-			}
-			for _, p := range errs.Problems {
-				if p.File == filepath.Join(dir, file) && p.Line == line && p.Field == tc.field && strings.Contains(p.Msg, tc.msg) {
-					return
-				}
-			}
-			t.Errorf("no problem %s:%d: %s: ...%s...; got:\n%v", file, line, tc.field, tc.msg, err)
-		})
-	}
+	})
 }

@@ -383,17 +383,25 @@ func (f *file) secret(m mapping, key, ifMissing string) Secret {
 	if n == nil {
 		return Secret{}
 	}
+	v, _ := f.secretFile(n, m.at(fileKey), p)
+	return NewSecret(v)
+}
+
+// secretFile reads the secret in the file that p (written at n) names; ok is false after reporting an
+// unreadable or empty file.
+func (f *file) secretFile(n *yaml.Node, field, p string) (v string, ok bool) {
 	path := f.resolve(p)
 	data, err := f.read(path)
 	if err != nil {
-		f.problem(n, m.at(fileKey), "cannot read %q: %v", path, err)
-		return Secret{}
+		f.problem(n, field, "cannot read %q: %v", path, err)
+		return "", false
 	}
-	v := trimNewline(string(data))
+	v = trimNewline(string(data))
 	if v == "" {
-		f.problem(n, m.at(fileKey), "file %q is empty", path)
+		f.problem(n, field, "file %q is empty", path)
+		return "", false
 	}
-	return NewSecret(v)
+	return v, true
 }
 
 // trimNewline removes one trailing "\n" or "\r\n", as editors and `echo` leave one in secret files.

@@ -30,7 +30,8 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	return cfg, nil
 }
 
-var topKeys = []string{"wandb", "state", "sync", "defaultProfile", "profiles", "teams", "teamsFile"}
+var topKeys = []string{"wandb", "state", "sync", "defaultProfile", "profiles", "teams", "teamsFile",
+	"server", "schedule", "workers", "scim", "webhooks"}
 
 func (l *loader) load(path string) *Config {
 	f := l.file(path)
@@ -55,6 +56,11 @@ func (l *loader) load(path string) *Config {
 	}
 	profiles := f.profiles(m, cfg.Wandb.Deployment)
 	cfg.DefaultProfile = f.defaultProfile(m, profiles)
+	cfg.Server = f.server(m)
+	cfg.Schedule = f.schedule(m)
+	cfg.Workers = f.workers(m)
+	cfg.SCIM = f.scim(m, profiles, cfg.DefaultProfile)
+	cfg.Webhooks = f.webhooks(m)
 
 	teams := f.teamList(m, "")
 	if name, n := f.str(m, "teamsFile", ""); n != nil && name != "" {

@@ -38,6 +38,9 @@ func TestLoadGood(t *testing.T) {
 					State:          State{Path: "/cfg/byob-agent.db"},
 					Sync:           Sync{Concurrency: 8, DriftCheckInterval: 24 * time.Hour},
 					DefaultProfile: "main",
+					Server:         Server{Listen: "127.0.0.1:8080", ShutdownTimeout: 30 * time.Second},
+					Schedule:       "@every 10m",
+					Workers:        4,
 				}
 				got := *c
 				got.Wandb.Auth.APIKey, got.profiles, got.teams = Secret{}, nil, nil
@@ -415,7 +418,7 @@ func TestExampleConfig(t *testing.T) {
 	// The commented-out profiles load once uncommented.
 	text := string(example)
 	for _, name := range []string{"gcs-main", "coreweave"} {
-		text = uncomment(t, text, name)
+		text = uncomment(t, text, "  # "+name+":")
 	}
 	env := maps.Clone(required)
 	env["CW_ACCESS_KEY_ID"], env["CW_SECRET_ACCESS_KEY"] = "cw-a", "cw-s"
@@ -434,20 +437,52 @@ func TestExampleConfig(t *testing.T) {
 			t.Errorf("profile %s: %v", p.Name, err)
 		}
 	}
+
+	// So do the commented-out daemon settings, with every variable they name needed.
+	text = uncomment(t, text, "# server:")
+	daemonEnv := map[string]string{"SCIM_TOKEN": "scim-token-0123456789", "OKTA_HOOK_SECRET": "okta", "GRAPH_CLIENT_STATE": "graph", "WEBHOOK_SECRET": "whsec_c2VjcmV0"}
+	maps.Copy(env, daemonEnv)
+	if cfg, err = load(text, env); err != nil {
+		t.Fatalf("Load with the daemon settings: %v", err)
+	}
+	if cfg.Server != (Server{Listen: "127.0.0.1:8080", BaseURL: "https://byob.example.com", ShutdownTimeout: 30 * time.Second}) ||
+		cfg.Schedule != DefaultSchedule || cfg.Workers != DefaultWorkers {
+		t.Errorf("server %+v, schedule %q, workers %d", cfg.Server, cfg.Schedule, cfg.Workers)
+	}
+	w := cfg.Webhooks
+	if cfg.SCIM == nil || w.Okta == nil || w.Graph == nil || w.Generic == nil || w.Generic.Tolerance != 5*time.Minute {
+		t.Fatalf("scim %+v, webhooks %+v", cfg.SCIM, w)
+	}
+	name, ok, err := cfg.SCIM.TeamName("wandb-ml")
+	if name != "ml" || !ok || err != nil {
+		t.Errorf("TeamName = %q, %v, %v", name, ok, err)
+	}
+	if st, err := cfg.Storage(cfg.SCIM.Profile, name); err != nil || st.Bucket != "acme-wandb-ml" {
+		t.Errorf("Storage = %+v, %v", st, err)
+	}
+	for name := range daemonEnv {
+		e := maps.Clone(env)
+		delete(e, name)
+		if _, err := load(text, e); err == nil || !strings.Contains(err.Error(), "environment variable "+name+" is not set") {
+			t.Errorf("without %s: %v", name, err)
+		}
+	}
 }
 
-// uncomment removes the "# " of the commented-out profile `name` in the example: its "  # name:" line
-// and the "  #   ..." lines under it.
-func uncomment(t *testing.T, text, name string) string {
+// uncomment removes the "# " of a commented-out block of the example: the line start (such as
+// "  # coreweave:") and the lines after it, up to the first blank line, that begin the same way. A
+// comment inside the block ("  #   # ...") stays a comment.
+func uncomment(t *testing.T, text, start string) string {
 	t.Helper()
 	lines := strings.Split(text, "\n")
-	start := slices.Index(lines, "  # "+name+":")
-	if start < 0 {
-		t.Fatalf("no commented profile %q in the example", name)
+	i := slices.Index(lines, start)
+	if i < 0 {
+		t.Fatalf("no commented block %q in the example", start)
 	}
-	lines[start] = "  " + name + ":"
-	for i := start + 1; i < len(lines) && strings.HasPrefix(lines[i], "  #   "); i++ {
-		lines[i] = "  " + strings.TrimPrefix(lines[i], "  # ")
+	prefix := start[:strings.Index(start, "# ")+2]
+	indent := strings.TrimSuffix(prefix, "# ")
+	for ; i < len(lines) && strings.HasPrefix(lines[i], prefix); i++ {
+		lines[i] = indent + strings.TrimPrefix(lines[i], prefix)
 	}
 	return strings.Join(lines, "\n")
 }
@@ -559,12 +594,13 @@ func TestFileSecrets(t *testing.T) {
 // TestSecretsNeverPrinted prints a loaded configuration every way the agent might, and looks for the
 // secret values.
 func TestSecretsNeverPrinted(t *testing.T) {
-	secrets := []string{"wandb-key-value", "s3-secret-value", "session-token-value", "gcs-private-key-value", "YXp1cmUta2V5LXZhbHVl", "conn-key-value"}
+	secrets := []string{"wandb-key-value", "s3-secret-value", "session-token-value", "gcs-private-key-value", "YXp1cmUta2V5LXZhbHVl", "conn-key-value",
+		baseEnv["SCIM_TOKEN"], baseEnv["OKTA_SECRET"], baseEnv["GRAPH_STATE"], baseEnv["HOOK_SECRET"]}
 	yaml := wandbOK + strings.Replace(s3ProfilesOK, "${S3_SECRET}\n", "${S3_SECRET}\n      sessionToken: session-token-value\n", 1) +
 		edit(gcsOK, "profiles:\n  main:", "  gcs:") + "    credentials:\n      serviceAccountKey: ${GCS_KEY}\n" +
 		edit(azureOK, "profiles:\n  main:", "  azure:") +
 		edit(azureOK, "profiles:\n  main:", "  azure-cs:", "accountKey: ${AZURE_KEY}", "connectionString: AccountName=acmewandb;AccountKey=conn-key-value", "acmewandb\n", "acmewandb\n    bucket: b-{{ .Team }}\n", "    bucket: \"a-{{ .Team }}\"\n", "") +
-		"defaultProfile: main\n" + teamsOK
+		"defaultProfile: main\n" + teamsOK + daemonOK
 	cfg := mustLoad(t, yaml, nil, nil)
 	p, _ := cfg.Profile("main")
 	if p.Credentials.SessionToken.Reveal() != "session-token-value" {
@@ -577,8 +613,14 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Fatal("gcs or azure secrets not loaded")
 	}
 
+	w := cfg.Webhooks
+	if cfg.SCIM == nil || w.Okta == nil || w.Graph == nil || w.Generic == nil {
+		t.Fatal("daemon secrets not loaded")
+	}
+
 	var out bytes.Buffer
-	for _, v := range []any{cfg, *cfg, p, *p.Credentials, p.Credentials, cfg.Wandb, cfg.Wandb.Auth.APIKey, g, az, cs} {
+	for _, v := range []any{cfg, *cfg, p, *p.Credentials, p.Credentials, cfg.Wandb, cfg.Wandb.Auth.APIKey, g, az, cs,
+		cfg.SCIM, *cfg.SCIM, cfg.SCIM.Tokens, w, w.Okta, *w.Graph, *w.Generic} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
 			fmt.Fprintf(&out, verb+"\n", v)
 		}
@@ -595,7 +637,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	out.Write(text)
 	out.WriteString(cfg.Wandb.Auth.APIKey.String() + cfg.Wandb.Auth.APIKey.GoString())
 	for _, h := range []slog.Handler{slog.NewTextHandler(&out, nil), slog.NewJSONHandler(&out, nil)} {
-		slog.New(h).Info("loaded", "config", cfg, "profile", p, "key", cfg.Wandb.Auth.APIKey, "creds", p.Credentials)
+		slog.New(h).Info("loaded", "config", cfg, "profile", p, "key", cfg.Wandb.Auth.APIKey, "creds", p.Credentials,
+			"scim", cfg.SCIM, "tokens", cfg.SCIM.Tokens, "webhooks", w)
 	}
 
 	for _, s := range secrets {
@@ -756,6 +799,8 @@ func FuzzLoad(f *testing.F) {
 		wandbOK + profilesOK + teamsOK,
 		wandbOK + s3ProfilesOK + "teamsFile: teams.yaml\n",
 		wandbOK + sharedOK + teamsOK, wandbOK + gcsOK + teamsOK, wandbOK + azureOK + teamsOK, wandbOK + coreweaveOK + teamsOK,
+		wandbOK + profilesOK + daemonOK, wandbOK + profilesOK + "server: {tlsCertFile: c, tlsKeyFile: k}\nschedule: CRON_TZ=UTC\n",
+		wandbOK + profilesOK + "schedule: \"TZ=UTC @every 1s\"\nscim:\n  tokenFiles: [t]\n  groups: {regex: \"(?P<team>a)|(?P<team>b)\"}\n",
 		"", "---\n---\n", "a: &a [*a]\n", "teams: {a: b}\n", "wandb: [\n", "profiles:\n  x:\n    bucket: '{{ range . }}'\n",
 	} {
 		f.Add([]byte(s))
@@ -793,5 +838,8 @@ func FuzzLoad(f *testing.F) {
 			return
 		}
 		_ = cfg.DesiredTeams()
+		if name, ok, err := cfg.SCIM.TeamName(string(data)); ok && err == nil {
+			_, _ = cfg.Storage(cfg.SCIM.Profile, name)
+		}
 	})
 }
