@@ -22,7 +22,11 @@ $(BIN)/wandb-emulator: $(GOFILES) go.mod go.sum
 $(BIN)/devenv: $(GOFILES) go.mod go.sum
 	$(GO) build -o $@ ./cmd/devenv
 
-tools: $(BIN)/weed $(BIN)/kmsd tools/azurite/node_modules/.bin/azurite-blob
+tools: $(BIN)/weed $(BIN)/kmsd $(BIN)/helm tools/azurite/node_modules/.bin/azurite-blob
+
+# helm lints and renders deploy/helm/byob-agent (deploy/deploy_test.go); -X makes `helm version` exact.
+$(BIN)/helm: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -ldflags "-X helm.sh/helm/v3/internal/version.version=$$($(GO) list -m -f '{{.Version}}' helm.sh/helm/v3)" -o $@ helm.sh/helm/v3/cmd/helm
 
 # Azurite, Microsoft's Azure Blob emulator, from the npm registry. npm's .bin entries are symlinks:
 # touch makes the target newer than the lock file.
