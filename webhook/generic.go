@@ -1,0 +1,215 @@
+package webhook
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// GenericOptions configures a receiver of Standard Webhooks (https://www.standardwebhooks.com) calls.
+type GenericOptions struct {
+	// Secrets are the accepted signing keys (several during a rotation), each either "whsec_<base64>"
+	// (the key is the decoded base64) or raw key bytes. Empty and undecodable entries are ignored.
+	Secrets [][]byte
+	// Tolerance is how far webhook-timestamp may be from now (5 minutes if zero).
+	Tolerance time.Duration
+	// MaxReplayIDs bounds the remembered webhook-ids (100,000 if zero); past it the ids closest to
+	// expiring are forgotten first. Only ids of correctly signed calls are remembered.
+	MaxReplayIDs int
+	Now          func() time.Time // time.Now if nil
+	Queue        Enqueuer         // required; Enqueue must not block
+	Observe      Observer         // optional
+	MaxBody      int64            // DefaultMaxBody if zero
+	Logger       *slog.Logger
+}
+
+// Defaults of GenericOptions.
+const (
+	DefaultTolerance    = 5 * time.Minute
+	DefaultMaxReplayIDs = 100_000
+)
+
+// NewGeneric returns the receiver of signed triggers from anything else (a CI job, a script). The
+// body names what to reconcile:
+//
+//	{"teams": ["ml-research"]}     -> TeamKey per name (W&B team names)
+//	{"groups": ["okta:00g1abc"]}   -> GroupKey per "<source>:<group id>", as an IdP webhook would enqueue
+//	{}                             -> KeyAll
+//
+// Unknown fields are refused (400) so that a typo does not silently become "reconcile everything".
+// Answers: 204 accepted; 204 for a replayed webhook-id too, with nothing enqueued, because a sender
+// retrying after a lost answer must stop retrying; 401 for a missing or wrong signature or a
+// timestamp out of tolerance.
+func NewGeneric(o GenericOptions) http.Handler {
+	rc := newReceiver(SourceGeneric, o.Queue, o.Observe, o.MaxBody, o.Logger)
+	if o.Tolerance <= 0 {
+		o.Tolerance = DefaultTolerance
+	}
+	if o.MaxReplayIDs <= 0 {
+		o.MaxReplayIDs = DefaultMaxReplayIDs
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	var keys [][]byte
+	for i, s := range o.Secrets {
+		k, err := signingKey(s)
+		if err != nil {
+			rc.log.Error("generic webhook secret ignored", "index", i, "err", err)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return &generic{receiver: rc, keys: keys, tolerance: int64(o.Tolerance / time.Second), now: o.Now, seen: newReplayCache(o.MaxReplayIDs)}
+}
+
+type generic struct {
+	receiver
+	keys      [][]byte
+	tolerance int64 // seconds
+	now       func() time.Time
+	seen      *replayCache
+}
+
+// signingKey decodes a secret as Standard Webhooks libraries do.
+func signingKey(secret []byte) ([]byte, error) {
+	b64, ok := bytes.CutPrefix(secret, []byte("whsec_"))
+	if !ok {
+		if len(secret) == 0 {
+			return nil, fmt.Errorf("decoding signing key: empty")
+		}
+		return secret, nil
+	}
+	k := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+	n, err := base64.StdEncoding.Decode(k, b64)
+	if err != nil || n == 0 {
+		return nil, fmt.Errorf("decoding signing key: what follows whsec_ is not base64")
+	}
+	return k[:n], nil
+}
+
+// maxWebhookIDLength bounds the remembered ids; senders use UUID-like ids.
+const maxWebhookIDLength = 256
+
+type genericBody struct {
+	Teams  []string `json:"teams"`
+	Groups []string `json:"groups"`
+}
+
+func (h *generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		h.methodNotAllowed(w, http.MethodPost)
+		return
+	}
+	body, ok := h.readJSON(w, r)
+	if !ok {
+		return
+	}
+	id, ts := r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp")
+	if !h.signed(id, ts, body, r.Header.Get("webhook-signature")) {
+		h.log.Warn("generic webhook refused: missing or wrong signature", "remote", r.RemoteAddr)
+		h.fail(w, http.StatusUnauthorized, OutcomeUnauthorized)
+		return
+	}
+	// From here on the call comes from a key holder: checking the rest after the signature keeps
+	// forgers out of the stale and replay counts and out of the replay cache.
+	sent, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || len(id) > maxWebhookIDLength {
+		h.fail(w, http.StatusBadRequest, OutcomeBadRequest)
+		return
+	}
+	now := h.now().Unix()
+	if sent < now-h.tolerance || sent > now+h.tolerance {
+		h.log.Warn("generic webhook refused: timestamp out of tolerance", "webhook_id", id, "skew_seconds", now-sent)
+		h.fail(w, http.StatusUnauthorized, OutcomeStale)
+		return
+	}
+	ks, err := genericKeys(body)
+	if err != nil {
+		h.observe(h.source, OutcomeBadRequest)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	// A message cannot pass the timestamp check after sent+tolerance, so its id is only needed until then.
+	if !h.seen.add(id, sent+h.tolerance, now) {
+		h.log.Info("generic webhook replay ignored", "webhook_id", id)
+		h.observe(h.source, OutcomeReplay)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	h.enqueue(r, ks)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// signed reports whether one of the v1 signatures in header is the HMAC-SHA256 of "id.ts.body" under
+// one of the keys. Other signature versions (v1a, asymmetric) are not supported and never match.
+func (h *generic) signed(id, ts string, body []byte, header string) bool {
+	if id == "" || ts == "" || header == "" {
+		return false
+	}
+	var sigs [][]byte
+	for _, f := range strings.Fields(header) {
+		if b64, ok := strings.CutPrefix(f, "v1,"); ok {
+			if sig, err := base64.StdEncoding.DecodeString(b64); err == nil {
+				sigs = append(sigs, sig)
+			}
+		}
+	}
+	if len(sigs) == 0 {
+		return false
+	}
+	found := false
+	for _, k := range h.keys {
+		mac := hmac.New(sha256.New, k)
+		mac.Write([]byte(id + "." + ts + "."))
+		mac.Write(body)
+		want := mac.Sum(nil)
+		for _, sig := range sigs {
+			found = hmac.Equal(want, sig) || found
+		}
+	}
+	return found
+}
+
+// genericKeys reads the body of a signed call; the error is meant for the sender.
+func genericKeys(body []byte) (*keySet, error) {
+	var b genericBody
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("body must be {\"teams\":[...]}, {\"groups\":[\"<source>:<id>\"]} or {}: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("body must hold one JSON object only")
+	}
+	var ks keySet
+	if len(b.Teams) == 0 && len(b.Groups) == 0 {
+		ks.add(KeyAll)
+		return &ks, nil
+	}
+	for _, name := range b.Teams {
+		if err := team.ValidateName(name); err != nil {
+			return nil, err
+		}
+		ks.add(TeamKey(name))
+	}
+	for _, g := range b.Groups {
+		source, id, ok := strings.Cut(g, ":")
+		if !ok || !validID(source) || !validID(id) {
+			return nil, fmt.Errorf("group %q must be <source>:<group id>, e.g. okta:00g1abc", g)
+		}
+		ks.add(GroupKey(source, id))
+	}
+	return &ks, nil
+}

@@ -1,0 +1,162 @@
+package webhook
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	genericKey1   = []byte("generic-key-one")
+	genericKey2   = []byte("generic-key-two")
+	genericNow    = time.Unix(1_700_000_000, 0)
+	genericSecret = []byte("whsec_" + base64.StdEncoding.EncodeToString(genericKey1)) // as senders show it
+)
+
+// sign returns the webhook-signature entry of body under key.
+func sign(key []byte, id, ts, body string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + ts + "." + body))
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// signedCall is a Standard Webhooks call sent skew after genericNow, signed under key (unsigned if nil).
+func signedCall(key []byte, id string, skew time.Duration, body string) call {
+	ts := strconv.FormatInt(genericNow.Add(skew).Unix(), 10)
+	h := map[string]string{"webhook-id": id, "webhook-timestamp": ts}
+	if key != nil {
+		h["webhook-signature"] = sign(key, id, ts, body)
+	}
+	return call{contentType: "application/json", header: h, body: body}
+}
+
+func newTestGeneric(rec *recorder, now func() time.Time) http.Handler {
+	return NewGeneric(GenericOptions{
+		Secrets: [][]byte{genericSecret, genericKey2, []byte("whsec_!!"), nil},
+		Now:     now, Queue: rec, Observe: rec.observer(SourceGeneric), MaxBody: 4096,
+	})
+}
+
+func TestGeneric(t *testing.T) {
+	with := func(c call, k, v string) call {
+		h := maps.Clone(c.header)
+		h[k] = v
+		c.header = h
+		return c
+	}
+	teams := `{"teams":["ml-research","vision","ml-research"]}`
+	accepted := []string{OutcomeAccepted}
+	unauthorized := []string{OutcomeUnauthorized}
+	bad := []string{OutcomeBadRequest}
+	valid := signedCall(genericKey1, "msg_1", 0, teams)
+	tests := []struct {
+		name string
+		call call
+		want want
+	}{
+		{"teams", valid, want{status: 204, keys: []string{"team:ml-research", "team:vision"}, outcomes: accepted}},
+		{"groups", signedCall(genericKey1, "msg_1", 0, `{"groups":["okta:00g1","scim:2819c223-7f76"]}`),
+			want{status: 204, keys: []string{"group:okta:00g1", "group:scim:2819c223-7f76"}, outcomes: accepted}},
+		{"everything", signedCall(genericKey1, "msg_1", 0, `{}`), want{status: 204, keys: []string{KeyAll}, outcomes: accepted}},
+		{"rotated raw key", signedCall(genericKey2, "msg_1", 0, `{"teams":["a"]}`), want{status: 204, keys: []string{"team:a"}, outcomes: accepted}},
+		{"one valid signature among several", with(valid, "webhook-signature", "v1,AAAA v1a,xyz "+valid.header["webhook-signature"]+" v1,!!"),
+			want{status: 204, keys: []string{"team:ml-research", "team:vision"}, outcomes: accepted}},
+		{"skew within tolerance", signedCall(genericKey1, "msg_1", -4*time.Minute, `{}`), want{status: 204, keys: []string{KeyAll}, outcomes: accepted}},
+		{"wrong key", signedCall([]byte("other"), "msg_1", 0, teams), want{status: 401, outcomes: unauthorized}},
+		{"undecoded whsec secret is not a key", signedCall([]byte("whsec_!!"), "msg_1", 0, teams), want{status: 401, outcomes: unauthorized}},
+		{"no signature", signedCall(nil, "msg_1", 0, teams), want{status: 401, outcomes: unauthorized}},
+		{"no id", with(valid, "webhook-id", ""), want{status: 401, outcomes: unauthorized}},
+		{"no timestamp", with(valid, "webhook-timestamp", ""), want{status: 401, outcomes: unauthorized}},
+		{"other id", with(valid, "webhook-id", "msg_2"), want{status: 401, outcomes: unauthorized}},
+		{"other timestamp", with(valid, "webhook-timestamp", "1700000001"), want{status: 401, outcomes: unauthorized}},
+		{"tampered body", func() call { c := valid; c.body = `{"teams":["vision"]}`; return c }(), want{status: 401, outcomes: unauthorized}},
+		{"asymmetric signature only", with(valid, "webhook-signature", "v1a,"+strings.TrimPrefix(valid.header["webhook-signature"], "v1,")),
+			want{status: 401, outcomes: unauthorized}},
+		{"too old", signedCall(genericKey1, "msg_1", -6*time.Minute, `{}`), want{status: 401, outcomes: []string{OutcomeStale}}},
+		{"too far ahead", signedCall(genericKey1, "msg_1", 6*time.Minute, `{}`), want{status: 401, outcomes: []string{OutcomeStale}}},
+		{"signed timestamp not a number", func() call {
+			c := with(valid, "webhook-timestamp", "soon")
+			return with(c, "webhook-signature", sign(genericKey1, "msg_1", "soon", teams))
+		}(), want{status: 400, outcomes: bad}},
+		{"signed id too long", signedCall(genericKey1, strings.Repeat("i", maxWebhookIDLength+1), 0, `{}`), want{status: 400, outcomes: bad}},
+		{"invalid team name", signedCall(genericKey1, "msg_1", 0, `{"teams":["Not A Team"]}`), want{status: 400, outcomes: bad}},
+		{"invalid group", signedCall(genericKey1, "msg_1", 0, `{"groups":["00g1"]}`), want{status: 400, outcomes: bad}},
+		{"unknown field", signedCall(genericKey1, "msg_1", 0, `{"team":["a"]}`), want{status: 400, outcomes: bad}},
+		{"invalid JSON", signedCall(genericKey1, "msg_1", 0, `{"teams":`), want{status: 400, outcomes: bad}},
+		{"trailing data", signedCall(genericKey1, "msg_1", 0, `{} {}`), want{status: 400, outcomes: bad}},
+		{"wrong method", call{method: "GET"}, want{status: 405, outcomes: bad}},
+		{"wrong content type", func() call { c := valid; c.contentType = "text/plain"; return c }(), want{status: 415, outcomes: bad}},
+		{"oversized body", signedCall(genericKey1, "msg_1", 0, `{"teams":["`+strings.Repeat("a", 4096)+`"]}`),
+			want{status: 413, outcomes: []string{OutcomeTooLarge}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			h := newTestGeneric(rec, func() time.Time { return genericNow })
+			tt.want.check(t, tt.call.do(h), rec, string(genericKey1), string(genericKey2), string(genericSecret))
+		})
+	}
+}
+
+func TestGenericReplay(t *testing.T) {
+	rec := &recorder{}
+	now := genericNow
+	h := newTestGeneric(rec, func() time.Time { return now })
+	steps := []struct {
+		name    string
+		call    call
+		advance time.Duration // before the call
+		want    int
+		outcome string
+	}{
+		{"first delivery", signedCall(genericKey1, "msg_1", 0, `{"teams":["a"]}`), 0, 204, OutcomeAccepted},
+		{"same delivery again", signedCall(genericKey1, "msg_1", 0, `{"teams":["a"]}`), time.Minute, 204, OutcomeReplay},
+		{"retry re-signed later", signedCall(genericKey1, "msg_1", 2*time.Minute, `{"teams":["a"]}`), time.Minute, 204, OutcomeReplay},
+		{"another id", signedCall(genericKey1, "msg_2", 2*time.Minute, `{"teams":["b"]}`), 0, 204, OutcomeAccepted},
+		// msg_1 was sent at genericNow: past genericNow+5m it can only come back with a new timestamp.
+		{"id forgotten once stale", signedCall(genericKey1, "msg_1", 6*time.Minute, `{"teams":["a"]}`), 4 * time.Minute, 204, OutcomeAccepted},
+	}
+	for i, s := range steps {
+		now = now.Add(s.advance)
+		rec.outcomes = nil
+		w := s.call.do(h)
+		if w.Code != s.want || len(rec.outcomes) != 1 || rec.outcomes[0] != s.outcome {
+			t.Errorf("step %d (%s): status %d outcomes %q, want %d %q", i, s.name, w.Code, rec.outcomes, s.want, s.outcome)
+		}
+	}
+	if want := []string{"team:a", "team:b", "team:a"}; !slices.Equal(rec.keys, want) {
+		t.Errorf("keys = %q, want %q", rec.keys, want)
+	}
+}
+
+// The Standard Webhooks specification's published test vector: any of its libraries can sign for us.
+func TestGenericSignatureVector(t *testing.T) {
+	h := NewGeneric(GenericOptions{Secrets: [][]byte{[]byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")}, Queue: &recorder{}}).(*generic)
+	if !h.signed("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", []byte(`{"test": 2432232314}`), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") {
+		t.Error("the specification's test vector does not verify")
+	}
+}
+
+func FuzzGeneric(f *testing.F) {
+	f.Add([]byte(`{"teams":["a"]}`), "msg_1", int64(0), "", true)
+	f.Add([]byte(`{"groups":["okta:1"]}`), "msg_1", int64(-400), "", true)
+	f.Add([]byte(`{}`), "msg_1", int64(0), "v1,AAAA", false)
+	f.Add([]byte(`{"teams":[""]}`), "", int64(0), "v1a,x v1,", true)
+	f.Fuzz(func(t *testing.T, body []byte, id string, skew int64, signature string, signIt bool) {
+		rec := &recorder{}
+		h := newTestGeneric(rec, func() time.Time { return genericNow })
+		ts := strconv.FormatInt(genericNow.Unix()+skew, 10)
+		if signIt {
+			signature = sign(genericKey1, id, ts, string(body)) + " " + signature
+		}
+		hdr := map[string]string{"Content-Type": "application/json", "webhook-id": id, "webhook-timestamp": ts, "webhook-signature": signature}
+		fuzzCall(t, h, "POST", "/hook", hdr, body, []int{204, 400, 401, 413}, rec, signIt)
+	})
+}

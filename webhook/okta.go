@@ -1,0 +1,135 @@
+package webhook
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+)
+
+// OktaOptions configures an Okta event hook receiver.
+type OktaOptions struct {
+	// Secrets are the accepted values of the Authorization header, as configured in the event hook
+	// (several during a rotation). Empty entries are ignored, so with none every call is refused.
+	Secrets []string
+	Queue   Enqueuer // required; Enqueue must not block
+	Observe Observer // optional
+	MaxBody int64    // DefaultMaxBody if zero
+	Logger  *slog.Logger
+}
+
+// NewOkta returns the receiver of Okta event hooks. Okta sends no signature, only the static secret
+// in the Authorization header, so every request, the one-time verification GET included, must carry it.
+//
+// GET with x-okta-verification-challenge: 200 {"verification":"<challenge>"}.
+// POST: the group events of the batch enqueue GroupKey("okta", <group id>), a user deactivation
+// enqueues KeyAll (the user may be in any team), other event types are ignored; 204.
+func NewOkta(o OktaOptions) http.Handler {
+	return &okta{receiver: newReceiver(SourceOkta, o.Queue, o.Observe, o.MaxBody, o.Logger), secrets: newSecretSet(o.Secrets)}
+}
+
+type okta struct {
+	receiver
+	secrets secretSet
+}
+
+// maxChallengeLength bounds the echoed challenge; Okta's are a few dozen characters.
+const maxChallengeLength = 1024
+
+// oktaGroupEvents are the event types that concern one group, named by the event's UserGroup target.
+var oktaGroupEvents = map[string]bool{
+	"group.user_membership.add":    true,
+	"group.user_membership.remove": true,
+	"group.lifecycle.create":       true,
+	"group.lifecycle.delete":       true,
+	"group.profile.update":         true,
+}
+
+// oktaDelivery is the part of an event hook delivery the receiver reads. Events need no sorting by
+// published time: they only name keys, and the reconciler reads the current state.
+type oktaDelivery struct {
+	Data struct {
+		Events []struct {
+			EventType string `json:"eventType"`
+			Target    []struct {
+				ID   string `json:"id"`
+				Type string `json:"type"`
+			} `json:"target"`
+		} `json:"events"`
+	} `json:"data"`
+}
+
+func (h *okta) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		h.verify(w, r)
+	case http.MethodPost:
+		h.deliver(w, r)
+	default:
+		h.methodNotAllowed(w, "GET, POST")
+	}
+}
+
+// deliver takes a batch of events.
+func (h *okta) deliver(w http.ResponseWriter, r *http.Request) {
+	if !h.authenticated(w, r) {
+		return
+	}
+	body, ok := h.readJSON(w, r)
+	if !ok {
+		return
+	}
+	var d oktaDelivery
+	if err := json.Unmarshal(body, &d); err != nil {
+		h.fail(w, http.StatusBadRequest, OutcomeBadRequest)
+		return
+	}
+	var ks keySet
+	for _, e := range d.Data.Events {
+		switch {
+		case e.EventType == "user.lifecycle.deactivate":
+			ks.add(KeyAll)
+		case oktaGroupEvents[e.EventType]:
+			key := KeyAll // a group event whose group cannot be told: reconcile everything
+			for _, t := range e.Target {
+				if t.Type == "UserGroup" && validID(t.ID) {
+					key = GroupKey(SourceOkta, t.ID)
+					break
+				}
+			}
+			ks.add(key)
+		}
+	}
+	h.enqueue(r, &ks)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// verify answers Okta's one-time verification GET.
+func (h *okta) verify(w http.ResponseWriter, r *http.Request) {
+	if !h.authenticated(w, r) {
+		return
+	}
+	challenge := r.Header.Get("x-okta-verification-challenge")
+	if challenge == "" || len(challenge) > maxChallengeLength {
+		h.fail(w, http.StatusBadRequest, OutcomeBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// The encoder escapes <, > and &, and the reply is JSON: the echo cannot become markup. A write
+	// error only means Okta is gone.
+	_ = json.NewEncoder(w).Encode(struct {
+		Verification string `json:"verification"`
+	}{challenge})
+	h.observe(h.source, OutcomeVerified)
+	h.log.Info("okta event hook verified", "remote", r.RemoteAddr)
+}
+
+// authenticated checks the Authorization header; on failure it has answered 401.
+func (h *okta) authenticated(w http.ResponseWriter, r *http.Request) bool {
+	if h.secrets.match(r.Header.Get("Authorization")) {
+		return true
+	}
+	h.log.Warn("okta webhook refused: wrong or missing Authorization header", "remote", r.RemoteAddr)
+	h.fail(w, http.StatusUnauthorized, OutcomeUnauthorized)
+	return false
+}

@@ -1,0 +1,194 @@
+// Package webhook holds the IdP webhook receivers (Okta event hooks, Microsoft Graph change
+// notifications, Standard Webhooks signed calls). A webhook is only a trigger: a receiver
+// authenticates the call, enqueues "reconcile group X" (or "reconcile all") and answers at once; the
+// reconciler then re-reads the IdP's API. A forged or replayed call therefore costs at most one extra
+// read, never a wrong change, and the periodic full reconcile makes up for lost calls.
+package webhook
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+)
+
+// Keys of the daemon's work queue, as the controller understands them.
+const KeyAll = "all" // reconcile every team
+
+// GroupKey is the key that reconciles the team(s) of one IdP group; source names the IdP.
+func GroupKey(source, groupID string) string { return "group:" + source + ":" + groupID }
+
+// TeamKey is the key that reconciles one team.
+func TeamKey(name string) string { return "team:" + name }
+
+// Sources, as passed to an Observer and used in GroupKey.
+const (
+	SourceOkta    = "okta"
+	SourceGraph   = "graph"
+	SourceGeneric = "generic"
+)
+
+// Outcomes passed to an Observer.
+const (
+	OutcomeAccepted     = "accepted"     // an authenticated delivery was taken (keys enqueued, possibly none)
+	OutcomeVerified     = "verified"     // a subscription handshake (Okta challenge, Graph validation) was answered
+	OutcomeUnauthorized = "unauthorized" // missing or wrong secret, clientState or signature
+	OutcomeBadRequest   = "bad_request"  // wrong method or content type, unreadable or invalid body
+	OutcomeTooLarge     = "too_large"    // body over MaxBody
+	OutcomeReplay       = "replay"       // a signed call whose webhook-id was already seen
+	OutcomeStale        = "stale"        // a signed call whose webhook-timestamp is out of tolerance
+)
+
+// DefaultMaxBody caps request bodies when an Options' MaxBody is zero.
+const DefaultMaxBody = 1 << 20
+
+// Enqueuer is the daemon's work queue. Enqueue must not block: receivers call it while the IdP waits
+// for the answer (Okta and Graph give up after 3 s), and the queue coalesces duplicate keys anyway.
+type Enqueuer interface{ Enqueue(key string) }
+
+// Observer is told the outcome of every request, for metrics. It is called once per outcome per
+// request: a Graph batch mixing valid and forged items reports both accepted and unauthorized.
+type Observer func(source, outcome string)
+
+// receiver is what the three handlers share.
+type receiver struct {
+	source  string
+	queue   Enqueuer
+	observe Observer
+	maxBody int64
+	log     *slog.Logger
+}
+
+func newReceiver(source string, q Enqueuer, observe Observer, maxBody int64, log *slog.Logger) receiver {
+	if q == nil {
+		panic("webhook: " + source + " receiver needs a queue")
+	}
+	if observe == nil {
+		observe = func(string, string) {}
+	}
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBody
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return receiver{source: source, queue: q, observe: observe, maxBody: maxBody, log: log.With("webhook", source)}
+}
+
+// fail answers status with a fixed message (never anything taken from the request) and reports outcome.
+func (rc receiver) fail(w http.ResponseWriter, status int, outcome string) {
+	rc.observe(rc.source, outcome)
+	http.Error(w, http.StatusText(status), status)
+}
+
+// methodNotAllowed answers 405, naming the allowed methods.
+func (rc receiver) methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	rc.fail(w, http.StatusMethodNotAllowed, OutcomeBadRequest)
+}
+
+// readJSON checks that r carries JSON and reads its body, at most maxBody bytes. On failure it has
+// answered (415, 413 or 400) and returns false.
+func (rc receiver) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		rc.fail(w, http.StatusUnsupportedMediaType, OutcomeBadRequest)
+		return nil, false
+	}
+	if r.ContentLength > rc.maxBody {
+		rc.fail(w, http.StatusRequestEntityTooLarge, OutcomeTooLarge)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rc.maxBody))
+	if err != nil {
+		if tooLarge := new(http.MaxBytesError); errors.As(err, &tooLarge) {
+			rc.fail(w, http.StatusRequestEntityTooLarge, OutcomeTooLarge)
+		} else {
+			rc.fail(w, http.StatusBadRequest, OutcomeBadRequest)
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// enqueue queues ks and reports the delivery as accepted.
+func (rc receiver) enqueue(r *http.Request, ks *keySet) {
+	keys := ks.list()
+	for _, k := range keys {
+		rc.queue.Enqueue(k)
+	}
+	rc.observe(rc.source, OutcomeAccepted)
+	rc.log.Debug("webhook accepted", "keys", keys, "remote", r.RemoteAddr)
+}
+
+// keySet collects the keys of one delivery, each once.
+type keySet struct {
+	all   bool
+	seen  map[string]bool
+	order []string
+}
+
+func (ks *keySet) add(key string) {
+	if key == KeyAll {
+		ks.all = true
+		return
+	}
+	if ks.seen == nil {
+		ks.seen = map[string]bool{}
+	}
+	if !ks.seen[key] {
+		ks.seen[key] = true
+		ks.order = append(ks.order, key)
+	}
+}
+
+// list returns the keys to enqueue: KeyAll alone when present, as it covers every other key.
+func (ks *keySet) list() []string {
+	if ks.all {
+		return []string{KeyAll}
+	}
+	return ks.order
+}
+
+// secretSet holds the SHA-256 digests of the accepted secrets (several during a rotation). Comparing
+// fixed-size digests keeps the comparison constant-time whatever the length of the presented value.
+type secretSet [][sha256.Size]byte
+
+// newSecretSet drops empty secrets, which would otherwise match a missing header.
+func newSecretSet(secrets []string) secretSet {
+	var s secretSet
+	for _, v := range secrets {
+		if v != "" {
+			s = append(s, sha256.Sum256([]byte(v)))
+		}
+	}
+	return s
+}
+
+// match reports whether v is one of the secrets; it checks them all, so timing does not tell which.
+func (s secretSet) match(v string) bool {
+	d := sha256.Sum256([]byte(v))
+	found := 0
+	for i := range s {
+		found |= subtle.ConstantTimeCompare(d[:], s[i][:])
+	}
+	return found == 1
+}
+
+// validID reports whether id (an IdP group id) can go into a queue key: Okta ids and Graph GUIDs
+// are short and made of letters, digits and '-'; anything else is not trusted into a key.
+func validID(id string) bool {
+	if id == "" || len(id) > maxIDLength {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+const maxIDLength = 128

@@ -1,0 +1,178 @@
+package webhook
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	gosync "sync"
+	"testing"
+
+	bsync "github.com/byob-agent/byob-agent/sync"
+)
+
+// recorder is a fake, non-blocking queue and observer.
+type recorder struct {
+	mu       gosync.Mutex
+	keys     []string
+	outcomes []string
+}
+
+func (r *recorder) Enqueue(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keys = append(r.keys, key)
+}
+
+func (r *recorder) observer(source string) Observer {
+	return func(s, outcome string) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if s != source {
+			outcome = "wrong source " + s
+		}
+		r.outcomes = append(r.outcomes, outcome)
+	}
+}
+
+// call is one request to a handler under test.
+type call struct {
+	method      string
+	target      string
+	contentType string
+	header      map[string]string
+	body        string
+	chunked     bool // send no Content-Length, so the size cap must act while reading
+}
+
+func (c call) do(h http.Handler) *httptest.ResponseRecorder {
+	method, target := c.method, c.target
+	if method == "" {
+		method = http.MethodPost
+	}
+	if target == "" {
+		target = "/hook"
+	}
+	var body io.Reader = strings.NewReader(c.body)
+	if c.chunked {
+		body = io.MultiReader(body) // hides the length from NewRequest
+	}
+	req := httptest.NewRequest(method, target, body)
+	if c.contentType != "" {
+		req.Header.Set("Content-Type", c.contentType)
+	}
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+// want is what a call must produce.
+type want struct {
+	status   int
+	keys     []string
+	outcomes []string
+	body     string // expected body, if not empty
+}
+
+func (wt want) check(t *testing.T, w *httptest.ResponseRecorder, rec *recorder, secrets ...string) {
+	t.Helper()
+	if w.Code != wt.status {
+		t.Errorf("status = %d, want %d (body %q)", w.Code, wt.status, w.Body.String())
+	}
+	if !slices.Equal(rec.keys, wt.keys) {
+		t.Errorf("keys = %q, want %q", rec.keys, wt.keys)
+	}
+	if !slices.Equal(rec.outcomes, wt.outcomes) {
+		t.Errorf("outcomes = %q, want %q", rec.outcomes, wt.outcomes)
+	}
+	if wt.body != "" && w.Body.String() != wt.body {
+		t.Errorf("body = %q, want %q", w.Body.String(), wt.body)
+	}
+	for _, s := range secrets {
+		if strings.Contains(w.Body.String(), s) {
+			t.Errorf("response body reveals a secret: %q", w.Body.String())
+		}
+	}
+}
+
+// The controller must understand the keys the receivers enqueue.
+func TestKeysMatchController(t *testing.T) {
+	if KeyAll != bsync.KeyAll {
+		t.Errorf("KeyAll = %q, controller's is %q", KeyAll, bsync.KeyAll)
+	}
+	if got, want := TeamKey("ml"), bsync.TeamKey("ml"); got != want {
+		t.Errorf("TeamKey = %q, controller's is %q", got, want)
+	}
+}
+
+func TestSecretSet(t *testing.T) {
+	s := newSecretSet([]string{"", "one", "two"})
+	for v, want := range map[string]bool{"one": true, "two": true, "": false, "on": false, "one ": false, "three": false} {
+		if got := s.match(v); got != want {
+			t.Errorf("match(%q) = %v, want %v", v, got, want)
+		}
+	}
+	if newSecretSet([]string{""}).match("") {
+		t.Error("an empty secret matched a missing header")
+	}
+}
+
+func TestReplayCache(t *testing.T) {
+	c := newReplayCache(2)
+	steps := []struct {
+		id           string
+		expires, now int64
+		want         bool
+	}{
+		{"a", 100, 0, true},
+		{"a", 100, 50, false},
+		{"b", 200, 50, true},
+		{"c", 300, 60, true},   // full: "a", expiring first, is forgotten
+		{"b", 200, 60, false},  // still remembered
+		{"a", 100, 60, true},   // forgotten early: accepted again (costs one extra reconcile)
+		{"c", 400, 301, true},  // expired, and sent again later
+		{"c", 400, 301, false}, // and remembered again
+	}
+	for i, s := range steps {
+		if got := c.add(s.id, s.expires, s.now); got != s.want {
+			t.Errorf("step %d: add(%q) = %v, want %v", i, s.id, got, s.want)
+		}
+		if len(c.ids) > 2 || len(c.ids) != len(c.byTime) {
+			t.Fatalf("step %d: %d ids, %d heap entries; cap 2", i, len(c.ids), len(c.byTime))
+		}
+	}
+}
+
+func TestNewPanicsWithoutQueue(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("NewOkta without a queue did not panic")
+		}
+	}()
+	NewOkta(OktaOptions{Secrets: []string{"x"}})
+}
+
+// fuzzCall sends one fuzzed request and checks what every receiver promises whatever the input: no
+// panic, a status among allowed, and nothing enqueued unless the request was authenticated.
+func fuzzCall(t *testing.T, h http.Handler, method, target string, header map[string]string, body []byte, allowed []int, rec *recorder, authenticated bool) {
+	req, err := http.NewRequest(method, target, bytes.NewReader(body))
+	if err != nil {
+		return // not a request a server could receive
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if !slices.Contains(allowed, w.Code) {
+		t.Errorf("status %d not in %v", w.Code, allowed)
+	}
+	if len(rec.keys) > 0 && !authenticated {
+		t.Errorf("unauthenticated request enqueued %q", rec.keys)
+	}
+}
