@@ -208,7 +208,7 @@ func (r *Reconciler) applyTeam(ctx context.Context, p TeamPlan) Result {
 	}
 	if !p.Changes() {
 		if p.Waiting {
-			res.Outcome = OutcomeWaiting
+			res.Outcome, res.RetryAt = OutcomeWaiting, p.RetryAt
 		}
 		return res
 	}
@@ -448,6 +448,11 @@ func (t *teamRun) fail(ctx context.Context, s Step, err error) Result {
 	msg := err.Error()
 	if s != "" {
 		msg = fmt.Sprintf("%s: %s", s, msg)
+	}
+	if ctx.Err() != nil {
+		// Interrupted (shutdown), not failed: the next run retries at once, without backoff.
+		attempts, next = t.rec.Attempts, t.r.now().UTC()
+		msg = "interrupted: " + msg
 	}
 	t.log.Error("team failed", "step", s, "attempt", attempts, "next_retry", next, "error", msg)
 	// The context may be what failed; the record must still land.

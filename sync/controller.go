@@ -70,7 +70,7 @@ func (c *Controller) process(ctx context.Context, key string) {
 	}
 	c.Queue.Forget(key)
 	for _, r := range results {
-		if r.Outcome == OutcomeFailed && !r.RetryAt.IsZero() {
+		if (r.Outcome == OutcomeFailed || r.Outcome == OutcomeWaiting) && !r.RetryAt.IsZero() {
 			c.Queue.AddAfter(TeamKey(r.Team), time.Until(r.RetryAt))
 		}
 	}

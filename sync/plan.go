@@ -43,6 +43,8 @@ type TeamPlan struct {
 	// Waiting says the team is held back: backing off after a failure, or waiting for its bucket to be
 	// registered with W&B.
 	Waiting bool `json:"waiting,omitempty"`
+	// RetryAt is when a team backing off after a failure may be tried again.
+	RetryAt time.Time `json:"retryAt,omitzero"`
 	// Drift lists the bucket settings found wrong when the plan inspected drift.
 	Drift []bucketfactory.CheckResult `json:"drift,omitempty"`
 
@@ -196,7 +198,7 @@ func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPl
 	}
 
 	if in.RespectBackoff && r != nil && r.NextRetry.After(in.Now) {
-		p.Waiting = true
+		p.Waiting, p.RetryAt = true, r.NextRetry
 		p.Note = fmt.Sprintf("waiting until %s to retry after: %s", r.NextRetry.UTC().Format(time.RFC3339), r.LastError)
 		return p
 	}

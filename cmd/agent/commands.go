@@ -10,10 +10,13 @@ import (
 	"sort"
 	"text/tabwriter"
 
+	"log/slog"
+	"net/http"
 	gosync "sync"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/config"
+	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim"
 	"github.com/byob-agent/byob-agent/state"
 	bsync "github.com/byob-agent/byob-agent/sync"
@@ -63,7 +66,11 @@ func openAgentState(ctx context.Context, g *globals, stderr io.Writer, so state.
 	if err != nil {
 		return nil, err
 	}
-	return &agent{cfg: cfg, db: db, factories: map[string]bucketfactory.Factory{}}, nil
+	return newAgent(cfg, db), nil
+}
+
+func newAgent(cfg *config.Config, db *state.DB) *agent {
+	return &agent{cfg: cfg, db: db, factories: map[string]bucketfactory.Factory{}}
 }
 
 // factory returns the storage factory of a profile, building it once.
@@ -95,38 +102,48 @@ func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error
 	if err != nil {
 		return nil, err
 	}
+	if a.rec, err = a.reconciler(ctx, log, nil); err != nil {
+		a.db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// reconciler builds the W&B client and every profile's factory. With m, W&B requests are measured.
+func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Metrics) (*bsync.Reconciler, error) {
 	cfg := a.cfg
-	wandb, err := scim.NewClient(scim.Options{
+	o := scim.Options{
 		BaseURL:   cfg.Wandb.SCIMURL,
 		Auth:      scim.AuthMode(cfg.Wandb.Auth.Mode),
 		Username:  cfg.Wandb.Auth.Username,
 		APIKey:    cfg.Wandb.Auth.APIKey.Reveal(),
 		Timeout:   cfg.Wandb.Timeout,
 		UserAgent: "byob-agent/" + version,
-	})
+	}
+	if m != nil {
+		o.HTTPClient = &http.Client{Transport: m.Transport("wandb", nil)}
+	}
+	wandb, err := scim.NewClient(o)
 	if err != nil {
-		a.db.Close()
 		return nil, &exitError{code: 2, err: fmt.Errorf("W&B client: %w", err)}
 	}
 	profiles := make(map[string]bsync.Profile)
 	for _, name := range cfg.ProfileNames() {
 		f, err := a.factory(ctx, name)
 		if err != nil {
-			a.db.Close()
 			return nil, &exitError{code: 2, err: err}
 		}
 		p, _ := cfg.Profile(name)
 		profiles[name] = bsync.Profile{Factory: f, AdoptExisting: p.AdoptExisting, RequireRegistered: p.RequireRegistered}
 	}
-	a.rec = &bsync.Reconciler{
+	return &bsync.Reconciler{
 		Store:         a.db,
 		WandB:         wandb,
 		Profiles:      profiles,
 		Concurrency:   cfg.Sync.Concurrency,
 		DriftInterval: cfg.Sync.DriftCheckInterval,
 		Logger:        log,
-	}
-	return a, nil
+	}, nil
 }
 
 // withAgent parses a command's flags, opens the agent, runs fn and closes the state.

@@ -18,9 +18,10 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-const usage = `byob-agent: bring-your-own-bucket W&B teams, provisioned from a YAML file.
+const usage = `byob-agent: bring-your-own-bucket W&B teams, provisioned from a YAML file and SCIM pushes.
 
 Usage:
+  byob-agent run     [--config FILE]                the daemon: HTTP (SCIM, webhooks, health, metrics), schedule, workers
   byob-agent plan    [--config FILE] [--json]       what sync would do; changes nothing
   byob-agent sync    [--config FILE] [--json]       create and verify buckets, create W&B teams, once
   byob-agent state ls     [--config FILE] [--json] every team the state knows, with its phase
@@ -109,6 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, stdout, stderr)
 	case "plan":
 		return cmdPlan(ctx, rest, stdout, stderr)
 	case "sync":

@@ -1,0 +1,414 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/byob-agent/byob-agent/config"
+	"github.com/byob-agent/byob-agent/metrics"
+	"github.com/byob-agent/byob-agent/scim/server"
+	"github.com/byob-agent/byob-agent/state"
+	bsync "github.com/byob-agent/byob-agent/sync"
+	"github.com/byob-agent/byob-agent/team"
+	"github.com/byob-agent/byob-agent/webhook"
+)
+
+// daemon is `byob-agent run`: one HTTP listener, a work queue fed by the schedule, webhooks and SCIM
+// writes, and workers that reconcile.
+type daemon struct {
+	log     *slog.Logger
+	path    string // configuration file, read again on SIGHUP
+	db      *state.DB
+	metrics *metrics.Metrics
+	queue   *bsync.Queue
+
+	world   atomic.Pointer[world] // swapped whole on reload
+	handler atomic.Pointer[http.Handler]
+
+	mu       gosync.Mutex
+	cron     *cron.Cron
+	enqueued map[string]enqueue // first enqueue of a key still waiting, for the latency metric
+
+	lastOK  atomic.Int64 // unix nanos of the last reconcile that reached W&B
+	lastErr atomic.Pointer[string]
+}
+
+// world is everything built from one configuration.
+type world struct {
+	cfg *config.Config
+	rec *bsync.Reconciler
+}
+
+type enqueue struct {
+	source string
+	at     time.Time
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	g := &globals{}
+	fs := newFlagSet("run", stderr, g)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2, err: errors.New("")}
+	}
+	formatSet := false
+	fs.Visit(func(f *flag.Flag) { formatSet = formatSet || f.Name == "log-format" })
+	if !formatSet {
+		g.logFormat = "json" // a daemon's logs go to a collector
+	}
+	log, err := g.logger(stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(g.config)
+	if err != nil {
+		return err
+	}
+	db, err := state.Open(cfg.State.Path, state.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[string]enqueue{}}
+	d.queue = bsync.NewQueue(bsync.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
+	w, err := d.build(ctx, cfg)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	d.world.Store(w)
+	return d.serve(ctx)
+}
+
+// build makes the reconciler and HTTP handlers of one configuration.
+func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) {
+	rec, err := newAgent(cfg, d.db).reconciler(ctx, d.log, d.metrics)
+	if err != nil {
+		return nil, err
+	}
+	rec.OnStep = func(s bsync.Step, err error) {
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+		}
+		d.metrics.Steps.WithLabelValues(string(s), outcome).Inc()
+	}
+	h, err := d.routes(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.handler.Store(&h)
+	return &world{cfg: cfg, rec: rec}, nil
+}
+
+func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", d.readyz)
+	mux.Handle("GET /metrics", d.metrics.Handler())
+	observe := func(source string) webhook.Observer {
+		return func(_, outcome string) { d.metrics.Webhooks.WithLabelValues(source, outcome).Inc() }
+	}
+	if s := cfg.SCIM; s != nil {
+		h, err := server.New(server.Options{
+			BaseURL:  strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/scim/v2",
+			Tokens:   reveal(s.Tokens),
+			Store:    d.db,
+			OnChange: func(groupID string) { d.enqueue("scim", "group:scim:"+groupID) },
+			Logger:   d.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("SCIM endpoint: %w", err)
+		}
+		mux.Handle("/scim/v2/", h)
+	}
+	if o := cfg.Webhooks.Okta; o != nil {
+		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Logger: d.log}))
+	}
+	if gr := cfg.Webhooks.Graph; gr != nil {
+		mux.Handle("/webhooks/graph", webhook.NewGraph(webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log}))
+	}
+	if gen := cfg.Webhooks.Generic; gen != nil {
+		secrets := make([][]byte, len(gen.Secrets))
+		for i, s := range gen.Secrets {
+			secrets[i] = []byte(s.Reveal())
+		}
+		mux.Handle("/webhooks/generic", webhook.NewGeneric(webhook.GenericOptions{Secrets: secrets, Tolerance: gen.Tolerance, Queue: d.enqueuer("generic"), Observe: observe("generic"), Logger: d.log}))
+	}
+	return mux, nil
+}
+
+func reveal(secrets []config.Secret) []string {
+	out := make([]string, len(secrets))
+	for i, s := range secrets {
+		out[i] = s.Reveal()
+	}
+	return out
+}
+
+// enqueuer adapts the queue for one webhook source.
+type enqueuerFunc func(key string)
+
+func (f enqueuerFunc) Enqueue(key string) { f(key) }
+
+func (d *daemon) enqueuer(source string) webhook.Enqueuer {
+	return enqueuerFunc(func(key string) { d.enqueue(source, key) })
+}
+
+// enqueue adds a key and remembers when the first still-waiting request for it came.
+func (d *daemon) enqueue(source, key string) {
+	d.mu.Lock()
+	if _, ok := d.enqueued[key]; !ok {
+		d.enqueued[key] = enqueue{source: source, at: time.Now()}
+	}
+	d.mu.Unlock()
+	d.queue.Add(key)
+}
+
+func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
+	last := d.lastOK.Load()
+	switch msg := d.lastErr.Load(); {
+	case last == 0 && msg == nil:
+		http.Error(w, "starting: the first reconcile has not finished", http.StatusServiceUnavailable)
+	case msg != nil:
+		http.Error(w, "the last reconcile failed: "+*msg, http.StatusServiceUnavailable)
+	default:
+		fmt.Fprintln(w, "ok")
+	}
+}
+
+// desired is every team wanted now: the configuration's, and the SCIM-pushed groups the rule maps.
+func (d *daemon) desired(ctx context.Context) ([]team.Team, error) {
+	cfg := d.world.Load().cfg
+	teams := cfg.DesiredTeams()
+	if cfg.SCIM == nil {
+		return teams, nil
+	}
+	groups, err := d.db.SCIMGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	claimed := make(map[string]bool, len(teams))
+	for _, t := range teams {
+		claimed[t.Name] = true
+	}
+	for _, g := range groups {
+		if g.Deleted {
+			continue
+		}
+		name, ok, err := cfg.SCIM.TeamName(g.DisplayName)
+		if !ok {
+			continue
+		}
+		if err != nil {
+			d.log.Warn("pushed group cannot become a team", "group", g.DisplayName, "error", err)
+			continue
+		}
+		if claimed[name] {
+			d.log.Warn("team is claimed by the configuration and by a SCIM group; the configuration wins", "team", name, "group", g.DisplayName)
+			continue
+		}
+		st, err := cfg.Storage(cfg.SCIM.Profile, name)
+		if err != nil {
+			d.log.Warn("pushed group cannot become a team", "team", name, "group", g.DisplayName, "error", err)
+			continue
+		}
+		claimed[name] = true
+		teams = append(teams, team.Team{Name: name, Profile: cfg.SCIM.Profile, Source: "scim", Storage: st})
+	}
+	return teams, nil
+}
+
+// resolve maps "group:scim:<id>" to the team of that group (deleted groups too: the team is orphaned).
+func (d *daemon) resolve(ctx context.Context, key string) ([]string, bool) {
+	id, ok := strings.CutPrefix(key, "group:scim:")
+	cfg := d.world.Load().cfg
+	if !ok || cfg.SCIM == nil {
+		return nil, false // IdP group keys: the sources that read groups come later; reconcile all
+	}
+	groups, err := d.db.SCIMGroups(ctx)
+	if err != nil {
+		return nil, false
+	}
+	for _, g := range groups {
+		if g.ID == id {
+			if name, ok, err := cfg.SCIM.TeamName(g.DisplayName); ok && err == nil {
+				return []string{name}, true
+			}
+			return nil, true // not a team group: nothing to do
+		}
+	}
+	return nil, false
+}
+
+func (d *daemon) serve(ctx context.Context) error {
+	cfg := d.world.Load().cfg
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*d.handler.Load()).ServeHTTP(w, r) }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() {
+		if cfg.Server.TLSCertFile != "" {
+			served <- srv.ServeTLS(ln, cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+	d.log.Info("listening", "addr", ln.Addr().String(), "tls", cfg.Server.TLSCertFile != "")
+
+	if err := d.schedule(cfg.Schedule); err != nil {
+		return err
+	}
+	d.queue.Add(bsync.KeyAll) // the first full reconcile runs at start
+
+	ctl := &bsync.Controller{
+		Queue:       d.queue,
+		Reconciler:  func() *bsync.Reconciler { return d.world.Load().rec },
+		Desired:     d.desired,
+		Resolve:     d.resolve,
+		Workers:     cfg.Workers,
+		Logger:      d.log,
+		OnReconcile: d.reconciled,
+	}
+	getCtx, stopGetting := context.WithCancel(context.Background())
+	work, cutWork := context.WithCancel(context.Background())
+	defer cutWork()
+	workersDone := make(chan struct{})
+	go func() { ctl.Run(getCtx, work); close(workersDone) }()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			d.reload(ctx)
+			continue
+		case err := <-served:
+			stopGetting()
+			<-workersDone
+			return fmt.Errorf("serve: %w", err)
+		case <-ctx.Done():
+		}
+		break
+	}
+
+	timeout := d.world.Load().cfg.Server.ShutdownTimeout
+	d.log.Info("shutting down: finishing reconciles in flight", "timeout", timeout.String())
+	d.mu.Lock()
+	d.cron.Stop()
+	d.mu.Unlock()
+	shutCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		d.log.Warn("HTTP shutdown", "error", err)
+	}
+	stopGetting()
+	select {
+	case <-workersDone:
+	case <-shutCtx.Done():
+		d.log.Warn("reconciles still running at the shutdown timeout: cutting them short (each step is checkpointed)")
+		cutWork()
+		<-workersDone
+	}
+	d.log.Info("stopped")
+	return nil
+}
+
+// schedule (re)starts the cron that enqueues full reconciles.
+func (d *daemon) schedule(spec string) error {
+	c := cron.New()
+	if _, err := c.AddFunc(spec, func() { d.queue.Add(bsync.KeyAll) }); err != nil {
+		return fmt.Errorf("schedule %q: %w", spec, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cron != nil {
+		d.cron.Stop()
+	}
+	d.cron = c
+	c.Start()
+	return nil
+}
+
+// reload applies a valid new configuration; an invalid one is logged and the old one kept.
+func (d *daemon) reload(ctx context.Context) {
+	old := d.world.Load().cfg
+	cfg, err := loadConfig(d.path)
+	if err == nil && cfg.State.Path != old.State.Path {
+		err = fmt.Errorf("state.path changed from %s to %s: that needs a restart", old.State.Path, cfg.State.Path)
+	}
+	if err == nil && cfg.Server != old.Server {
+		err = fmt.Errorf("server settings changed: they need a restart")
+	}
+	var w *world
+	if err == nil {
+		w, err = d.build(ctx, cfg)
+	}
+	if err == nil {
+		err = d.schedule(cfg.Schedule)
+	}
+	if err != nil {
+		d.log.Error("configuration reload failed; keeping the running configuration", "file", d.path, "error", err)
+		return
+	}
+	d.world.Store(w)
+	d.log.Info("configuration reloaded", "file", d.path, "teams", len(cfg.DesiredTeams()))
+	d.queue.Add(bsync.KeyAll)
+}
+
+// reconciled records the end of a reconcile: readiness, metrics, webhook latency.
+func (d *daemon) reconciled(key string, results []bsync.Result, err error, took time.Duration) {
+	kind, _, _ := strings.Cut(key, ":")
+	result := "ok"
+	if err != nil {
+		result = "error"
+		msg := err.Error()
+		d.lastErr.Store(&msg)
+	} else {
+		d.lastErr.Store(nil)
+		d.lastOK.Store(time.Now().UnixNano())
+	}
+	d.metrics.Reconciles.WithLabelValues(kind, result).Inc()
+	d.mu.Lock()
+	if e, ok := d.enqueued[key]; ok {
+		delete(d.enqueued, key)
+		d.metrics.WebhookToSynced.WithLabelValues(e.source).Observe(time.Since(e.at).Seconds())
+	}
+	d.mu.Unlock()
+	if recs, err := d.db.List(context.Background()); err == nil {
+		d.metrics.TeamsByPhase.Reset()
+		for _, r := range recs {
+			d.metrics.TeamsByPhase.WithLabelValues(r.Status()).Inc()
+		}
+	}
+	d.log.Info("reconciled", "key", key, "teams", len(results), "took", took.String(), "error", errString(err))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
