@@ -255,7 +255,9 @@ func TestDaemon(t *testing.T) {
 	}
 }
 
-func urlQuery(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, " ", "%20"), `"`, "%22") }
+func urlQuery(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, " ", "%20"), `"`, "%22")
+}
 
 // jsonField returns the string value after the first occurrence of prefix.
 func jsonField(body, prefix string) string {
