@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -45,17 +46,9 @@ func (u users) GetAll(r *http.Request, p scim.ListRequestParams) (scim.Page, err
 		return scim.Page{}, u.h.fail(r.Context(), "list users", "", err)
 	}
 	match := filterFrom(r.Context())
-	var hits []state.SCIMUser
-	for _, user := range all {
-		if match(withID(user.Attributes, user.ID)) {
-			hits = append(hits, user)
-		}
-	}
-	page := scim.Page{TotalResults: len(hits), Resources: []scim.Resource{}}
-	for _, user := range pageOf(hits, p) {
-		page.Resources = append(page.Resources, userResource(r, user))
-	}
-	return page, nil
+	return listPage(all, p,
+		func(user state.SCIMUser) bool { return match(withID(user.Attributes, user.ID)) },
+		func(user state.SCIMUser) scim.Resource { return userResource(r, user) }), nil
 }
 
 func (u users) Replace(r *http.Request, id string, attrs scim.ResourceAttributes) (scim.Resource, error) {
@@ -180,17 +173,9 @@ func (g groups) GetAll(r *http.Request, p scim.ListRequestParams) (scim.Page, er
 		return scim.Page{}, g.h.fail(r.Context(), "list groups", "", err)
 	}
 	match := filterFrom(r.Context())
-	var hits []state.SCIMGroup
-	for _, group := range all {
-		if !group.Deleted && match(withID(groupAttrs(group), group.ID)) {
-			hits = append(hits, group)
-		}
-	}
-	page := scim.Page{TotalResults: len(hits), Resources: []scim.Resource{}}
-	for _, group := range pageOf(hits, p) {
-		page.Resources = append(page.Resources, g.h.groupResource(r, group))
-	}
-	return page, nil
+	return listPage(all, p,
+		func(group state.SCIMGroup) bool { return !group.Deleted && match(withID(groupAttrs(group), group.ID)) },
+		func(group state.SCIMGroup) scim.Resource { return g.h.groupResource(r, group) }), nil
 }
 
 func (g groups) Replace(r *http.Request, id string, attrs scim.ResourceAttributes) (scim.Resource, error) {
@@ -368,17 +353,24 @@ func meta(created, modified time.Time, version uint64) scim.Meta {
 	return scim.Meta{Created: &created, LastModified: &modified, Version: fmt.Sprintf(`W/"%d"`, version)}
 }
 
+// withID is a resource as filters see it: its attributes and its id.
 func withID(attrs map[string]any, id string) map[string]any {
-	m := make(map[string]any, len(attrs)+1)
-	for k, v := range attrs {
-		m[k] = v
+	m := maps.Clone(attrs)
+	if m == nil {
+		m = map[string]any{}
 	}
 	m["id"] = id
 	return m
 }
 
-// pageOf applies startIndex (1-based) and count, which the library already clamped.
-func pageOf[T any](items []T, p scim.ListRequestParams) []T {
-	start := min(max(p.StartIndex, 1)-1, len(items))
-	return items[start:min(start+max(p.Count, 0), len(items))]
+// listPage keeps the matching items and renders the requested page: startIndex is 1-based,
+// count at most the page size (the library clamped both); totalResults counts every match.
+func listPage[T any](items []T, p scim.ListRequestParams, keep func(T) bool, render func(T) scim.Resource) scim.Page {
+	hits := slices.DeleteFunc(items, func(x T) bool { return !keep(x) })
+	start := min(max(p.StartIndex, 1)-1, len(hits))
+	page := scim.Page{TotalResults: len(hits), Resources: []scim.Resource{}}
+	for _, x := range hits[start:min(start+max(p.Count, 0), len(hits))] {
+		page.Resources = append(page.Resources, render(x))
+	}
+	return page
 }

@@ -123,9 +123,16 @@ func filterFrom(ctx context.Context) predicate {
 	return func(map[string]any) bool { return true }
 }
 
+// maxFilter bounds a filter's length: IdPs send a few dozen bytes, and parsing takes time in
+// proportion (tens of microseconds a byte for nested parentheses).
+const maxFilter = 2048
+
 // parseFilter compiles a filter. Any filter it cannot evaluate exactly is an error, answered as
 // 400 invalidFilter.
 func (s scope) parseFilter(text string) (predicate, error) {
+	if len(text) > maxFilter {
+		return nil, fmt.Errorf("filter longer than %d bytes", maxFilter)
+	}
 	e, err := filter.ParseFilter([]byte(text))
 	if err != nil {
 		var ok bool

@@ -188,8 +188,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rest == "/Groups" {
 			sc = groupScope
 		}
+		if !list {
+			writeError(w, scimerr.ScimErrorInvalidFilter)
+			return
+		}
 		pred, err := sc.parseFilter(f)
-		if !list || err != nil {
+		if err != nil {
 			writeError(w, scimerr.ScimErrorInvalidFilter)
 			return
 		}

@@ -418,6 +418,16 @@ func TestPutAndETags(t *testing.T) {
 	if g.Header.Get("Etag") != `W/"1"` {
 		t.Fatalf("group ETag %q", g.Header.Get("Etag"))
 	}
+	// PUT replaces the whole group, members included.
+	member := e.createUser("member")
+	e.takeChanges()
+	g = e.mustCode(e.do("PUT", "/Groups/"+gid, map[string]any{"schemas": []string{groupURN}, "displayName": "team-2", "members": members(member)}, "If-Match", `W/"1"`), 200)
+	if got := e.group(gid); got.DisplayName != "team-2" || !slices.Equal(got.MemberIDs, []string{member}) || g.Header.Get("Etag") != `W/"2"` {
+		t.Fatalf("PUT group: %+v", got)
+	}
+	if c := e.takeChanges(); !slices.Equal(c, []string{gid}) {
+		t.Fatalf("OnChange %v", c)
+	}
 }
 
 func TestFilters(t *testing.T) {
@@ -461,6 +471,7 @@ func TestFilters(t *testing.T) {
 		{"wrong type", "/Users", `userName eq 5`, nil, 400},
 		{"syntax", "/Users", `userName eq`, nil, 400},
 		{"group attribute on users", "/Users", `displayName eq "x" and members eq "y"`, nil, 400},
+		{"too long", "/Users", strings.Repeat("(", 2000) + `userName eq "a"` + strings.Repeat(")", 2000), nil, 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := e.in(t)
@@ -790,6 +801,10 @@ func TestDeleteGroupKeepsRecordForDaemon(t *testing.T) {
 	e := newEnv(t)
 	uid := e.createUser("u")
 	gid := e.createGroup("team", uid)
+	dup := e.mustCode(e.do("POST", "/Groups", map[string]any{"schemas": []string{groupURN}, "displayName": "TEAM"}), 409)
+	if dup.Body["scimType"] != "uniqueness" {
+		t.Fatalf("duplicate group: %s", dup.Raw)
+	}
 	e.takeChanges()
 	e.mustCode(e.do("DELETE", "/Groups/"+gid, nil), 204)
 	if c := e.takeChanges(); !slices.Equal(c, []string{gid}) {
