@@ -23,7 +23,14 @@ const oktaSecret = "okta-hook-secret-0123456789"
 type daemonProc struct {
 	cmd    *exec.Cmd
 	base   string
-	stderr *bytes.Buffer
+	stderr *lockedWriter
+}
+
+// logs is what the daemon wrote to stderr so far.
+func (d *daemonProc) logs() string {
+	d.stderr.mu.Lock()
+	defer d.stderr.mu.Unlock()
+	return d.stderr.w.String()
 }
 
 func freePort(t *testing.T) int {
@@ -76,8 +83,8 @@ func (e *e2e) startDaemon(port int) *daemonProc {
 	cmd.Dir = e.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TEST_WANDB_KEY=" + apiKey, "TEST_S3_SECRET=" + backends.SecretKey,
 		"TEST_SCIM_TOKEN=" + scimToken, "TEST_OKTA_SECRET=" + oktaSecret}
-	d := &daemonProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &bytes.Buffer{}}
-	cmd.Stderr = &lockedWriter{w: d.stderr}
+	d := &daemonProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &lockedWriter{w: &bytes.Buffer{}}}
+	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -86,7 +93,7 @@ func (e *e2e) startDaemon(port int) *daemonProc {
 		cmd.Process.Kill()
 		cmd.Wait()
 		for _, s := range []string{apiKey, backends.SecretKey, scimToken, oktaSecret} {
-			if strings.Contains(d.stderr.String(), s) {
+			if strings.Contains(d.logs(), s) {
 				e.t.Error("the daemon logged a secret")
 			}
 		}
@@ -248,10 +255,10 @@ func TestDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := d.cmd.Wait(); err != nil {
-		t.Errorf("exit after SIGTERM: %v\n%s", err, d.stderr.String())
+		t.Errorf("exit after SIGTERM: %v\n%s", err, d.logs())
 	}
-	if !strings.Contains(d.stderr.String(), `"msg":"stopped"`) {
-		t.Errorf("no clean stop logged:\n%s", d.stderr.String())
+	if !strings.Contains(d.logs(), `"msg":"stopped"`) {
+		t.Errorf("no clean stop logged:\n%s", d.logs())
 	}
 }
 
@@ -285,7 +292,7 @@ func TestDaemonReloadAndInterruptedShutdown(t *testing.T) {
 	}
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the failed reload to be logged", func() bool {
-		return strings.Contains(d.stderr.String(), "configuration reload failed; keeping the running configuration")
+		return strings.Contains(d.logs(), "configuration reload failed; keeping the running configuration")
 	})
 	if code, _ := d.do(t, http.MethodGet, "/readyz", "", ""); code != http.StatusOK {
 		t.Errorf("readyz after a failed reload: %d", code)
@@ -319,8 +326,8 @@ func TestDaemonReloadAndInterruptedShutdown(t *testing.T) {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 	close(hang)
-	if !strings.Contains(d.stderr.String(), "cutting them short") {
-		t.Errorf("the shutdown did not have to cut the reconcile short:\n%s", d.stderr.String())
+	if !strings.Contains(d.logs(), "cutting them short") {
+		t.Errorf("the shutdown did not have to cut the reconcile short:\n%s", d.logs())
 	}
 	backends.SetS3Fault(nil)
 	if e.hasTeam(e.team("late")) {
