@@ -2,12 +2,21 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -23,6 +32,7 @@ const oktaSecret = "okta-hook-secret-0123456789"
 type daemonProc struct {
 	cmd    *exec.Cmd
 	base   string
+	client *http.Client
 	stderr *lockedWriter
 }
 
@@ -79,11 +89,16 @@ teams:
 
 func (e *e2e) startDaemon(port int) *daemonProc {
 	e.t.Helper()
+	return e.startDaemonWith(fmt.Sprintf("http://127.0.0.1:%d", port), http.DefaultClient)
+}
+
+func (e *e2e) startDaemonWith(base string, client *http.Client) *daemonProc {
+	e.t.Helper()
 	cmd := exec.Command(agentBin, "run", "--config", e.config)
 	cmd.Dir = e.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TEST_WANDB_KEY=" + apiKey, "TEST_S3_SECRET=" + backends.SecretKey,
 		"TEST_SCIM_TOKEN=" + scimToken, "TEST_OKTA_SECRET=" + oktaSecret}
-	d := &daemonProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &lockedWriter{w: &bytes.Buffer{}}}
+	d := &daemonProc{cmd: cmd, base: base, client: client, stderr: &lockedWriter{w: &bytes.Buffer{}}}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -99,7 +114,7 @@ func (e *e2e) startDaemon(port int) *daemonProc {
 		}
 	})
 	waitFor(e.t, "the daemon to be ready", func() bool {
-		resp, err := http.Get(d.base + "/readyz")
+		resp, err := d.client.Get(d.base + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -144,7 +159,7 @@ func (d *daemonProc) do(t *testing.T, method, path, auth, body string) (int, str
 	if body != "" {
 		req.Header.Set("Content-Type", "application/scim+json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,4 +364,60 @@ func TestDaemonReloadAndInterruptedShutdown(t *testing.T) {
 	if code, _ := d2.do(t, http.MethodGet, "/readyz", "", ""); code != http.StatusOK {
 		t.Errorf("readyz after restart: %d", code)
 	}
+}
+
+func TestDaemonServesTLS(t *testing.T) {
+	e := newE2E(t)
+	port := freePort(t)
+	e.writeDaemonConfig(port)
+	certPEM, keyPEM := selfSignedCert(t)
+	certFile, keyFile := filepath.Join(e.dir, "tls.crt"), filepath.Join(e.dir, "tls.key")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(e.config)
+	cfg := strings.Replace(string(raw), "  shutdownTimeout: 3s\n", "  shutdownTimeout: 3s\n  tlsCertFile: tls.crt\n  tlsKeyFile: tls.key\n", 1)
+	cfg = strings.Replace(cfg, fmt.Sprintf("baseURL: http://127.0.0.1:%d", port), fmt.Sprintf("baseURL: https://127.0.0.1:%d", port), 1)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	d := e.startDaemonWith(fmt.Sprintf("https://127.0.0.1:%d", port), client)
+	if code, body := d.do(t, http.MethodGet, "/scim/v2/ServiceProviderConfig", "Bearer "+scimToken, ""); code != http.StatusOK {
+		t.Errorf("SCIM over TLS: %d %s", code, body)
+	}
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("plain HTTP answered on the TLS listener")
+		}
+	}
+}
+
+// selfSignedCert returns a certificate and key for 127.0.0.1.
+func selfSignedCert(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "byob-agent test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
