@@ -140,24 +140,10 @@ func (e *AzureEnv) startOnce(ctx context.Context, bin string, storage []string, 
 
 // waitForAzurite polls until the Blob service returns its properties (Node starts in about a second).
 func waitForAzurite(ctx context.Context, c *child, client *azblob.Client) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var lastErr error
-	for {
-		callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, lastErr = client.ServiceClient().GetProperties(callCtx, nil)
-		cancel()
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-c.done:
-			return c.exitError()
-		case <-ctx.Done():
-			return fmt.Errorf("wait for Azurite to answer: %w (last error: %v)", ctx.Err(), lastErr)
-		case <-tick.C:
-		}
-	}
+	return c.waitReady(ctx, "Azurite", 100*time.Millisecond, func(ctx context.Context) error {
+		_, err := client.ServiceClient().GetProperties(ctx, nil)
+		return err
+	})
 }
 
 // Close stops the proxy and Azurite. It is safe to call on a partly started environment.

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os/exec"
@@ -125,4 +126,25 @@ func (f *firstLine) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// waitReady polls probe every interval until it succeeds, the child exits, or ctx ends.
+func (c *child) waitReady(ctx context.Context, what string, interval time.Duration, probe func(context.Context) error) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		lastErr := probe(callCtx)
+		cancel()
+		if lastErr == nil {
+			return nil
+		}
+		select {
+		case <-c.done:
+			return c.exitError()
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to answer: %w (last error: %v)", what, ctx.Err(), lastErr)
+		case <-tick.C:
+		}
+	}
 }

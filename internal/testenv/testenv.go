@@ -243,24 +243,10 @@ func (e *S3Env) startWeedOnce(ctx context.Context, bin, dir, conf string, logs i
 // waitForS3 polls until S3 lists buckets: the gateway answers only once master, volume and filer are up
 // (about 4 s).
 func waitForS3(ctx context.Context, c *child, client *s3.Client) error {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	var lastErr error
-	for {
-		callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, lastErr = client.ListBuckets(callCtx, &s3.ListBucketsInput{})
-		cancel()
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-c.done:
-			return c.exitError()
-		case <-ctx.Done():
-			return fmt.Errorf("wait for S3 to answer: %w (last error: %v)", ctx.Err(), lastErr)
-		case <-tick.C:
-		}
-	}
+	return c.waitReady(ctx, "S3", 200*time.Millisecond, func(ctx context.Context) error {
+		_, err := client.ListBuckets(ctx, &s3.ListBucketsInput{})
+		return err
+	})
 }
 
 // s3Config is SeaweedFS's s3.json: two identities and an AWS-type KMS provider pointing at kmsd through
