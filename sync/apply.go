@@ -203,6 +203,10 @@ type teamRun struct {
 func (r *Reconciler) applyTeam(ctx context.Context, p TeamPlan) Result {
 	log := r.logger().With("team", p.Team)
 	res := Result{Team: p.Team, Outcome: OutcomeUnchanged, Detail: p.Summary()}
+	if ctx.Err() != nil && p.Changes() {
+		// Shutting down: a team not yet started is left as it is, not marked as failed.
+		return Result{Team: p.Team, Outcome: OutcomeWaiting, Detail: "not started: " + ctx.Err().Error()}
+	}
 	if p.Conflict != "" && !p.Changes() {
 		return Result{Team: p.Team, Outcome: OutcomeConflict, Detail: p.Conflict} // already recorded
 	}
@@ -271,6 +275,9 @@ func (t *teamRun) result() Result {
 func (t *teamRun) update(ctx context.Context, fn func(*state.Record)) error {
 	rec, err := t.r.Store.Update(ctx, t.p.Team, func(rec *state.Record) error {
 		fn(rec)
+		if rec.Phase == "" {
+			rec.Phase = state.PhaseDesired
+		}
 		if t.p.desired != nil {
 			rec.Profile, rec.Source = t.p.desired.Profile, t.p.desired.Source
 		}

@@ -522,3 +522,21 @@ func TestStorageBucketPerProvider(t *testing.T) {
 		}
 	}
 }
+
+func TestCancelledApplyLeavesUnstartedTeamsAlone(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	plans, err := e.rec.Plan(t.Context(), teams("a", "b"), PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.rec.Apply(ctx, plans) {
+		if r.Outcome != OutcomeWaiting {
+			t.Errorf("%s: %+v", r.Team, r)
+		}
+	}
+	if recs, _ := e.store.List(t.Context()); len(recs) != 0 {
+		t.Errorf("a cancelled apply wrote %d records", len(recs))
+	}
+}

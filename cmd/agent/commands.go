@@ -229,6 +229,9 @@ func syncOnce(ctx context.Context, a *agent, g *globals, stdout io.Writer) error
 	if bad > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d of %d teams failed or are in conflict (see above; `byob-agent state show TEAM` has details)", bad, len(results))}
 	}
+	if err := ctx.Err(); err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("interrupted: teams not started were left as they were; run sync again")}
+	}
 	return nil
 }
 
