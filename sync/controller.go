@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/byob-agent/byob-agent/team"
@@ -32,6 +35,11 @@ type Controller struct {
 	Logger  *slog.Logger
 	// OnReconcile, if set, is told the end of every reconcile (metrics, readiness).
 	OnReconcile func(key string, results []Result, err error, took time.Duration)
+
+	// A full reconcile excludes every other; reconciles of named teams share the way but lock their
+	// teams, so no team is ever planned or applied by two workers at once and no plan goes stale.
+	all   gosync.RWMutex
+	teams keyedMutex
 }
 
 // Run starts the workers and returns when ctx is done (no new key is taken) and every reconcile in
@@ -94,6 +102,17 @@ func (c *Controller) Reconcile(ctx context.Context, key string) ([]Result, error
 			for _, n := range names {
 				o.Only[n] = true
 			}
+		}
+	}
+	if o.Only == nil {
+		c.all.Lock()
+		defer c.all.Unlock()
+	} else {
+		c.all.RLock()
+		defer c.all.RUnlock()
+		names := slices.Sorted(maps.Keys(o.Only)) // one order, so two keys never wait on each other
+		for _, n := range names {
+			defer c.teams.lock(n)()
 		}
 	}
 	return c.Reconciler().Sync(ctx, desired, o)

@@ -76,3 +76,36 @@ func TestControllerReconcilesKeys(t *testing.T) {
 		t.Errorf("a successful retry must reset the key's failures")
 	}
 }
+
+// TestControllerNeverWorksOnATeamTwice runs a full reconcile and a team key at once: the team key
+// waits, so the team is planned and applied by one reconcile at a time.
+func TestControllerNeverWorksOnATeamTwice(t *testing.T) {
+	e := newEnv(t)
+	f := &overlapFactory{fakeFactory: fakeFactory{failOn: map[string]error{}}}
+	e.rec.Profiles["main"] = Profile{Factory: f}
+	q := NewQueue(QueueOptions{})
+	done := make(chan string, 10)
+	c := &Controller{
+		Queue:       q,
+		Reconciler:  func() *Reconciler { return e.rec },
+		Desired:     func(context.Context) ([]team.Team, error) { return teams("a"), nil },
+		Workers:     2,
+		OnReconcile: func(key string, _ []Result, _ error, _ time.Duration) { done <- key },
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go c.Run(ctx, t.Context())
+	q.Add(KeyAll)
+	q.Add(TeamKey("a"))
+	<-done
+	<-done
+	if f.overlap.Load() {
+		t.Error("two reconciles worked on team a at once")
+	}
+	if n := len(e.emu.Groups()); n != 1 {
+		t.Errorf("W&B has %d teams, want 1", n)
+	}
+	if got := e.emu.Counts()["POST /scim/Groups"]; got != 1 {
+		t.Errorf("%d team creations sent, want 1 (the second reconcile must see the first one's result)", got)
+	}
+}
