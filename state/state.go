@@ -68,12 +68,21 @@ type Record struct {
 	Orphaned bool `json:"orphaned,omitempty"` // no longer desired; bucket and team are kept
 	// Registered says the operator has registered the bucket with W&B (dedicated and self-managed
 	// instances must list every bucket before a team may use it): `byob-agent state mark-registered`.
-	Registered   bool      `json:"registered,omitempty"`
-	CreatedAt    time.Time `json:"createdAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
-	BucketReady  time.Time `json:"bucketReadyAt,omitzero"`
-	TeamCreated  time.Time `json:"teamCreatedAt,omitzero"`
-	LastVerified time.Time `json:"lastVerifiedAt,omitzero"` // last successful bucket verification
+	Registered bool `json:"registered,omitempty"`
+
+	// Members as last synced: the desired emails, and the W&B member ids the team had afterwards.
+	MemberEmails []string `json:"memberEmails,omitempty"`
+	MemberIDs    []string `json:"memberIds,omitempty"`
+	// MembersAdded are the W&B user ids the agent added: by default the only ones it may remove.
+	MembersAdded []string `json:"membersAdded,omitempty"`
+	// InitialMemberIDs are the members W&B put in the team when it was created (its org service
+	// accounts): never removed.
+	InitialMemberIDs []string  `json:"initialMemberIds,omitempty"`
+	CreatedAt        time.Time `json:"createdAt"`
+	UpdatedAt        time.Time `json:"updatedAt"`
+	BucketReady      time.Time `json:"bucketReadyAt,omitzero"`
+	TeamCreated      time.Time `json:"teamCreatedAt,omitzero"`
+	LastVerified     time.Time `json:"lastVerifiedAt,omitzero"` // last successful bucket verification
 }
 
 // Status is the one-word summary shown to operators.

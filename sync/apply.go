@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -27,6 +28,20 @@ type WandB interface {
 	ListGroups(ctx context.Context) ([]scim.Group, error)
 	FindGroup(ctx context.Context, displayName string) (*scim.Group, error)
 	CreateGroup(ctx context.Context, g scim.NewGroup) (scim.Group, error)
+	FindUser(ctx context.Context, email string) (*scim.User, error)
+	CreateUser(ctx context.Context, email string) (scim.User, error)
+	AddMembers(ctx context.Context, groupID string, userIDs []string) error
+	RemoveMember(ctx context.Context, groupID, userID string) error
+}
+
+// MembersPolicy says how team members are synced.
+type MembersPolicy struct {
+	Sync bool // off: members are never touched
+	// Authoritative makes the W&B team exactly the source's members; otherwise only members the agent
+	// added are ever removed. Members W&B put in the team at creation are never removed.
+	Authoritative bool
+	CreateUsers   bool    // create W&B users for member emails W&B does not know
+	MaxRemove     float64 // refuse a sync that would remove more than this share of a team's members
 }
 
 // Profile is what the reconciler knows of one storage profile.
@@ -52,7 +67,8 @@ type Reconciler struct {
 	// Backoff gives the wait before the next attempt after a team's n-th consecutive failure.
 	Backoff func(n int) time.Duration
 	// OnStep, if set, is told the outcome of every step carried out (metrics). It must not block.
-	OnStep func(s Step, err error)
+	OnStep  func(s Step, err error)
+	Members MembersPolicy
 
 	bucketLocks keyedMutex // one Ensure or Check per bucket at a time (shared buckets serve many teams)
 }
@@ -82,7 +98,7 @@ func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOption
 		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Only[r.Name] })
 	}
 	plans := Plan(PlanInput{
-		Desired: desired, Records: records, Groups: groups, Registration: r.registration(),
+		Desired: desired, Records: records, Groups: groups, Registration: r.registration(), SyncMembers: r.Members.Sync,
 		Now: r.now(), DriftInterval: r.DriftInterval, RespectBackoff: o.RespectBackoff,
 	})
 	if o.InspectDrift {
@@ -198,6 +214,7 @@ type teamRun struct {
 	adopt   bool
 	changes []string
 	created bool
+	group   *scim.Group // the team's W&B group: from the plan's listing, or as just created
 }
 
 func (r *Reconciler) applyTeam(ctx context.Context, p TeamPlan) Result {
@@ -216,7 +233,7 @@ func (r *Reconciler) applyTeam(ctx context.Context, p TeamPlan) Result {
 		}
 		return res
 	}
-	t := &teamRun{r: r, p: p, log: log}
+	t := &teamRun{r: r, p: p, log: log, group: p.group}
 	if p.record != nil {
 		t.rec = *p.record
 	}
@@ -381,10 +398,11 @@ func (t *teamRun) step(ctx context.Context, s Step) error {
 		if err != nil {
 			return fmt.Errorf("create W&B team: %w", err)
 		}
-		t.created = true
+		t.created, t.group = true, &g
 		t.log.Info("created W&B team", "group_id", g.ID, "bucket", t.rec.Storage.Bucket)
 		return t.update(ctx, func(rec *state.Record) {
 			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, g.ID, nil, now
+			rec.InitialMemberIDs = memberIDs(g.Members)
 		})
 
 	case StepAdoptTeam:
@@ -414,6 +432,9 @@ func (t *teamRun) step(ctx context.Context, s Step) error {
 	case StepOrphan:
 		t.log.Info("team no longer desired: marked orphaned; its bucket and W&B team are kept")
 		return t.update(ctx, func(rec *state.Record) { rec.Orphaned = true })
+
+	case StepSyncMembers:
+		return t.syncMembers(ctx)
 	}
 	return fmt.Errorf("unknown step %q", s)
 }
@@ -512,4 +533,100 @@ func DefaultBackoff(n int) time.Duration {
 	}
 	d = min(d, time.Hour)
 	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+}
+
+// syncMembers makes the W&B team's members follow the source: resolve the wanted emails to W&B users
+// (creating missing ones when allowed), add who is missing, and remove who is no longer wanted among
+// the members the policy lets the agent remove. A run that would remove more than the allowed share
+// is refused: an IdP outage that returns empty groups must not empty W&B teams.
+func (t *teamRun) syncMembers(ctx context.Context) error {
+	if t.group == nil {
+		return fmt.Errorf("sync members: W&B team %q not known yet", t.p.Team)
+	}
+	pol := t.r.Members
+	current := memberIDs(t.group.Members)
+	wanted := map[string]bool{}
+	var unknown []string
+	for _, email := range t.p.desired.Members {
+		u, err := t.r.WandB.FindUser(ctx, email)
+		if err != nil {
+			return err
+		}
+		if u == nil && pol.CreateUsers {
+			created, err := t.r.WandB.CreateUser(ctx, email)
+			if err != nil {
+				return err
+			}
+			t.changes = append(t.changes, "members: created W&B user "+email)
+			u = &created
+		}
+		if u == nil {
+			unknown = append(unknown, email)
+			continue
+		}
+		wanted[u.ID] = true
+	}
+	var add, remove []string
+	for id := range wanted {
+		if !slices.Contains(current, id) {
+			add = append(add, id)
+		}
+	}
+	for _, id := range current {
+		removable := slices.Contains(t.rec.MembersAdded, id) ||
+			(pol.Authoritative && !slices.Contains(t.rec.InitialMemberIDs, id))
+		if !wanted[id] && removable {
+			remove = append(remove, id)
+		}
+	}
+	slices.Sort(add)
+	slices.Sort(remove)
+	if len(current) > 0 && float64(len(remove)) > pol.MaxRemove*float64(len(current)) {
+		return fmt.Errorf("sync members: refusing to remove %d of the team's %d members (more than %.0f%%): "+
+			"if the source really lost them, raise members.maxRemoveShare for one run", len(remove), len(current), 100*pol.MaxRemove)
+	}
+	// Record the additions first: a crash after the PATCH must not leave members we added unowned.
+	if err := t.update(ctx, func(rec *state.Record) { rec.MembersAdded = union(rec.MembersAdded, add) }); err != nil {
+		return err
+	}
+	if len(add) > 0 {
+		if err := t.r.WandB.AddMembers(ctx, t.group.ID, add); err != nil {
+			return err
+		}
+		t.changes = append(t.changes, fmt.Sprintf("members: added %d", len(add)))
+	}
+	for _, id := range remove {
+		if err := t.r.WandB.RemoveMember(ctx, t.group.ID, id); err != nil {
+			return err
+		}
+	}
+	if len(remove) > 0 {
+		t.changes = append(t.changes, fmt.Sprintf("members: removed %d", len(remove)))
+	}
+	if len(unknown) > 0 {
+		t.changes = append(t.changes, fmt.Sprintf("members: %d not in W&B and not created (members.createUsers is off): %s", len(unknown), strings.Join(unknown, ", ")))
+	}
+	after := slices.DeleteFunc(union(current, add), func(id string) bool { return slices.Contains(remove, id) })
+	return t.update(ctx, func(rec *state.Record) {
+		// Unknown emails stay out of the record, so later runs look for them again (a user may appear
+		// in W&B after their first login).
+		rec.MemberEmails = slices.DeleteFunc(slices.Clone(t.p.desired.Members), func(e string) bool { return slices.Contains(unknown, e) })
+		rec.MemberIDs = after
+		rec.MembersAdded = slices.DeleteFunc(rec.MembersAdded, func(id string) bool { return slices.Contains(remove, id) })
+	})
+}
+
+func memberIDs(ms []scim.Member) []string {
+	ids := make([]string, 0, len(ms))
+	for _, m := range ms {
+		ids = append(ids, m.Value)
+	}
+	return ids
+}
+
+// union returns the sorted union of a and b without duplicates.
+func union(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

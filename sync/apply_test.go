@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -538,5 +539,77 @@ func TestCancelledApplyLeavesUnstartedTeamsAlone(t *testing.T) {
 	}
 	if recs, _ := e.store.List(t.Context()); len(recs) != 0 {
 		t.Errorf("a cancelled apply wrote %d records", len(recs))
+	}
+}
+
+func memberTeam(name string, members ...string) team.Team {
+	t := desiredTeam(name, storage("wandb-"+name))
+	t.ManageMembers, t.Members = true, members
+	return t
+}
+
+func (e *env) members(t *testing.T, name string) []string {
+	t.Helper()
+	for _, g := range e.emu.Groups() {
+		if g.DisplayName == name {
+			ids := memberIDs(g.Members)
+			slices.Sort(ids)
+			return ids
+		}
+	}
+	t.Fatalf("no W&B team %s", name)
+	return nil
+}
+
+func TestMembersSync(t *testing.T) {
+	e := newEnv(t)
+	e.rec.Members = MembersPolicy{Sync: true, MaxRemove: 0.5}
+	ada, bob, carol := e.emu.AddUser("ada", "ada@example.com"), e.emu.AddUser("bob", "bob@example.com"), e.emu.AddUser("carol", "carol@example.com")
+	sorted := func(ids ...string) []string { slices.Sort(ids); return ids }
+
+	res := e.sync(t, []team.Team{memberTeam("ml", "ada@example.com", "bob@example.com", "carol@example.com", "zed@example.com")})
+	if res["ml"].Outcome != OutcomeCreated || !slices.Equal(e.members(t, "ml"), sorted(ada, bob, carol)) {
+		t.Fatalf("after create: %+v, members %v", res["ml"], e.members(t, "ml"))
+	}
+	if !strings.Contains(strings.Join(res["ml"].Changes, ";"), "zed@example.com") {
+		t.Errorf("an unknown member must be reported: %v", res["ml"].Changes)
+	}
+
+	// Converged (apart from the unknown member, looked up again): no membership change.
+	e.emu.ResetCounts()
+	e.sync(t, []team.Team{memberTeam("ml", "ada@example.com", "bob@example.com", "carol@example.com")})
+	e.emu.ResetCounts()
+	e.sync(t, []team.Team{memberTeam("ml", "ada@example.com", "bob@example.com", "carol@example.com")})
+	if n := e.emu.MutatingCount() + e.emu.Counts()["GET /scim/Users"]; n != 0 {
+		t.Errorf("a converged team made %d member calls", n)
+	}
+
+	// Someone adds dave by hand; the source drops bob. Owned mode removes bob only.
+	client := e.rec.WandB.(*scim.Client)
+	dave := e.emu.AddUser("dave", "dave@example.com")
+	groupID := e.record(t, "ml").GroupID
+	if err := client.AddMembers(t.Context(), groupID, []string{dave}); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t, []team.Team{memberTeam("ml", "ada@example.com", "carol@example.com")})
+	if got := e.members(t, "ml"); !slices.Equal(got, sorted(ada, carol, dave)) {
+		t.Errorf("owned mode: members %v, want ada, carol, dave", got)
+	}
+
+	// An IdP outage returns the group empty: refused, nothing removed.
+	res = e.sync(t, []team.Team{memberTeam("ml")})
+	if res["ml"].Outcome != OutcomeFailed || !strings.Contains(res["ml"].Detail, "refusing to remove 2 of the team's 3 members") {
+		t.Errorf("outage: %+v", res["ml"])
+	}
+	if got := e.members(t, "ml"); len(got) != 3 {
+		t.Errorf("members after a refused sync: %v", got)
+	}
+
+	// Authoritative mode makes the team equal to the group (dave goes), and can create users.
+	e.rec.Members = MembersPolicy{Sync: true, Authoritative: true, CreateUsers: true, MaxRemove: 0.5}
+	res = e.sync(t, []team.Team{memberTeam("ml", "ada@example.com", "carol@example.com", "erin@example.com")})
+	got := e.members(t, "ml")
+	if len(got) != 3 || slices.Contains(got, dave) || !strings.Contains(strings.Join(res["ml"].Changes, ";"), "created W&B user erin@example.com") {
+		t.Errorf("authoritative: members %v, result %+v", got, res["ml"])
 	}
 }

@@ -5,6 +5,7 @@ package sync
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ const (
 	StepMarkInSync   Step = "mark_in_sync"   // state only
 	StepCheckDrift   Step = "check_drift"    // re-apply the recipe where it drifted, then verify
 	StepOrphan       Step = "orphan"         // no longer desired: mark it, keep bucket and team
+	StepSyncMembers  Step = "sync_members"   // add and remove W&B team members to match the source
 )
 
 // TeamPlan is what sync would do for one team.
@@ -105,6 +107,8 @@ func (p TeamPlan) describe(s Step) string {
 		return fmt.Sprintf("check bucket %s for drift", p.Storage.Bucket)
 	case StepOrphan:
 		return "mark orphaned (bucket and W&B team are kept)"
+	case StepSyncMembers:
+		return fmt.Sprintf("sync members (%d wanted)", len(p.desired.Members))
 	}
 	return string(s)
 }
@@ -122,6 +126,8 @@ type PlanInput struct {
 	RespectBackoff bool
 	// Registration says, per profile, whether a bucket must be marked registered before its team is created.
 	Registration map[string]bool
+	// SyncMembers turns on membership sync for teams whose source knows their members.
+	SyncMembers bool
 }
 
 // Plan decides the steps for every desired or recorded team, sorted by team name.
@@ -182,6 +188,9 @@ func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPl
 		case r.Orphaned:
 			p.Steps = []Step{StepMarkInSync} // desired again
 		}
+		if p.Conflict == "" && in.SyncMembers && t.ManageMembers && membersChanged(t, r, g) {
+			p.Steps = append(p.Steps, StepSyncMembers)
+		}
 		return p
 	}
 
@@ -229,7 +238,30 @@ func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPl
 		return p
 	}
 	p.Steps = append(p.Steps, StepCreateTeam, StepMarkInSync)
+	if in.SyncMembers && t.ManageMembers {
+		p.Steps = append(p.Steps, StepSyncMembers)
+	}
 	return p
+}
+
+// membersChanged reports whether the source's members or W&B's differ from what the last sync left.
+// Only then is anything looked up: a converged team costs no call.
+func membersChanged(t *team.Team, r *state.Record, g *scim.Group) bool {
+	current := make([]string, len(g.Members))
+	for i, m := range g.Members {
+		current[i] = m.Value
+	}
+	return !sameSet(t.Members, r.MemberEmails) || !sameSet(current, r.MemberIDs)
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	as, bs := slices.Clone(a), slices.Clone(b)
+	slices.Sort(as)
+	slices.Sort(bs)
+	return slices.Equal(as, bs)
 }
 
 func describeStorage(s team.Storage) string {

@@ -28,6 +28,10 @@ type Team struct {
 	Profile string  // storage profile the team's storage comes from
 	Source  string  // which source asked for it ("yaml", ...)
 	Storage Storage // fully resolved desired storage
+	// ManageMembers says the source knows the team's members (an IdP group, a SCIM push): only then
+	// are members synced. Members are email addresses, lowercased.
+	ManageMembers bool
+	Members       []string
 }
 
 // Storage is the immutable part of a team: where its data lives. Once a W&B team is created with it,

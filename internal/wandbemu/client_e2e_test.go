@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -204,5 +205,47 @@ func TestClientRetriesInjected429(t *testing.T) {
 	}
 	if n := emu.Counts()["GET /scim/Groups"]; n != 3 {
 		t.Fatalf("%d requests, want 3", n)
+	}
+}
+
+func TestClientUsersAndMembersAgainstEmulator(t *testing.T) {
+	emu, c := startWithClient(t, wandbemu.Options{}, nil)
+	ctx := t.Context()
+	ada := emu.AddUser("ada", "ada@example.com")
+	if u, err := c.FindUser(ctx, "ADA@example.com"); err != nil || u == nil || u.ID != ada {
+		t.Fatalf("FindUser by email: %+v %v", u, err)
+	}
+	if u, err := c.FindUser(ctx, "nobody@example.com"); err != nil || u != nil {
+		t.Fatalf("FindUser of a missing user: %+v %v", u, err)
+	}
+	bob, err := c.CreateUser(ctx, "bob@example.com")
+	if err != nil || bob.ID == "" {
+		t.Fatalf("CreateUser: %+v %v", bob, err)
+	}
+	g, err := c.CreateGroup(ctx, scim.NewGroup{DisplayName: "ml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{ada, bob.ID}
+	for i := range 150 { // more than one chunk
+		u, err := c.CreateUser(ctx, fmt.Sprintf("u%d@example.com", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	emu.ResetCounts()
+	if err := c.AddMembers(ctx, g.ID, ids); err != nil {
+		t.Fatal(err)
+	}
+	if n := emu.Counts()["PATCH /scim/Groups/{id}"]; n != 2 {
+		t.Errorf("%d PATCH requests for 152 members, want 2", n)
+	}
+	if err := c.RemoveMember(ctx, g.ID, bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := c.GetGroup(ctx, g.ID)
+	if len(got.Members) != 151 || slices.ContainsFunc(got.Members, func(m scim.Member) bool { return m.Value == bob.ID }) {
+		t.Errorf("members after remove: %d", len(got.Members))
 	}
 }
