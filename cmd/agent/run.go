@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -227,7 +228,8 @@ func (d *daemon) desired(ctx context.Context) ([]team.Team, error) {
 			continue
 		}
 		claimed[name] = true
-		teams = append(teams, team.Team{Name: name, Profile: cfg.SCIM.Profile, Source: "scim", Storage: st})
+		teams = append(teams, team.Team{Name: name, Profile: cfg.SCIM.Profile, Source: "scim", Storage: st,
+			ManageMembers: true, Members: scimMembers(g)})
 	}
 	return teams, nil
 }
@@ -411,4 +413,23 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// scimMembers are the emails of a pushed group's active members, lowercased and sorted.
+func scimMembers(g state.SCIMGroup) []string {
+	var out []string
+	for _, m := range g.Members {
+		if !m.Active {
+			continue
+		}
+		email := m.Email
+		if email == "" {
+			email = m.UserName
+		}
+		if strings.Contains(email, "@") {
+			out = append(out, strings.ToLower(email))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
