@@ -26,8 +26,9 @@ type Controller struct {
 	Queue *Queue
 	// Reconciler returns the reconciler to use now (it changes when the configuration is reloaded).
 	Reconciler func() *Reconciler
-	// Desired returns every desired team now (configuration and pushed sources).
-	Desired func(ctx context.Context) ([]team.Team, error)
+	// Desired returns every desired team now (configuration, pushed and read sources). key is the key
+	// being reconciled: a source may re-read everything for KeyAll and only one group for a group key.
+	Desired func(ctx context.Context, key string) ([]team.Team, error)
 	// Resolve maps any other key (e.g. "group:scim:<id>") to the teams it concerns; ok=false
 	// reconciles everything.
 	Resolve func(ctx context.Context, key string) (teams []string, ok bool)
@@ -87,7 +88,7 @@ func (c *Controller) process(ctx context.Context, key string) {
 // Reconcile syncs the teams a key names. An error means the reconcile could not run (state or W&B
 // unreachable); a team that failed is in the results and in the state, not an error.
 func (c *Controller) Reconcile(ctx context.Context, key string) ([]Result, error) {
-	desired, err := c.Desired(ctx)
+	desired, err := c.Desired(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("read desired teams: %w", err)
 	}

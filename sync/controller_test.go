@@ -23,7 +23,7 @@ func TestControllerReconcilesKeys(t *testing.T) {
 	c := &Controller{
 		Queue:      q,
 		Reconciler: func() *Reconciler { return e.rec },
-		Desired: func(context.Context) ([]team.Team, error) {
+		Desired: func(context.Context, string) ([]team.Team, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			return teams("a", "b"), desiredErr
@@ -88,7 +88,7 @@ func TestControllerNeverWorksOnATeamTwice(t *testing.T) {
 	c := &Controller{
 		Queue:       q,
 		Reconciler:  func() *Reconciler { return e.rec },
-		Desired:     func(context.Context) ([]team.Team, error) { return teams("a"), nil },
+		Desired:     func(context.Context, string) ([]team.Team, error) { return teams("a"), nil },
 		Workers:     2,
 		OnReconcile: func(key string, _ []Result, _ error, _ time.Duration) { done <- key },
 	}

@@ -192,7 +192,7 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // desired is every team wanted now: the configuration's, and the SCIM-pushed groups the rule maps.
-func (d *daemon) desired(ctx context.Context) ([]team.Team, error) {
+func (d *daemon) desired(ctx context.Context, key string) ([]team.Team, error) {
 	cfg := d.world.Load().cfg
 	teams := cfg.DesiredTeams()
 	if cfg.SCIM == nil {
