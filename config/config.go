@@ -77,6 +77,8 @@ type Config struct {
 	Workers  int    // teams reconciled at once by the daemon
 	SCIM     *SCIM  // nil: no inbound SCIM endpoint
 	Webhooks Webhooks
+	Sources  Sources // identity providers whose groups become teams
+	Members  Members // whether and how team members follow the groups
 
 	profiles map[string]Profile
 	teams    []team.Team // sorted by name

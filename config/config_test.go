@@ -110,6 +110,7 @@ var baseEnv = map[string]string{
 	"GCS_KEY":    gcsKey,
 	"SCIM_TOKEN": "scim-token-value-0123", "OKTA_SECRET": "okta-secret-value", "GRAPH_STATE": "graph-state-value",
 	"HOOK_SECRET": "whsec_Z2VuZXJpYy1ob29rLWtleS12YWx1ZQ==", // base64 of "generic-hook-key-value"
+	"OKTA_TOKEN":  "okta-api-token-value", "ENTRA_SECRET": "entra-secret-value",
 }
 
 // edit applies replacements (old, new, old, new, ...) to s, each exactly once; it panics when an old

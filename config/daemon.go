@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -47,59 +46,18 @@ type Server struct {
 // SCIM is the agent's inbound SCIM endpoint, and the rule that turns pushed groups into teams.
 type SCIM struct {
 	Tokens []Secret // accepted bearer tokens; several during a rotation
-	// Prefix, when set, selects groups whose displayName starts with it and cuts it off.
-	Prefix string
-	// Regex, when set (never together with Prefix), selects groups whose displayName it matches; the
-	// team name is what its group named "team" matched.
-	Regex     *regexp.Regexp
-	Profile   string // storage profile of the teams (scim.groups.profile, else the default profile)
-	Lowercase bool   // lowercase the name before it is checked
+	// GroupRule is scim.groups, never nil; embedded so that s.Profile names the teams' profile.
+	*GroupRule
 }
 
-// TeamName applies the group rule to a pushed group's displayName. ok is false when the group is not a
-// team group; err says, naming the group and the result, that the result is not a valid team name (it
-// is never repaired silently).
+// TeamName applies scim.groups to a pushed group's displayName, as GroupRule.TeamName does; a nil
+// SCIM (the endpoint is disabled) makes no group a team.
 func (s *SCIM) TeamName(displayName string) (name string, ok bool, err error) {
 	if s == nil {
 		return "", false, nil
 	}
-	switch {
-	case s.Regex != nil:
-		if name, ok = regexTeam(s.Regex, displayName); !ok {
-			return "", false, nil
-		}
-	case s.Prefix != "":
-		if name, ok = strings.CutPrefix(displayName, s.Prefix); !ok {
-			return "", false, nil
-		}
-	default:
-		name = displayName
-	}
-	if s.Lowercase {
-		name = strings.ToLower(name)
-	}
-	if err := team.ValidateName(name); err != nil {
-		return name, true, fmt.Errorf("group %q gives team name %q: %w", displayName, name, err)
-	}
-	return name, true, nil
+	return s.GroupRule.TeamName(displayName)
 }
-
-// regexTeam returns what the first group named "team" that took part in the match matched, so that
-// alternatives may each have their own: ^(?:wandb-(?P<team>.+)|(?P<team>.+)-wandb)$.
-func regexTeam(re *regexp.Regexp, s string) (string, bool) {
-	m := re.FindStringSubmatchIndex(s)
-	if m == nil {
-		return "", false
-	}
-	for i, n := range re.SubexpNames() {
-		if n == teamGroup && m[2*i] >= 0 {
-			return s[m[2*i]:m[2*i+1]], true
-		}
-	}
-	return "", true // matched, but the team group did not take part: an empty, invalid name
-}
-
-const teamGroup = "team"
 
 // Webhooks are the IdP webhook receivers; a nil receiver is disabled.
 type Webhooks struct {
@@ -290,44 +248,10 @@ func (f *file) scim(root mapping, profiles map[string]*profileDef, defaultProfil
 	if !ok {
 		return nil
 	}
-	s := &SCIM{Tokens: f.secretList(m, "tokens", "tokenFiles", checkSCIMToken)}
-	gm, ok := f.enabled(m, "groups", "prefix", "regex", "profile", "lowercase")
-	switch {
-	case !ok && m.keys["groups"] != nil: // bad, reported already
-		return s
-	case !ok: // no rule: every group, named as it is, in the default profile
-		gm = mapping{pos: m.pos, field: m.at("groups")}
+	return &SCIM{
+		Tokens:    f.secretList(m, "tokens", "tokenFiles", checkSCIMToken),
+		GroupRule: f.groupRule(m, profiles, defaultProfile, "SCIM creates"),
 	}
-	s.Prefix, _ = f.str(gm, "prefix", "")
-	if expr, n := f.str(gm, "regex", ""); n != nil {
-		switch re, err := regexp.Compile(expr); {
-		case gm.has("prefix"):
-			f.problem(n, gm.at("regex"), "set either prefix or regex, not both")
-		case err != nil:
-			f.problem(n, gm.at("regex"), "invalid regular expression: %v", err)
-		case re.SubexpIndex(teamGroup) < 0:
-			f.problem(n, gm.at("regex"), "%q has no group named %q: write (?P<team>...) around the part that is the team name", expr, teamGroup)
-		default:
-			s.Regex = re
-		}
-	}
-	if lc, n := f.boolean(gm, "lowercase"); n != nil {
-		s.Lowercase = lc
-	}
-	name, n := f.str(gm, "profile", "")
-	switch {
-	case n != nil && name != "":
-		if _, ok := profiles[name]; !ok && len(profiles) > 0 {
-			f.problem(n, gm.at("profile"), "profile %q is not defined; profiles: %s", name, profileList(profiles))
-		}
-		s.Profile = name
-	case n == nil && gm.has("profile"): // bad, reported already
-	case defaultProfile == "" && len(profiles) > 0:
-		f.missing(gm, "profile", "is required: the storage profile of the teams SCIM creates; set it here, or defaultProfile (profiles: "+profileList(profiles)+")")
-	default:
-		s.Profile = defaultProfile
-	}
-	return s
 }
 
 func checkSCIMToken(v string) string {

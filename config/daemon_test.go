@@ -15,7 +15,7 @@ import (
 )
 
 // tlsPair returns a new self-signed certificate and its private key, PEM-encoded.
-func tlsPair(t *testing.T) (certPEM, keyPEM string) {
+func tlsPair(t testing.TB) (certPEM, keyPEM string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -277,36 +277,46 @@ func TestDaemonSecretsNotInProblems(t *testing.T) {
 	}
 }
 
-func TestSCIMTeamName(t *testing.T) {
+func TestGroupRuleTeamName(t *testing.T) {
 	alt := regexp.MustCompile(`^(?:wandb-(?P<team>.+)|(?P<team>.+)-wandb)$`)
 	tests := []struct {
 		name  string
-		scim  *SCIM
+		rule  *GroupRule
 		group string
 		want  string
 		ok    bool
 		err   string
 	}{
-		{name: "prefix", scim: &SCIM{Prefix: "wandb-"}, group: "wandb-ml", want: "ml", ok: true},
-		{name: "prefix does not match", scim: &SCIM{Prefix: "wandb-"}, group: "eng-ml"},
-		{name: "prefix is case-sensitive", scim: &SCIM{Prefix: "wandb-"}, group: "WANDB-ml"},
-		{name: "prefix only", scim: &SCIM{Prefix: "wandb-"}, group: "wandb-", ok: true, err: `group "wandb-" gives team name "": team name is empty`},
-		{name: "invalid name reported, not mangled", scim: &SCIM{Prefix: "wandb-"}, group: "wandb-ML", want: "ML", ok: true,
+		{name: "prefix", rule: &GroupRule{Prefix: "wandb-"}, group: "wandb-ml", want: "ml", ok: true},
+		{name: "prefix does not match", rule: &GroupRule{Prefix: "wandb-"}, group: "eng-ml"},
+		{name: "prefix is case-sensitive", rule: &GroupRule{Prefix: "wandb-"}, group: "WANDB-ml"},
+		{name: "prefix only", rule: &GroupRule{Prefix: "wandb-"}, group: "wandb-", ok: true, err: `group "wandb-" gives team name "": team name is empty`},
+		{name: "invalid name reported, not mangled", rule: &GroupRule{Prefix: "wandb-"}, group: "wandb-ML", want: "ML", ok: true,
 			err: `group "wandb-ML" gives team name "ML": team name "ML" is not a valid W&B team name`},
-		{name: "lowercase", scim: &SCIM{Prefix: "wandb-", Lowercase: true}, group: "wandb-ML-Ops", want: "ml-ops", ok: true},
-		{name: "lowercase keeps other faults", scim: &SCIM{Prefix: "wandb-", Lowercase: true}, group: "wandb-ML Ops", want: "ml ops", ok: true, err: `gives team name "ml ops"`},
-		{name: "regex first alternative", scim: &SCIM{Regex: alt}, group: "wandb-ml", want: "ml", ok: true},
-		{name: "regex second alternative", scim: &SCIM{Regex: alt}, group: "nlp-wandb", want: "nlp", ok: true},
-		{name: "regex does not match", scim: &SCIM{Regex: alt}, group: "eng"},
-		{name: "regex team group not taking part", scim: &SCIM{Regex: regexp.MustCompile(`^wandb(?:-(?P<team>.+))?$`)}, group: "wandb", ok: true, err: "team name is empty"},
-		{name: "regex unanchored", scim: &SCIM{Regex: regexp.MustCompile(`wandb-(?P<team>[a-z]+)`)}, group: "x-wandb-ml-y", want: "ml", ok: true},
-		{name: "no rule", scim: &SCIM{}, group: "ml-research", want: "ml-research", ok: true},
-		{name: "no rule, invalid", scim: &SCIM{}, group: "ML Research", want: "ML Research", ok: true, err: "is not a valid W&B team name"},
-		{name: "scim disabled", scim: nil, group: "wandb-ml"},
+		{name: "lowercase", rule: &GroupRule{Prefix: "wandb-", Lowercase: true}, group: "wandb-ML-Ops", want: "ml-ops", ok: true},
+		{name: "lowercase keeps other faults", rule: &GroupRule{Prefix: "wandb-", Lowercase: true}, group: "wandb-ML Ops", want: "ml ops", ok: true, err: `gives team name "ml ops"`},
+		{name: "regex first alternative", rule: &GroupRule{Regex: alt}, group: "wandb-ml", want: "ml", ok: true},
+		{name: "regex second alternative", rule: &GroupRule{Regex: alt}, group: "nlp-wandb", want: "nlp", ok: true},
+		{name: "regex does not match", rule: &GroupRule{Regex: alt}, group: "eng"},
+		{name: "regex team group not taking part", rule: &GroupRule{Regex: regexp.MustCompile(`^wandb(?:-(?P<team>.+))?$`)}, group: "wandb", ok: true, err: "team name is empty"},
+		{name: "regex unanchored", rule: &GroupRule{Regex: regexp.MustCompile(`wandb-(?P<team>[a-z]+)`)}, group: "x-wandb-ml-y", want: "ml", ok: true},
+		{name: "no rule", rule: &GroupRule{}, group: "ml-research", want: "ml-research", ok: true},
+		{name: "no rule, invalid", rule: &GroupRule{}, group: "ML Research", want: "ML Research", ok: true, err: "is not a valid W&B team name"},
+		{name: "names", rule: &GroupRule{Names: []string{"ml", "NLP"}}, group: "ml", want: "ml", ok: true},
+		{name: "names, not listed", rule: &GroupRule{Names: []string{"ml"}}, group: "ml-x"},
+		{name: "names compare as written", rule: &GroupRule{Names: []string{"ML"}, Lowercase: true}, group: "ml"},
+		{name: "names, lowercase", rule: &GroupRule{Names: []string{"NLP"}, Lowercase: true}, group: "NLP", want: "nlp", ok: true},
+		{name: "names, invalid", rule: &GroupRule{Names: []string{"NLP"}}, group: "NLP", want: "NLP", ok: true, err: `group "NLP" gives team name "NLP"`},
+		{name: "empty names select nothing", rule: &GroupRule{Names: []string{}}, group: "ml"},
+		{name: "source not configured", rule: nil, group: "wandb-ml"},
+	}
+	// A disabled SCIM endpoint makes no group a team.
+	if name, ok, err := (*SCIM)(nil).TeamName("wandb-ml"); name != "" || ok || err != nil {
+		t.Errorf("nil SCIM TeamName = %q, %v, %v", name, ok, err)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			name, ok, err := tc.scim.TeamName(tc.group)
+			name, ok, err := tc.rule.TeamName(tc.group)
 			if name != tc.want || ok != tc.ok {
 				t.Errorf("TeamName(%q) = %q, %v, want %q, %v", tc.group, name, ok, tc.want, tc.ok)
 			}

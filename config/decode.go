@@ -18,9 +18,10 @@ import (
 
 // loader collects the problems of one Load across all files it reads.
 type loader struct {
-	opts  LoadOptions
-	files []string // in the order read, to sort problems
-	probs []Problem
+	opts   LoadOptions
+	files  []string // in the order read, to sort problems
+	probs  []Problem
+	claims []claim // teams that group rules' names give, for checkClaims
 }
 
 // read reads a file through LoadOptions. A *fs.PathError is unwrapped because every message that
@@ -282,17 +283,17 @@ func (f *file) enum(m mapping, key, ifMissing string, allowed ...string) (string
 	return "", nil
 }
 
-// text returns a typed scalar's text: as written for the YAML type tag, or, for a string (which is
-// how a ${ENV} reference is written), after expansion. ok is false when absent or bad.
-func (f *file) text(m mapping, key, tag, want string) (s string, n *yaml.Node, ok bool) {
+// text returns a typed scalar's text: as written for one of the YAML type tags, or, for a string
+// (which is how a ${ENV} reference is written), after expansion. ok is false when absent or bad.
+func (f *file) text(m mapping, key, want string, tags ...string) (s string, n *yaml.Node, ok bool) {
 	if n = m.value(key); n == nil || !f.is(n, m.at(key), yaml.ScalarNode, want) {
 		return "", nil, false
 	}
-	switch n.ShortTag() {
-	case "!!str":
+	switch tag := n.ShortTag(); {
+	case tag == "!!str":
 		s, ok = f.expand(n, m.at(key))
 		return s, n, ok
-	case tag:
+	case slices.Contains(tags, tag):
 		return n.Value, n, true
 	}
 	f.problem(n, m.at(key), "expected %s, got %s", want, describe(n))
@@ -301,7 +302,7 @@ func (f *file) text(m mapping, key, tag, want string) (s string, n *yaml.Node, o
 
 // integer returns an integer value; the node is nil when absent or bad.
 func (f *file) integer(m mapping, key string) (int, *yaml.Node) {
-	s, n, ok := f.text(m, key, "!!int", "an integer")
+	s, n, ok := f.text(m, key, "an integer", "!!int")
 	if !ok {
 		return 0, nil
 	}
@@ -313,9 +314,23 @@ func (f *file) integer(m mapping, key string) (int, *yaml.Node) {
 	return int(i), n
 }
 
+// number returns a decimal number ("0.5", "1"); the node is nil when absent or bad.
+func (f *file) number(m mapping, key string) (float64, *yaml.Node) {
+	s, n, ok := f.text(m, key, "a number", "!!float", "!!int")
+	if !ok {
+		return 0, nil
+	}
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		f.problem(n, m.at(key), "expected a number such as 0.5, got %q", s)
+		return 0, nil
+	}
+	return x, n
+}
+
 // boolean returns a true/false value; the node is nil when absent or bad.
 func (f *file) boolean(m mapping, key string) (bool, *yaml.Node) {
-	s, n, ok := f.text(m, key, "!!bool", "true or false")
+	s, n, ok := f.text(m, key, "true or false", "!!bool")
 	if !ok {
 		return false, nil
 	}
@@ -332,7 +347,7 @@ func (f *file) boolean(m mapping, key string) (bool, *yaml.Node) {
 // duration returns a Go duration ("90s", "24h"); a bare 0 is accepted as zero. The node is nil when
 // absent or bad.
 func (f *file) duration(m mapping, key string) (time.Duration, *yaml.Node) {
-	s, n, ok := f.text(m, key, "!!int", "a duration such as 30s or 24h")
+	s, n, ok := f.text(m, key, "a duration such as 30s or 24h", "!!int")
 	if !ok {
 		return 0, nil
 	}
@@ -385,6 +400,26 @@ func (f *file) secret(m mapping, key, ifMissing string) Secret {
 	}
 	v, _ := f.secretFile(n, m.at(fileKey), p)
 	return NewSecret(v)
+}
+
+// checkSecret reports what check finds wrong with the secret that secret(m, key) read, where it was
+// written (key or its File variant). An unset secret is not checked: secret reported it if need be.
+func (f *file) checkSecret(m mapping, key string, s Secret, check func(string) error) {
+	if s.Reveal() == "" {
+		return
+	}
+	if err := check(s.Reveal()); err != nil {
+		n, field := m.secretAt(key)
+		f.problem(n, field, "%v", err)
+	}
+}
+
+// secretAt is where the secret that secret(m, key) read was written: key or its File variant.
+func (m mapping) secretAt(key string) (*yaml.Node, string) {
+	if !m.has(key) {
+		key += "File"
+	}
+	return m.vals[key], m.at(key)
 }
 
 // secretFile reads the secret in the file that p (written at n) names; ok is false after reporting an

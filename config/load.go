@@ -31,7 +31,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 }
 
 var topKeys = []string{"wandb", "state", "sync", "defaultProfile", "profiles", "teams", "teamsFile",
-	"server", "schedule", "workers", "scim", "webhooks"}
+	"server", "schedule", "workers", "scim", "webhooks", "sources", "members"}
 
 func (l *loader) load(path string) *Config {
 	f := l.file(path)
@@ -60,12 +60,16 @@ func (l *loader) load(path string) *Config {
 	cfg.Schedule = f.schedule(m)
 	cfg.Workers = f.workers(m)
 	cfg.SCIM = f.scim(m, profiles, cfg.DefaultProfile)
+	before := len(l.probs)
 	cfg.Webhooks = f.webhooks(m)
+	cfg.Sources = f.sources(m, profiles, cfg.DefaultProfile, cfg.Webhooks.Graph, len(l.probs) == before)
+	cfg.Members = f.members(m)
 
 	teams := f.teamList(m, "")
 	if name, n := f.str(m, "teamsFile", ""); n != nil && name != "" {
 		teams = append(teams, f.teamsFile(n, name)...)
 	}
+	l.checkClaims(teams)
 	cfg.teams = resolveTeams(teams, profiles, cfg.DefaultProfile)
 
 	cfg.profiles = make(map[string]Profile, len(profiles))

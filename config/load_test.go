@@ -41,6 +41,7 @@ func TestLoadGood(t *testing.T) {
 					Server:         Server{Listen: "127.0.0.1:8080", ShutdownTimeout: 30 * time.Second},
 					Schedule:       "@every 10m",
 					Workers:        4,
+					Members:        Members{Mode: MembersOwned, MaxRemoveShare: 0.5, KeepOnOrphan: true},
 				}
 				got := *c
 				got.Wandb.Auth.APIKey, got.profiles, got.teams = Secret{}, nil, nil
@@ -361,7 +362,8 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const keyFile = "/run/secrets/gcp-service-account.json"
+	const keyFile, directoryKeyFile = "/run/secrets/gcp-service-account.json", "/run/secrets/google-directory.json"
+	directoryKey := googleKey(t, nil)
 	required := map[string]string{"WANDB_API_KEY": "k", "MINIO_ACCESS_KEY": "a", "MINIO_SECRET_KEY": "s", "AZURE_STORAGE_KEY": "YXp1cmUta2V5"}
 	load := func(text string, env map[string]string) (*Config, error) {
 		return Load("/example/config.yaml", LoadOptions{
@@ -372,6 +374,8 @@ func TestExampleConfig(t *testing.T) {
 					return []byte(text), nil
 				case keyFile:
 					return []byte(gcsKey), nil
+				case directoryKeyFile:
+					return []byte(directoryKey), nil
 				}
 				return nil, fs.ErrNotExist
 			},
@@ -461,6 +465,44 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("Storage = %+v, %v", st, err)
 	}
 	for name := range daemonEnv {
+		e := maps.Clone(env)
+		delete(e, name)
+		if _, err := load(text, e); err == nil || !strings.Contains(err.Error(), "environment variable "+name+" is not set") {
+			t.Errorf("without %s: %v", name, err)
+		}
+	}
+
+	// And the commented-out sources and members, with every variable they name needed.
+	text = uncomment(t, text, "# sources:")
+	sourcesEnv := map[string]string{"OKTA_API_TOKEN": "okta-token", "ENTRA_CLIENT_SECRET": "entra-secret"}
+	maps.Copy(env, sourcesEnv)
+	if cfg, err = load(text, env); err != nil {
+		t.Fatalf("Load with the sources: %v", err)
+	}
+	s := cfg.Sources
+	if s.Okta == nil || s.Okta.APIToken.Reveal() != "okta-token" || s.Okta.Groups.Profile != "aws-main" ||
+		s.Entra == nil || s.Entra.Subscription == nil || s.Entra.ClientSecret.Reveal() != "entra-secret" ||
+		s.Google == nil || s.Google.ServiceAccountKey.Reveal() != directoryKey || s.Google.Customer != DefaultGoogleCustomer {
+		t.Fatalf("sources = %+v", s)
+	}
+	for rule, groups := range map[*GroupRule]map[string]string{
+		s.Okta.Groups:   {"wandb-ml": "ml", "ml": ""},
+		s.Entra.Groups:  {"ML-Platform": "ml-platform", "Data-Eng": "data-eng", "wandb-ml": ""},
+		s.Google.Groups: {"wandb-cv": "cv"},
+	} {
+		for group, want := range groups {
+			if name, ok, err := rule.TeamName(group); name != want || ok != (want != "") || err != nil {
+				t.Errorf("TeamName(%q) = %q, %v, %v", group, name, ok, err)
+			}
+		}
+	}
+	if st, err := cfg.Storage(s.Google.Groups.Profile, "cv"); err != nil || !st.Shared {
+		t.Errorf("google team storage = %+v, %v", st, err)
+	}
+	if cfg.Members != (Members{Mode: MembersOwned, MaxRemoveShare: 0.5, KeepOnOrphan: true}) {
+		t.Errorf("members = %+v", cfg.Members)
+	}
+	for name := range sourcesEnv {
 		e := maps.Clone(env)
 		delete(e, name)
 		if _, err := load(text, e); err == nil || !strings.Contains(err.Error(), "environment variable "+name+" is not set") {
@@ -802,9 +844,20 @@ func FuzzLoad(f *testing.F) {
 		wandbOK + profilesOK + daemonOK, wandbOK + profilesOK + "server: {tlsCertFile: c, tlsKeyFile: k}\nschedule: CRON_TZ=UTC\n",
 		wandbOK + profilesOK + "schedule: \"TZ=UTC @every 1s\"\nscim:\n  tokenFiles: [t]\n  groups: {regex: \"(?P<team>a)|(?P<team>b)\"}\n",
 		"", "---\n---\n", "a: &a [*a]\n", "teams: {a: b}\n", "wandb: [\n", "profiles:\n  x:\n    bucket: '{{ range . }}'\n",
+		wandbOK + profilesOK + oktaOK + source(entraOK) + "    groupIds: [x]\n    subscription: {notificationURL: https://x, clientState: s}\n" + source(googleOK) +
+			"    groups: {names: [ml-research, ML]}\nwebhooks: {graph: {clientStates: [s]}}\nmembers: {sync: true, mode: authoritative, maxRemoveShare: .5}\n" + teamsOK,
+		wandbOK + profilesOK + "server: {baseURL: https://x}\nscim: {tokens: [t], groups: {names: [a, A], lowercase: true}}\nmembers: {maxRemoveShare: 1e-3, keepOnOrphan: false}\n",
 	} {
 		f.Add([]byte(s))
 	}
+	// Sources with usable keys, so that the fuzzer starts from configurations that load.
+	k := privateKeys(f)
+	indent := func(pem string) string {
+		return "      " + strings.ReplaceAll(strings.TrimSpace(pem), "\n", "\n      ") + "\n"
+	}
+	f.Add([]byte(wandbOK + profilesOK + "sources:\n  okta:\n    orgURL: https://acme.okta.com\n    clientId: c\n    keyId: k\n    privateKey: |\n" + indent(k.pkcs8EC) +
+		"    groups: {regex: '^(?P<team>.+)-wandb$', lowercase: true}\n"))
+	f.Add([]byte(wandbOK + profilesOK + "sources:\n  google:\n    subject: a@b.c\n    serviceAccountKey: '" + googleKey(f, map[string]any{"private_key": k.sec1EC}) + "'\n"))
 	o := LoadOptions{
 		LookupEnv: func(k string) (string, bool) { return "v-" + k, !strings.HasPrefix(k, "UNSET") },
 		ReadFile: func(p string) ([]byte, error) {
@@ -840,6 +893,11 @@ func FuzzLoad(f *testing.F) {
 		_ = cfg.DesiredTeams()
 		if name, ok, err := cfg.SCIM.TeamName(string(data)); ok && err == nil {
 			_, _ = cfg.Storage(cfg.SCIM.Profile, name)
+		}
+		for _, r := range sourceRules(cfg.Sources) {
+			if name, ok, err := r.TeamName(string(data)); ok && err == nil {
+				_, _ = cfg.Storage(r.Profile, name)
+			}
 		}
 	})
 }

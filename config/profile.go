@@ -394,14 +394,6 @@ func (f *file) s3Credentials(pm mapping, ifMissing string, session bool) *Creden
 	return c
 }
 
-// secretAt is where the secret that secret(m, key) read was written: key or its File variant.
-func (m mapping) secretAt(key string) (*yaml.Node, string) {
-	if !m.has(key) {
-		key += "File"
-	}
-	return m.vals[key], m.at(key)
-}
-
 // gcsCredentials reads an optional service account key; unset means Application Default Credentials.
 func (f *file) gcsCredentials(pm mapping) Secret {
 	m, ok := f.section(pm, "credentials", "", "serviceAccountKey", "serviceAccountKeyFile")
@@ -409,43 +401,44 @@ func (f *file) gcsCredentials(pm mapping) Secret {
 		return Secret{}
 	}
 	s := f.secret(m, "serviceAccountKey", "is required: set serviceAccountKey or serviceAccountKeyFile, or leave credentials out to use Application Default Credentials")
-	if s.Reveal() != "" {
-		if err := checkServiceAccountKey(s.Reveal()); err != nil {
-			n, field := m.secretAt("serviceAccountKey")
-			f.problem(n, field, "%v", err)
-		}
-	}
+	// W&B's storage address needs client_email and private_key.
+	f.checkSecret(m, "serviceAccountKey", s, func(v string) error { _, err := parseServiceAccountKey(v); return err })
 	return s
 }
 
-// checkServiceAccountKey checks that a Google service account key is JSON with what W&B's storage
-// address needs. Its messages never quote the key.
-func checkServiceAccountKey(v string) error {
-	var k struct {
-		Type        string `json:"type"`
-		ClientEmail string `json:"client_email"`
-		PrivateKey  string `json:"private_key"`
-	}
+// serviceAccountKey is what the agent reads of a Google service account key.
+type serviceAccountKey struct {
+	Type        string `json:"type"`
+	ClientEmail string `json:"client_email"`
+	PrivateKey  string `json:"private_key"`
+	TokenURI    string `json:"token_uri"`
+}
+
+// parseServiceAccountKey parses a Google service account key that has client_email, private_key and
+// the other fields need names. Its messages never quote the key.
+func parseServiceAccountKey(v string, need ...string) (serviceAccountKey, error) {
+	var k serviceAccountKey
+	fields := append([]string{"client_email", "private_key"}, need...)
 	if err := json.Unmarshal([]byte(v), &k); err != nil {
 		if se := (*json.SyntaxError)(nil); errors.As(err, &se) {
-			return fmt.Errorf("is not valid JSON (error at byte %d): a service account key is the JSON file Google issues; use serviceAccountKeyFile to read one from a file", se.Offset)
+			return k, fmt.Errorf("is not valid JSON (error at byte %d): a service account key is the JSON file Google issues; use serviceAccountKeyFile to read one from a file", se.Offset)
 		}
-		return errors.New("is not a service account key: expected a JSON object with the strings client_email and private_key")
+		return k, fmt.Errorf("is not a service account key: expected a JSON object with the strings %s", list(fields, "and"))
 	}
+	values := map[string]string{"client_email": k.ClientEmail, "private_key": k.PrivateKey, "token_uri": k.TokenURI}
 	var lacks []string
-	if k.ClientEmail == "" {
-		lacks = append(lacks, "client_email")
-	}
-	if k.PrivateKey == "" {
-		lacks = append(lacks, "private_key")
+	for _, name := range fields {
+		if values[name] == "" {
+			lacks = append(lacks, name)
+		}
 	}
 	switch {
 	case k.Type != "" && k.Type != "service_account":
-		return errors.New(`is not a service account key: its "type" is not "service_account"`)
+		return k, errors.New(`is not a service account key: its "type" is not "service_account"`)
 	case lacks != nil:
-		return fmt.Errorf("is not a service account key: it has no %s", list(lacks, "or"))
+		return k, fmt.Errorf("is not a service account key: it has no %s", list(lacks, "or"))
 	}
-	return nil
+	return k, nil
 }
 
 const azureCredentialChoice = "set one of accountKey (or accountKeyFile), connectionString (or connectionStringFile) or identity: true"
@@ -461,22 +454,17 @@ func (f *file) azureCredentials(pm mapping, p *Profile) {
 	if m.has("accountKey") || m.has("accountKeyFile") {
 		ways++
 		p.AccountKey = f.secret(m, "accountKey", "")
-		if k := p.AccountKey.Reveal(); k != "" {
+		f.checkSecret(m, "accountKey", p.AccountKey, func(k string) error {
 			if _, err := base64.StdEncoding.DecodeString(k); err != nil {
-				n, field := m.secretAt("accountKey")
-				f.problem(n, field, "is not base64: a storage account key is the base64 text Azure shows as key1 or key2")
+				return errors.New("is not base64: a storage account key is the base64 text Azure shows as key1 or key2")
 			}
-		}
+			return nil
+		})
 	}
 	if m.has("connectionString") || m.has("connectionStringFile") {
 		ways++
 		p.ConnectionString = f.secret(m, "connectionString", "")
-		if cs := p.ConnectionString.Reveal(); cs != "" {
-			if err := checkConnectionString(cs, p.Account); err != nil {
-				n, field := m.secretAt("connectionString")
-				f.problem(n, field, "%v", err)
-			}
-		}
+		f.checkSecret(m, "connectionString", p.ConnectionString, func(cs string) error { return checkConnectionString(cs, p.Account) })
 	}
 	if id, n := f.boolean(m, "identity"); id || n == nil && m.has("identity") { // a bad value is reported already
 		ways++

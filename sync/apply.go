@@ -81,6 +81,9 @@ type PlanOptions struct {
 	InspectDrift bool
 	// Only, when set, limits the plan to these teams (desired or recorded); others are left alone.
 	Only map[string]bool
+	// Sources, when set, limits the recorded teams planned to those these sources produced: a one-shot
+	// sync reads only the configuration, and must not orphan the teams of SCIM pushes or IdPs.
+	Sources map[string]bool
 }
 
 // Plan reads the state and W&B's team list (one listing for all teams) and plans every team.
@@ -92,6 +95,9 @@ func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOption
 	groups, err := r.WandB.ListGroups(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list W&B teams: %w", err)
+	}
+	if o.Sources != nil {
+		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Sources[r.Source] && r.Source != "" })
 	}
 	if o.Only != nil {
 		desired = slices.DeleteFunc(slices.Clone(desired), func(t team.Team) bool { return !o.Only[t.Name] })

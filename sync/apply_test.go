@@ -613,3 +613,17 @@ func TestMembersSync(t *testing.T) {
 		t.Errorf("authoritative: members %v, result %+v", got, res["ml"])
 	}
 }
+
+func TestOneShotSyncLeavesOtherSourcesAlone(t *testing.T) {
+	e := newEnv(t)
+	pushed := desiredTeam("pushed", storage("wandb-pushed"))
+	pushed.Source = "scim"
+	e.sync(t, append(teams("a"), pushed))
+	results, err := e.rec.Sync(t.Context(), teams("a"), PlanOptions{Sources: map[string]bool{"yaml": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Team != "a" || e.record(t, "pushed").Orphaned {
+		t.Errorf("a yaml-only sync touched the pushed team: %+v", results)
+	}
+}

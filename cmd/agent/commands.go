@@ -137,6 +137,8 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 		profiles[name] = bsync.Profile{Factory: f, AdoptExisting: p.AdoptExisting, RequireRegistered: p.RequireRegistered}
 	}
 	return &bsync.Reconciler{
+		Members: bsync.MembersPolicy{Sync: cfg.Members.Sync, Authoritative: cfg.Members.Mode == config.MembersAuthoritative,
+			CreateUsers: cfg.Members.CreateUsers, MaxRemove: cfg.Members.MaxRemoveShare},
 		Store:         a.db,
 		WandB:         wandb,
 		Profiles:      profiles,
@@ -145,6 +147,10 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 		Logger:        log,
 	}, nil
 }
+
+// oneShotSources are the sources plan and sync read: the configuration only. Teams of SCIM pushes and
+// IdPs are the daemon's; a one-shot run leaves them alone rather than orphaning them.
+var oneShotSources = map[string]bool{"yaml": true}
 
 // withAgent parses a command's flags, opens the agent, runs fn and closes the state.
 func withAgent(ctx context.Context, name string, args []string, stderr io.Writer, fn func(*agent, *globals) error) error {
@@ -165,7 +171,7 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func plan(ctx context.Context, a *agent, g *globals, stdout io.Writer) error {
-	plans, err := a.rec.Plan(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{InspectDrift: true})
+	plans, err := a.rec.Plan(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{InspectDrift: true, Sources: oneShotSources})
 	if err != nil {
 		return err
 	}
@@ -198,7 +204,7 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func syncOnce(ctx context.Context, a *agent, g *globals, stdout io.Writer) error {
-	results, err := a.rec.Sync(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{})
+	results, err := a.rec.Sync(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{Sources: oneShotSources})
 	if err != nil {
 		return err
 	}

@@ -92,12 +92,19 @@ func (e *e2e) startDaemon(port int) *daemonProc {
 	return e.startDaemonWith(fmt.Sprintf("http://127.0.0.1:%d", port), http.DefaultClient)
 }
 
-func (e *e2e) startDaemonWith(base string, client *http.Client) *daemonProc {
+// startDaemonEnv starts the daemon with extra environment variables.
+func (e *e2e) startDaemonEnv(port int, env ...string) *daemonProc {
+	e.t.Helper()
+	return e.startDaemonWith(fmt.Sprintf("http://127.0.0.1:%d", port), http.DefaultClient, env...)
+}
+
+func (e *e2e) startDaemonWith(base string, client *http.Client, env ...string) *daemonProc {
 	e.t.Helper()
 	cmd := exec.Command(agentBin, "run", "--config", e.config)
 	cmd.Dir = e.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TEST_WANDB_KEY=" + apiKey, "TEST_S3_SECRET=" + backends.SecretKey,
 		"TEST_SCIM_TOKEN=" + scimToken, "TEST_OKTA_SECRET=" + oktaSecret}
+	cmd.Env = append(cmd.Env, env...)
 	d := &daemonProc{cmd: cmd, base: base, client: client, stderr: &lockedWriter{w: &bytes.Buffer{}}}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {

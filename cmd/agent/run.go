@@ -51,8 +51,9 @@ type daemon struct {
 
 // world is everything built from one configuration.
 type world struct {
-	cfg *config.Config
-	rec *bsync.Reconciler
+	cfg     *config.Config
+	rec     *bsync.Reconciler
+	sources []*idpSource
 }
 
 type enqueue struct {
@@ -107,12 +108,16 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 		d.metrics.Steps.WithLabelValues(string(s), outcome).Inc()
 	}
+	sources, err := newSources(cfg)
+	if err != nil {
+		return nil, err
+	}
 	h, err := d.routes(cfg)
 	if err != nil {
 		return nil, err
 	}
 	d.handler.Store(&h)
-	return &world{cfg: cfg, rec: rec}, nil
+	return &world{cfg: cfg, rec: rec, sources: sources}, nil
 }
 
 func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
@@ -192,19 +197,30 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // desired is every team wanted now: the configuration's, and the SCIM-pushed groups the rule maps.
-func (d *daemon) desired(ctx context.Context, key string) ([]team.Team, error) {
-	cfg := d.world.Load().cfg
-	teams := cfg.DesiredTeams()
+func (d *daemon) desired(ctx context.Context, key string) (teams []team.Team, err error) {
+	w := d.world.Load()
+	cfg := w.cfg
+	if err := d.readSources(ctx, key); err != nil {
+		return nil, err
+	}
+	teams = cfg.DesiredTeams()
+	claimed := make(map[string]string, len(teams))
+	for _, t := range teams {
+		claimed[t.Name] = "yaml"
+	}
+	defer func() { // IdP sources come after the configuration and SCIM pushes
+		if err == nil {
+			for _, s := range w.sources {
+				teams = append(teams, s.teams(cfg, claimed, d.log)...)
+			}
+		}
+	}()
 	if cfg.SCIM == nil {
 		return teams, nil
 	}
 	groups, err := d.db.SCIMGroups(ctx)
 	if err != nil {
 		return nil, err
-	}
-	claimed := make(map[string]bool, len(teams))
-	for _, t := range teams {
-		claimed[t.Name] = true
 	}
 	for _, g := range groups {
 		if g.Deleted {
@@ -218,8 +234,8 @@ func (d *daemon) desired(ctx context.Context, key string) ([]team.Team, error) {
 			d.log.Warn("pushed group cannot become a team", "group", g.DisplayName, "error", err)
 			continue
 		}
-		if claimed[name] {
-			d.log.Warn("team is claimed by the configuration and by a SCIM group; the configuration wins", "team", name, "group", g.DisplayName)
+		if by, dup := claimed[name]; dup {
+			d.log.Warn("team is claimed by two sources; the first keeps it", "team", name, "kept", by, "ignored", "scim", "group", g.DisplayName)
 			continue
 		}
 		st, err := cfg.Storage(cfg.SCIM.Profile, name)
@@ -227,7 +243,7 @@ func (d *daemon) desired(ctx context.Context, key string) ([]team.Team, error) {
 			d.log.Warn("pushed group cannot become a team", "team", name, "group", g.DisplayName, "error", err)
 			continue
 		}
-		claimed[name] = true
+		claimed[name] = "scim"
 		teams = append(teams, team.Team{Name: name, Profile: cfg.SCIM.Profile, Source: "scim", Storage: st,
 			ManageMembers: true, Members: scimMembers(g)})
 	}
@@ -236,10 +252,16 @@ func (d *daemon) desired(ctx context.Context, key string) ([]team.Team, error) {
 
 // resolve maps "group:scim:<id>" to the team of that group (deleted groups too: the team is orphaned).
 func (d *daemon) resolve(ctx context.Context, key string) ([]string, bool) {
+	w := d.world.Load()
+	for _, s := range w.sources {
+		if id, ok := strings.CutPrefix(key, "group:"+s.key+":"); ok {
+			return s.teamNames(id), true
+		}
+	}
 	id, ok := strings.CutPrefix(key, "group:scim:")
-	cfg := d.world.Load().cfg
+	cfg := w.cfg
 	if !ok || cfg.SCIM == nil {
-		return nil, false // IdP group keys: the sources that read groups come later; reconcile all
+		return nil, false // a group key of no configured source: reconcile everything
 	}
 	groups, err := d.db.SCIMGroups(ctx)
 	if err != nil {

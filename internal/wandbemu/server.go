@@ -242,6 +242,16 @@ func (s *Server) AddUser(userName, email string) string {
 	return s.addUserLocked(userName, email).id
 }
 
+// UserEmail returns the email of the user with the given id ("" if none): tests read members by email.
+func (s *Server) UserEmail(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.userByID(id); u != nil {
+		return u.email
+	}
+	return ""
+}
+
 func (s *Server) addUserLocked(userName, email string) *user {
 	s.nextUser++
 	u := &user{id: opaqueID("User", s.nextUser), userName: userName, email: email, created: time.Now().UTC()}

@@ -1,0 +1,317 @@
+package oktafake
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const apiToken = "00SSWS-test-token"
+
+var (
+	clientKey = sync.OnceValue(func() *rsa.PrivateKey { return genKey() })
+	strayKey  = sync.OnceValue(func() *rsa.PrivateKey { return genKey() })
+	start     = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+)
+
+func genKey() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+func newServer(t *testing.T) *Server {
+	t.Helper()
+	s := New()
+	t.Cleanup(s.Close)
+	s.SetNow(func() time.Time { return start })
+	s.AddAPIToken(apiToken)
+	s.AddClient("0oac", &clientKey().PublicKey, "kid1", "okta.groups.read", "okta.users.read")
+	s.AddGroup(Group{ID: "00g1", Name: "wandb-a", LastUpdated: start.Add(-time.Hour)})
+	s.AddGroup(Group{ID: "00g2", Name: "wandb-b", Type: "APP_GROUP", LastUpdated: start.Add(-2 * time.Hour)})
+	s.AddGroup(Group{ID: "00g3", Name: "Other", Description: "not wandb"})
+	s.AddUser(User{ID: "00u1", Login: "a@x.io", Email: "a@x.io"})
+	s.AddMember("00g1", "00u1")
+	return s
+}
+
+func do(t *testing.T, s *Server, method, path, auth string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, s.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body), resp.Header
+}
+
+func TestAPIStrictness(t *testing.T) {
+	q := url.QueryEscape
+	tests := []struct {
+		name     string
+		method   string
+		path     string
+		auth     string
+		status   int
+		contains string
+	}{
+		{name: "no credentials", path: "/api/v1/groups", status: 401, contains: "E0000011"},
+		{name: "wrong token", path: "/api/v1/groups", auth: "SSWS nope", status: 401, contains: "E0000011"},
+		{name: "unknown bearer", path: "/api/v1/groups", auth: "Bearer nope", status: 401, contains: "E0000011"},
+		{name: "write method", method: http.MethodPost, path: "/api/v1/groups", status: 405, contains: "E0000022"},
+		{name: "limit over 200", path: "/api/v1/groups?limit=201", status: 400, contains: "limit"},
+		{name: "limit zero", path: "/api/v1/groups?limit=0", status: 400, contains: "limit"},
+		{name: "limit not a number", path: "/api/v1/groups?limit=ten", status: 400, contains: "limit"},
+		{name: "member limit over 1000", path: "/api/v1/groups/00g1/users?limit=1001", status: 400, contains: "limit"},
+		{name: "member limit 1000", path: "/api/v1/groups/00g1/users?limit=1000", status: 200, contains: "a@x.io"},
+		{name: "unknown parameter", path: "/api/v1/groups?pageSize=10", status: 400, contains: "unknown query parameter"},
+		{name: "q not implemented", path: "/api/v1/groups?q=wandb", status: 400, contains: "not implemented"},
+		{name: "repeated parameter", path: "/api/v1/groups?limit=2&limit=3", status: 400, contains: "more than once"},
+		{name: "search and filter", path: "/api/v1/groups?search=" + q(`id eq "00g1"`) + "&filter=" + q(`id eq "00g1"`), status: 400, contains: "E0000031"},
+		{name: "bad operator", path: "/api/v1/groups?search=" + q(`profile.name zz "a"`), status: 400, contains: "E0000031"},
+		{name: "co only on profile", path: "/api/v1/groups?search=" + q(`id co "00"`), status: 400, contains: "E0000031"},
+		{name: "filter on profile", path: "/api/v1/groups?filter=" + q(`profile.name eq "a"`), status: 400, contains: "E0000031"},
+		{name: "unquoted value", path: "/api/v1/groups?search=" + q(`id eq 00g1`), status: 400, contains: "E0000031"},
+		{name: "unbalanced parens", path: "/api/v1/groups?search=" + q(`(id eq "00g1"`), status: 400, contains: "E0000031"},
+		{name: "bad timestamp", path: "/api/v1/groups?filter=" + q(`lastUpdated gt "yesterday"`), status: 400, contains: "E0000031"},
+		{name: "get with parameter", path: "/api/v1/groups/00g1?expand=stats", status: 400, contains: "unknown query parameter"},
+		{name: "missing group", path: "/api/v1/groups/00g9", status: 404, contains: "E0000007"},
+		{name: "members of missing group", path: "/api/v1/groups/00g9/users", status: 404, contains: "E0000007"},
+		{name: "unknown path", path: "/api/v1/groups/00g1/apps", status: 404, contains: "E0000007"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t)
+			method := tt.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			auth := tt.auth
+			if auth == "" && tt.name != "no credentials" {
+				auth = "SSWS " + apiToken
+			}
+			status, body, _ := do(t, s, method, tt.path, auth)
+			if status != tt.status || !strings.Contains(body, tt.contains) {
+				t.Errorf("%s %s = %d %s, want %d containing %q", method, tt.path, status, body, tt.status, tt.contains)
+			}
+		})
+	}
+}
+
+func TestSearchAndFilter(t *testing.T) {
+	tests := []struct {
+		param, expr string
+		want        []string
+	}{
+		{"search", `profile.name sw "WANDB-"`, []string{"00g1", "00g2"}},
+		{"search", `profile.description co "WANDB"`, []string{"00g3"}},
+		{"search", `profile.name sw "wandb-" and type eq "APP_GROUP" or id eq "00g3"`, []string{"00g2", "00g3"}},
+		{"search", `profile.name sw "wandb-" and (type eq "APP_GROUP" or id eq "00g3")`, []string{"00g2"}},
+		{"search", `profile.name eq "wandb-a" OR profile.name eq "Other"`, []string{"00g1", "00g3"}},
+		{"filter", `type eq "APP_GROUP"`, []string{"00g2"}},
+		{"filter", `lastUpdated gt "2026-03-02T08:30:00.000Z"`, []string{"00g1"}},
+		{"filter", `id eq "00g1" or id eq "00g3"`, []string{"00g1", "00g3"}},
+	}
+	s := newServer(t)
+	for _, tt := range tests {
+		status, body, _ := do(t, s, http.MethodGet, "/api/v1/groups?"+tt.param+"="+url.QueryEscape(tt.expr), "SSWS "+apiToken)
+		var groups []struct {
+			ID string `json:"id"`
+		}
+		if status != 200 || json.Unmarshal([]byte(body), &groups) != nil {
+			t.Fatalf("%s=%s: %d %s", tt.param, tt.expr, status, body)
+		}
+		var got []string
+		for _, g := range groups {
+			got = append(got, g.ID)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s=%s matched %v, want %v", tt.param, tt.expr, got, tt.want)
+		}
+	}
+}
+
+func TestPagingAndRateLimit(t *testing.T) {
+	s := newServer(t)
+	s.SetPageSize(2)
+	s.SetRateLimit(2)
+	status, _, h := do(t, s, http.MethodGet, "/api/v1/groups?limit=200", "SSWS "+apiToken)
+	links := h.Values("Link")
+	if status != 200 || len(links) != 2 || !strings.Contains(links[1], `after=00g2`) || !strings.HasSuffix(links[1], `>; rel="next"`) {
+		t.Fatalf("first page: %d, links %q", status, links)
+	}
+	if h.Get("X-Rate-Limit-Remaining") != "1" {
+		t.Errorf("X-Rate-Limit-Remaining = %q, want 1", h.Get("X-Rate-Limit-Remaining"))
+	}
+	next := strings.TrimPrefix(links[1][:strings.Index(links[1], ">")], "<"+s.URL)
+	status, _, h = do(t, s, http.MethodGet, next, "SSWS "+apiToken)
+	if status != 200 || len(h.Values("Link")) != 1 {
+		t.Fatalf("last page: %d, links %q", status, h.Values("Link"))
+	}
+	status, body, h := do(t, s, http.MethodGet, next, "SSWS "+apiToken)
+	wantReset := "1772445660" // 10:01:00Z
+	if status != 429 || !strings.Contains(body, "E0000047") || h.Get("X-Rate-Limit-Reset") != wantReset ||
+		h.Get("X-Rate-Limit-Remaining") != "0" || h.Get("Date") != "Mon, 02 Mar 2026 10:00:00 GMT" {
+		t.Errorf("third request: %d %s %v", status, body, h)
+	}
+}
+
+func sign(t *testing.T, key *rsa.PrivateKey, header, claims map[string]any) string {
+	t.Helper()
+	h, _ := json.Marshal(header)
+	c, _ := json.Marshal(claims)
+	input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
+	digest := sha256.Sum256([]byte(input))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+func TestTokenEndpoint(t *testing.T) {
+	type mod func(h, c map[string]any, f url.Values) *rsa.PrivateKey
+	tests := []struct {
+		name   string
+		mod    mod
+		status int
+		want   string
+	}{
+		{name: "valid", status: 200, want: `"token_type":"Bearer"`},
+		{name: "wrong audience", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey {
+			c["aud"] = "https://other.okta.com/oauth2/v1/token"
+			return nil
+		}, status: 401, want: "audience"},
+		{name: "expired", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey {
+			c["exp"] = start.Add(-time.Second).Unix()
+			return nil
+		}, status: 401, want: "expired"},
+		{name: "exp over an hour", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey {
+			c["exp"] = start.Add(61 * time.Minute).Unix()
+			return nil
+		}, status: 401, want: "too far"},
+		{name: "no jti", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey { delete(c, "jti"); return nil }, status: 401, want: "jti"},
+		{name: "sub differs", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey { c["sub"] = "someone"; return nil }, status: 401, want: "sub"},
+		{name: "HS256", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey { h["alg"] = "HS256"; return nil }, status: 401, want: "algorithm"},
+		{name: "other key", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey { return strayKey() }, status: 401, want: "signature is invalid"},
+		{name: "other kid", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey { h["kid"] = "kid2"; return nil }, status: 401, want: "kid"},
+		{name: "unknown client", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey {
+			c["iss"], c["sub"] = "0oax", "0oax"
+			return nil
+		}, status: 401, want: "client_id is invalid"},
+		{name: "client_id mismatch", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey { f.Set("client_id", "0oax"); return nil }, status: 401, want: "client_id"},
+		{name: "no scope", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey { f.Del("scope"); return nil }, status: 400, want: "invalid_scope"},
+		{name: "scope not granted", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey {
+			f.Set("scope", "okta.groups.read okta.users.manage")
+			return nil
+		}, status: 400, want: "okta.users.manage"},
+		{name: "wrong grant", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey { f.Set("grant_type", "password"); return nil }, status: 400, want: "unsupported_grant_type"},
+		{name: "client secret", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey { f.Set("client_secret", "x"); return nil }, status: 400, want: "client_secret"},
+		{name: "wrong assertion type", mod: func(h, c map[string]any, f url.Values) *rsa.PrivateKey {
+			f.Set("client_assertion_type", "jwt")
+			return nil
+		}, status: 401, want: "client_assertion_type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t)
+			h := map[string]any{"alg": "RS256", "typ": "JWT", "kid": "kid1"}
+			c := map[string]any{"iss": "0oac", "sub": "0oac", "aud": s.URL + "/oauth2/v1/token",
+				"iat": start.Unix(), "exp": start.Add(5 * time.Minute).Unix(), "jti": "j1"}
+			f := url.Values{"grant_type": {"client_credentials"}, "scope": {"okta.groups.read okta.users.read"},
+				"client_assertion_type": {assertionType}}
+			key := clientKey()
+			if tt.mod != nil {
+				if k := tt.mod(h, c, f); k != nil {
+					key = k
+				}
+			}
+			f.Set("client_assertion", sign(t, key, h, c))
+			status, body := postToken(t, s, f)
+			if status != tt.status || !strings.Contains(body, tt.want) {
+				t.Errorf("token = %d %s, want %d containing %q", status, body, tt.status, tt.want)
+			}
+		})
+	}
+}
+
+func postToken(t *testing.T, s *Server, f url.Values) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.URL+"/oauth2/v1/token", strings.NewReader(f.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func TestTokenReplayAndUse(t *testing.T) {
+	s := newServer(t)
+	c := map[string]any{"iss": "0oac", "sub": "0oac", "aud": s.URL + "/oauth2/v1/token",
+		"iat": start.Unix(), "exp": start.Add(5 * time.Minute).Unix(), "jti": "once"}
+	f := url.Values{"grant_type": {"client_credentials"}, "scope": {"okta.users.read"},
+		"client_assertion_type": {assertionType}, "client_assertion": {sign(t, clientKey(), map[string]any{"alg": "RS256"}, c)}}
+	status, body := postToken(t, s, f)
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &tr) != nil {
+		t.Fatalf("token: %d %s", status, body)
+	}
+	if status, body := postToken(t, s, f); status != 401 || !strings.Contains(body, "already been used") {
+		t.Errorf("replayed assertion: %d %s", status, body)
+	}
+	// The token lacks okta.groups.read: the Groups API refuses it.
+	if status, body, _ := do(t, s, http.MethodGet, "/api/v1/groups", "Bearer "+tr.AccessToken); status != 403 || !strings.Contains(body, "E0000006") {
+		t.Errorf("groups with users-only scope: %d %s", status, body)
+	}
+}
+
+func FuzzParseExpr(f *testing.F) {
+	for _, seed := range []string{`profile.name sw "a"`, `(id eq "1" or (type eq "X")) and profile.name co "\"q"`, `((((`, `a b c d`} {
+		f.Add(seed, false)
+	}
+	g := &Group{ID: "00g1", Name: "wandb-a"}
+	f.Fuzz(func(t *testing.T, expr string, filter bool) {
+		mode := modeSearch
+		if filter {
+			mode = modeFilter
+		}
+		if pred, err := parseExpr(expr, mode); err == nil {
+			pred(g)
+		}
+	})
+}

@@ -1,0 +1,175 @@
+package oktafake
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+const (
+	assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	tokenLifetime = time.Hour
+	// maxAssertionLife is Okta's limit on a client assertion's exp; clockSkew what the fake tolerates on iat.
+	maxAssertionLife = time.Hour
+	clockSkew        = time.Minute
+)
+
+// token is the org authorization server's token endpoint, client credentials with private_key_jwt only.
+func (s *Server) token(w http.ResponseWriter, r *http.Request, now time.Time) {
+	if r.Method != http.MethodPost {
+		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "The token endpoint accepts POST only.")
+		return
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "The request must be form-encoded.")
+		return
+	}
+	if r.URL.RawQuery != "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "Parameters must be sent in the request body.")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "The request body is malformed.")
+		return
+	}
+	for k, v := range r.PostForm {
+		if !slices.Contains([]string{"grant_type", "scope", "client_assertion_type", "client_assertion", "client_id"}, k) {
+			oauthError(w, http.StatusBadRequest, "invalid_request", "Unsupported parameter "+k+".")
+			return
+		}
+		if len(v) != 1 {
+			oauthError(w, http.StatusBadRequest, "invalid_request", "Parameter "+k+" given more than once.")
+			return
+		}
+	}
+	f := r.PostForm
+	if f.Get("grant_type") != "client_credentials" {
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "The authorization grant type is not supported by the authorization server.")
+		return
+	}
+	if f.Get("client_assertion_type") != assertionType {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "The client_assertion_type is invalid.")
+		return
+	}
+	clientID, err := s.verifyAssertion(f.Get("client_assertion"), s.URL+"/oauth2/v1/token", now)
+	if err != nil {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", err.Error())
+		return
+	}
+	if id := f.Get("client_id"); id != "" && id != clientID {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "The client_id does not match the client_assertion.")
+		return
+	}
+	scopes := strings.Fields(f.Get("scope"))
+	if len(scopes) == 0 {
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "The authorization server requires a scope for the client credentials flow.")
+		return
+	}
+	var denied []string
+	for _, sc := range scopes {
+		if !slices.Contains(s.clients[clientID].scopes, sc) {
+			denied = append(denied, sc)
+		}
+	}
+	if len(denied) > 0 {
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "The following scopes are not allowed: "+strings.Join(denied, " "))
+		return
+	}
+	tok := randomHex(24)
+	s.access[tok] = accessToken{scopes: scopes, expiry: now.Add(tokenLifetime)}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"token_type": "Bearer", "expires_in": int(tokenLifetime.Seconds()), "access_token": tok, "scope": strings.Join(scopes, " "),
+	})
+}
+
+// verifyAssertion checks a client assertion as Okta documents it: an RS256 JWT signed with a key
+// registered for the client, iss = sub = client id, aud = the token endpoint, exp within the hour, and a
+// jti never seen before. It returns the client id.
+func (s *Server) verifyAssertion(jwt, audience string, now time.Time) (string, error) {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return "", errors.New("The client_assertion is not a JWT.")
+	}
+	var header struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+	}
+	var claims struct {
+		Iss string          `json:"iss"`
+		Sub string          `json:"sub"`
+		Aud json.RawMessage `json:"aud"`
+		Exp *int64          `json:"exp"`
+		Iat *int64          `json:"iat"`
+		Jti string          `json:"jti"`
+	}
+	if err := decodeSegment(parts[0], &header); err != nil {
+		return "", errors.New("The client_assertion header is malformed.")
+	}
+	if err := decodeSegment(parts[1], &claims); err != nil {
+		return "", errors.New("The client_assertion claims are malformed.")
+	}
+	if header.Alg != "RS256" {
+		return "", fmt.Errorf("The client_assertion algorithm %q is not supported.", header.Alg)
+	}
+	c := s.clients[claims.Iss]
+	if c == nil {
+		return "", errors.New("The client_id is invalid.")
+	}
+	if header.Kid != "" && c.keyID != "" && header.Kid != c.keyID {
+		return "", errors.New("The client_assertion kid does not match a registered key.")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return "", errors.New("The client_assertion signature is malformed.")
+	}
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if rsa.VerifyPKCS1v15(c.key, crypto.SHA256, digest[:], sig) != nil {
+		return "", errors.New("The client_assertion signature is invalid.")
+	}
+	var aud string
+	if json.Unmarshal(claims.Aud, &aud) != nil || aud != audience {
+		return "", errors.New("The audience claim for client_assertion must be the endpoint invoked for the request.")
+	}
+	if claims.Sub != claims.Iss {
+		return "", errors.New("The client_assertion sub must equal iss.")
+	}
+	if claims.Exp == nil || claims.Iat == nil {
+		return "", errors.New("The client_assertion must carry exp and iat.")
+	}
+	exp, iat := time.Unix(*claims.Exp, 0), time.Unix(*claims.Iat, 0)
+	switch {
+	case !now.Before(exp):
+		return "", errors.New("The client_assertion token is expired.")
+	case exp.Sub(now) > maxAssertionLife:
+		return "", errors.New("The client_assertion token has an expiration too far into the future.")
+	case iat.After(now.Add(clockSkew)):
+		return "", errors.New("The client_assertion token was issued in the future.")
+	case claims.Jti == "":
+		return "", errors.New("The client_assertion must carry a jti.")
+	case s.usedJTI[claims.Jti]:
+		return "", errors.New("The client_assertion token has already been used.")
+	}
+	s.usedJTI[claims.Jti] = true
+	return claims.Iss, nil
+}
+
+func decodeSegment(seg string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func oauthError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+}
