@@ -42,6 +42,8 @@ type MembersPolicy struct {
 	Authoritative bool
 	CreateUsers   bool    // create W&B users for member emails W&B does not know
 	MaxRemove     float64 // refuse a sync that would remove more than this share of a team's members
+	// RemoveOnOrphan removes the members the agent added when a team's group disappears (default: keep).
+	RemoveOnOrphan bool
 }
 
 // Profile is what the reconciler knows of one storage profile.
@@ -437,6 +439,19 @@ func (t *teamRun) step(ctx context.Context, s Step) error {
 
 	case StepOrphan:
 		t.log.Info("team no longer desired: marked orphaned; its bucket and W&B team are kept")
+		if pol := t.r.Members; pol.Sync && pol.RemoveOnOrphan && t.rec.GroupID != "" {
+			for _, id := range t.rec.MembersAdded {
+				if err := t.r.WandB.RemoveMember(ctx, t.rec.GroupID, id); err != nil {
+					return err
+				}
+			}
+			if n := len(t.rec.MembersAdded); n > 0 {
+				t.changes = append(t.changes, fmt.Sprintf("members: removed the %d the agent had added", n))
+			}
+			return t.update(ctx, func(rec *state.Record) {
+				rec.Orphaned, rec.MembersAdded, rec.MemberIDs, rec.MemberEmails = true, nil, nil, nil
+			})
+		}
 		return t.update(ctx, func(rec *state.Record) { rec.Orphaned = true })
 
 	case StepSyncMembers:

@@ -627,3 +627,17 @@ func TestOneShotSyncLeavesOtherSourcesAlone(t *testing.T) {
 		t.Errorf("a yaml-only sync touched the pushed team: %+v", results)
 	}
 }
+
+func TestOrphanMembersPolicy(t *testing.T) {
+	for _, remove := range []bool{false, true} {
+		e := newEnv(t)
+		e.rec.Members = MembersPolicy{Sync: true, MaxRemove: 1, RemoveOnOrphan: remove}
+		e.emu.AddUser("ada", "ada@example.com")
+		e.sync(t, []team.Team{memberTeam("ml", "ada@example.com")})
+		e.sync(t, nil) // the group is gone
+		got := len(e.members(t, "ml"))
+		if want := map[bool]int{false: 1, true: 0}[remove]; got != want || !e.record(t, "ml").Orphaned {
+			t.Errorf("RemoveOnOrphan=%v: %d members left, want %d; record %+v", remove, got, want, e.record(t, "ml"))
+		}
+	}
+}

@@ -138,7 +138,7 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 	}
 	return &bsync.Reconciler{
 		Members: bsync.MembersPolicy{Sync: cfg.Members.Sync, Authoritative: cfg.Members.Mode == config.MembersAuthoritative,
-			CreateUsers: cfg.Members.CreateUsers, MaxRemove: cfg.Members.MaxRemoveShare},
+			CreateUsers: cfg.Members.CreateUsers, MaxRemove: cfg.Members.MaxRemoveShare, RemoveOnOrphan: !cfg.Members.KeepOnOrphan},
 		Store:         a.db,
 		WandB:         wandb,
 		Profiles:      profiles,

@@ -26,6 +26,9 @@ type idpSource struct {
 	team string // the team's Source: okta, entra, google
 	src  source.Source
 	rule *config.GroupRule
+	// keep, when set, keeps the IdP's change notifications alive (Entra's Graph subscription); it runs
+	// with every full read.
+	keep func(ctx context.Context) error
 
 	mu     gosync.Mutex
 	groups map[string]source.Group // by id; nil until the first full read succeeded
@@ -49,7 +52,13 @@ func newSources(cfg *config.Config) ([]*idpSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("entra source: %w", err)
 		}
-		out = append(out, &idpSource{key: "graph", team: "entra", src: src, rule: e.Groups})
+		s := &idpSource{key: "graph", team: "entra", src: src, rule: e.Groups}
+		if sub := e.Subscription; sub != nil {
+			// Graph lists existing subscriptions, so a restart adopts ours instead of adding one.
+			s.keep = entra.NewSubscriptions(src, entra.SubscriptionOptions{
+				NotificationURL: sub.NotificationURL, ClientState: sub.ClientState.Reveal()}).Ensure
+		}
+		out = append(out, s)
 	}
 	if g := cfg.Sources.Google; g != nil {
 		src, err := google.New(google.Options{CredentialsJSON: []byte(g.ServiceAccountKey.Reveal()), Subject: g.Subject,
@@ -65,6 +74,11 @@ func newSources(cfg *config.Config) ([]*idpSource, error) {
 // refresh reads every group. On failure the groups read before stay in use; with none read yet the
 // error is returned, since reconciling without the source would orphan its teams.
 func (s *idpSource) refresh(ctx context.Context, log *slog.Logger) error {
+	if s.keep != nil {
+		if err := s.keep(ctx); err != nil {
+			log.Error("keeping the change-notification subscription failed; the schedule still reads every group", "source", s.team, "error", err)
+		}
+	}
 	groups, err := s.src.Groups(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
