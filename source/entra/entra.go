@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/byob-agent/byob-agent/source"
+	"github.com/byob-agent/byob-agent/source/internal/oauth"
 )
 
 const (
@@ -63,8 +64,7 @@ type Source struct {
 	now                      func() time.Time
 	maxWait                  time.Duration
 
-	tokenLock lock
-	token     cachedToken // guarded by tokenLock
+	tokens *oauth.Cache
 	// advanced is set once Graph has said the filter needs its advanced query parameters, which are
 	// then always sent. They are not sent before: their results are only eventually consistent.
 	advanced atomic.Bool
@@ -78,7 +78,6 @@ func New(o Options) (*Source, error) {
 		tenant: strings.TrimSpace(o.TenantID), clientID: strings.TrimSpace(o.ClientID), secret: o.ClientSecret,
 		filter: strings.TrimSpace(o.Filter),
 		http:   o.HTTPClient, sleep: o.Sleep, now: o.Now, maxWait: o.MaxWait,
-		tokenLock: make(lock, 1),
 	}
 	switch {
 	case s.tenant == "" || strings.ContainsAny(s.tenant, "/?#% "):
@@ -124,6 +123,7 @@ func New(o Options) (*Source, error) {
 	if s.maxWait <= 0 {
 		s.maxWait = DefaultMaxWait
 	}
+	s.tokens = oauth.NewCache(oauth.CacheOptions{Margin: refreshMargin, Now: s.now})
 	return s, nil
 }
 

@@ -79,11 +79,6 @@ func (l lock) acquire(ctx context.Context) error {
 
 func (l lock) release() { <-l }
 
-type cachedToken struct {
-	value     string
-	refreshAt time.Time
-}
-
 // tokenResponse is the token endpoint's answer; expires_in is a number in v2.0 but a string in v1.0.
 type tokenResponse struct {
 	AccessToken string          `json:"access_token"`
@@ -126,30 +121,21 @@ func refreshMargin(life time.Duration) time.Duration {
 
 // accessToken returns a cached token, fetching a new one shortly before the old one expires.
 func (s *Source) accessToken(ctx context.Context) (string, error) {
-	if err := s.tokenLock.acquire(ctx); err != nil {
-		return "", err
-	}
-	defer s.tokenLock.release()
-	if s.token.value != "" && s.now().Before(s.token.refreshAt) {
-		return s.token.value, nil
-	}
-	value, life, err := s.fetchToken(ctx)
-	if err != nil {
-		return "", fmt.Errorf("getting a token for client %s in tenant %s: %w", s.clientID, s.tenant, err)
-	}
-	s.token = cachedToken{value: value, refreshAt: s.now().Add(life - refreshMargin(life))}
-	return value, nil
+	return s.tokens.Token(ctx, func(ctx context.Context) (string, time.Duration, error) {
+		value, life, err := s.fetchToken(ctx)
+		if err != nil {
+			return "", 0, fmt.Errorf("getting a token for client %s in tenant %s: %w", s.clientID, s.tenant, err)
+		}
+		return value, life, nil
+	})
 }
 
 // dropToken forgets a token Graph refused, unless another caller already replaced it.
 func (s *Source) dropToken(ctx context.Context, value string) error {
-	if err := s.tokenLock.acquire(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	defer s.tokenLock.release()
-	if s.token.value == value {
-		s.token = cachedToken{}
-	}
+	s.tokens.Forget(value)
 	return nil
 }
 

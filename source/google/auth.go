@@ -2,21 +2,16 @@ package google
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/byob-agent/byob-agent/source/internal/oauth"
 )
 
 const (
@@ -83,60 +78,39 @@ func parseCredentials(b []byte) (credentials, error) {
 }
 
 // parseRSAKey accepts the PKCS#8 PEM that Google writes into key files, and PKCS#1 for hand-made ones.
-// The x509 errors are not wrapped: the message is enough and nothing of the key can leak through it.
+// Nothing of the key can leak through its errors.
 func parseRSAKey(s string) (*rsa.PrivateKey, error) {
 	if s == "" {
 		return nil, errors.New("private_key is missing")
 	}
-	block, _ := pem.Decode([]byte(s))
-	if block == nil {
-		return nil, errors.New("private_key is not PEM")
-	}
-	if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
-		rk, ok := k.(*rsa.PrivateKey)
-		if !ok {
-			return nil, errors.New("private_key is not an RSA key")
-		}
-		return rk, nil
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+	k, err := oauth.ParseRSAKeyAnyBlock([]byte(s))
+	var ke *oauth.KeyError
+	switch {
+	case err == nil:
 		return k, nil
+	case !errors.As(err, &ke):
+		return nil, err
+	case ke.Reason == oauth.NoPEM:
+		return nil, errors.New("private_key is not PEM")
+	case ke.Reason == oauth.NotRSA:
+		return nil, errors.New("private_key is not an RSA key")
+	default:
+		return nil, errors.New("private_key is neither a PKCS#8 nor a PKCS#1 RSA key")
 	}
-	return nil, errors.New("private_key is neither a PKCS#8 nor a PKCS#1 RSA key")
 }
 
 // assertion builds the signed JWT of Google's service account flow: the service account (iss) asks
 // for a token acting as the admin (sub) with the given scopes, for the token endpoint (aud).
 func assertion(c credentials, subject, scopes string, now time.Time) (string, error) {
-	header := map[string]string{"alg": "RS256", "typ": "JWT"}
-	if c.keyID != "" {
-		header["kid"] = c.keyID
-	}
 	iat := now.Add(-clockSkew)
-	claims := map[string]any{
+	return oauth.SignRS256(c.key, c.keyID, map[string]any{
 		"iss":   c.email,
 		"sub":   subject,
 		"scope": scopes,
 		"aud":   c.tokenURI,
 		"iat":   iat.Unix(),
 		"exp":   iat.Add(assertionLifetime).Unix(),
-	}
-	h, err := json.Marshal(header)
-	if err != nil {
-		return "", fmt.Errorf("encode JWT header: %w", err)
-	}
-	cl, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("encode JWT claims: %w", err)
-	}
-	enc := base64.RawURLEncoding
-	signed := enc.EncodeToString(h) + "." + enc.EncodeToString(cl)
-	sum := sha256.Sum256([]byte(signed))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, c.key, crypto.SHA256, sum[:])
-	if err != nil {
-		return "", fmt.Errorf("sign JWT: %w", err)
-	}
-	return signed + "." + enc.EncodeToString(sig), nil
+	})
 }
 
 // tokenSource hands out the cached access token and fetches a new one when it is about to expire.
@@ -146,61 +120,34 @@ type tokenSource struct {
 	client  *http.Client
 	now     func() time.Time
 	retry   func(ctx context.Context, op func() error) error
-
-	// fetching lets one caller fetch while the others wait, and lets a waiter give up with its context.
-	fetching chan struct{}
-	mu       sync.Mutex // guards token and expiry
-	token    string
-	expiry   time.Time
+	cache   *oauth.Cache
 }
 
-func (ts *tokenSource) cached() string {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if ts.token != "" && ts.now().Before(ts.expiry) {
-		return ts.token
-	}
-	return ""
+func newTokenSource(creds credentials, subject string, client *http.Client, now func() time.Time, retry func(context.Context, func() error) error) *tokenSource {
+	return &tokenSource{creds: creds, subject: subject, client: client, now: now, retry: retry,
+		cache: oauth.NewCache(oauth.CacheOptions{
+			Margin: func(life time.Duration) time.Duration { return min(refreshMargin, life/2) },
+			Now:    now,
+		})}
 }
 
 func (ts *tokenSource) get(ctx context.Context) (string, error) {
-	if t := ts.cached(); t != "" {
-		return t, nil
-	}
-	select {
-	case ts.fetching <- struct{}{}:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	defer func() { <-ts.fetching }()
-	if t := ts.cached(); t != "" { // another caller fetched while this one waited
-		return t, nil
-	}
-	var tok tokenResponse
-	err := ts.retry(ctx, func() error {
-		var err error
-		tok, err = ts.fetch(ctx)
-		return err
+	return ts.cache.Token(ctx, func(ctx context.Context) (string, time.Duration, error) {
+		var tok tokenResponse
+		err := ts.retry(ctx, func() error {
+			var err error
+			tok, err = ts.fetch(ctx)
+			return err
+		})
+		if err != nil {
+			return "", 0, fmt.Errorf("get access token for %s as %s: %w", ts.creds.email, ts.subject, err)
+		}
+		return tok.AccessToken, time.Duration(tok.ExpiresIn) * time.Second, nil
 	})
-	if err != nil {
-		return "", fmt.Errorf("get access token for %s as %s: %w", ts.creds.email, ts.subject, err)
-	}
-	life := time.Duration(tok.ExpiresIn) * time.Second
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	ts.token = tok.AccessToken
-	ts.expiry = ts.now().Add(life - min(refreshMargin, life/2))
-	return ts.token, nil
 }
 
 // invalidate drops token if it is still the cached one (the API refused it: revoked, or the clock lied).
-func (ts *tokenSource) invalidate(token string) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if ts.token == token {
-		ts.token = ""
-	}
-}
+func (ts *tokenSource) invalidate(token string) { ts.cache.Forget(token) }
 
 func (ts *tokenSource) fetch(ctx context.Context) (tokenResponse, error) {
 	a, err := assertion(ts.creds, ts.subject, Scopes, ts.now())

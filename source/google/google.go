@@ -103,14 +103,7 @@ func New(o Options) (*Source, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.tokens = &tokenSource{
-		creds:    creds,
-		subject:  o.Subject,
-		client:   s.client,
-		now:      s.now,
-		retry:    s.retry,
-		fetching: make(chan struct{}, 1),
-	}
+	s.tokens = newTokenSource(creds, o.Subject, s.client, s.now, s.retry)
 	return s, nil
 }
 

@@ -2,22 +2,18 @@ package okta
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
+
+	shared "github.com/byob-agent/byob-agent/source/internal/oauth"
 )
 
 const (
@@ -32,50 +28,27 @@ const (
 type tokenSource struct {
 	clientID, keyID, endpoint string
 	key                       *rsa.PrivateKey
-
-	fetch chan struct{} // one fetch at a time; a channel so that waiting for it honours ctx
-
-	mu        sync.Mutex
-	cached    string
-	refreshAt time.Time
+	cache                     *shared.Cache
 }
 
-func newTokenSource(clientID, keyID string, key *rsa.PrivateKey, endpoint string) *tokenSource {
-	return &tokenSource{clientID: clientID, keyID: keyID, key: key, endpoint: endpoint, fetch: make(chan struct{}, 1)}
-}
-
-func (t *tokenSource) current(now time.Time) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.cached != "" && now.Before(t.refreshAt) {
-		return t.cached
-	}
-	return ""
+func newTokenSource(clientID, keyID string, key *rsa.PrivateKey, endpoint string, now func() time.Time) *tokenSource {
+	return &tokenSource{clientID: clientID, keyID: keyID, key: key, endpoint: endpoint, cache: shared.NewCache(shared.CacheOptions{
+		// Measured from before the request, and refreshed a minute early (half the lifetime if shorter),
+		// so that a request never starts with a token about to lapse.
+		Margin:    func(life time.Duration) time.Duration { return min(time.Minute, life/2) },
+		Now:       now,
+		FromStart: true,
+	})}
 }
 
 // forget drops tok from the cache if it is still the cached token.
-func (t *tokenSource) forget(tok string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.cached == tok {
-		t.cached = ""
-	}
-}
+func (t *tokenSource) forget(tok string) { t.cache.Forget(tok) }
 
 func (t *tokenSource) token(ctx context.Context, s *Source) (string, error) {
-	if tok := t.current(s.now()); tok != "" {
-		return tok, nil
-	}
-	select {
-	case t.fetch <- struct{}{}:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	defer func() { <-t.fetch }()
-	if tok := t.current(s.now()); tok != "" { // another caller fetched it while we waited
-		return tok, nil
-	}
-	start := s.now()
+	return t.cache.Token(ctx, func(ctx context.Context) (string, time.Duration, error) { return t.fetch(ctx, s) })
+}
+
+func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Duration, error) {
 	resp, err := s.send(ctx, func() (*http.Request, error) {
 		assertion, err := t.assertion(s.now())
 		if err != nil {
@@ -97,7 +70,7 @@ func (t *tokenSource) token(ctx context.Context, s *Source) (string, error) {
 		return req, nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("getting an access token for client %s: %w", t.clientID, err)
+		return "", 0, fmt.Errorf("getting an access token for client %s: %w", t.clientID, err)
 	}
 	var tr struct {
 		TokenType   string `json:"token_type"`
@@ -106,28 +79,18 @@ func (t *tokenSource) token(ctx context.Context, s *Source) (string, error) {
 	}
 	switch {
 	case json.Unmarshal(resp.body, &tr) != nil:
-		return "", errors.New("getting an access token: the token endpoint's answer is not JSON")
+		return "", 0, errors.New("getting an access token: the token endpoint's answer is not JSON")
 	case !strings.EqualFold(tr.TokenType, "Bearer"):
-		return "", fmt.Errorf("getting an access token: token type %q, want Bearer (turn off \"Require DPoP\" on the service app)", clean(tr.TokenType))
+		return "", 0, fmt.Errorf("getting an access token: token type %q, want Bearer (turn off \"Require DPoP\" on the service app)", clean(tr.TokenType))
 	case !headerSafe(tr.AccessToken) || tr.ExpiresIn <= 0:
-		return "", errors.New("getting an access token: the answer lacks a usable access_token or expires_in")
+		return "", 0, errors.New("getting an access token: the answer lacks a usable access_token or expires_in")
 	}
-	life := time.Duration(tr.ExpiresIn) * time.Second
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	// Measured from before the request, and refreshed a minute early (half the lifetime if shorter),
-	// so that a request never starts with a token about to lapse.
-	t.cached, t.refreshAt = tr.AccessToken, start.Add(life-min(time.Minute, life/2))
-	return t.cached, nil
+	return tr.AccessToken, time.Duration(tr.ExpiresIn) * time.Second, nil
 }
 
 // assertion signs a fresh client assertion: RS256, iss = sub = client id, aud = the token endpoint, a
 // unique jti (Okta refuses a replayed one) and a short exp.
 func (t *tokenSource) assertion(now time.Time) (string, error) {
-	header := map[string]string{"alg": "RS256", "typ": "JWT"}
-	if t.keyID != "" {
-		header["kid"] = t.keyID
-	}
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
 		return "", fmt.Errorf("making a jti: %w", err)
@@ -136,50 +99,19 @@ func (t *tokenSource) assertion(now time.Time) (string, error) {
 		"iss": t.clientID, "sub": t.clientID, "aud": t.endpoint,
 		"iat": now.Unix(), "exp": now.Add(assertionLife).Unix(), "jti": hex.EncodeToString(jti),
 	}
-	h, err := json.Marshal(header)
-	if err != nil {
-		return "", fmt.Errorf("encoding assertion header: %w", err)
-	}
-	c, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("encoding assertion claims: %w", err)
-	}
-	input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
-	digest := sha256.Sum256([]byte(input))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, t.key, crypto.SHA256, digest[:])
+	a, err := shared.SignRS256(t.key, t.keyID, claims)
 	if err != nil {
 		return "", fmt.Errorf("signing the client assertion: %w", err)
 	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	return a, nil
 }
 
-// parseRSAKey reads a PKCS#1 or PKCS#8 RSA private key. Its errors describe the problem without
-// echoing any of the input.
+// parseRSAKey reads a PKCS#1 or PKCS#8 RSA private key of at least 2048 bits. Its errors describe the
+// problem without echoing any of the input.
 func parseRSAKey(pemBytes []byte) (*rsa.PrivateKey, error) {
-	block, _ := pem.Decode(pemBytes)
-	if block == nil {
-		return nil, errors.New("no PEM block found")
-	}
-	var key *rsa.PrivateKey
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
-		if err != nil {
-			return nil, errors.New("not a valid PKCS#1 RSA private key")
-		}
-		key = k
-	case "PRIVATE KEY":
-		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-		if err != nil {
-			return nil, errors.New("not a valid PKCS#8 private key")
-		}
-		rk, ok := k.(*rsa.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("a %T, but RS256 needs an RSA key", k)
-		}
-		key = rk
-	default:
-		return nil, fmt.Errorf("PEM block %q, want \"PRIVATE KEY\" or \"RSA PRIVATE KEY\"", block.Type)
+	key, err := shared.ParseRSAKey(pemBytes)
+	if err != nil {
+		return nil, err
 	}
 	if key.N.BitLen() < 2048 {
 		return nil, fmt.Errorf("RSA key of %d bits, Okta requires at least 2048", key.N.BitLen())
