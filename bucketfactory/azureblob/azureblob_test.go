@@ -28,34 +28,21 @@ import (
 // One Azurite per test binary, started by the first test that needs it (the pure tests do not) and
 // stopped in TestMain. A missing azurite-blob fails those tests with a hint to run make tools.
 // The Blob service properties are account-wide, so these tests do not run in parallel.
-var (
-	envOnce   sync.Once
-	sharedEnv *testenv.AzureEnv
-	envErr    error
-)
+var azurite = testenv.NewShared("Azurite", time.Minute, func(ctx context.Context) (*testenv.AzureEnv, error) {
+	return testenv.StartAzurite(ctx, testenv.AzuriteOptions{})
+})
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedEnv != nil {
-		if err := sharedEnv.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop Azurite:", err)
-		}
-	}
+	azurite.Close()
 	os.Exit(code)
 }
 
 func azureEnv(t *testing.T) *testenv.AzureEnv {
 	t.Helper()
-	envOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		sharedEnv, envErr = testenv.StartAzurite(ctx, testenv.AzuriteOptions{})
-	})
-	if envErr != nil {
-		t.Fatalf("start Azurite: %v", envErr)
-	}
-	sharedEnv.SetFault(nil)
-	return sharedEnv
+	env := azurite.Get(t)
+	env.SetFault(nil)
+	return env
 }
 
 func newTestFactory(t *testing.T, env *testenv.AzureEnv) *Factory {

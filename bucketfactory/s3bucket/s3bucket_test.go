@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,38 +27,25 @@ import (
 
 // One SeaweedFS + kmsd per test binary, started by the first test that needs it (unit tests of the
 // pure pieces do not) and stopped in TestMain. A missing bin/weed fails those tests; it never skips them.
-var (
-	envOnce   sync.Once
-	sharedEnv *testenv.S3Env
-	envErr    error
-)
+var backends = testenv.NewShared("S3 backends", 3*time.Minute, func(ctx context.Context) (*testenv.S3Env, error) {
+	// Not us-east-1, so that CreateBucket sends a LocationConstraint.
+	env, err := testenv.StartS3(ctx, testenv.S3Options{Region: "eu-central-1"})
+	if err == nil {
+		// SeaweedFS refuses CoreWeave's {"CW": ...} principal: the proxy keeps those policies.
+		env.InterceptPolicies(cwPrefix)
+	}
+	return env, err
+})
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedEnv != nil {
-		if err := sharedEnv.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop S3 backends:", err)
-		}
-	}
+	backends.Close()
 	os.Exit(code)
 }
 
 func s3Env(t *testing.T) *testenv.S3Env {
 	t.Helper()
-	envOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		// Not us-east-1, so that CreateBucket sends a LocationConstraint.
-		sharedEnv, envErr = testenv.StartS3(ctx, testenv.S3Options{Region: "eu-central-1"})
-		if envErr == nil {
-			// SeaweedFS refuses CoreWeave's {"CW": ...} principal: the proxy keeps those policies.
-			sharedEnv.InterceptPolicies(cwPrefix)
-		}
-	})
-	if envErr != nil {
-		t.Fatalf("start S3 backends: %v", envErr)
-	}
-	return sharedEnv
+	return backends.Get(t)
 }
 
 func newTestFactory(t *testing.T, env *testenv.S3Env, provider string) *Factory {
