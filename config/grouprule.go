@@ -29,6 +29,31 @@ type GroupRule struct {
 	Names     []string
 	Profile   string // storage profile of the teams (groups.profile, else the default profile)
 	Lowercase bool   // lowercase the name before it is checked
+	// Roles give the members of other groups a role in a team (groups.roles). A group a role rule
+	// selects is a role group, never a team of its own.
+	Roles []RoleRule
+}
+
+// RoleRule is one entry of groups.roles: the groups Match selects name a team as a groups rule does,
+// and their members get Role in that team (and are members of it).
+type RoleRule struct {
+	Role  string // one of team.Roles
+	Match *GroupRule
+}
+
+// Classify applies the role rules, then the team rule, to a group's displayName: role is "" for a
+// team group, the role for a role group; ok and err are those of TeamName.
+func (r *GroupRule) Classify(displayName string) (name, role string, ok bool, err error) {
+	if r == nil {
+		return "", "", false, nil
+	}
+	for _, rr := range r.Roles {
+		if name, ok, err = rr.Match.TeamName(displayName); ok {
+			return name, rr.Role, ok, err
+		}
+	}
+	name, ok, err = r.TeamName(displayName)
+	return name, "", ok, err
 }
 
 // TeamName applies the rule to a group's displayName. ok is false when the group is not a team group
@@ -82,7 +107,7 @@ func regexTeam(re *regexp.Regexp, s string) (string, bool) {
 const teamGroup = "team"
 
 // The keys of a groups block; names comes last so that messages listing them read as before it existed.
-var ruleKeys = []string{"prefix", "regex", "profile", "lowercase", "names"}
+var ruleKeys = []string{"prefix", "regex", "profile", "lowercase", "names", "roles"}
 
 // groupRule reads the `groups` block of m (scim, sources.<idp>). Absent, it selects every group, named
 // as it is, in the default profile. who completes "the storage profile of the teams ..." in messages.
@@ -96,29 +121,8 @@ func (f *file) groupRule(m mapping, profiles map[string]*profileDef, defaultProf
 	case !ok:
 		gm = mapping{pos: m.pos, field: m.at("groups")}
 	}
-	// One selector at most; a second is reported and ignored.
-	sel := ""
-	for _, k := range []string{"prefix", "regex", "names"} {
-		switch {
-		case !gm.has(k):
-		case sel != "":
-			f.problem(gm.vals[k], gm.at(k), "set either %s or %s, not both", sel, k)
-		default:
-			sel = k
-		}
-	}
-	var names []*yaml.Node
-	switch sel {
-	case "prefix":
-		r.Prefix, _ = f.str(gm, "prefix", "")
-	case "regex":
-		r.Regex = f.ruleRegex(gm)
-	case "names":
-		r.Names, names = f.ruleNames(gm)
-	}
-	if lc, n := f.boolean(gm, "lowercase"); n != nil {
-		r.Lowercase = lc
-	}
+	names := f.selector(gm, r)
+	r.Roles = f.roleRules(gm)
 	name, n := f.str(gm, "profile", "")
 	switch {
 	case n != nil && name != "":
@@ -143,6 +147,65 @@ func (f *file) groupRule(m mapping, profiles map[string]*profileDef, defaultProf
 		f.claims = append(f.claims, claim{team: tn, group: g, f: f, node: names[i], field: field, rule: gm.field})
 	}
 	return r
+}
+
+// selector reads the keys that select groups and name their teams (prefix, regex or names; lowercase)
+// into r, and returns the node of each name.
+func (f *file) selector(gm mapping, r *GroupRule) []*yaml.Node {
+	// One selector at most; a second is reported and ignored.
+	sel := ""
+	for _, k := range []string{"prefix", "regex", "names"} {
+		switch {
+		case !gm.has(k):
+		case sel != "":
+			f.problem(gm.vals[k], gm.at(k), "set either %s or %s, not both", sel, k)
+		default:
+			sel = k
+		}
+	}
+	var names []*yaml.Node
+	switch sel {
+	case "prefix":
+		r.Prefix, _ = f.str(gm, "prefix", "")
+	case "regex":
+		r.Regex = f.ruleRegex(gm)
+	case "names":
+		r.Names, names = f.ruleNames(gm)
+	}
+	if lc, n := f.boolean(gm, "lowercase"); n != nil {
+		r.Lowercase = lc
+	}
+	return names
+}
+
+// roleRules reads groups.roles: a list of {role, prefix | regex | names, lowercase}.
+func (f *file) roleRules(gm mapping) []RoleRule {
+	items, ok := f.items(gm, "roles")
+	if !ok {
+		return nil
+	}
+	var out []RoleRule
+	for i, n := range items {
+		field := fmt.Sprintf("%s[%d]", gm.at("roles"), i)
+		rm, ok := f.mapping(n, field, "role", "prefix", "regex", "names", "lowercase")
+		if !ok {
+			continue
+		}
+		role, rn := f.enum(rm, "role", "is required: the team role the members of these groups get ("+strings.Join(team.Roles, ", ")+")", team.Roles...)
+		match := &GroupRule{}
+		f.selector(rm, match)
+		if !rm.has("prefix") && !rm.has("regex") && !rm.has("names") {
+			f.missing(rm, "prefix", "is required (or regex, or names): which groups give this role; "+
+				"a role rule without one would take every group")
+		}
+		if rn != nil && role == "" {
+			f.problem(rn, rm.at("role"), "must not be empty; one of: %s", strings.Join(team.Roles, ", "))
+		}
+		if rn != nil && role != "" {
+			out = append(out, RoleRule{Role: role, Match: match})
+		}
+	}
+	return out
 }
 
 func (f *file) ruleRegex(gm mapping) *regexp.Regexp {

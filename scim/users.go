@@ -123,6 +123,18 @@ func (c *Client) RemoveMember(ctx context.Context, groupID, userID string) error
 	return nil
 }
 
+// SetTeamRole gives a user a role (admin, member, viewer or a custom role) in one team, with the
+// teamRoles PATCH of the user. W&B documents the operation as "replace" with the teams listed; only
+// this team is listed, so the user's roles in other teams are not touched.
+func (c *Client) SetTeamRole(ctx context.Context, userID, teamName, role string) error {
+	op := map[string]any{"op": "replace", "path": "teamRoles", "value": []map[string]string{{"roleName": role, "teamName": teamName}}}
+	req := map[string]any{"schemas": []string{SchemaPatchOp}, "Operations": []map[string]any{op}}
+	if _, _, err := c.do(ctx, http.MethodPatch, "/Users/"+url.PathEscape(userID), nil, req); err != nil {
+		return fmt.Errorf("setting role %q of user %s in team %q: %w", role, userID, teamName, err)
+	}
+	return nil
+}
+
 func (c *Client) patch(ctx context.Context, groupID string, op map[string]any) error {
 	req := map[string]any{"schemas": []string{SchemaPatchOp}, "Operations": []map[string]any{op}}
 	_, _, err := c.do(ctx, http.MethodPatch, "/Groups/"+url.PathEscape(groupID), nil, req)

@@ -75,6 +75,12 @@ type Record struct {
 	MemberIDs    []string `json:"memberIds,omitempty"`
 	// MembersAdded are the W&B user ids the agent added: by default the only ones it may remove.
 	MembersAdded []string `json:"membersAdded,omitempty"`
+	// MemberUsers maps each synced email to its W&B user id, so a plan can name the members it would
+	// add or remove without asking W&B.
+	MemberUsers map[string]string `json:"memberUsers,omitempty"`
+	// MemberRoles are the team roles the agent set, by email: a member whose role rule goes away is
+	// set back to member; roles set by hand are left alone.
+	MemberRoles map[string]string `json:"memberRoles,omitempty"`
 	// InitialMemberIDs are the members W&B put in the team when it was created (its org service
 	// accounts): never removed.
 	InitialMemberIDs []string  `json:"initialMemberIds,omitempty"`

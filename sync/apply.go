@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -32,6 +33,7 @@ type WandB interface {
 	CreateUser(ctx context.Context, email string) (scim.User, error)
 	AddMembers(ctx context.Context, groupID string, userIDs []string) error
 	RemoveMember(ctx context.Context, groupID, userID string) error
+	SetTeamRole(ctx context.Context, userID, teamName, role string) error
 }
 
 // MembersPolicy says how team members are synced.
@@ -106,7 +108,7 @@ func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOption
 		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Only[r.Name] })
 	}
 	plans := Plan(PlanInput{
-		Desired: desired, Records: records, Groups: groups, Registration: r.registration(), SyncMembers: r.Members.Sync,
+		Desired: desired, Records: records, Groups: groups, Registration: r.registration(), SyncMembers: r.Members.Sync, Authoritative: r.Members.Authoritative,
 		Now: r.now(), DriftInterval: r.DriftInterval, RespectBackoff: o.RespectBackoff,
 	})
 	if o.InspectDrift {
@@ -303,7 +305,7 @@ func (t *teamRun) update(ctx context.Context, fn func(*state.Record)) error {
 		if rec.Phase == "" {
 			rec.Phase = state.PhaseDesired
 		}
-		if t.p.desired != nil {
+		if t.p.desired != nil && t.p.Conflict == "" { // in conflict, who owns the team is the question
 			rec.Profile, rec.Source = t.p.desired.Profile, t.p.desired.Source
 		}
 		return nil
@@ -567,6 +569,7 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 	pol := t.r.Members
 	current := memberIDs(t.group.Members)
 	wanted := map[string]bool{}
+	users := map[string]string{} // email -> W&B user id, of the wanted members W&B knows
 	var unknown []string
 	for _, email := range t.p.desired.Members {
 		u, err := t.r.WandB.FindUser(ctx, email)
@@ -586,6 +589,7 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 			continue
 		}
 		wanted[u.ID] = true
+		users[email] = u.ID
 	}
 	var add, remove []string
 	for id := range wanted {
@@ -594,9 +598,7 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 		}
 	}
 	for _, id := range current {
-		removable := slices.Contains(t.rec.MembersAdded, id) ||
-			(pol.Authoritative && !slices.Contains(t.rec.InitialMemberIDs, id))
-		if !wanted[id] && removable {
+		if !wanted[id] && Removable(&t.rec, id, pol.Authoritative) {
 			remove = append(remove, id)
 		}
 	}
@@ -628,13 +630,63 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 		t.changes = append(t.changes, fmt.Sprintf("members: %d not in W&B and not created (members.createUsers is off): %s", len(unknown), strings.Join(unknown, ", ")))
 	}
 	after := slices.DeleteFunc(union(current, add), func(id string) bool { return slices.Contains(remove, id) })
-	return t.update(ctx, func(rec *state.Record) {
+	if err := t.update(ctx, func(rec *state.Record) {
 		// Unknown emails stay out of the record, so later runs look for them again (a user may appear
 		// in W&B after their first login).
 		rec.MemberEmails = slices.DeleteFunc(slices.Clone(t.p.desired.Members), func(e string) bool { return slices.Contains(unknown, e) })
 		rec.MemberIDs = after
+		rec.MemberUsers = users
 		rec.MembersAdded = slices.DeleteFunc(rec.MembersAdded, func(id string) bool { return slices.Contains(remove, id) })
-	})
+	}); err != nil {
+		return err
+	}
+	return t.syncRoles(ctx, users)
+}
+
+// syncRoles sets the team role of every member a role rule names, and sets members whose rule went
+// away back to member. Roles set by hand in W&B are left alone. Each change is recorded right after it
+// is made, so a crash repeats at most one PATCH, which is idempotent.
+func (t *teamRun) syncRoles(ctx context.Context, users map[string]string) error {
+	set := func(email, role string) error {
+		if err := t.r.WandB.SetTeamRole(ctx, users[email], t.p.Team, role); err != nil {
+			return err
+		}
+		t.changes = append(t.changes, fmt.Sprintf("members: %s is now %s", email, role))
+		return t.update(ctx, func(rec *state.Record) {
+			if role == team.RoleMember {
+				delete(rec.MemberRoles, email)
+				return
+			}
+			if rec.MemberRoles == nil {
+				rec.MemberRoles = map[string]string{}
+			}
+			rec.MemberRoles[email] = role
+		})
+	}
+	want := wantedRoles(t.p.desired, &t.rec)
+	for _, email := range slices.Sorted(maps.Keys(want)) {
+		if t.rec.MemberRoles[email] != want[email] {
+			if err := set(email, want[email]); err != nil {
+				return err
+			}
+		}
+	}
+	for _, email := range slices.Sorted(maps.Keys(t.rec.MemberRoles)) {
+		if _, still := want[email]; still {
+			continue
+		}
+		if _, member := users[email]; !member {
+			// No longer wanted in the team (or unknown): nothing to reset; forget the role.
+			if err := t.update(ctx, func(rec *state.Record) { delete(rec.MemberRoles, email) }); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := set(email, team.RoleMember); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func memberIDs(ms []scim.Member) []string {

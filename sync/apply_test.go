@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -625,6 +626,39 @@ func TestOneShotSyncLeavesOtherSourcesAlone(t *testing.T) {
 	}
 	if len(results) != 1 || results[0].Team != "a" || e.record(t, "pushed").Orphaned {
 		t.Errorf("a yaml-only sync touched the pushed team: %+v", results)
+	}
+}
+
+func TestMemberRoles(t *testing.T) {
+	e := newEnv(t)
+	e.rec.Members = MembersPolicy{Sync: true, MaxRemove: 0.5}
+	ada, bob := e.emu.AddUser("ada", "ada@example.com"), e.emu.AddUser("bob", "bob@example.com")
+	withRoles := func(roles map[string]string) []team.Team {
+		tm := memberTeam("ml", "ada@example.com", "bob@example.com")
+		tm.Roles = roles
+		return []team.Team{tm}
+	}
+	e.sync(t, withRoles(map[string]string{"ada@example.com": team.RoleAdmin, "bob@example.com": team.RoleViewer}))
+	if a, b := e.emu.TeamRole(ada, "ml"), e.emu.TeamRole(bob, "ml"); a != "admin" || b != "viewer" {
+		t.Fatalf("roles after create: ada %q bob %q", a, b)
+	}
+	// Converged: no call at all.
+	e.emu.ResetCounts()
+	e.sync(t, withRoles(map[string]string{"ada@example.com": team.RoleAdmin, "bob@example.com": team.RoleViewer}))
+	if n := e.emu.MutatingCount() + e.emu.Counts()["GET /scim/Users"]; n != 0 {
+		t.Errorf("converged roles made %d calls: %v", n, e.emu.Counts())
+	}
+	// Bob's rule goes away: he is set back to member; ada is left as she is.
+	e.emu.ResetCounts()
+	res := e.sync(t, withRoles(map[string]string{"ada@example.com": team.RoleAdmin}))
+	if b := e.emu.TeamRole(bob, "ml"); b != "member" || e.emu.TeamRole(ada, "ml") != "admin" {
+		t.Errorf("after the rule went away: bob %q, changes %v", b, res["ml"].Changes)
+	}
+	if n := e.emu.Counts()["PATCH /scim/Users/{id}"]; n != 1 {
+		t.Errorf("%d role PATCHes, want 1: %v", n, e.emu.Counts())
+	}
+	if r := e.record(t, "ml"); !maps.Equal(r.MemberRoles, map[string]string{"ada@example.com": "admin"}) {
+		t.Errorf("recorded roles %v", r.MemberRoles)
 	}
 }
 

@@ -5,6 +5,7 @@ package sync
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -49,6 +50,8 @@ type TeamPlan struct {
 	RetryAt time.Time `json:"retryAt,omitzero"`
 	// Drift lists the bucket settings found wrong when the plan inspected drift.
 	Drift []bucketfactory.CheckResult `json:"drift,omitempty"`
+	// Members is what a members sync would change, when the plan has one.
+	Members *MemberChanges `json:"members,omitempty"`
 
 	desired *team.Team
 	record  *state.Record
@@ -108,7 +111,10 @@ func (p TeamPlan) describe(s Step) string {
 	case StepOrphan:
 		return "mark orphaned (bucket and W&B team are kept)"
 	case StepSyncMembers:
-		return fmt.Sprintf("sync members (%d wanted)", len(p.desired.Members))
+		if p.Members == nil || p.Members.empty() {
+			return fmt.Sprintf("check members (%d wanted)", len(p.desired.Members))
+		}
+		return "members: " + p.Members.String()
 	}
 	return string(s)
 }
@@ -128,6 +134,8 @@ type PlanInput struct {
 	Registration map[string]bool
 	// SyncMembers turns on membership sync for teams whose source knows their members.
 	SyncMembers bool
+	// Authoritative says members the agent did not add may be removed too (members.mode).
+	Authoritative bool
 }
 
 // Plan decides the steps for every desired or recorded team, sorted by team name.
@@ -167,6 +175,14 @@ func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPl
 		p.Status = r.Status()
 	}
 	digest := t.Storage.Digest()
+	if len(t.Claims) > 1 {
+		if r != nil && r.Phase.Created() {
+			p.Storage = r.Storage
+		}
+		p.Conflict = fmt.Sprintf("team %q is claimed by %s: a team comes from one source; change the group rules "+
+			"(or the teams list) so that only one of them gives this name", t.Name, strings.Join(t.Claims, " and "))
+		return p
+	}
 
 	if r != nil && r.Phase.Created() {
 		// The team exists: its storage is frozen, only bucket settings may be repaired.
@@ -190,6 +206,7 @@ func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPl
 		}
 		if p.Conflict == "" && in.SyncMembers && t.ManageMembers && membersChanged(t, r, g) {
 			p.Steps = append(p.Steps, StepSyncMembers)
+			p.Members = memberChanges(t, r, g, in.Authoritative)
 		}
 		return p
 	}
@@ -240,6 +257,7 @@ func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPl
 	p.Steps = append(p.Steps, StepCreateTeam, StepMarkInSync)
 	if in.SyncMembers && t.ManageMembers {
 		p.Steps = append(p.Steps, StepSyncMembers)
+		p.Members = memberChanges(t, nil, nil, in.Authoritative)
 	}
 	return p
 }
@@ -251,7 +269,110 @@ func membersChanged(t *team.Team, r *state.Record, g *scim.Group) bool {
 	for i, m := range g.Members {
 		current[i] = m.Value
 	}
-	return !sameSet(t.Members, r.MemberEmails) || !sameSet(current, r.MemberIDs)
+	return !sameSet(t.Members, r.MemberEmails) || !sameSet(current, r.MemberIDs) || !maps.Equal(wantedRoles(t, r), r.MemberRoles)
+}
+
+// wantedRoles are the roles the agent should have set once members are synced: the role rules' roles of
+// the members it could resolve (an email W&B does not know gets no role).
+func wantedRoles(t *team.Team, r *state.Record) map[string]string {
+	var out map[string]string
+	for email, role := range t.Roles {
+		// member is W&B's default role: the agent only records the other roles it set.
+		if _, known := r.MemberUsers[email]; known && role != team.RoleMember && slices.Contains(t.Members, email) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[email] = role
+		}
+	}
+	return out
+}
+
+// MemberChanges is what a members sync is expected to do, by email where the state knows a user's email
+// (else by W&B user id). The applier looks users up again; this is the plan's account of it.
+type MemberChanges struct {
+	Add    []string `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+	// Roles are role changes as "email: role".
+	Roles []string `json:"roles,omitempty"`
+}
+
+func (m *MemberChanges) empty() bool { return len(m.Add)+len(m.Remove)+len(m.Roles) == 0 }
+
+func (m *MemberChanges) String() string {
+	var parts []string
+	for _, l := range []struct {
+		verb string
+		list []string
+	}{{"add", m.Add}, {"remove", m.Remove}, {"set role", m.Roles}} {
+		if len(l.list) > 0 {
+			parts = append(parts, l.verb+" "+abbreviate(l.list, 5))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// abbreviate lists at most n items, then how many more there are.
+func abbreviate(list []string, n int) string {
+	if len(list) <= n {
+		return strings.Join(list, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(list[:n], ", "), len(list)-n)
+}
+
+// Removable says whether the agent may remove user id from a team: a member it added, or in
+// authoritative mode anyone but the members W&B put in at creation (its org service accounts).
+func Removable(r *state.Record, id string, authoritative bool) bool {
+	return slices.Contains(r.MembersAdded, id) || (authoritative && !slices.Contains(r.InitialMemberIDs, id))
+}
+
+// memberChanges works out a members sync from the state alone; r and g are nil for a team not created yet.
+func memberChanges(t *team.Team, r *state.Record, g *scim.Group, authoritative bool) *MemberChanges {
+	if r == nil {
+		r = &state.Record{}
+	}
+	current := map[string]bool{}
+	if g != nil {
+		for _, m := range g.Members {
+			current[m.Value] = true
+		}
+	}
+	emailOf := make(map[string]string, len(r.MemberUsers))
+	for email, id := range r.MemberUsers {
+		emailOf[id] = email
+	}
+	m := &MemberChanges{}
+	for _, email := range t.Members {
+		if id, ok := r.MemberUsers[email]; !ok || !current[id] {
+			m.Add = append(m.Add, email)
+		}
+	}
+	for id := range current {
+		email, known := emailOf[id]
+		if known && slices.Contains(t.Members, email) || !Removable(r, id, authoritative) {
+			continue
+		}
+		if !known {
+			email = "W&B user " + id
+		}
+		m.Remove = append(m.Remove, email)
+	}
+	for _, email := range t.Members {
+		want, had := t.Roles[email], r.MemberRoles[email]
+		if want == team.RoleMember {
+			want = ""
+		}
+		switch {
+		case want != "" && want != had:
+			m.Roles = append(m.Roles, email+": "+want)
+		case want == "" && had != "":
+			m.Roles = append(m.Roles, email+": "+team.RoleMember)
+		}
+	}
+	slices.Sort(m.Add)
+	slices.Sort(m.Remove)
+	slices.Sort(m.Roles)
+	return m
 }
 
 func sameSet(a, b []string) bool {

@@ -54,6 +54,10 @@ func TestPlan(t *testing.T) {
 		wantNote       string // fragment
 	}{
 		{name: "new team with configured key", desired: []team.Team{desiredTeam("a", st)}, wantSteps: full},
+		{name: "new team claimed by two sources", desired: []team.Team{claimed(desiredTeam("a", st), "yaml", `okta group "wandb-a"`)},
+			wantConflict: `claimed by yaml and okta group "wandb-a"`},
+		{name: "created team claimed by a second source", desired: []team.Team{claimed(desiredTeam("a", st), "yaml", `scim group "a"`)},
+			records: []state.Record{rec("a", state.PhaseInSync, st)}, groups: []scim.Group{group}, wantConflict: "a team comes from one source"},
 		{name: "new team creating its key", desired: []team.Team{desiredTeam("a", keyed)},
 			wantSteps: append([]Step{StepCreateKey}, full...)},
 		{name: "key created, bucket not yet", desired: []team.Team{desiredTeam("a", keyed)},
@@ -134,6 +138,74 @@ func TestPlan(t *testing.T) {
 			}
 			if p.Summary() == "" {
 				t.Error("empty summary")
+			}
+		})
+	}
+}
+
+func claimed(t team.Team, claims ...string) team.Team {
+	t.Claims = claims
+	return t
+}
+
+func TestPlanMemberChanges(t *testing.T) {
+	st := storage("wandb-a")
+	members := func(ids ...string) scim.Group {
+		g := scim.Group{ID: "G-a", DisplayName: "a"}
+		for _, id := range ids {
+			g.Members = append(g.Members, scim.Member{Value: id})
+		}
+		return g
+	}
+	synced := func(r *state.Record) {
+		r.MemberEmails = []string{"ada@x.io", "bob@x.io"}
+		r.MemberIDs = []string{"U1", "U2", "SA"}
+		r.MemberUsers = map[string]string{"ada@x.io": "U1", "bob@x.io": "U2"}
+		r.MembersAdded = []string{"U1", "U2"}
+		r.InitialMemberIDs = []string{"SA"}
+	}
+	want := func(roles map[string]string, m ...string) team.Team {
+		t := desiredTeam("a", st)
+		t.ManageMembers, t.Members, t.Roles = true, m, roles
+		return t
+	}
+	tests := []struct {
+		name          string
+		desired       team.Team
+		group         scim.Group
+		authoritative bool
+		want          *MemberChanges // nil: no members step
+	}{
+		{"converged", want(nil, "ada@x.io", "bob@x.io"), members("U1", "U2", "SA"), false, nil},
+		{"a new member and one gone", want(nil, "ada@x.io", "cy@x.io"), members("U1", "U2", "SA"), false,
+			&MemberChanges{Add: []string{"cy@x.io"}, Remove: []string{"bob@x.io"}}},
+		{"removed by hand in W&B: added again", want(nil, "ada@x.io", "bob@x.io"), members("U1", "SA"), false,
+			&MemberChanges{Add: []string{"bob@x.io"}}},
+		{"added by hand: kept in owned mode", want(nil, "ada@x.io", "bob@x.io"), members("U1", "U2", "SA", "U9"), false,
+			&MemberChanges{}},
+		{"added by hand: removed in authoritative mode, never the service account", want(nil, "ada@x.io", "bob@x.io"),
+			members("U1", "U2", "SA", "U9"), true, &MemberChanges{Remove: []string{"W&B user U9"}}},
+		{"a role rule names a member", want(map[string]string{"bob@x.io": "admin"}, "ada@x.io", "bob@x.io"), members("U1", "U2", "SA"), false,
+			&MemberChanges{Roles: []string{"bob@x.io: admin"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plans := Plan(PlanInput{Desired: []team.Team{tt.desired}, Records: []state.Record{rec("a", state.PhaseInSync, st, synced)},
+				Groups: []scim.Group{tt.group}, Now: now, SyncMembers: true, Authoritative: tt.authoritative})
+			p := plans[0]
+			if tt.want == nil {
+				if len(p.Steps) != 0 {
+					t.Fatalf("steps %v, want none", p.Steps)
+				}
+				return
+			}
+			if !reflect.DeepEqual(p.Steps, []Step{StepSyncMembers}) || !reflect.DeepEqual(p.Members, tt.want) {
+				t.Fatalf("steps %v members %+v, want %+v", p.Steps, p.Members, tt.want)
+			}
+			for _, e := range append(append(tt.want.Add, tt.want.Remove...), tt.want.Roles...) {
+				if !strings.Contains(p.Summary(), e) {
+					t.Errorf("summary %q does not name %q", p.Summary(), e)
+				}
 			}
 		})
 	}

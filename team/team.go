@@ -32,7 +32,23 @@ type Team struct {
 	// are members synced. Members are email addresses, lowercased.
 	ManageMembers bool
 	Members       []string
+	// Roles gives the team role (RoleAdmin, RoleViewer, ...) of the members a role rule names; a member
+	// not in it keeps whatever role W&B gives (member), unless the agent set another role before.
+	Roles map[string]string
+	// Claims names every source entry that asked for this team ("yaml", `okta group "wandb-ml"`). A
+	// team comes from one source: more than one claim is a conflict the planner reports.
+	Claims []string
 }
+
+// Team roles W&B knows without custom roles.
+const (
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+	RoleViewer = "viewer"
+)
+
+// Roles lists the team roles, for messages and validation.
+var Roles = []string{RoleAdmin, RoleMember, RoleViewer}
 
 // Storage is the immutable part of a team: where its data lives. Once a W&B team is created with it,
 // it can never change. It holds no secrets, so it may be stored and printed.

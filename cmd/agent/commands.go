@@ -48,6 +48,7 @@ type agent struct {
 	cfg *config.Config
 	db  *state.DB
 	rec *bsync.Reconciler
+	log *slog.Logger
 
 	mu        gosync.Mutex
 	factories map[string]bucketfactory.Factory
@@ -102,6 +103,7 @@ func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error
 	if err != nil {
 		return nil, err
 	}
+	a.log = log
 	if a.rec, err = a.reconciler(ctx, log, nil); err != nil {
 		a.db.Close()
 		return nil, err
@@ -148,10 +150,6 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 	}, nil
 }
 
-// oneShotSources are the sources plan and sync read: the configuration only. Teams of SCIM pushes and
-// IdPs are the daemon's; a one-shot run leaves them alone rather than orphaning them.
-var oneShotSources = map[string]bool{"yaml": true}
-
 // withAgent parses a command's flags, opens the agent, runs fn and closes the state.
 func withAgent(ctx context.Context, name string, args []string, stderr io.Writer, fn func(*agent, *globals) error) error {
 	g, _, err := parse(name, args, stderr)
@@ -167,11 +165,15 @@ func withAgent(ctx context.Context, name string, args []string, stderr io.Writer
 }
 
 func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return withAgent(ctx, "plan", args, stderr, func(a *agent, g *globals) error { return plan(ctx, a, g, stdout) })
+	return withAgent(ctx, "plan", args, stderr, func(a *agent, g *globals) error { return plan(ctx, a, g, stdout, stderr) })
 }
 
-func plan(ctx context.Context, a *agent, g *globals, stdout io.Writer) error {
-	plans, err := a.rec.Plan(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{InspectDrift: true, Sources: oneShotSources})
+func plan(ctx context.Context, a *agent, g *globals, stdout, stderr io.Writer) error {
+	desired, read, err := a.oneShotDesired(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	plans, err := a.rec.Plan(ctx, desired, bsync.PlanOptions{InspectDrift: true, Sources: read})
 	if err != nil {
 		return err
 	}
@@ -200,11 +202,15 @@ func bucketPath(bucket, path string) string {
 }
 
 func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return withAgent(ctx, "sync", args, stderr, func(a *agent, g *globals) error { return syncOnce(ctx, a, g, stdout) })
+	return withAgent(ctx, "sync", args, stderr, func(a *agent, g *globals) error { return syncOnce(ctx, a, g, stdout, stderr) })
 }
 
-func syncOnce(ctx context.Context, a *agent, g *globals, stdout io.Writer) error {
-	results, err := a.rec.Sync(ctx, a.cfg.DesiredTeams(), bsync.PlanOptions{Sources: oneShotSources})
+func syncOnce(ctx context.Context, a *agent, g *globals, stdout, stderr io.Writer) error {
+	desired, read, err := a.oneShotDesired(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	results, err := a.rec.Sync(ctx, desired, bsync.PlanOptions{Sources: read})
 	if err != nil {
 		return err
 	}

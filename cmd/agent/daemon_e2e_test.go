@@ -120,6 +120,11 @@ func (e *e2e) startDaemonWith(base string, client *http.Client, env ...string) *
 			}
 		}
 	})
+	e.t.Cleanup(func() {
+		if e.t.Failed() {
+			e.t.Logf("daemon log:\n%s", d.logs())
+		}
+	})
 	waitFor(e.t, "the daemon to be ready", func() bool {
 		resp, err := d.client.Get(d.base + "/readyz")
 		if err != nil {

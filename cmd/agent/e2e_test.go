@@ -74,6 +74,7 @@ type e2e struct {
 	keyARN string // the configured key of profile "fixed"
 	fault  atomic.Pointer[func(*http.Request) wandbemu.Fault]
 	proc   atomic.Pointer[os.Process] // the running agent, for kill-at-a-point tests
+	env    []string                   // more environment for the agent's runs
 }
 
 var prefixSeq atomic.Int32
@@ -171,7 +172,8 @@ func (e *e2e) run(args ...string) runResult {
 	cmd := exec.CommandContext(e.t.Context(), agentBin, args...)
 	cmd.Dir = e.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TEST_WANDB_KEY=" + apiKey, "TEST_S3_SECRET=" + backends.SecretKey,
-		"TEST_AZURE_KEY=" + testenv.AzuriteKey}
+		"TEST_AZURE_KEY=" + testenv.AzuriteKey, "TEST_SCIM_TOKEN=" + scimToken, "TEST_OKTA_SECRET=" + oktaSecret}
+	cmd.Env = append(cmd.Env, e.env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

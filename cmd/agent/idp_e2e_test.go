@@ -1,15 +1,26 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/byob-agent/byob-agent/source/entra/graphfake"
+	"github.com/byob-agent/byob-agent/source/google/directoryfake"
 	"github.com/byob-agent/byob-agent/source/okta/oktafake"
 )
 
@@ -18,37 +29,10 @@ import (
 // empty the team when the group comes back empty (an IdP outage).
 func TestDaemonOktaSource(t *testing.T) {
 	e := newE2E(t)
-	fake := oktafake.New()
-	t.Cleanup(fake.Close)
-	fake.AddAPIToken("okta-api-token-0123456789")
-	groupID := "00g" + e.sfx
-	fake.AddGroup(oktafake.Group{ID: groupID, Name: "wandb-search-" + e.sfx})
-	for _, u := range []string{"ada", "bob", "carol"} {
-		fake.AddUser(oktafake.User{ID: "00u" + u, Login: u + "@example.com", Email: u + "@example.com"})
-	}
-	fake.AddMember(groupID, "00uada")
-	fake.AddMember(groupID, "00ubob")
-	caFile := filepath.Join(e.dir, "okta-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fake.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
+	fake, groupID, caFile := e.oktaSource(t)
 	port := freePort(t)
 	e.writeDaemonConfig(port)
-	raw, _ := os.ReadFile(e.config)
-	cfg := string(raw) + fmt.Sprintf(`sources:
-  okta:
-    orgURL: %s
-    apiToken: okta-api-token-0123456789
-    search: 'profile.name sw "wandb-"'
-    groups: {prefix: "wandb-", profile: onprem}
-members:
-  sync: true
-  createUsers: true
-`, fake.URL)
-	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e.appendOktaConfig(fake.URL)
 	d := e.startDaemonEnv(port, "SSL_CERT_FILE="+caFile)
 	teamName := "search-" + e.sfx
 	waitFor(t, "the Okta group's team with its members", func() bool { return len(e.memberEmails(teamName)) == 2 })
@@ -71,6 +55,78 @@ members:
 	waitFor(t, "the refusal to be logged", func() bool { return strings.Contains(d.logs(), "refusing to remove 2 of the team") })
 	if got := e.memberEmails(teamName); len(got) != 2 {
 		t.Errorf("members after a refused sync: %v", got)
+	}
+}
+
+// oktaSource starts an Okta fake (TLS) with group wandb-search-<sfx> holding ada and bob, and users
+// ada, bob and carol. caFile is its certificate, for SSL_CERT_FILE.
+func (e *e2e) oktaSource(t *testing.T) (fake *oktafake.Server, groupID, caFile string) {
+	fake = oktafake.New()
+	t.Cleanup(fake.Close)
+	fake.AddAPIToken("okta-api-token-0123456789")
+	groupID = "00g" + e.sfx
+	fake.AddGroup(oktafake.Group{ID: groupID, Name: "wandb-search-" + e.sfx})
+	for _, u := range []string{"ada", "bob", "carol"} {
+		fake.AddUser(oktafake.User{ID: "00u" + u, Login: u + "@example.com", Email: u + "@example.com"})
+	}
+	fake.AddMember(groupID, "00uada")
+	fake.AddMember(groupID, "00ubob")
+	caFile = filepath.Join(e.dir, "okta-ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fake.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fake, groupID, caFile
+}
+
+// appendOktaConfig adds the Okta source and member sync to the configuration file.
+func (e *e2e) appendOktaConfig(orgURL string) {
+	raw, _ := os.ReadFile(e.config)
+	cfg := string(raw) + fmt.Sprintf(`sources:
+  okta:
+    orgURL: %s
+    apiToken: okta-api-token-0123456789
+    search: 'profile.name sw "wandb-"'
+    groups: {prefix: "wandb-", profile: onprem}
+members:
+  sync: true
+  createUsers: true
+`, orgURL)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestOneShotReadsIdP: plan and sync run by hand read the IdP too; plan names the members it would
+// add; an IdP that cannot be read leaves its teams alone instead of orphaning them.
+func TestOneShotReadsIdP(t *testing.T) {
+	e := newE2E(t)
+	fake, groupID, caFile := e.oktaSource(t)
+	e.writeDaemonConfig(freePort(t))
+	e.appendOktaConfig(fake.URL)
+	e.env = append(e.env, "SSL_CERT_FILE="+caFile)
+	teamName := "search-" + e.sfx
+
+	out := e.mustRun("plan")
+	if !strings.Contains(out.stdout, teamName) || !strings.Contains(out.stdout, "members: add ada@example.com, bob@example.com") {
+		t.Errorf("plan does not show the IdP team's members:\n%s", out.stdout)
+	}
+	e.mustRun("sync")
+	if got := e.memberEmails(teamName); !slices.Equal(got, []string{"ada@example.com", "bob@example.com"}) {
+		t.Errorf("members after sync = %v", got)
+	}
+	fake.AddMember(groupID, "00ucarol")
+	if out := e.mustRun("plan"); !strings.Contains(out.stdout, "members: add carol@example.com") {
+		t.Errorf("plan after carol joined:\n%s", out.stdout)
+	}
+
+	// Okta refuses the token: a warning, and the team is neither orphaned nor changed.
+	fake.RevokeAPIToken("okta-api-token-0123456789")
+	out = e.mustRun("sync")
+	if !strings.Contains(out.stderr, "the teams of okta are left alone") || strings.Contains(out.stdout, teamName) {
+		t.Errorf("sync with Okta down:\nstdout %s\nstderr %s", out.stdout, out.stderr)
+	}
+	if rec := e.mustRun("state", "show", teamName); strings.Contains(rec.stdout, `"orphaned": true`) {
+		t.Errorf("the team was orphaned while Okta was down: %s", rec.stdout)
 	}
 }
 
@@ -101,4 +157,170 @@ func (e *e2e) memberEmails(teamName string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestDaemonEntraAndGoogleSources runs the daemon with Entra ID (Graph fake) and Google Workspace
+// (Directory fake) at once: the daemon keeps a Graph subscription (Graph validates the daemon's https
+// notification URL), makes teams of both IdPs' groups with their members, gives the members of an
+// admins group the admin role, follows a change announced by a Graph notification and one announced
+// by a signed generic webhook, and reports a team that a group of each IdP claims as a conflict.
+func TestDaemonEntraAndGoogleSources(t *testing.T) {
+	e := newE2E(t)
+	const (
+		tenant      = "11111111-2222-3333-4444-555555555555"
+		clientID    = "66666666-7777-8888-9999-000000000000"
+		entraSecret = "entra-client-secret-0123456789"
+		clientState = "graph-client-state-0123456789"
+		genericKey  = "generic-webhook-key-0123456789"
+	)
+	certPEM, keyPEM := selfSignedCert(t)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+
+	graph := graphfake.New(graphfake.Config{TenantID: tenant, ClientID: clientID, ClientSecret: entraSecret, ValidationClient: tlsClient})
+	graphSrv := httptest.NewServer(graph)
+	t.Cleanup(graphSrv.Close)
+	guid := func(n int) string { return fmt.Sprintf("aaaaaaaa-0000-4000-8000-%012d", n) } // Graph ids are GUIDs
+	users := map[string]string{}
+	for i, u := range []string{"ada", "bob", "carol", "dan"} {
+		users[u] = guid(i + 1)
+		graph.AddUser(users[u], u+"@example.com", u+"@example.com")
+	}
+	vision, admins, sharedE := guid(101), guid(102), guid(103)
+	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"])
+	graph.AddGroup(admins, "wandb-admins-vision-"+e.sfx, "", users["carol"])
+	graph.AddGroup(sharedE, "wandb-shared-"+e.sfx, "", users["ada"])
+
+	dir := directoryfake.New(directoryfake.Options{})
+	t.Cleanup(dir.Close)
+	speech := "speech" + e.sfx
+	dir.AddGroup(directoryfake.Group{ID: speech, Email: speech + "@example.com", Name: "wandb-speech-" + e.sfx})
+	dir.AddMembers(speech, directoryfake.Member{Email: "erin@example.com"})
+	dir.AddGroup(directoryfake.Group{ID: "shared" + e.sfx, Email: "shared" + e.sfx + "@example.com", Name: "wandb-shared-" + e.sfx})
+	keyFile := filepath.Join(e.dir, "google.json")
+	if err := os.WriteFile(keyFile, dir.CredentialsJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certFile, tlsKeyFile := filepath.Join(e.dir, "tls.crt"), filepath.Join(e.dir, "tls.key")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tlsKeyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	port := freePort(t)
+	base := fmt.Sprintf("https://127.0.0.1:%d", port)
+	e.writeDaemonConfig(port)
+	raw, _ := os.ReadFile(e.config)
+	cfg := strings.Replace(string(raw), "  shutdownTimeout: 3s\n", "  shutdownTimeout: 3s\n  tlsCertFile: tls.crt\n  tlsKeyFile: tls.key\n", 1)
+	cfg = strings.Replace(cfg, fmt.Sprintf("baseURL: http://127.0.0.1:%d", port), "baseURL: "+base, 1)
+	cfg = strings.Replace(cfg, "webhooks:\n", fmt.Sprintf("webhooks:\n  graph: {clientStates: [%q]}\n  generic: {secrets: [\"whsec_%s\"]}\n",
+		clientState, base64.StdEncoding.EncodeToString([]byte(genericKey))), 1)
+	roles := "roles: [{role: admin, prefix: \"wandb-admins-\"}]"
+	cfg += fmt.Sprintf(`sources:
+  entra:
+    tenantId: %[1]s
+    clientId: %[2]s
+    clientSecret: %[3]s
+    authorityURL: %[4]s
+    graphURL: %[4]s
+    filter: "startswith(displayName,'wandb-')"
+    subscription: {notificationURL: %[5]s/webhooks/graph, clientState: %[6]q}
+    groups: {prefix: "wandb-", profile: onprem, %[7]s}
+  google:
+    serviceAccountKeyFile: google.json
+    subject: admin@example.com
+    baseURL: %[8]s
+    groups: {prefix: "wandb-", profile: onprem}
+members:
+  sync: true
+  createUsers: true
+`, tenant, clientID, entraSecret, graphSrv.URL, base, clientState, roles, dir.URL)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := e.startDaemonWith(base, tlsClient)
+
+	visionTeam, speechTeam := "vision-"+e.sfx, "speech-"+e.sfx
+	waitFor(t, "the Entra and Google teams with their members", func() bool {
+		return len(e.memberEmails(visionTeam)) == 3 && len(e.memberEmails(speechTeam)) == 1
+	})
+	if got := e.memberEmails(visionTeam); !slices.Equal(got, []string{"ada@example.com", "bob@example.com", "carol@example.com"}) {
+		t.Errorf("vision members = %v (the admins group's carol included)", got)
+	}
+	if role := e.emu.TeamRole(e.userID("carol@example.com"), visionTeam); role != "admin" {
+		t.Errorf("carol's role in %s = %q, want admin", visionTeam, role)
+	}
+	if e.hasTeam("admins-vision-" + e.sfx) {
+		t.Error("the admins group became a team of its own")
+	}
+	if subs := graph.Subscriptions(); len(subs) != 1 {
+		t.Errorf("Graph subscriptions = %+v, want the daemon's one", subs)
+	}
+	waitFor(t, "the conflict to be reported", func() bool { return strings.Contains(d.logs(), `entra group \"wandb-shared-`+e.sfx) })
+	if e.hasTeam("shared-" + e.sfx) {
+		t.Error("a team claimed by two IdPs was created")
+	}
+
+	// Entra: dan joins; Graph notifies the daemon, which re-reads that group.
+	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"], users["dan"])
+	body := fmt.Sprintf(`{"value":[{"subscriptionId":"s","clientState":%q,"changeType":"updated","resource":"Groups/%s","resourceData":{"id":%q},"tenantId":%q}]}`,
+		clientState, vision, vision, tenant)
+	resp, err := d.client.Post(d.base+"/webhooks/graph", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("graph notification: %s", resp.Status)
+	}
+	waitFor(t, "the Entra team to follow the group", func() bool { return slices.Contains(e.memberEmails(visionTeam), "dan@example.com") })
+
+	// Google: fay joins; a signed generic webhook names the group.
+	dir.AddMembers(speech, directoryfake.Member{Email: "fay@example.com"})
+	d.genericWebhook(t, genericKey, fmt.Sprintf(`{"groups":["google:%s"]}`, speech))
+	waitFor(t, "the Google team to follow the group", func() bool { return slices.Contains(e.memberEmails(speechTeam), "fay@example.com") })
+
+	// Stopped, the state records the conflict.
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+	out := e.mustRun("state", "show", "shared-"+e.sfx)
+	if !strings.Contains(out.stdout, "claimed by entra group") || !strings.Contains(out.stdout, "google group") {
+		t.Errorf("state show of the contested team: %s", out.stdout)
+	}
+}
+
+// genericWebhook sends a Standard Webhooks call signed with key.
+func (d *daemonProc) genericWebhook(t *testing.T, key, body string) {
+	t.Helper()
+	id, ts := fmt.Sprintf("msg_%d", time.Now().UnixNano()), strconv.FormatInt(time.Now().Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte(id + "." + ts + "." + body))
+	req, _ := http.NewRequest(http.MethodPost, d.base+"/webhooks/generic", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("webhook-id", id)
+	req.Header.Set("webhook-timestamp", ts)
+	req.Header.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	resp, err := d.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("generic webhook: %s", resp.Status)
+	}
+}
+
+// userID is the emulator's id of the user with this email ("" if none).
+func (e *e2e) userID(email string) string {
+	for _, g := range e.emu.Groups() {
+		for _, m := range g.Members {
+			if e.emu.UserEmail(m.Value) == email {
+				return m.Value
+			}
+		}
+	}
+	return ""
 }

@@ -196,58 +196,13 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// desired is every team wanted now: the configuration's, and the SCIM-pushed groups the rule maps.
-func (d *daemon) desired(ctx context.Context, key string) (teams []team.Team, err error) {
+// desired reads the sources as the key asks and returns every team wanted now.
+func (d *daemon) desired(ctx context.Context, key string) ([]team.Team, error) {
 	w := d.world.Load()
-	cfg := w.cfg
 	if err := d.readSources(ctx, key); err != nil {
 		return nil, err
 	}
-	teams = cfg.DesiredTeams()
-	claimed := make(map[string]string, len(teams))
-	for _, t := range teams {
-		claimed[t.Name] = "yaml"
-	}
-	defer func() { // IdP sources come after the configuration and SCIM pushes
-		if err == nil {
-			for _, s := range w.sources {
-				teams = append(teams, s.teams(cfg, claimed, d.log)...)
-			}
-		}
-	}()
-	if cfg.SCIM == nil {
-		return teams, nil
-	}
-	groups, err := d.db.SCIMGroups(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, g := range groups {
-		if g.Deleted {
-			continue
-		}
-		name, ok, err := cfg.SCIM.TeamName(g.DisplayName)
-		if !ok {
-			continue
-		}
-		if err != nil {
-			d.log.Warn("pushed group cannot become a team", "group", g.DisplayName, "error", err)
-			continue
-		}
-		if by, dup := claimed[name]; dup {
-			d.log.Warn("team is claimed by two sources; the first keeps it", "team", name, "kept", by, "ignored", "scim", "group", g.DisplayName)
-			continue
-		}
-		st, err := cfg.Storage(cfg.SCIM.Profile, name)
-		if err != nil {
-			d.log.Warn("pushed group cannot become a team", "team", name, "group", g.DisplayName, "error", err)
-			continue
-		}
-		claimed[name] = "scim"
-		teams = append(teams, team.Team{Name: name, Profile: cfg.SCIM.Profile, Source: "scim", Storage: st,
-			ManageMembers: true, Members: scimMembers(g)})
-	}
-	return teams, nil
+	return desiredTeams(ctx, w.cfg, d.db, w.sources, d.log)
 }
 
 // resolve maps "group:scim:<id>" to the team of that group (deleted groups too: the team is orphaned).
@@ -269,7 +224,7 @@ func (d *daemon) resolve(ctx context.Context, key string) ([]string, bool) {
 	}
 	for _, g := range groups {
 		if g.ID == id {
-			if name, ok, err := cfg.SCIM.TeamName(g.DisplayName); ok && err == nil {
+			if name, _, ok, err := cfg.SCIM.Classify(g.DisplayName); ok && err == nil {
 				return []string{name}, true
 			}
 			return nil, true // not a team group: nothing to do

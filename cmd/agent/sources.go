@@ -16,7 +16,6 @@ import (
 	"github.com/byob-agent/byob-agent/source/google"
 	"github.com/byob-agent/byob-agent/source/okta"
 	bsync "github.com/byob-agent/byob-agent/sync"
-	"github.com/byob-agent/byob-agent/team"
 )
 
 // idpSource is one identity provider the daemon reads groups from, with the groups it read last. A
@@ -140,39 +139,20 @@ func (s *idpSource) teamNames(id string) []string {
 	defer s.mu.Unlock()
 	var names []string
 	for _, display := range []string{s.groups[id].Name, s.gone[id]} {
-		if name, ok, err := s.rule.TeamName(display); display != "" && ok && err == nil {
+		if name, _, ok, err := s.rule.Classify(display); display != "" && ok && err == nil {
 			names = append(names, name)
 		}
 	}
 	return names
 }
 
-// teams maps the cached groups to desired teams, skipping names already claimed.
-func (s *idpSource) teams(cfg *config.Config, claimed map[string]string, log *slog.Logger) []team.Team {
+// snapshot returns the groups read last, by id.
+func (s *idpSource) snapshot() []source.Group {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []team.Team
+	out := make([]source.Group, 0, len(s.groups))
 	for _, id := range slices.Sorted(maps.Keys(s.groups)) {
-		g := s.groups[id]
-		name, ok, err := s.rule.TeamName(g.Name)
-		if !ok {
-			continue
-		}
-		if err != nil {
-			log.Warn("group cannot become a team", "source", s.team, "group", g.Name, "error", err)
-			continue
-		}
-		if by, dup := claimed[name]; dup {
-			log.Warn("team is claimed by two sources; the first keeps it", "team", name, "kept", by, "ignored", s.team, "group", g.Name)
-			continue
-		}
-		st, err := cfg.Storage(s.rule.Profile, name)
-		if err != nil {
-			log.Warn("group cannot become a team", "source", s.team, "team", name, "error", err)
-			continue
-		}
-		claimed[name] = s.team
-		out = append(out, team.Team{Name: name, Profile: s.rule.Profile, Source: s.team, Storage: st, ManageMembers: true, Members: g.Members})
+		out = append(out, s.groups[id])
 	}
 	return out
 }

@@ -58,10 +58,9 @@ func TestIdPSourceCache(t *testing.T) {
 	if got := s.teamNames("g1"); !slices.Equal(got, []string{"research", "ml"}) {
 		t.Errorf("team names after a rename: %v", got)
 	}
-	// Claimed names are skipped; groups outside the rule are not teams.
-	claimed := map[string]string{"research": "yaml"}
-	if teams := s.teams(&config.Config{}, claimed, log); len(teams) != 0 {
-		t.Errorf("teams = %+v, want none (research is claimed, other is not a team group)", teams)
+	// Groups outside the rule are not teams.
+	if got := s.snapshot(); len(got) != 2 || got[0].ID != "g1" {
+		t.Errorf("snapshot = %+v", got)
 	}
 	// A deleted group: not found on re-read, its team is still named so that it is orphaned.
 	stub.groups = stub.groups[1:]

@@ -223,6 +223,10 @@ func (e *S3Env) startWeedOnce(ctx context.Context, bin, dir, conf string, logs i
 	}
 	args := []string{"mini", "-dir=" + dir, "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3.config=" + conf,
 		"-admin.ui=false", "-webdav=false", "-master.telemetry=false",
+		// Every bucket is a collection with volumes of its own, and mini sizes its volume count from the
+		// free disk at 1 GiB a volume: ~45 buckets on a 50 GiB disk, after which writes fail with 500.
+		// Volumes are not preallocated, so many small ones cost nothing.
+		"-master.volumeSizeLimitMB=32", "-volume.max=4000",
 		"-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.port.legacy=0"}
 	for i, n := range names {
 		args = append(args, fmt.Sprintf("-%s=%d", n, ports[i]))

@@ -226,18 +226,28 @@ type patchIn struct {
 	} `json:"Operations"`
 }
 
-// patchGroup applies membership changes in the forms docs/wandb.md lists, all or nothing.
-func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
+// decodePatch reads a PatchOp request with at least one operation, answering the error itself when
+// it returns false.
+func decodePatch(w http.ResponseWriter, r *http.Request) (patchIn, bool) {
 	var in patchIn
 	if !decodeBody(w, r, &in) {
-		return
+		return in, false
 	}
 	if !slices.Contains(in.Schemas, scim.SchemaPatchOp) {
 		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", scim.SchemaPatchOp)
-		return
+		return in, false
 	}
 	if len(in.Operations) == 0 {
 		writeError(w, http.StatusBadRequest, "invalidSyntax", "Operations is empty")
+		return in, false
+	}
+	return in, true
+}
+
+// patchGroup applies membership changes in the forms docs/wandb.md lists, all or nothing.
+func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
+	in, ok := decodePatch(w, r)
+	if !ok {
 		return
 	}
 	s.mu.Lock()

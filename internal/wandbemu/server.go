@@ -88,6 +88,7 @@ type group struct {
 type user struct {
 	id, userName, email string
 	created             time.Time
+	teamRoles           map[string]string // team name -> role, as set by the teamRoles PATCH
 }
 
 // New returns an empty emulator.
@@ -248,6 +249,16 @@ func (s *Server) UserEmail(id string) string {
 	defer s.mu.Unlock()
 	if u := s.userByID(id); u != nil {
 		return u.email
+	}
+	return ""
+}
+
+// TeamRole returns the role the teamRoles PATCH gave a user in a team ("" when never set).
+func (s *Server) TeamRole(userID, teamName string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.userByID(userID); u != nil {
+		return u.teamRoles[teamName]
 	}
 	return ""
 }

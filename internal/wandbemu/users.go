@@ -3,6 +3,7 @@ package wandbemu
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -25,7 +26,14 @@ type userOut struct {
 	UserName string   `json:"userName"`
 	Active   bool     `json:"active"`
 	Emails   emailOut `json:"emails"`
-	Meta     meta     `json:"meta"`
+	// TeamRoles is how W&B shows the roles set by the teamRoles PATCH.
+	TeamRoles []teamRole `json:"teamRoles,omitempty"`
+	Meta      meta       `json:"meta"`
+}
+
+type teamRole struct {
+	RoleName string `json:"roleName"`
+	TeamName string `json:"teamName"`
 }
 
 type userIn struct {
@@ -69,13 +77,18 @@ func (e emailsIn) primary() string {
 
 func (s *Server) userOut(u *user) userOut {
 	ts := u.created.Format(time.RFC3339)
+	var roles []teamRole
+	for _, t := range slices.Sorted(maps.Keys(u.teamRoles)) {
+		roles = append(roles, teamRole{RoleName: u.teamRoles[t], TeamName: t})
+	}
 	return userOut{
-		Schemas:  []string{scim.SchemaUser},
-		ID:       u.id,
-		UserName: u.userName,
-		Active:   true,
-		Emails:   emailOut{Value: u.email, Primary: true},
-		Meta:     meta{ResourceType: "User", Created: ts, LastModified: ts, Location: s.location("Users", u.id)},
+		TeamRoles: roles,
+		Schemas:   []string{scim.SchemaUser},
+		ID:        u.id,
+		UserName:  u.userName,
+		Active:    true,
+		Emails:    emailOut{Value: u.email, Primary: true},
+		Meta:      meta{ResourceType: "User", Created: ts, LastModified: ts, Location: s.location("Users", u.id)},
 	}
 }
 
@@ -102,8 +115,10 @@ func (s *Server) userItem(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, s.userOut(u))
-	case http.MethodPatch, http.MethodDelete:
-		// W&B has these; the agent does not need them yet, so the emulator says so instead of guessing.
+	case http.MethodPatch:
+		s.patchUser(w, r)
+	case http.MethodDelete:
+		// W&B has it; the agent never deletes users, so the emulator says so instead of guessing.
 		writeError(w, http.StatusNotImplemented, "", "%s /Users/{id} is not emulated", r.Method)
 	default:
 		w.Header().Set("Allow", "GET, PATCH, DELETE")
@@ -184,4 +199,58 @@ func (s *Server) userByIDOrEmail(v string) *user {
 		}
 	}
 	return nil
+}
+
+// patchUser applies the teamRoles PATCH, all operations or none. Other user attributes (active,
+// organizationRole, ...) exist in W&B but the agent never changes them: the emulator says so.
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
+	in, ok := decodePatch(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.userByID(r.PathValue("id"))
+	if u == nil {
+		writeError(w, http.StatusNotFound, "", "user %s not found", r.PathValue("id"))
+		return
+	}
+	roles := maps.Clone(u.teamRoles)
+	if roles == nil {
+		roles = map[string]string{}
+	}
+	for i, op := range in.Operations {
+		if !strings.EqualFold(op.Path, "teamRoles") {
+			writeError(w, http.StatusNotImplemented, "", "operation %d: path %q is not emulated (only teamRoles is)", i, op.Path)
+			return
+		}
+		if !strings.EqualFold(op.Op, "replace") {
+			writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: teamRoles takes op replace, not %q", i, op.Op)
+			return
+		}
+		var value []teamRole
+		if err := json.Unmarshal(op.Value, &value); err != nil || len(value) == 0 {
+			writeError(w, http.StatusBadRequest, "invalidValue", `operation %d: teamRoles takes a non-empty list of {"roleName": ..., "teamName": ...}`, i)
+			return
+		}
+		for _, tr := range value {
+			role := strings.ToLower(tr.RoleName)
+			if !slices.Contains([]string{"admin", "member", "viewer"}, role) {
+				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: role %q does not exist (admin, member, viewer)", i, tr.RoleName)
+				return
+			}
+			g := s.groupByName(tr.TeamName)
+			if g == nil {
+				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: team %q not found", i, tr.TeamName)
+				return
+			}
+			if !slices.ContainsFunc(g.Members, func(m scim.Member) bool { return m.Value == u.id }) {
+				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: user %s is not a member of team %q", i, u.id, tr.TeamName)
+				return
+			}
+			roles[tr.TeamName] = role
+		}
+	}
+	u.teamRoles = roles
+	writeJSON(w, http.StatusOK, s.userOut(u))
 }

@@ -141,6 +141,9 @@ func (s *Server) SetNow(now func() time.Time) { s.with(func() { s.now = now }) }
 // AddAPIToken accepts token as `Authorization: SSWS <token>`.
 func (s *Server) AddAPIToken(token string) { s.with(func() { s.apiTokens[token] = true }) }
 
+// RevokeAPIToken makes Okta refuse an API token from now on, as when an admin revokes it.
+func (s *Server) RevokeAPIToken(token string) { s.with(func() { delete(s.apiTokens, token) }) }
+
 // AddClient registers an OAuth service app authenticating with private_key_jwt. keyID, when set, must
 // match a kid the assertion names. scopes are the granted Okta API scopes.
 func (s *Server) AddClient(clientID string, key *rsa.PublicKey, keyID string, scopes ...string) {
