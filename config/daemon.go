@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -25,8 +26,8 @@ const (
 	DefaultWorkers          = 4
 	MaxWorkers              = 64
 	DefaultWebhookTolerance = 5 * time.Minute
-	// MinSCIMTokenLength keeps the inbound SCIM bearer tokens out of guessing range.
-	MinSCIMTokenLength = 16
+	// MinTokenLength keeps the bearer tokens the daemon accepts (SCIM, admin) out of guessing range.
+	MinTokenLength = 16
 	// maxClientStateLength is Microsoft Graph's limit on a subscription's clientState.
 	maxClientStateLength = 128
 )
@@ -41,6 +42,16 @@ type Server struct {
 	// config file's directory, and checked at load to be a matching pair.
 	TLSCertFile, TLSKeyFile string
 	ShutdownTimeout         time.Duration // how long a stop waits for requests and reconciles in flight
+	// AdminToken is the bearer token of /admin/ (state backup and export while the daemon holds the
+	// state file); unset, /admin/ is not served.
+	AdminToken Secret
+}
+
+// NeedsRestart reports whether going from s to next needs a restart of the daemon: the listener's
+// settings do; the admin token is applied by a reload.
+func (s Server) NeedsRestart(next Server) bool {
+	s.AdminToken, next.AdminToken = Secret{}, Secret{}
+	return s != next
 }
 
 // SCIM is the agent's inbound SCIM endpoint, and the rule that turns pushed groups into teams.
@@ -103,7 +114,7 @@ func (f *file) server(root mapping) Server {
 	if !root.has("server") && scimKey != nil {
 		f.problem(scimKey, "server.baseURL", needBase)
 	}
-	m, ok := f.section(root, "server", "", "listen", "baseURL", "tlsCertFile", "tlsKeyFile", "shutdownTimeout")
+	m, ok := f.section(root, "server", "", "listen", "baseURL", "tlsCertFile", "tlsKeyFile", "shutdownTimeout", "adminToken", "adminTokenFile")
 	if !ok {
 		return s
 	}
@@ -126,6 +137,13 @@ func (f *file) server(root mapping) Server {
 		}
 		s.ShutdownTimeout = d
 	}
+	s.AdminToken = f.secret(m, "adminToken", "")
+	f.checkSecret(m, "adminToken", s.AdminToken, func(v string) error {
+		if msg := checkBearerToken(v); msg != "" {
+			return errors.New(msg)
+		}
+		return nil
+	})
 	return s
 }
 
@@ -249,17 +267,17 @@ func (f *file) scim(root mapping, profiles map[string]*profileDef, defaultProfil
 		return nil
 	}
 	return &SCIM{
-		Tokens:    f.secretList(m, "tokens", "tokenFiles", checkSCIMToken),
+		Tokens:    f.secretList(m, "tokens", "tokenFiles", checkBearerToken),
 		GroupRule: f.groupRule(m, profiles, defaultProfile, "SCIM creates"),
 	}
 }
 
-func checkSCIMToken(v string) string {
+func checkBearerToken(v string) string {
 	switch {
-	case utf8.RuneCountInString(v) < MinSCIMTokenLength:
-		return fmt.Sprintf("is shorter than %d characters: use a long random token", MinSCIMTokenLength)
+	case utf8.RuneCountInString(v) < MinTokenLength:
+		return fmt.Sprintf("is shorter than %d characters: use a long random token", MinTokenLength)
 	case strings.ContainsFunc(v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
-		return "must not contain spaces or control characters: the IdP sends it as `Authorization: Bearer <token>`"
+		return "must not contain spaces or control characters: it is sent as `Authorization: Bearer <token>`"
 	}
 	return ""
 }

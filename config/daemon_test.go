@@ -79,6 +79,7 @@ func TestLoadDaemon(t *testing.T) {
   baseURL: http://127.0.0.1:8080
   tlsCertFile: tls/server.crt
   tlsKeyFile: /etc/byob/tls.key
+  adminTokenFile: admin.token
 scim:
   tokens: ["${SCIM_TOKEN}"]
   tokenFiles: [scim/old.token]
@@ -90,10 +91,11 @@ webhooks:
   graph: {clientStateFiles: [graph.state], clientStates: [inline-state]}
   generic: {secrets: [raw-generic-key]}
 `,
-			files: map[string]string{"tls/server.crt": cert, "/etc/byob/tls.key": key, "scim/old.token": "old-scim-token-0123456789\n",
+			files: map[string]string{"tls/server.crt": cert, "/etc/byob/tls.key": key, "admin.token": "admin-token-from-file-0123\n", "scim/old.token": "old-scim-token-0123456789\n",
 				"okta.secret": "Bearer okta-from-file\n", "graph.state": "state-from-file"},
 			check: func(t *testing.T, c *Config) {
-				if c.Server.TLSCertFile != "/cfg/tls/server.crt" || c.Server.TLSKeyFile != "/etc/byob/tls.key" || c.Server.Listen != DefaultListen {
+				if c.Server.TLSCertFile != "/cfg/tls/server.crt" || c.Server.TLSKeyFile != "/etc/byob/tls.key" || c.Server.Listen != DefaultListen ||
+					c.Server.AdminToken.Reveal() != "admin-token-from-file-0123" {
 					t.Errorf("server = %+v", c.Server)
 				}
 				s := c.SCIM
@@ -156,6 +158,28 @@ webhooks:
 	}
 }
 
+func TestServerNeedsRestart(t *testing.T) {
+	base := Server{Listen: "127.0.0.1:8080", ShutdownTimeout: time.Second, AdminToken: NewSecret("admin-token-0123456789")}
+	tests := []struct {
+		name string
+		next func(*Server)
+		want bool
+	}{
+		{"unchanged (a new load)", func(s *Server) { s.AdminToken = NewSecret("admin-token-0123456789") }, false},
+		{"admin token rotated", func(s *Server) { s.AdminToken = NewSecret("another-token-0123456789") }, false},
+		{"admin token removed", func(s *Server) { s.AdminToken = Secret{} }, false},
+		{"listen changed", func(s *Server) { s.Listen = "127.0.0.1:9090" }, true},
+		{"tls turned on", func(s *Server) { s.TLSCertFile, s.TLSKeyFile = "c", "k" }, true},
+	}
+	for _, tt := range tests {
+		next := base
+		tt.next(&next)
+		if got := base.NeedsRestart(next); got != tt.want {
+			t.Errorf("%s: NeedsRestart = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestLoadBadDaemon(t *testing.T) {
 	cert, key := tlsPair(t)
 	_, otherKey := tlsPair(t)
@@ -187,6 +211,14 @@ func TestLoadBadDaemon(t *testing.T) {
 		{name: "tls files switched", yaml: base + tlsBoth, files: tlsFiles(key, cert), field: "server.tlsCertFile", msg: "PEM inputs may have been switched"},
 		{name: "tls files not PEM", yaml: base + tlsBoth, files: tlsFiles("cert", "key"), field: "server.tlsCertFile", msg: "failed to find any PEM data in certificate input"},
 		{name: "shutdownTimeout zero", yaml: base + "server:\n  shutdownTimeout: 0s #<\n", field: "server.shutdownTimeout", msg: "must be positive, got 0s"},
+		{name: "adminToken short", yaml: base + "server:\n  adminToken: short-token #<\n", field: "server.adminToken", msg: "is shorter than 16 characters: use a long random token"},
+		{name: "adminToken with a space", yaml: base + "server:\n  adminToken: \"${SPACY}\" #<\n", env: map[string]string{"SPACY": "an admin token with spaces"}, field: "server.adminToken", msg: "must not contain spaces or control characters"},
+		{name: "adminToken empty", yaml: base + "server:\n  adminToken: \"\" #<\n", field: "server.adminToken", msg: "is empty"},
+		{name: "adminToken variable unset", yaml: base + "server:\n  adminToken: ${NOPE} #<\n", field: "server.adminToken", msg: "environment variable NOPE is not set"},
+		{name: "adminToken and adminTokenFile", yaml: base + "server:\n  adminToken: admin-token-0123456789\n  adminTokenFile: admin.token #<\n", field: "server.adminTokenFile", msg: "set either adminToken or adminTokenFile, not both"},
+		{name: "adminTokenFile missing", yaml: base + "server:\n  adminTokenFile: admin.token #<\n", field: "server.adminTokenFile", msg: `cannot read "/cfg/admin.token": file does not exist`},
+		{name: "adminTokenFile empty", yaml: base + "server:\n  adminTokenFile: admin.token #<\n", files: map[string]string{"admin.token": "\n"}, field: "server.adminTokenFile", msg: `file "/cfg/admin.token" is empty`},
+		{name: "adminTokenFile short", yaml: base + "server:\n  adminTokenFile: admin.token #<\n", files: map[string]string{"admin.token": "short\n"}, field: "server.adminTokenFile", msg: "is shorter than 16 characters"},
 		{name: "shutdownTimeout without unit", yaml: base + "server:\n  shutdownTimeout: 30 #<\n", field: "server.shutdownTimeout", msg: `expected a duration such as 30s or 24h, got "30"`},
 
 		// schedule and workers

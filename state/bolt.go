@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -38,29 +40,94 @@ type Options struct {
 // ErrLocked means another process has the state file open.
 var ErrLocked = errors.New("state file is in use by another byob-agent process")
 
-// Open opens (creating if needed) the state file at path and checks its schema version.
+// DamagedError is a state file that is not a whole bbolt file of this agent's layout.
+type DamagedError struct {
+	Path string
+	Err  error // what is wrong
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("open state %s: state file is damaged: %v; restore the last copy made by `byob-agent state backup` to this path, "+
+		"or rebuild from a `byob-agent state export` (JSON); keep the damaged file for inspection", e.Path, e.Err)
+}
+
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// Open opens the state file at path, creating it if it does not exist, checks that it is whole
+// (see check) and that its schema version is one this build understands.
 func Open(path string, o Options) (*DB, error) {
 	if o.LockTimeout == 0 {
 		o.LockTimeout = time.Second
 	}
-	if o.ReadOnly {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("open state %s: %w", path, err)
+	switch fi, err := os.Stat(path); {
+	case errors.Is(err, fs.ErrNotExist) && !o.ReadOnly: // a new state: nothing to check
+	case err != nil:
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	case fi.Size() == 0:
+		// bbolt takes an empty file for a new one. A state that became empty was lost, and starting
+		// afresh would forget which bucket every team has.
+		return nil, &DamagedError{path, errors.New("the file is empty (if byob-agent never finished starting with it, delete it to begin an empty state)")}
+	default:
+		if err := checkFile(path, o.LockTimeout); err != nil {
+			return nil, err
 		}
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, ReadOnly: o.ReadOnly})
+	d, err := open(path, o)
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open state %s: %w", path, ErrLocked)
-		}
-		return nil, fmt.Errorf("open state %s: %w (if the file is damaged, restore a backup)", path, err)
+		return nil, err
 	}
-	d := &DB{db: bdb, path: path, now: time.Now}
 	if err := d.init(o.ReadOnly); err != nil {
-		bdb.Close()
+		d.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	return d, nil
+}
+
+// checkFile opens the file read-only and checks it whole. It comes before any writable open: bbolt
+// opened writable reads the free-page list at once and can panic on a damaged one, leaving the file
+// mapped and locked. A damaged file is thus never written.
+func checkFile(path string, lockTimeout time.Duration) error {
+	d, err := open(path, Options{ReadOnly: true, LockTimeout: lockTimeout})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := guard(d.check); err != nil {
+		return &DamagedError{path, err}
+	}
+	return nil
+}
+
+// open opens the file with bbolt.
+func open(path string, o Options) (*DB, error) {
+	var bdb *bolt.DB
+	err := guard(func() (err error) {
+		bdb, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, ReadOnly: o.ReadOnly})
+		return err
+	})
+	var pathErr *fs.PathError
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open state %s: %w", path, ErrLocked)
+	case errors.As(err, &pathErr): // the file could not be opened at all
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	case err != nil:
+		return nil, &DamagedError{path, err}
+	}
+	return &DB{db: bdb, path: path, now: time.Now}, nil
+}
+
+// guard runs fn, turning a panic into an error. bbolt reads the file through a memory map: a page
+// number from a damaged file can point past the end of the file, and SetPanicOnFault (which exists
+// for memory-mapped files) turns that fault into a panic instead of a crash.
+func guard(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading it failed: %v", r)
+		}
+	}()
+	return fn()
 }
 
 func (d *DB) init(readOnly bool) error {

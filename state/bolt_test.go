@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -115,14 +114,6 @@ func TestConcurrentUpdatesAllLand(t *testing.T) {
 	}
 }
 
-func TestSecondOpenIsLocked(t *testing.T) {
-	_, path := openTemp(t)
-	_, err := Open(path, Options{LockTimeout: 50e6})
-	if !errors.Is(err, ErrLocked) {
-		t.Fatalf("second open: got %v, want ErrLocked", err)
-	}
-}
-
 func TestNewerSchemaRefused(t *testing.T) {
 	d, path := openTemp(t)
 	if err := d.db.Update(func(tx *bolt.Tx) error {
@@ -134,17 +125,6 @@ func TestNewerSchemaRefused(t *testing.T) {
 	_, err := Open(path, Options{})
 	if err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("got %v, want schema error", err)
-	}
-}
-
-func TestCorruptFileIsReported(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	if err := os.WriteFile(path, bytes.Repeat([]byte("x"), 8192), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err := Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("got %v, want an error naming the file", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"text/tabwriter"
 
@@ -280,27 +281,48 @@ func summarize(counts map[bsync.Outcome]int) string {
 }
 
 func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
-	g, pos, err := parse("state "+sub, args, stderr)
+	g := &globals{}
+	fs := newFlagSet("state "+sub, stderr, g)
+	daemonURL := fs.String("daemon", "", "ask the daemon at this URL (default: the state file, or the daemon at server.listen while it holds the file)")
+	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	arg, ok := map[string]string{"ls": "", "export": "", "show": "TEAM", "backup": "FILE", "mark-registered": "TEAM"}[sub]
+	switch {
+	case !ok:
+		return usageErr("state: unknown subcommand %q (want ls, show, export, backup or mark-registered)", sub)
+	case arg != "" && len(pos) != 1:
+		return usageErr("state %s: want exactly one %s", sub, arg)
+	case arg == "" && len(pos) != 0:
+		return usageErr("state %s: takes no arguments", sub)
 	}
 	cfg, err := loadConfig(g.config)
 	if err != nil {
 		return err
 	}
-	db, err := state.Open(cfg.State.Path, state.Options{ReadOnly: sub != "mark-registered"})
+	if sub == "mark-registered" {
+		if *daemonURL != "" {
+			return usageErr("state mark-registered writes the state file: stop the daemon rather than name it with --daemon")
+		}
+		db, err := state.Open(cfg.State.Path, state.Options{})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return markRegistered(ctx, db, pos[0], stdout)
+	}
+	if sub == "backup" && sameFile(pos[0], cfg.State.Path) {
+		return usageErr("state backup: %s is the state file itself; name another file", pos[0])
+	}
+	src, closeSrc, err := openStateReader(cfg, *daemonURL)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeSrc()
 	switch sub {
-	case "mark-registered":
-		if len(pos) != 1 {
-			return usageErr("state mark-registered: want exactly one TEAM")
-		}
-		return markRegistered(ctx, db, pos[0], stdout)
 	case "ls":
-		recs, err := db.List(ctx)
+		recs, err := src.List(ctx)
 		if err != nil {
 			return err
 		}
@@ -319,10 +341,7 @@ func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.
 		}
 		return tw.Flush()
 	case "show":
-		if len(pos) != 1 {
-			return usageErr("state show: want exactly one TEAM")
-		}
-		r, err := db.Get(ctx, pos[0])
+		r, err := src.Get(ctx, pos[0])
 		if errors.Is(err, state.ErrNotFound) {
 			return &exitError{code: 1, err: err}
 		}
@@ -331,9 +350,28 @@ func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.
 		}
 		return writeJSON(stdout, r)
 	case "export":
-		return db.Export(ctx, stdout)
+		return src.Export(ctx, stdout)
 	}
-	return usageErr("state: unknown subcommand %q (want ls, show, export or mark-registered)", sub)
+	// backup
+	teams, err := state.WriteCopy(ctx, pos[0], func(w io.Writer) error { _, err := src.Backup(ctx, w); return err })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s: a copy of the state (%d teams), checked whole; to restore it, put it in place of %s while no byob-agent runs\n",
+		pos[0], teams, cfg.State.Path)
+	return nil
+}
+
+// sameFile reports whether a and b name one file (existing or not).
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(fa, fb)
+	}
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	return errA == nil && errB == nil && absA == absB
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -27,6 +27,7 @@ Usage:
   byob-agent state ls     [--config FILE] [--json] every team the state knows, with its phase
   byob-agent state show   [--config FILE] TEAM     one team's full record (JSON)
   byob-agent state export [--config FILE]          the whole state as JSON
+  byob-agent state backup [--config FILE] FILE     a consistent copy of the state file (asks the daemon while it runs)
   byob-agent state mark-registered TEAM            the team's bucket is now registered with W&B (requireRegistered)
   byob-agent doctor  [--config FILE] [--json] [TEAM...]  check buckets against W&B's requirements, with fixes
   byob-agent file-stores [--config FILE] [--output FILE] GORILLA_SUPPORTED_FILE_STORES value (holds secrets)
@@ -35,6 +36,8 @@ Usage:
 
 Common flags: --config FILE (default byob-agent.yaml, or $BYOB_AGENT_CONFIG),
   --log-level debug|info|warn|error (default info), --log-format text|json (default text).
+state ls, show, export and backup read the state file, or ask the daemon that holds it (server.adminToken);
+  --daemon URL asks the daemon at URL.
 Exit codes: 0 success; 1 a team failed or is in conflict; 2 bad usage or configuration.
 `
 
@@ -122,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdFileStores(ctx, rest, stdout, stderr)
 	case "state":
 		if len(rest) == 0 {
-			return usageErr("state: want ls, show, export or mark-registered")
+			return usageErr("state: want ls, show, export, backup or mark-registered")
 		}
 		return cmdState(ctx, rest[0], rest[1:], stdout, stderr)
 	case "config":
@@ -144,11 +147,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // parse parses a command's flags; positional arguments may come before or after flags.
 func parse(name string, args []string, stderr io.Writer) (*globals, []string, error) {
 	g := &globals{}
-	fs := newFlagSet(name, stderr, g)
+	pos, err := parseArgs(newFlagSet(name, stderr, g), args)
+	return g, pos, err
+}
+
+// parseArgs parses args with fs, which may have flags of its own command; it returns the positional
+// arguments, which may come before or after flags.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, nil, &exitError{code: 2, err: errors.New("")}
+			return nil, &exitError{code: 2, err: errors.New("")}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -157,7 +166,7 @@ func parse(name string, args []string, stderr io.Writer) (*globals, []string, er
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-	return g, pos, nil
+	return pos, nil
 }
 
 // newFlagSet is a command's flag set with the common flags registered into g.

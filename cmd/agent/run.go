@@ -125,6 +125,7 @@ func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
 	mux.Handle("GET /metrics", d.metrics.Handler())
+	mountAdmin(mux, cfg.Server.AdminToken, d.db, d.log)
 	observe := func(source string) webhook.Observer {
 		return func(_, outcome string) { d.metrics.Webhooks.WithLabelValues(source, outcome).Inc() }
 	}
@@ -338,7 +339,7 @@ func (d *daemon) reload(ctx context.Context) {
 	if err == nil && cfg.State.Path != old.State.Path {
 		err = fmt.Errorf("state.path changed from %s to %s: that needs a restart", old.State.Path, cfg.State.Path)
 	}
-	if err == nil && cfg.Server != old.Server {
+	if err == nil && old.Server.NeedsRestart(cfg.Server) {
 		err = fmt.Errorf("server settings changed: they need a restart")
 	}
 	var w *world
