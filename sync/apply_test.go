@@ -245,23 +245,35 @@ func TestOneFailingTeamDoesNotStopOthers(t *testing.T) {
 	}
 }
 
+// TestLostCreateResponseIsAdopted: W&B created the team but its answer was lost (a 502 from a proxy, or
+// no answer until the client's timeout). The retry finds the team by name and adopts it: one team.
 func TestLostCreateResponseIsAdopted(t *testing.T) {
-	e := newEnv(t)
-	var once atomic.Bool
-	fault := func(r *http.Request) wandbemu.Fault {
-		if r.Method == http.MethodPost && once.CompareAndSwap(false, true) {
-			return wandbemu.Fault{Status: http.StatusBadGateway, AfterApply: true}
-		}
-		return wandbemu.Fault{}
-	}
-	e.fault.Store(&fault)
-	res := e.sync(t, teams("a"))
-	if res["a"].Outcome != OutcomeCreated {
-		t.Fatalf("result: %+v", res["a"])
-	}
-	groups := e.emu.Groups()
-	if len(groups) != 1 || e.record(t, "a").GroupID != groups[0].ID {
-		t.Fatalf("W&B teams %+v, record %+v", groups, e.record(t, "a"))
+	for _, tt := range []struct {
+		name  string
+		fault wandbemu.Fault
+	}{
+		{"502 after create", wandbemu.Fault{Status: http.StatusBadGateway, AfterApply: true}},
+		{"timeout after create", wandbemu.Fault{Hang: true, AfterApply: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			var once atomic.Bool
+			fault := func(r *http.Request) wandbemu.Fault {
+				if r.Method == http.MethodPost && once.CompareAndSwap(false, true) {
+					return tt.fault
+				}
+				return wandbemu.Fault{}
+			}
+			e.fault.Store(&fault)
+			res := e.sync(t, teams("a"))
+			if res["a"].Outcome != OutcomeCreated {
+				t.Fatalf("result: %+v", res["a"])
+			}
+			groups := e.emu.Groups()
+			if len(groups) != 1 || e.record(t, "a").GroupID != groups[0].ID {
+				t.Fatalf("W&B teams %+v, record %+v", groups, e.record(t, "a"))
+			}
+		})
 	}
 }
 

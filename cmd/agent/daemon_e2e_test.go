@@ -246,6 +246,9 @@ func TestDaemon(t *testing.T) {
 	if code, _ := d.do(t, http.MethodPost, "/webhooks/okta", "wrong", event); code != http.StatusUnauthorized {
 		t.Errorf("forged okta event: %d", code)
 	}
+	if code, _ := d.do(t, http.MethodPost, "/scim/v2/Groups", "Bearer wrong-token-0123456789abcdef", `{"displayName":"wandb-forged"}`); code != http.StatusUnauthorized {
+		t.Errorf("SCIM write with a wrong token: %d", code)
+	}
 	waitFor(t, "the webhook's reconcile", func() bool {
 		_, m := d.do(t, http.MethodGet, "/metrics", "", "")
 		return strings.Contains(m, `byob_webhook_to_reconciled_seconds_count{source="okta"} 1`)
@@ -253,13 +256,14 @@ func TestDaemon(t *testing.T) {
 	_, m := d.do(t, http.MethodGet, "/metrics", "", "")
 	for _, want := range []string{
 		`byob_webhook_requests_total{outcome="unauthorized",source="okta"} 1`,
+		`byob_webhook_requests_total{outcome="unauthorized",source="scim"} 2`, // the token check above, and the forged write
 		`byob_teams{status="in_sync"} 2`,
 		`byob_api_requests_total{code="2xx",target="wandb"}`,
 		`byob_steps_total{outcome="ok",step="create_team"} 2`,
 		`byob_queue_depth`,
 	} {
 		if !strings.Contains(m, want) {
-			t.Errorf("metrics lack %q", want)
+			t.Errorf("metrics lack %q:\n%s", want, m)
 		}
 	}
 

@@ -140,7 +140,7 @@ func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("SCIM endpoint: %w", err)
 		}
-		mux.Handle("/scim/v2/", h)
+		mux.Handle("/scim/v2/", observeStatus(h, observe("scim")))
 	}
 	if o := cfg.Webhooks.Okta; o != nil {
 		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Logger: d.log}))
@@ -157,6 +157,40 @@ func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
 	}
 	return mux, nil
 }
+
+// observeStatus counts the requests of a handler that does not report its outcomes itself (the SCIM
+// endpoint) by their answer: unauthorized (401), ok, rejected (other 4xx) or error (5xx).
+func observeStatus(h http.Handler, observe webhook.Observer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		outcome := "ok"
+		switch {
+		case sw.status == http.StatusUnauthorized:
+			outcome = "unauthorized"
+		case sw.status >= 500:
+			outcome = "error"
+		case sw.status >= 400:
+			outcome = "rejected"
+		}
+		observe(r.Method, outcome)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func reveal(secrets []config.Secret) []string {
 	out := make([]string, len(secrets))
