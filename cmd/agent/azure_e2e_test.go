@@ -10,17 +10,12 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
-	"github.com/byob-agent/byob-agent/internal/testenv"
 	"github.com/byob-agent/byob-agent/internal/wandbemu"
 )
 
 func TestAzureEndToEnd(t *testing.T) {
 	e := newE2E(t)
-	az, err := testenv.StartAzurite(t.Context(), testenv.AzuriteOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { az.Close() })
+	az := azurite.Get(t)
 	ctx := t.Context()
 	// Another admin's CORS rule on the account must survive.
 	foreign := &service.CORSRule{AllowedOrigins: toPtr("https://portal.example"), AllowedMethods: toPtr("GET"),

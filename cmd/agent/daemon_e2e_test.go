@@ -100,7 +100,7 @@ func (e *e2e) startDaemonEnv(port int, env ...string) *daemonProc {
 
 func (e *e2e) startDaemonWith(base string, client *http.Client, env ...string) *daemonProc {
 	e.t.Helper()
-	cmd := exec.Command(agentBin, "run", "--config", e.config)
+	cmd := exec.Command(agentBin, "run", "--config", e.config, "--log-level", "debug")
 	cmd.Dir = e.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TEST_WANDB_KEY=" + apiKey, "TEST_S3_SECRET=" + backends.SecretKey,
 		"TEST_SCIM_TOKEN=" + scimToken, "TEST_OKTA_SECRET=" + oktaSecret}

@@ -32,6 +32,10 @@ import (
 var (
 	agentBin string
 	backends *testenv.S3Env
+	// azurite is started by the first test that needs Azure.
+	azurite = testenv.NewShared("Azurite", time.Minute, func(ctx context.Context) (*testenv.AzureEnv, error) {
+		return testenv.StartAzurite(ctx, testenv.AzuriteOptions{})
+	})
 )
 
 const apiKey = "wandb-e2e-api-key-4f1c9a7e"
@@ -60,6 +64,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer backends.Close()
+	defer azurite.Close()
 	return m.Run()
 }
 
@@ -165,8 +170,24 @@ type runResult struct {
 	killed         bool
 }
 
-// run runs the agent with a clean environment holding only the secrets the config references.
+// run runs the agent with a clean environment holding only the secrets the config references, and
+// checks that nothing it prints holds one.
 func (e *e2e) run(args ...string) runResult {
+	e.t.Helper()
+	res := e.exec(args...)
+	e.t.Cleanup(func() { // secrets never appear in anything the agent prints
+		for _, s := range []string{apiKey, backends.SecretKey, testenv.AzuriteKey, url.QueryEscape(testenv.AzuriteKey)} {
+			if strings.Contains(res.stdout+res.stderr, s) {
+				e.t.Errorf("%v printed a secret", args)
+			}
+		}
+	})
+	return res
+}
+
+// exec is run without the check of the output, for the one command meant to print credentials
+// (file-stores without --output).
+func (e *e2e) exec(args ...string) runResult {
 	e.t.Helper()
 	args = append(args, "--config", e.config, "--log-level", "debug")
 	cmd := exec.CommandContext(e.t.Context(), agentBin, args...)
@@ -188,13 +209,6 @@ func (e *e2e) run(args ...string) runResult {
 	} else if err != nil && res.code <= 0 {
 		e.t.Fatalf("run %v: %v", args, err)
 	}
-	e.t.Cleanup(func() { // secrets never appear in anything the agent prints
-		for _, s := range []string{apiKey, backends.SecretKey, testenv.AzuriteKey, url.QueryEscape(testenv.AzuriteKey)} {
-			if strings.Contains(res.stdout+res.stderr, s) {
-				e.t.Errorf("%v printed a secret", args)
-			}
-		}
-	})
 	return res
 }
 

@@ -53,18 +53,22 @@ func serviceAccountKey(t *testing.T, dir string, tokens *atomic.Int32) (path, pr
 	return path, privateKeyPEM
 }
 
+// gcsChecker checks that a GCS bucket exists, as W&B does before it creates the team.
+func gcsChecker(gcs *gcsfake.Server) wandbemu.CheckerFunc {
+	return func(_ context.Context, sb scim.StorageBucket) error {
+		if gcs.Bucket(sb.Name) == nil {
+			return fmt.Errorf("bucket %q does not exist", sb.Name)
+		}
+		return nil
+	}
+}
+
 func TestGCSEndToEnd(t *testing.T) {
 	e := newE2E(t)
 	gcs := gcsfake.Start(t)
 	var tokens atomic.Int32
 	keyFile, privateKey := serviceAccountKey(t, e.dir, &tokens)
-	// W&B checks a GCS bucket exists before it creates the team.
-	e.emu = wandbemu.New(wandbemu.Options{APIKey: apiKey, Checker: wandbemu.ByProvider{"GCP": wandbemu.CheckerFunc(func(_ context.Context, sb scim.StorageBucket) error {
-		if gcs.Bucket(sb.Name) == nil {
-			return fmt.Errorf("bucket %q does not exist", sb.Name)
-		}
-		return nil
-	})}})
+	e.emu = wandbemu.New(wandbemu.Options{APIKey: apiKey, Checker: wandbemu.ByProvider{"GCP": gcsChecker(gcs)}})
 	srv := httptest.NewServer(e.emu)
 	t.Cleanup(srv.Close)
 	cfg := fmt.Sprintf(`wandb:
