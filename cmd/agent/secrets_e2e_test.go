@@ -619,6 +619,7 @@ server:
   listen: 127.0.0.1:%[2]d
   baseURL: http://127.0.0.1:%[2]d
   shutdownTimeout: 3s
+  adminToken: "%[20]s"
 schedule: "@every 1h"
 workers: 2
 defaultProfile: onprem
@@ -665,7 +666,7 @@ teams:
   - name: %[19]s
 `, w.wandbURL, port, backends.Region, backends.Endpoint, backends.AccessKey, w.prefix,
 		s["scim"], s["okta hook"], s["client state"], s["generic raw"], s["generic whsec"],
-		f.okta.URL, entraTenant, entraClient, f.entraSecret, f.graphURL, f.google.Admin, f.google.URL, w.team("yaml"))
+		f.okta.URL, entraTenant, entraClient, f.entraSecret, f.graphURL, f.google.Admin, f.google.URL, w.team("yaml"), s["admin"])
 }
 
 // send makes one request to the daemon and collects the answer.
@@ -718,6 +719,7 @@ func (w *leakWorld) daemonScenario(t *testing.T) {
 		"client state":  lc.secret("Graph clientState", "SECRET-graph-client-state-c31d8"),
 		"generic raw":   lc.secret("generic webhook secret", "SECRET-generic-webhook-raw-77b0e4"),
 		"generic whsec": lc.secret("generic webhook secret (whsec_)", "whsec_"+base64.StdEncoding.EncodeToString([]byte(genericKey))),
+		"admin":         lc.secret("admin token", "SECRET-admin-token-4d8e2b7a9c1f"),
 	}
 	scimFileToken := lc.secret("SCIM token (file)", "SECRET-scim-token-from-file-2a6d0")
 	w.writeSecretFile(t, "scim.token", scimFileToken+"\n")
@@ -773,6 +775,15 @@ func (w *leakWorld) daemonScenario(t *testing.T) {
 		t.Errorf("a wrong SCIM token: %d", code)
 	}
 	w.send(t, d, http.MethodGet, "/scim/v2/Users", scimJSON, "")
+
+	// The admin endpoint: a backup with the token, and a forged token.
+	if code, _ := w.send(t, d, http.MethodGet, "/admin/state/backup", map[string]string{"Authorization": "Bearer " + s["admin"]}, ""); code != http.StatusOK {
+		t.Errorf("admin backup: %d", code)
+	}
+	forgedAdmin := lc.secret("forged admin token", "SECRET-forged-admin-token-77e1a3")
+	if code, _ := w.send(t, d, http.MethodGet, "/admin/state/export", map[string]string{"Authorization": "Bearer " + forgedAdmin}, ""); code != http.StatusUnauthorized {
+		t.Errorf("admin export with a forged token: %d", code)
+	}
 
 	// Okta: the verification, an event, a forged event.
 	jsonCT := func(h map[string]string) map[string]string { h["Content-Type"] = "application/json"; return h }
