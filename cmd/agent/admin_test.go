@@ -344,3 +344,32 @@ func TestStateBackupWhileTheDaemonRuns(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAdmin: whatever the method, path and Authorization header, /admin/ answers without panicking,
+// and serves the state only to the right token.
+func FuzzAdmin(f *testing.F) {
+	f.Add("GET", "/admin/state/backup", "Bearer "+adminToken)
+	f.Add("GET", "/admin/state/export", "Bearer wrong")
+	f.Add("POST", "/admin/state/backup", "Bearer "+adminToken)
+	f.Add("GET", "/admin/state/../state/export", "bearer "+adminToken)
+	f.Add("GET", "/admin/", "Basic YTpi")
+	srv, _, _ := adminServer(&testing.T{}, adminToken)
+	f.Fuzz(func(t *testing.T, method, path, auth string) {
+		req, err := http.NewRequest(method, srv.URL+"/"+strings.TrimPrefix(path, "/"), nil)
+		if err != nil {
+			return // not a request a client could send
+		}
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return // refused by the client or the server before the handler
+		}
+		resp.Body.Close()
+		// The scheme is case-insensitive (RFC 9110); the token must be exactly the configured one. The
+		// header value is what the client sent, after net/http trimmed its surrounding spaces.
+		scheme, token, _ := strings.Cut(req.Header.Get("Authorization"), " ")
+		if resp.StatusCode == http.StatusOK && !(strings.EqualFold(scheme, "bearer") && strings.TrimSpace(token) == adminToken) {
+			t.Errorf("%s %s answered 200 to Authorization %q", method, path, auth)
+		}
+	})
+}
