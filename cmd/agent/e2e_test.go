@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +53,19 @@ func runMain(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	backends, err = testenv.StartS3(ctx, testenv.S3Options{})
+	// weed mini sizes its volumes from the disk (up to 1 GiB) and each bucket that holds an object takes
+	// a volume of its own, so a disk with little free space has room for few buckets: this package makes
+	// over a hundred. mini.options, which weed mini reads from its data directory, pins small volumes.
+	backendsDir := filepath.Join(dir, "backends")
+	if err := os.MkdirAll(filepath.Join(backendsDir, "weed"), 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := os.WriteFile(filepath.Join(backendsDir, "weed", "mini.options"), []byte("master.volumeSizeLimitMB=64\n"), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	backends, err = testenv.StartS3(ctx, testenv.S3Options{Dir: backendsDir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start S3 and KMS:", err)
 		return 1
@@ -82,9 +93,24 @@ func newE2E(t *testing.T) *e2e {
 	t.Helper()
 	seq := prefixSeq.Add(1)
 	e := &e2e{t: t, dir: t.TempDir(), prefix: fmt.Sprintf("e2e%d-%d", time.Now().UnixNano()%100000, seq), sfx: fmt.Sprintf("%d%d", time.Now().UnixNano()%1000, seq)}
+	scimURL := e.startEmulator(wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey).ForS3Providers())
+	t.Cleanup(func() { backends.SetS3Fault(nil); backends.SetKMSFault(nil) })
+	key, err := backends.CreateKey(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.keyARN = key
+	e.config = filepath.Join(e.dir, "byob-agent.yaml")
+	e.writeConfig(scimURL, "{{ .Team }}")
+	return e
+}
+
+// startEmulator gives the test a new W&B emulator that checks buckets with checker and asks e.fault
+// about every request; it returns the emulator's SCIM URL.
+func (e *e2e) startEmulator(checker wandbemu.BucketChecker) string {
 	e.emu = wandbemu.New(wandbemu.Options{
 		APIKey:  apiKey,
-		Checker: wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey).ForS3Providers(),
+		Checker: checker,
 		Fault: func(r *http.Request) wandbemu.Fault {
 			if f := e.fault.Load(); f != nil {
 				return (*f)(r)
@@ -93,17 +119,9 @@ func newE2E(t *testing.T) *e2e {
 		},
 	})
 	srv := httptest.NewServer(e.emu)
-	t.Cleanup(srv.Close)
-	t.Cleanup(e.emu.Close)
-	t.Cleanup(func() { backends.SetS3Fault(nil); backends.SetKMSFault(nil) })
-	key, err := backends.CreateKey(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.keyARN = key
-	e.config = filepath.Join(e.dir, "byob-agent.yaml")
-	e.writeConfig(srv.URL+"/scim", "{{ .Team }}")
-	return e
+	e.t.Cleanup(srv.Close)
+	e.t.Cleanup(e.emu.Close)
+	return srv.URL + "/scim"
 }
 
 // writeConfig writes three profiles (aws creating a key per team, aws with one configured key,
@@ -187,10 +205,8 @@ func (e *e2e) run(args ...string) runResult {
 		e.t.Fatalf("run %v: %v", args, err)
 	}
 	e.t.Cleanup(func() { // secrets never appear in anything the agent prints
-		for _, s := range []string{apiKey, backends.SecretKey, testenv.AzuriteKey, url.QueryEscape(testenv.AzuriteKey)} {
-			if strings.Contains(res.stdout+res.stderr, s) {
-				e.t.Errorf("%v printed a secret", args)
-			}
+		if secretsIn(res.stdout+res.stderr) > 0 {
+			e.t.Errorf("%v printed a secret", args)
 		}
 	})
 	return res
@@ -251,25 +267,34 @@ func (e *e2e) bucketTags(name string) map[string]string {
 // keysFor counts KMS keys tagged for a team (keys are shared by every test: they carry the team tag).
 func keysFor(t *testing.T, teamName string) int {
 	t.Helper()
+	return len(teamKeys(t)[teamName])
+}
+
+// teamKeys maps each team to the ARNs of the KMS keys tagged for it, reading every page of the KMS
+// that all tests share (ListKeys returns 100 keys a page).
+func teamKeys(t *testing.T) map[string][]string {
+	t.Helper()
 	ctx := t.Context()
 	c := backends.KMSClient(ctx)
-	keys, err := c.ListKeys(ctx, &kms.ListKeysInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, k := range keys.Keys {
-		tags, err := c.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: k.KeyId})
+	out := map[string][]string{}
+	for pages := kms.NewListKeysPaginator(c, &kms.ListKeysInput{}); pages.HasMorePages(); {
+		page, err := pages.NextPage(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tag := range tags.Tags {
-			if aws.ToString(tag.TagKey) == "byob-agent-team" && aws.ToString(tag.TagValue) == teamName {
-				n++
+		for _, k := range page.Keys {
+			tags, err := c.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: k.KeyId})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tag := range tags.Tags {
+				if aws.ToString(tag.TagKey) == "byob-agent-team" {
+					out[aws.ToString(tag.TagValue)] = append(out[aws.ToString(tag.TagValue)], aws.ToString(k.KeyArn))
+				}
 			}
 		}
 	}
-	return n
+	return out
 }
 
 // assertConverged checks exactly one bucket and one W&B team per desired team, each as recorded.
