@@ -7,7 +7,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 GOFILES   := $(shell find . -name '*.go' -not -path './tools/*' -not -path './bin/*')
 
-.PHONY: all build tools test vet fuzz demo bench clean
+.PHONY: all build tools test vet fuzz demo bench chaos clean
 
 all: build
 
@@ -54,6 +54,10 @@ test: tools build vet
 
 demo: tools build
 	./scripts/demo.sh
+
+# The chaos tests with many kills and teams (`make test` runs them small), then a table of their reports.
+chaos: tools build
+	./scripts/chaos.sh
 
 bench: tools build
 	$(GO) test -run '^$$' -bench . -benchmem ./...

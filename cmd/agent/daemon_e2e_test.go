@@ -114,10 +114,8 @@ func (e *e2e) startDaemonWith(base string, client *http.Client, env ...string) *
 	e.t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
-		for _, s := range []string{apiKey, backends.SecretKey, scimToken, oktaSecret} {
-			if strings.Contains(d.logs(), s) {
-				e.t.Error("the daemon logged a secret")
-			}
+		if secretsIn(d.logs()) > 0 {
+			e.t.Error("the daemon logged a secret")
 		}
 	})
 	e.t.Cleanup(func() {

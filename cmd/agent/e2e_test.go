@@ -4,14 +4,13 @@ package main
 // emulator (local-kms) and the project's W&B SCIM emulator, all on 127.0.0.1.
 
 import (
-	"flag"
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,9 +92,24 @@ func newE2E(t *testing.T) *e2e {
 	t.Helper()
 	seq := prefixSeq.Add(1)
 	e := &e2e{t: t, dir: t.TempDir(), prefix: fmt.Sprintf("e2e%d-%d", time.Now().UnixNano()%100000, seq), sfx: fmt.Sprintf("%d%d", time.Now().UnixNano()%1000, seq)}
+	scimURL := e.startEmulator(wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey).ForS3Providers())
+	t.Cleanup(func() { backends.SetS3Fault(nil); backends.SetKMSFault(nil) })
+	key, err := backends.CreateKey(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.keyARN = key
+	e.config = filepath.Join(e.dir, "byob-agent.yaml")
+	e.writeConfig(scimURL, "{{ .Team }}")
+	return e
+}
+
+// startEmulator gives the test a new W&B emulator that checks buckets with checker and asks e.fault
+// about every request; it returns the emulator's SCIM URL.
+func (e *e2e) startEmulator(checker wandbemu.BucketChecker) string {
 	e.emu = wandbemu.New(wandbemu.Options{
 		APIKey:  apiKey,
-		Checker: wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey).ForS3Providers(),
+		Checker: checker,
 		Fault: func(r *http.Request) wandbemu.Fault {
 			if f := e.fault.Load(); f != nil {
 				return (*f)(r)
@@ -104,17 +118,9 @@ func newE2E(t *testing.T) *e2e {
 		},
 	})
 	srv := httptest.NewServer(e.emu)
-	t.Cleanup(srv.Close)
-	t.Cleanup(e.emu.Close)
-	t.Cleanup(func() { backends.SetS3Fault(nil); backends.SetKMSFault(nil) })
-	key, err := backends.CreateKey(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.keyARN = key
-	e.config = filepath.Join(e.dir, "byob-agent.yaml")
-	e.writeConfig(srv.URL+"/scim", "{{ .Team }}")
-	return e
+	e.t.Cleanup(srv.Close)
+	e.t.Cleanup(e.emu.Close)
+	return srv.URL + "/scim"
 }
 
 // writeConfig writes three profiles (aws creating a key per team, aws with one configured key,
@@ -181,10 +187,8 @@ func (e *e2e) run(args ...string) runResult {
 	e.t.Helper()
 	res := e.exec(args...)
 	e.t.Cleanup(func() { // secrets never appear in anything the agent prints
-		for _, s := range []string{apiKey, backends.SecretKey, testenv.AzuriteKey, url.QueryEscape(testenv.AzuriteKey)} {
-			if strings.Contains(res.stdout+res.stderr, s) {
-				e.t.Errorf("%v printed a secret", args)
-			}
+		if secretsIn(res.stdout+res.stderr) > 0 {
+			e.t.Errorf("%v printed a secret", args)
 		}
 	})
 	return res
@@ -272,25 +276,34 @@ func (e *e2e) bucketTags(name string) map[string]string {
 // keysFor counts KMS keys tagged for a team (keys are shared by every test: they carry the team tag).
 func keysFor(t *testing.T, teamName string) int {
 	t.Helper()
+	return len(teamKeys(t)[teamName])
+}
+
+// teamKeys maps each team to the ARNs of the KMS keys tagged for it, reading every page of the KMS
+// that all tests share (ListKeys returns 100 keys a page).
+func teamKeys(t *testing.T) map[string][]string {
+	t.Helper()
 	ctx := t.Context()
 	c := backends.KMSClient(ctx)
-	keys, err := c.ListKeys(ctx, &kms.ListKeysInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, k := range keys.Keys {
-		tags, err := c.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: k.KeyId})
+	out := map[string][]string{}
+	for pages := kms.NewListKeysPaginator(c, &kms.ListKeysInput{}); pages.HasMorePages(); {
+		page, err := pages.NextPage(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tag := range tags.Tags {
-			if aws.ToString(tag.TagKey) == "byob-agent-team" && aws.ToString(tag.TagValue) == teamName {
-				n++
+		for _, k := range page.Keys {
+			tags, err := c.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: k.KeyId})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tag := range tags.Tags {
+				if aws.ToString(tag.TagKey) == "byob-agent-team" {
+					out[aws.ToString(tag.TagValue)] = append(out[aws.ToString(tag.TagValue)], aws.ToString(k.KeyArn))
+				}
 			}
 		}
 	}
-	return n
+	return out
 }
 
 // assertConverged checks exactly one bucket and one W&B team per desired team, each as recorded.
