@@ -251,25 +251,33 @@ func (e *e2e) bucketTags(name string) map[string]string {
 // keysFor counts KMS keys tagged for a team (keys are shared by every test: they carry the team tag).
 func keysFor(t *testing.T, teamName string) int {
 	t.Helper()
+	return keysByTeam(t)[teamName]
+}
+
+// keysByTeam counts the KMS keys tagged for each team, reading every page of keys.
+func keysByTeam(t *testing.T) map[string]int {
+	t.Helper()
 	ctx := t.Context()
 	c := backends.KMSClient(ctx)
-	keys, err := c.ListKeys(ctx, &kms.ListKeysInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, k := range keys.Keys {
-		tags, err := c.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: k.KeyId})
+	out := map[string]int{}
+	for pages := kms.NewListKeysPaginator(c, &kms.ListKeysInput{}); pages.HasMorePages(); {
+		page, err := pages.NextPage(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tag := range tags.Tags {
-			if aws.ToString(tag.TagKey) == "byob-agent-team" && aws.ToString(tag.TagValue) == teamName {
-				n++
+		for _, k := range page.Keys {
+			tags, err := c.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: k.KeyId})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tag := range tags.Tags {
+				if aws.ToString(tag.TagKey) == "byob-agent-team" {
+					out[aws.ToString(tag.TagValue)]++
+				}
 			}
 		}
 	}
-	return n
+	return out
 }
 
 // assertConverged checks exactly one bucket and one W&B team per desired team, each as recorded.
@@ -291,6 +299,14 @@ func (e *e2e) assertConverged() {
 	if len(groups) != 4 || names[e.team("alpha")] != 1 || names[e.team("beta")] != 1 || names[e.team("gamma")] != 1 || names[e.team("delta")] != 1 {
 		e.t.Errorf("W&B teams = %v", names)
 	}
+	e.assertRecordsInSync(nil)
+}
+
+// assertRecordsInSync checks that the state records of the teams (nil: all) are in sync, with no intent
+// left, each naming a W&B team of its name created with the recorded bucket.
+func (e *e2e) assertRecordsInSync(teams []string) {
+	e.t.Helper()
+	groups := e.emu.Groups()
 	db, err := state.Open(filepath.Join(e.dir, "state.db"), state.Options{ReadOnly: true})
 	if err != nil {
 		e.t.Fatalf("state does not open cleanly: %v", err)
@@ -303,6 +319,12 @@ func (e *e2e) assertConverged() {
 	byID := map[string]wandbemu.EmuGroup{}
 	for _, g := range groups {
 		byID[g.ID] = g
+	}
+	if teams != nil {
+		recs = slices.DeleteFunc(recs, func(r state.Record) bool { return !slices.Contains(teams, r.Name) })
+		if len(recs) != len(teams) {
+			e.t.Errorf("state has %d of the teams %v", len(recs), teams)
+		}
 	}
 	for _, r := range recs {
 		g, ok := byID[r.GroupID]
