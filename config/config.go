@@ -138,6 +138,9 @@ type Profile struct {
 	// RequireRegistered holds a team whose bucket is ready until the operator has registered the bucket
 	// with W&B (dedicated, self-managed). Never set on multi-tenant.
 	RequireRegistered bool
+	// Timeout bounds each attempt of a storage API request (the SDKs retry a timed-out attempt), so a
+	// server that accepts a request and never answers cannot hold a sync.
+	Timeout time.Duration
 	// SoftDeleteDays is how long deleted data is kept: the GCS soft delete policy (7..90) or Azure blob
 	// soft delete (1..365); 0 for other providers.
 	SoftDeleteDays int

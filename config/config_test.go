@@ -253,6 +253,8 @@ func TestLoadBad(t *testing.T) {
 		{name: "timeout without unit", yaml: wandbOK + "  timeout: 30 #<\n" + profilesOK, field: "wandb.timeout", msg: `expected a duration such as 30s or 24h, got "30"`},
 		{name: "timeout zero", yaml: wandbOK + "  timeout: 0s #<\n" + profilesOK, field: "wandb.timeout", msg: "must be positive"},
 		{name: "timeout a list", yaml: wandbOK + "  timeout: [1s] #<\n" + profilesOK, field: "wandb.timeout", msg: "expected a duration such as 30s or 24h, got a list"},
+		{name: "profile timeout negative", yaml: wandbOK + profilesOK + "    timeout: -1s #<\n", field: "profiles.main.timeout", msg: "must be positive, got -1s"},
+		{name: "profile timeout without unit", yaml: wandbOK + profilesOK + "    timeout: 5 #<\n", field: "profiles.main.timeout", msg: `expected a duration such as 30s or 24h, got "5"`},
 		{name: "concurrency not a number", yaml: wandbOK + profilesOK + "sync:\n  concurrency: \"eight\" #<\n", field: "sync.concurrency", msg: `expected an integer, got "eight"`},
 		{name: "concurrency a float", yaml: wandbOK + profilesOK + "sync:\n  concurrency: 1.5 #<\n", field: "sync.concurrency", msg: "expected an integer, got a number"},
 		{name: "concurrency zero", yaml: wandbOK + profilesOK + "sync:\n  concurrency: 0 #<\n", field: "sync.concurrency", msg: "must be between 1 and 256, got 0"},

@@ -359,6 +359,18 @@ func (f *file) duration(m mapping, key string) (time.Duration, *yaml.Node) {
 	return d, n
 }
 
+// timeout reads the "timeout" key of m, a positive per-request timeout; DefaultTimeout when absent.
+func (f *file) timeout(m mapping) time.Duration {
+	d, n := f.duration(m, "timeout")
+	switch {
+	case n == nil:
+		return DefaultTimeout
+	case d <= 0:
+		f.problem(n, m.at("timeout"), "must be positive, got %s", d)
+	}
+	return d
+}
+
 // section returns a nested mapping; ok is false when it is absent or bad.
 func (f *file) section(m mapping, key, ifMissing string, allowed ...string) (mapping, bool) {
 	n := m.value(key)

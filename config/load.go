@@ -85,6 +85,7 @@ func (f *file) wandb(root mapping) Wandb {
 	if !ok {
 		return w
 	}
+	w.Timeout = f.timeout(m)
 	if u, n := f.str(m, "scimURL", mustSet); n != nil {
 		if err := checkURL(u); err != nil {
 			f.problem(n, m.at("scimURL"), "%v", err)
@@ -93,12 +94,6 @@ func (f *file) wandb(root mapping) Wandb {
 		w.SCIMURL = strings.TrimRight(u, "/")
 	}
 	w.Deployment, _ = f.enum(m, "deployment", mustSet, DeploymentMultiTenant, DeploymentDedicated, DeploymentSelfManaged)
-	if d, n := f.duration(m, "timeout"); n != nil {
-		if d <= 0 {
-			f.problem(n, m.at("timeout"), "must be positive, got %s", d)
-		}
-		w.Timeout = d
-	}
 	am, ok := f.section(m, "auth", mustSet, "mode", "username", "apiKey", "apiKeyFile")
 	if !ok {
 		return w

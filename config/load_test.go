@@ -97,6 +97,7 @@ profiles:
       endpoint: http://127.0.0.1:4599
     awsExternalId: 12345
     adoptExisting: true
+    timeout: 2s
   dedicated-preset:
     provider: aws
     region: us-east-1
@@ -125,11 +126,11 @@ teams:
 					t.Errorf("credentials = %+v", cr)
 				}
 				if !p.PathStyle || p.Endpoint != "http://127.0.0.1:4566" || p.PrincipalARN != "arn:aws:iam::123456789012:role/wandb" ||
-					p.KMS.Endpoint != "http://127.0.0.1:4599" || p.AWSExternalID != "12345" || !p.AdoptExisting {
+					p.KMS.Endpoint != "http://127.0.0.1:4599" || p.AWSExternalID != "12345" || !p.AdoptExisting || p.Timeout != 2*time.Second {
 					t.Errorf("profile = %+v", p)
 				}
-				if d, _ := c.Profile("dedicated-preset"); d.PrincipalARN != principalDedicated {
-					t.Errorf("preset principal = %q", d.PrincipalARN)
+				if d, _ := c.Profile("dedicated-preset"); d.PrincipalARN != principalDedicated || d.Timeout != DefaultTimeout {
+					t.Errorf("preset principal = %q, timeout %v (want the default)", d.PrincipalARN, d.Timeout)
 				}
 				if got, want := c.ProfileNames(), []string{"aws", "dedicated-preset"}; !reflect.DeepEqual(got, want) {
 					t.Errorf("ProfileNames = %v, want %v", got, want)

@@ -33,6 +33,9 @@ const (
 	PrincipalDedicated   = "deploy@wandb-production.iam.gserviceaccount.com"
 )
 
+// maxAttempts bounds the tries of one retryable request (the library's backoff is 1s doubling, jittered).
+const maxAttempts = 4
+
 // Soft delete retention GCS allows when it is on. W&B refuses a bucket with soft delete off.
 const (
 	MinSoftDeleteDays = 7
@@ -111,6 +114,9 @@ func New(ctx context.Context, o Options) (*Factory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create GCS client: %w", err)
 	}
+	// The library otherwise retries until the context ends: a bucket that keeps failing would hold its
+	// worker for good instead of failing the team, which is then retried later.
+	client.SetRetry(storage.WithMaxAttempts(maxAttempts))
 	f.client = client
 	return f, nil
 }

@@ -492,6 +492,20 @@ func TestNameOwnedByAnotherProject(t *testing.T) {
 	}
 }
 
+// TestRetriesAreBounded: a bucket that keeps failing fails Ensure after maxAttempts tries, rather than
+// being retried (with backoff) until the context ends, which for a one-shot sync is never.
+func TestRetriesAreBounded(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetFault(func(*http.Request) (int, bool) { return http.StatusServiceUnavailable, true })
+	_, err := e.f.Ensure(context.Background(), teamBucket("ml", "wandb-ml"), bucketfactory.EnsureOptions{})
+	if err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("Ensure = %v, want the 503", err)
+	}
+	if got := e.fake.Counts()["GET /storage/v1/b/{bucket}"]; got != maxAttempts {
+		t.Errorf("%d reads of the bucket, want %d", got, maxAttempts)
+	}
+}
+
 func TestSharedBucket(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)

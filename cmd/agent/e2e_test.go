@@ -325,6 +325,14 @@ func (e *e2e) assertConverged() {
 	if len(groups) != 4 || names[e.team("alpha")] != 1 || names[e.team("beta")] != 1 || names[e.team("gamma")] != 1 || names[e.team("delta")] != 1 {
 		e.t.Errorf("W&B teams = %v", names)
 	}
+	e.assertRecordsInSync(nil)
+}
+
+// assertRecordsInSync checks that the state records of the teams (nil: all) are in sync, with no intent
+// left, each naming a W&B team of its name created with the recorded bucket.
+func (e *e2e) assertRecordsInSync(teams []string) {
+	e.t.Helper()
+	groups := e.emu.Groups()
 	db, err := state.Open(filepath.Join(e.dir, "state.db"), state.Options{ReadOnly: true})
 	if err != nil {
 		e.t.Fatalf("state does not open cleanly: %v", err)
@@ -337,6 +345,12 @@ func (e *e2e) assertConverged() {
 	byID := map[string]wandbemu.EmuGroup{}
 	for _, g := range groups {
 		byID[g.ID] = g
+	}
+	if teams != nil {
+		recs = slices.DeleteFunc(recs, func(r state.Record) bool { return !slices.Contains(teams, r.Name) })
+		if len(recs) != len(teams) {
+			e.t.Errorf("state has %d of the teams %v", len(recs), teams)
+		}
 	}
 	for _, r := range recs {
 		g, ok := byID[r.GroupID]

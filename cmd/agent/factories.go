@@ -3,8 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"time"
 
+	"cloud.google.com/go/storage"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"google.golang.org/api/option"
+	"google.golang.org/api/option/internaloption"
+	htransport "google.golang.org/api/transport/http"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/bucketfactory/azureblob"
@@ -15,10 +22,17 @@ import (
 )
 
 // newFactory builds the storage factory of one profile. It makes no request.
+//
+// Every factory gets an HTTP client whose Timeout bounds each attempt of a request: the SDKs retry a
+// timed-out attempt with backoff, but none of them bounds an attempt by default, so a server that
+// accepts a request and never answers would hold the sync forever.
 func newFactory(ctx context.Context, p config.Profile) (bucketfactory.Factory, error) {
 	switch p.Provider {
 	case team.ProviderAWS, team.ProviderS3Compatible, team.ProviderCoreWeave:
-		return s3bucket.New(ctx, s3Options(p))
+		o := s3Options(p)
+		// The SDK's own transport (connection pool sized for it), with the attempt timeout.
+		o.HTTPClient = &http.Client{Transport: awshttp.NewBuildableClient().GetTransport(), Timeout: p.Timeout}
+		return s3bucket.New(ctx, o)
 	case team.ProviderGCS:
 		o := gcsbucket.Options{
 			Project:        p.Project,
@@ -30,6 +44,11 @@ func newFactory(ctx context.Context, p config.Profile) (bucketfactory.Factory, e
 		if key := p.GCSCredentialsJSON.Reveal(); key != "" {
 			o.CredentialsJSON = []byte(key)
 		}
+		hc, err := gcsHTTPClient(ctx, o.CredentialsJSON, p.Timeout)
+		if err != nil {
+			return nil, err
+		}
+		o.HTTPClient = hc
 		return gcsbucket.New(ctx, o)
 	case team.ProviderAzure:
 		return azureblob.New(ctx, azureblob.Options{
@@ -39,9 +58,30 @@ func newFactory(ctx context.Context, p config.Profile) (bucketfactory.Factory, e
 			ConnectionString: p.ConnectionString.Reveal(),
 			UseIdentity:      p.UseIdentity,
 			SoftDeleteDays:   p.SoftDeleteDays,
+			HTTPClient:       &http.Client{Timeout: p.Timeout},
 		})
 	}
 	return nil, fmt.Errorf("provider %q is not supported", p.Provider)
+}
+
+// gcsHTTPClient authenticates as the storage library would by itself (the service account key, or
+// Application Default Credentials without one; the same scopes and auth library) and adds the attempt
+// timeout, for which the library has no option of its own. The timeout bounds token requests too: they
+// run under the request's context.
+func gcsHTTPClient(ctx context.Context, key []byte, timeout time.Duration) (*http.Client, error) {
+	opts := []option.ClientOption{
+		option.WithScopes(storage.ScopeFullControl, "https://www.googleapis.com/auth/cloud-platform"),
+		internaloption.EnableNewAuthLibrary(),
+	}
+	if key != nil {
+		opts = append(opts, option.WithAuthCredentialsJSON(option.ServiceAccount, key))
+	}
+	hc, _, err := htransport.NewClient(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("GCS credentials: %w", err)
+	}
+	hc.Timeout = timeout
+	return hc, nil
 }
 
 func s3Options(p config.Profile) s3bucket.Options {

@@ -34,16 +34,23 @@ import (
 // the client gets status with a GCS-style error body. It has the shape of testenv.Fault.
 type Fault func(r *http.Request) (status int, ok bool)
 
+// Injector misbehaves in the fake's place: it wraps the handler that serves a request and may answer
+// itself, hold the request or break the connection instead. testenv.Faults is one.
+type Injector interface {
+	Wrap(next http.Handler) http.Handler
+}
+
 // Server is a running fake on 127.0.0.1. It is safe for concurrent use.
 type Server struct {
 	url     string
 	srv     *http.Server
 	objects *fakestorage.Server
 
-	mu      sync.Mutex
-	buckets map[string]*bucket
-	counts  map[string]int
-	fault   Fault
+	mu       sync.Mutex
+	buckets  map[string]*bucket
+	counts   map[string]int
+	fault    Fault
+	injector Injector
 }
 
 // New starts a fake on a free loopback port. Close stops it.
@@ -107,6 +114,14 @@ func (s *Server) SetFault(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fault = f
+}
+
+// SetInjector installs (nil: removes) an injector around the serving of every request, bucket and object
+// routes alike. It runs after the Fault hook; requests it fails are counted like the others.
+func (s *Server) SetInjector(i Injector) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.injector = i
 }
 
 // Counts returns how many requests each route got since the start or the last ResetCounts.
@@ -246,7 +261,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	name, bucketName, o := route(r)
 	s.mu.Lock()
 	s.counts[name]++
-	fault := s.fault
+	fault, injector := s.fault, s.injector
 	s.mu.Unlock()
 	if fault != nil {
 		if status, ok := fault(r); ok {
@@ -254,6 +269,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, name, bucketName, o) })
+	if injector != nil {
+		h = injector.Wrap(h)
+	}
+	h.ServeHTTP(w, r)
+}
+
+// serve answers a request classified by route.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, name, bucketName string, o op) {
 	if o == opForward {
 		s.objects.HTTPHandler().ServeHTTP(w, r)
 		return

@@ -16,6 +16,8 @@ import (
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+
+	"github.com/byob-agent/byob-agent/internal/testenv"
 )
 
 func newClient(t *testing.T, s *Server) *storage.Client {
@@ -268,6 +270,40 @@ func TestFault(t *testing.T) {
 	s.ResetCounts()
 	if len(s.Counts()) != 0 {
 		t.Errorf("counts after reset = %v", s.Counts())
+	}
+}
+
+func TestInjector(t *testing.T) {
+	s := Start(t)
+	if code, body := do(t, s, "POST", "/storage/v1/b?project=p", `{"name":"j1","location":"us-east1"}`); code != 200 {
+		t.Fatalf("insert = %d %s", code, body)
+	}
+	// Every request about bucket j1, bucket and object routes alike, fails without reaching the fake.
+	s.SetInjector(testenv.NewFaults(testenv.FaultOptions{Rate: 1, Kinds: []testenv.FaultKind{testenv.FaultUnavailable},
+		Select: func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/j1") }}))
+	for _, req := range []struct{ method, path, body string }{
+		{"GET", "/storage/v1/b/j1", ""},
+		{"POST", "/upload/storage/v1/b/j1/o?uploadType=media&name=probe", "data"},
+	} {
+		if code, body := do(t, s, req.method, req.path, req.body); code != 503 {
+			t.Errorf("%s %s with the injector = %d %s, want 503", req.method, req.path, code, body)
+		}
+	}
+	if code, _ := do(t, s, "GET", "/storage/v1/b/other", ""); code != 404 {
+		t.Errorf("a request the injector does not select = %d, want the fake's 404", code)
+	}
+	s.SetInjector(nil)
+	if code, _ := do(t, s, "GET", "/storage/v1/b/j1/o/probe", ""); code != 404 {
+		t.Errorf("the failed upload stored an object: GET = %d, want 404", code)
+	}
+	if code, body := do(t, s, "POST", "/upload/storage/v1/b/j1/o?uploadType=media&name=probe", "data"); code != 200 {
+		t.Errorf("upload without the injector = %d %s", code, body)
+	}
+	if code, _ := do(t, s, "GET", "/storage/v1/b/j1/o/probe", ""); code != 200 {
+		t.Errorf("GET of the uploaded object = %d, want 200", code)
+	}
+	if got := s.Counts()["POST /upload/storage/v1/b/{bucket}/o"]; got != 2 {
+		t.Errorf("counted %d uploads, want 2 (failed requests count too)", got)
 	}
 }
 

@@ -173,6 +173,9 @@ func (e *AzureEnv) ResetCounts() { e.proxy.reset() }
 // SetFault installs (nil: removes) a fault hook on the proxy.
 func (e *AzureEnv) SetFault(f Fault) { e.proxy.setFault(f) }
 
+// SetInjector installs (nil: removes) an injector on the proxy, after any Fault hook.
+func (e *AzureEnv) SetInjector(i Injector) { e.proxy.setInjector(i) }
+
 // ConnectionString is a storage connection string for the account through the proxy.
 func (e *AzureEnv) ConnectionString() string {
 	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;BlobEndpoint=%s;", e.Account, e.Key, e.Endpoint)

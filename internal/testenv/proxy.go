@@ -19,6 +19,12 @@ import (
 // client gets status with an empty body. It lets tests inject errors a real backend would rarely produce.
 type Fault func(r *http.Request) (status int, ok bool)
 
+// Injector misbehaves in a backend's place: it wraps the handler that forwards a request and may answer
+// itself, hold the request or break the connection instead. *Faults is one.
+type Injector interface {
+	Wrap(next http.Handler) http.Handler
+}
+
 // countingProxy forwards every request to one backend and counts them by operation name.
 type countingProxy struct {
 	name func(*http.Request) string
@@ -28,6 +34,7 @@ type countingProxy struct {
 	mu        sync.Mutex
 	counts    map[string]int
 	fault     Fault
+	injector  Injector                                      // wraps intercept and forwarding
 	intercept func(http.ResponseWriter, *http.Request) bool // answers in the backend's place when it returns true
 }
 
@@ -61,7 +68,7 @@ func (p *countingProxy) handler(next http.Handler) http.Handler {
 		op := p.name(r)
 		p.mu.Lock()
 		p.counts[op]++
-		fault, intercept := p.fault, p.intercept
+		fault, injector, intercept := p.fault, p.injector, p.intercept
 		p.mu.Unlock()
 		if fault != nil {
 			if status, ok := fault(r); ok {
@@ -69,10 +76,16 @@ func (p *countingProxy) handler(next http.Handler) http.Handler {
 				return
 			}
 		}
-		if intercept != nil && intercept(w, r) {
-			return
+		var backend http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if intercept != nil && intercept(w, r) {
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+		if injector != nil {
+			backend = injector.Wrap(backend)
 		}
-		next.ServeHTTP(w, r)
+		backend.ServeHTTP(w, r)
 	})
 }
 
@@ -80,6 +93,12 @@ func (p *countingProxy) setFault(f Fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.fault = f
+}
+
+func (p *countingProxy) setInjector(i Injector) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.injector = i
 }
 
 func (p *countingProxy) setIntercept(f func(http.ResponseWriter, *http.Request) bool) {

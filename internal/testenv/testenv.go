@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -253,6 +254,9 @@ func waitForS3(ctx context.Context, c *child, client *s3.Client) error {
 	})
 }
 
+// seaweedKMSAccessKey is the access key SeaweedFS signs its KMS calls with.
+const seaweedKMSAccessKey = "testenv"
+
 // s3Config is SeaweedFS's s3.json: two identities and an AWS-type KMS provider pointing at kmsd through
 // its proxy (so SeaweedFS's own KMS calls are counted and can be faulted too). local-kms ignores the
 // credentials, but the provider requires some.
@@ -274,7 +278,7 @@ func (e *S3Env) s3Config() []byte {
 			"providers": map[string]any{
 				"kmsd": map[string]any{
 					"type": "aws", "region": e.Region, "endpoint": e.KMSEndpoint,
-					"access_key": "testenv", "secret_key": "testenv",
+					"access_key": seaweedKMSAccessKey, "secret_key": "testenv",
 				},
 			},
 		},
@@ -335,6 +339,20 @@ func (e *S3Env) SetS3Fault(f Fault) { e.s3p.setFault(f) }
 
 // SetKMSFault installs (nil: removes) a fault hook on the KMS proxy.
 func (e *S3Env) SetKMSFault(f Fault) { e.kmsp.setFault(f) }
+
+// SetS3Injector installs (nil: removes) an injector on the S3 proxy, after any Fault hook. Requests it
+// fails are counted like the others.
+func (e *S3Env) SetS3Injector(i Injector) { e.s3p.setInjector(i) }
+
+// SetKMSInjector installs (nil: removes) an injector on the KMS proxy, after any Fault hook. SeaweedFS's
+// own KMS calls pass through it too: see IsSeaweedKMSCall.
+func (e *S3Env) SetKMSInjector(i Injector) { e.kmsp.setInjector(i) }
+
+// IsSeaweedKMSCall tells whether a request to the KMS proxy comes from SeaweedFS itself (data keys for
+// SSE-KMS objects) rather than from a client: SeaweedFS signs with the credentials of s3Config.
+func IsSeaweedKMSCall(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Authorization"), "Credential="+seaweedKMSAccessKey+"/")
+}
 
 func sumIf(counts map[string]int, keep func(string) bool) int {
 	n := 0

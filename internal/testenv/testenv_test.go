@@ -96,6 +96,19 @@ func TestStartS3(t *testing.T) {
 		t.Errorf("after CreateKey: KMSCounts() = %v, KMSMutations() = %d; want one CreateKey", env.KMSCounts(), env.KMSMutations())
 	}
 
+	// An injector can spare SeaweedFS's own KMS calls and fail a client's.
+	env.SetKMSInjector(NewFaults(FaultOptions{Rate: 1, Kinds: []FaultKind{FaultUnavailable}, Select: func(r *http.Request) bool { return !IsSeaweedKMSCall(r) }}))
+	if _, err := client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String("testenv-bucket"), Key: aws.String("a/c.txt"), Body: strings.NewReader("hello"),
+		ServerSideEncryption: s3types.ServerSideEncryptionAwsKms, SSEKMSKeyId: aws.String(keyARN),
+	}); err != nil {
+		t.Errorf("put SSE-KMS object while clients' KMS calls fail: %v", err)
+	}
+	if _, err := kmsClient.CreateKey(ctx, &kms.CreateKeyInput{}, func(o *kms.Options) { o.RetryMaxAttempts = 1 }); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("create key with every client KMS call failing: err = %v, want 503", err)
+	}
+	env.SetKMSInjector(nil)
+
 	// A fault hook answers in the backend's place.
 	env.SetS3Fault(func(r *http.Request) (int, bool) { return http.StatusForbidden, r.Method == http.MethodHead })
 	_, err = client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String("testenv-bucket")})
