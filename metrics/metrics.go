@@ -75,29 +75,36 @@ func (m *Metrics) Handler() http.Handler {
 // Transport counts and times the requests base makes to target. Nothing about a request but its
 // status and duration is recorded: URLs may carry secrets.
 func (m *Metrics) Transport(target string, base http.RoundTripper) http.RoundTripper {
+	return m.TransportBy(func(*http.Request) string { return target }, base)
+}
+
+// TransportBy is Transport for a client that talks to several targets (one AWS client for S3 and KMS):
+// targetOf names each request's.
+func (m *Metrics) TransportBy(targetOf func(*http.Request) string, base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return roundTripper{m: m, target: target, base: base}
+	return roundTripper{m: m, targetOf: targetOf, base: base}
 }
 
 type roundTripper struct {
-	m      *Metrics
-	target string
-	base   http.RoundTripper
+	m        *Metrics
+	targetOf func(*http.Request) string
+	base     http.RoundTripper
 }
 
 func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	target := t.targetOf(r)
 	start := time.Now()
 	resp, err := t.base.RoundTrip(r)
-	t.m.APILatency.WithLabelValues(t.target).Observe(time.Since(start).Seconds())
+	t.m.APILatency.WithLabelValues(target).Observe(time.Since(start).Seconds())
 	code := "error"
 	if err == nil {
 		code = strconv.Itoa(resp.StatusCode/100) + "xx"
-		if t.target == "wandb" && resp.StatusCode < 500 {
+		if target == "wandb" && resp.StatusCode < 500 {
 			t.m.LastWandbContact.SetToCurrentTime()
 		}
 	}
-	t.m.APICalls.WithLabelValues(t.target, code).Inc()
+	t.m.APICalls.WithLabelValues(target, code).Inc()
 	return resp, err
 }

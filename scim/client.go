@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/byob-agent/byob-agent/internal/retryafter"
 )
 
 // AuthMode selects how the API key is presented to W&B's SCIM API.
@@ -335,7 +337,7 @@ func (c *Client) attempt(ctx context.Context, method, target string, payload []b
 		// A body cut short is a transport failure: retry it like one.
 		return 0, nil, 0, fmt.Errorf("reading response (HTTP %d): %w", resp.StatusCode, err)
 	}
-	return resp.StatusCode, body, parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), nil
+	return resp.StatusCode, body, serverWait(resp.Header), nil
 }
 
 // retryable reports whether an answer (0: none arrived) may succeed if asked again.
@@ -354,25 +356,10 @@ func (c *Client) backoff(attempt int) time.Duration {
 	return rand.N(ceil + 1)
 }
 
-// parseRetryAfter reads Retry-After as delay-seconds or an HTTP date; 0 if absent or unreadable.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > int64(24*time.Hour/time.Second) {
-			return 24 * time.Hour // anything this long is "much longer than we wait" anyway
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+// serverWait is the wait the server asked for with Retry-After; 0 without one.
+func serverWait(h http.Header) time.Duration {
+	d, _ := retryafter.Parse(h.Get("Retry-After"), time.Now())
+	return d
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

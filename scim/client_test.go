@@ -572,29 +572,6 @@ func TestErrorBodies(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"7", 7 * time.Second},
-		{" 7 ", 7 * time.Second},
-		{"0", 0},
-		{"-3", 0},
-		{"99999999999", 24 * time.Hour},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
-		{"soon", 0},
-	}
-	for _, tt := range tests {
-		if got := parseRetryAfter(tt.in, now); got != tt.want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestBackoffBounds(t *testing.T) {
 	c := &Client{minBackoff: 500 * time.Millisecond, maxBackoff: 30 * time.Second}
 	for attempt := 1; attempt <= 80; attempt++ {

@@ -61,6 +61,9 @@ type Options struct {
 	// HTTPClient sends every request; nil: the SDK's. For coreweave its transport must be an
 	// *http.Transport (a copy requiring TLS 1.3 is used).
 	HTTPClient *http.Client
+	// WrapTransport, when set, wraps HTTPClient's transport (after CoreWeave's TLS 1.3 is applied to
+	// it): metrics, Retry-After.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Factory implements bucketfactory.Factory for one S3 profile, and bucketfactory.KeyFactory (which
@@ -99,15 +102,23 @@ func New(ctx context.Context, o Options) (*Factory, error) {
 	if o.Credentials != nil {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(o.Credentials))
 	}
+	var hc aws.HTTPClient
 	switch {
 	case o.Provider == team.ProviderCoreWeave:
-		c, err := tls13Client(o.HTTPClient)
-		if err != nil {
+		var err error
+		if hc, err = tls13Client(o.HTTPClient); err != nil {
 			return nil, err
 		}
-		loadOpts = append(loadOpts, config.WithHTTPClient(c))
 	case o.HTTPClient != nil:
-		loadOpts = append(loadOpts, config.WithHTTPClient(o.HTTPClient))
+		hc = o.HTTPClient
+	}
+	if c, ok := hc.(*http.Client); ok && o.WrapTransport != nil {
+		wrapped := *c
+		wrapped.Transport = o.WrapTransport(c.Transport)
+		hc = &wrapped
+	}
+	if hc != nil {
+		loadOpts = append(loadOpts, config.WithHTTPClient(hc))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {

@@ -50,6 +50,8 @@ type agent struct {
 	db  *state.DB
 	rec *bsync.Reconciler
 	log *slog.Logger
+	// metrics, in the daemon, measures the storage requests of the factories built after it is set.
+	metrics *metrics.Metrics
 
 	mu        gosync.Mutex
 	factories map[string]bucketfactory.Factory
@@ -86,7 +88,7 @@ func (a *agent) factory(ctx context.Context, profile string) (bucketfactory.Fact
 	if !ok {
 		return nil, fmt.Errorf("storage profile %q is not in the configuration any more", profile)
 	}
-	f, err := newFactory(ctx, p)
+	f, err := newFactory(ctx, p, a.metrics)
 	if err != nil {
 		return nil, fmt.Errorf("storage profile %q: %w", profile, err)
 	}
@@ -115,6 +117,7 @@ func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error
 // reconciler builds the W&B client and every profile's factory. With m, W&B requests are measured.
 func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Metrics) (*bsync.Reconciler, error) {
 	cfg := a.cfg
+	a.metrics = m
 	o := scim.Options{
 		BaseURL:   cfg.Wandb.SCIMURL,
 		Auth:      scim.AuthMode(cfg.Wandb.Auth.Mode),

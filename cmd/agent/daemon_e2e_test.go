@@ -257,6 +257,8 @@ func TestDaemon(t *testing.T) {
 		`byob_webhook_requests_total{outcome="unauthorized",source="scim"} 2`, // the token check above, and the forged write
 		`byob_teams{status="in_sync"} 2`,
 		`byob_api_requests_total{code="2xx",target="wandb"}`,
+		`byob_api_requests_total{code="2xx",target="s3"}`,
+		`byob_api_request_duration_seconds_count{target="s3"}`,
 		`byob_steps_total{outcome="ok",step="create_team"} 2`,
 		`byob_queue_depth`,
 	} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -18,6 +19,8 @@ import (
 	"github.com/byob-agent/byob-agent/bucketfactory/gcsbucket"
 	"github.com/byob-agent/byob-agent/bucketfactory/s3bucket"
 	"github.com/byob-agent/byob-agent/config"
+	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/team"
 )
 
@@ -26,12 +29,28 @@ import (
 // Every factory gets an HTTP client whose Timeout bounds each attempt of a request: the SDKs retry a
 // timed-out attempt with backoff, but none of them bounds an attempt by default, so a server that
 // accepts a request and never answers would hold the sync forever.
-func newFactory(ctx context.Context, p config.Profile) (bucketfactory.Factory, error) {
+//
+// m, when set (the daemon), counts and times every storage request by target. The AWS and GCS clients
+// also wait out a server's Retry-After before their SDK's own backoff (azcore honours it already).
+func newFactory(ctx context.Context, p config.Profile, m *metrics.Metrics) (bucketfactory.Factory, error) {
+	wrap := func(targetOf func(*http.Request) string, retryAfter bool) func(http.RoundTripper) http.RoundTripper {
+		return func(rt http.RoundTripper) http.RoundTripper {
+			if m != nil {
+				rt = m.TransportBy(targetOf, rt)
+			}
+			if retryAfter {
+				rt = &retryafter.Transport{Base: rt}
+			}
+			return rt
+		}
+	}
+	target := func(name string) func(*http.Request) string { return func(*http.Request) string { return name } }
 	switch p.Provider {
 	case team.ProviderAWS, team.ProviderS3Compatible, team.ProviderCoreWeave:
 		o := s3Options(p)
 		// The SDK's own transport (connection pool sized for it), with the attempt timeout.
 		o.HTTPClient = &http.Client{Transport: awshttp.NewBuildableClient().GetTransport(), Timeout: p.Timeout}
+		o.WrapTransport = wrap(awsTarget, true)
 		return s3bucket.New(ctx, o)
 	case team.ProviderGCS:
 		o := gcsbucket.Options{
@@ -48,6 +67,7 @@ func newFactory(ctx context.Context, p config.Profile) (bucketfactory.Factory, e
 		if err != nil {
 			return nil, err
 		}
+		hc.Transport = wrap(target("gcs"), true)(hc.Transport)
 		o.HTTPClient = hc
 		return gcsbucket.New(ctx, o)
 	case team.ProviderAzure:
@@ -58,7 +78,7 @@ func newFactory(ctx context.Context, p config.Profile) (bucketfactory.Factory, e
 			ConnectionString: p.ConnectionString.Reveal(),
 			UseIdentity:      p.UseIdentity,
 			SoftDeleteDays:   p.SoftDeleteDays,
-			HTTPClient:       &http.Client{Timeout: p.Timeout},
+			HTTPClient:       &http.Client{Timeout: p.Timeout, Transport: wrap(target("azure"), false)(http.DefaultTransport.(*http.Transport).Clone())},
 		})
 	}
 	return nil, fmt.Errorf("provider %q is not supported", p.Provider)
@@ -82,6 +102,15 @@ func gcsHTTPClient(ctx context.Context, key []byte, timeout time.Duration) (*htt
 	}
 	hc.Timeout = timeout
 	return hc, nil
+}
+
+// awsTarget tells KMS requests (AWS JSON protocol, X-Amz-Target: TrentService.*) from S3's: one AWS
+// client configuration serves both.
+func awsTarget(r *http.Request) string {
+	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "TrentService.") {
+		return "kms"
+	}
+	return "s3"
 }
 
 func s3Options(p config.Profile) s3bucket.Options {

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/byob-agent/byob-agent/internal/retryafter"
 )
 
 const (
@@ -203,12 +205,8 @@ func (s *Source) send(ctx context.Context, build func() (*http.Request, error)) 
 
 // retryAfter reads a Retry-After header; without a usable one it backs off 1 s, 2 s, 4 s, ...
 func retryAfter(h string, now time.Time, attempt int) time.Duration {
-	h = strings.TrimSpace(h)
-	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
-		return time.Duration(max(0, min(secs, 24*3600))) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return max(0, t.Sub(now))
+	if d, ok := retryafter.Parse(h, now); ok {
+		return d
 	}
 	return time.Second << min(attempt, 10)
 }

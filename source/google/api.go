@@ -11,9 +11,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/byob-agent/byob-agent/internal/retryafter"
 )
 
 // The parts of the Directory API's answers the agent reads.
@@ -216,17 +217,8 @@ func send(ctx context.Context, c *http.Client, req *http.Request) (int, http.Hea
 
 // retryAfter reads a Retry-After header in either of its forms; zero when absent or unreadable.
 func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return 0
+	d, _ := retryafter.Parse(h.Get("Retry-After"), now)
+	return d
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
