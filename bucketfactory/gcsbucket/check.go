@@ -140,7 +140,10 @@ func (c *checker) probe(ctx context.Context, bkt *storage.BucketHandle) {
 	where := fmt.Sprintf("gs://%s/%s", c.name, key)
 	expected := "write, read and delete of " + where + " succeed"
 	fix := fmt.Sprintf("let these credentials and %s write, read and delete objects in the bucket (IAM, organisation policies); byob-agent sync grants W&B's roles", serviceAccountMember(c.f.principal))
-	obj := bkt.Object(key)
+	// The library retries only idempotent calls, and an object write or delete without preconditions is
+	// not one. The probe's are: its key is new each time, and a delete repeated after a lost answer
+	// finds the object gone. So a transient fault does not fail the probe.
+	obj := bkt.Object(key).Retryer(storage.WithPolicy(storage.RetryAlways))
 	w := obj.NewWriter(ctx)
 	w.ChunkSize = 0 // one request: the probe is tiny
 	_, err := w.Write(body)
@@ -154,6 +157,9 @@ func (c *checker) probe(ctx context.Context, bkt *storage.BucketHandle) {
 	got, readErr := readObject(ctx, obj)
 	// Deleted even if the read failed: the probe must not leave objects behind.
 	deleteErr := obj.Delete(ctx)
+	if errors.Is(deleteErr, storage.ErrObjectNotExist) {
+		deleteErr = nil // deleted by an attempt whose answer was lost
+	}
 	switch {
 	case readErr != nil:
 		c.fail("probe", expected, "read failed: "+readErr.Error(), fix)
