@@ -73,6 +73,32 @@ func (r CheckResult) String() string {
 	return fmt.Sprintf("%s: expected %s, found %s", r.Check, r.Expected, r.Found)
 }
 
+// Results collects the outcome of one Check call; each provider's checker embeds it.
+type Results struct {
+	List []CheckResult
+}
+
+// Report records one result; fix is kept only for a failure.
+func (r *Results) Report(check string, ok bool, expected, found, fix string) {
+	if ok {
+		fix = ""
+	}
+	r.List = append(r.List, CheckResult{Check: check, OK: ok, Expected: expected, Found: found, Fix: fix})
+}
+
+// Pass records a check that found what it expected.
+func (r *Results) Pass(check, expected string) { r.Report(check, true, expected, expected, "") }
+
+// Fail records a failed check with what to do about it.
+func (r *Results) Fail(check, expected, found, fix string) {
+	r.Report(check, false, expected, found, fix)
+}
+
+// Compare records a check that passes when found equals expected.
+func (r *Results) Compare(check, expected, found, fix string) {
+	r.Report(check, found == expected, expected, found, fix)
+}
+
 // CheckOptions tune Check.
 type CheckOptions struct {
 	// Probe writes, reads and deletes a small object under the team's path: the only proof that W&B

@@ -28,9 +28,9 @@ func (f *Factory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfac
 	expected := fmt.Sprintf("container %s to exist in storage account %s", ch.name, f.account)
 	owned := false
 	if props == nil {
-		ch.report("exists", false, expected, "no such container", "byob-agent sync creates it")
+		ch.Report("exists", false, expected, "no such container", "byob-agent sync creates it")
 	} else {
-		ch.report("exists", true, expected, "it exists", "")
+		ch.Report("exists", true, expected, "it exists", "")
 		owned = ch.checkOwnership(props)
 		ch.checkPublicAccess(props)
 	}
@@ -40,28 +40,20 @@ func (f *Factory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfac
 	switch {
 	case props == nil || !o.Probe:
 	case !owned: // the agent writes only into containers marked as its own
-		ch.report("probe", false, "upload, download and delete of a probe blob", "not run: the container is not marked for "+describeOwner(b),
+		ch.Report("probe", false, "upload, download and delete of a probe blob", "not run: the container is not marked for "+describeOwner(b),
 			"resolve the ownership result first; byob-agent probes only containers marked as its own")
 	default:
 		ch.probe(ctx)
 	}
-	return ch.results, nil
+	return ch.List, nil
 }
 
 // checker carries one Check call. What a check finds is a result; only a failure to read is an error.
 type checker struct {
-	f       *Factory
-	b       bucketfactory.Bucket
-	name    string
-	results []bucketfactory.CheckResult
-}
-
-// report records one result; fix is kept only for a failure.
-func (c *checker) report(check string, ok bool, expected, found, fix string) {
-	if ok {
-		fix = ""
-	}
-	c.results = append(c.results, bucketfactory.CheckResult{Check: check, OK: ok, Expected: expected, Found: found, Fix: fix})
+	f    *Factory
+	b    bucketfactory.Bucket
+	name string
+	bucketfactory.Results
 }
 
 // checkOwnership reports the ownership marks and tells whether the container is fully marked as b's.
@@ -74,16 +66,16 @@ func (c *checker) checkOwnership(props *container.GetPropertiesResponse) bool {
 	owner := describeOwner(c.b)
 	switch foreign := foreignMark(md, c.b); {
 	case foreign != "":
-		c.report("ownership", false, expected, found, fmt.Sprintf(
+		c.Report("ownership", false, expected, found, fmt.Sprintf(
 			"container %s is %s: give %s another container, or correct the metadata if it is wrong", c.name, foreign, owner))
 	case metaValue(md, key) != value:
-		c.report("ownership", false, expected, found, fmt.Sprintf(
+		c.Report("ownership", false, expected, found, fmt.Sprintf(
 			"if container %s is meant for %s, set its metadata %s=%s or let the profile adopt existing containers; byob-agent sync then adds the rest", c.name, owner, key, value))
 	case metaValue(md, keyManagedBy) != marks[keyManagedBy]:
-		c.report("ownership", false, expected, found, fmt.Sprintf(
+		c.Report("ownership", false, expected, found, fmt.Sprintf(
 			"byob-agent sync restores the metadata %s=%s", keyManagedBy, marks[keyManagedBy]))
 	default:
-		c.report("ownership", true, expected, found, "")
+		c.Report("ownership", true, expected, found, "")
 		return true
 	}
 	return false
@@ -94,7 +86,7 @@ func (c *checker) checkPublicAccess(props *container.GetPropertiesResponse) {
 	if level := publicAccess(props.BlobPublicAccess); level != "" {
 		found = "anonymous public access level " + level
 	}
-	c.report("public-access", found == "private", "private (no anonymous public access)", found,
+	c.Report("public-access", found == "private", "private (no anonymous public access)", found,
 		fmt.Sprintf("set the public access level of container %s to private; byob-agent sync repairs it", c.name))
 }
 
@@ -109,8 +101,8 @@ func (c *checker) checkServiceProperties(ctx context.Context) error {
 	if len(props.CORS) >= maxCORSRules {
 		corsFix = fmt.Sprintf("the Blob service of storage account %s has %d CORS rules, Azure's maximum: remove one or change one to %s; byob-agent sync then adds W&B's rule", c.f.account, len(props.CORS), rule)
 	}
-	c.report("cors", hasWandbCORSRule(props.CORS), "a rule on the account's Blob service with "+rule, describeCORSRules(props.CORS), corsFix)
-	c.report("soft-delete", retentionOK(props.DeleteRetentionPolicy, c.f.days),
+	c.Report("cors", hasWandbCORSRule(props.CORS), "a rule on the account's Blob service with "+rule, describeCORSRules(props.CORS), corsFix)
+	c.Report("soft-delete", retentionOK(props.DeleteRetentionPolicy, c.f.days),
 		fmt.Sprintf("blob soft delete on, at least %d days", c.f.days), describeRetention(props.DeleteRetentionPolicy),
 		fmt.Sprintf("turn on blob soft delete for storage account %s with a retention of at least %d days; byob-agent sync repairs it (and keeps a longer retention)", c.f.account, c.f.days))
 	return nil
@@ -123,11 +115,11 @@ func (c *checker) probe(ctx context.Context) {
 	name, dir, body := bucketfactory.NewProbe(c.b)
 	where := fmt.Sprintf("blob %s in container %s", name, c.name)
 	prefix := fmt.Sprintf("%s/*", dir)
-	failed := len(c.results)
-	fail := func(expected, found, fix string) { c.report("probe", false, expected, found, fix) }
+	failed := len(c.List)
+	fail := func(expected, found, fix string) { c.Report("probe", false, expected, found, fix) }
 	defer func() {
-		if len(c.results) == failed {
-			c.report("probe", true, fmt.Sprintf("upload, download and delete of a probe blob under %s in container %s", prefix, c.name), "all succeeded", "")
+		if len(c.List) == failed {
+			c.Report("probe", true, fmt.Sprintf("upload, download and delete of a probe blob under %s in container %s", prefix, c.name), "all succeeded", "")
 		}
 	}()
 	perm := fmt.Sprintf("with an identity, grant it Storage Blob Data Contributor on container %s; check the storage account's network rules", c.name)

@@ -33,7 +33,7 @@ func (f *Factory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfac
 		return nil, err
 	}
 	c := &checker{f: f, b: b, name: name}
-	c.ok("exists", "bucket "+name+" exists")
+	c.Pass("exists", "bucket "+name+" exists")
 	c.checkOwnership(attrs)
 	c.checkLocation(attrs)
 	c.checkAttrs(attrs)
@@ -44,47 +44,30 @@ func (f *Factory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfac
 	member := serviceAccountMember(f.principal)
 	expected := fmt.Sprintf("%s granted %s on the bucket", member, strings.Join(wandbRoles, " and "))
 	if missing := missingRoles(policy.Bindings, member, wandbRoles); len(missing) > 0 {
-		c.fail("iam", expected, "not granted: "+strings.Join(missing, ", "),
+		c.Fail("iam", expected, "not granted: "+strings.Join(missing, ", "),
 			fmt.Sprintf("grant %s on bucket %s to %s (without it W&B's checks get 403); byob-agent sync repairs it", strings.Join(missing, " and "), name, member))
 	} else {
-		c.ok("iam", expected)
+		c.Pass("iam", expected)
 	}
 	if o.Probe {
 		c.probe(ctx, bkt)
 	}
-	return c.results, nil
+	return c.List, nil
 }
 
 // checker collects the results of one Check call.
 type checker struct {
-	f       *Factory
-	b       bucketfactory.Bucket
-	name    string
-	results []bucketfactory.CheckResult
-}
-
-func (c *checker) ok(check, expected string) {
-	c.results = append(c.results, bucketfactory.CheckResult{Check: check, OK: true, Expected: expected, Found: expected})
-}
-
-func (c *checker) fail(check, expected, found, fix string) {
-	c.results = append(c.results, bucketfactory.CheckResult{Check: check, Expected: expected, Found: found, Fix: fix})
-}
-
-// result records a check that passes when found equals expected.
-func (c *checker) result(check, expected, found, fix string) {
-	if found == expected {
-		c.ok(check, expected)
-		return
-	}
-	c.fail(check, expected, found, fix)
+	f    *Factory
+	b    bucketfactory.Bucket
+	name string
+	bucketfactory.Results
 }
 
 func (c *checker) checkOwnership(attrs *storage.BucketAttrs) {
 	key, value := c.b.Owner()
 	expected := fmt.Sprintf("labels %s=%s and %s=%s", bucketfactory.TagManagedBy, bucketfactory.TagManagedByValue, key, value)
 	if owner := foreignOwner(attrs.Labels, c.b); owner != "" {
-		c.fail("ownership", expected, "label "+owner,
+		c.Fail("ownership", expected, "label "+owner,
 			fmt.Sprintf("the bucket belongs to %s: give this team another bucket name (relabel it %s=%s only if it really is this team's)", owner, key, value))
 		return
 	}
@@ -95,41 +78,41 @@ func (c *checker) checkOwnership(attrs *storage.BucketAttrs) {
 		}
 	}
 	if len(missing) == 0 {
-		c.ok("ownership", expected)
+		c.Pass("ownership", expected)
 		return
 	}
 	slices.Sort(missing)
-	c.fail("ownership", expected, "missing labels "+strings.Join(missing, ", "),
+	c.Fail("ownership", expected, "missing labels "+strings.Join(missing, ", "),
 		fmt.Sprintf("label the bucket %s; byob-agent sync does so for a bucket it owns, or adopts an unlabelled one when adopting is allowed", strings.Join(missing, ", ")))
 }
 
 func (c *checker) checkLocation(attrs *storage.BucketAttrs) {
 	want := strings.ToUpper(c.f.bucketLocation(c.b))
 	got := strings.ToUpper(attrs.Location)
-	c.result("location", "location "+want, "location "+got,
+	c.Compare("location", "location "+want, "location "+got,
 		fmt.Sprintf("the bucket is in %s; W&B team storage cannot move: set the profile's location (or the team's region) to %s, or give the team another bucket", got, got))
 }
 
 // checkAttrs checks the settings read with the bucket's attributes.
 func (c *checker) checkAttrs(attrs *storage.BucketAttrs) {
-	c.result("uniform-access", "uniform bucket-level access on", onOff("uniform bucket-level access", attrs.UniformBucketLevelAccess.Enabled),
+	c.Compare("uniform-access", "uniform bucket-level access on", onOff("uniform bucket-level access", attrs.UniformBucketLevelAccess.Enabled),
 		"turn on uniform bucket-level access; byob-agent sync repairs it")
-	c.result("public-access-prevention", "public access prevention enforced", "public access prevention "+attrs.PublicAccessPrevention.String(),
+	c.Compare("public-access-prevention", "public access prevention enforced", "public access prevention "+attrs.PublicAccessPrevention.String(),
 		"set public access prevention to enforced; byob-agent sync repairs it")
 	found := "Google-managed encryption"
 	if k := kmsKey(attrs); k != "" {
 		found = "default KMS key " + k
 	}
-	c.result("encryption", "Google-managed encryption", found,
+	c.Compare("encryption", "Google-managed encryption", found,
 		"remove the bucket's default KMS key so that Google-managed encryption applies; byob-agent sync repairs it")
-	c.result("soft-delete", "soft delete retention "+days(c.f.softDelete), "soft delete retention "+days(softDelete(attrs)),
+	c.Compare("soft-delete", "soft delete retention "+days(c.f.softDelete), "soft delete retention "+days(softDelete(attrs)),
 		fmt.Sprintf("set soft delete retention to %s (W&B refuses a bucket without soft delete); byob-agent sync repairs it", days(c.f.softDelete)))
 	expected := "a CORS entry with " + describeCORS(wandbCORS())
 	if !hasWandbCORS(attrs.CORS) {
-		c.fail("cors", expected, describeCORS(attrs.CORS...),
+		c.Fail("cors", expected, describeCORS(attrs.CORS...),
 			fmt.Sprintf("add a CORS entry with origin *, methods %s and response header ETag (max age 3000 s), keeping the others; byob-agent sync repairs it", strings.Join(wandbMethods, ", ")))
 	} else {
-		c.ok("cors", expected)
+		c.Pass("cors", expected)
 	}
 }
 
@@ -151,7 +134,7 @@ func (c *checker) probe(ctx context.Context, bkt *storage.BucketHandle) {
 		err = cerr
 	}
 	if err != nil {
-		c.fail("probe", expected, "write failed: "+err.Error(), fix)
+		c.Fail("probe", expected, "write failed: "+err.Error(), fix)
 		return
 	}
 	got, readErr := readObject(ctx, obj)
@@ -162,13 +145,13 @@ func (c *checker) probe(ctx context.Context, bkt *storage.BucketHandle) {
 	}
 	switch {
 	case readErr != nil:
-		c.fail("probe", expected, "read failed: "+readErr.Error(), fix)
+		c.Fail("probe", expected, "read failed: "+readErr.Error(), fix)
 	case !bytes.Equal(got, body):
-		c.fail("probe", expected, fmt.Sprintf("read returned %d different bytes instead of the %d written", len(got), len(body)), fix)
+		c.Fail("probe", expected, fmt.Sprintf("read returned %d different bytes instead of the %d written", len(got), len(body)), fix)
 	case deleteErr != nil:
-		c.fail("probe", expected, "delete failed: "+deleteErr.Error(), fix)
+		c.Fail("probe", expected, "delete failed: "+deleteErr.Error(), fix)
 	default:
-		c.ok("probe", expected)
+		c.Pass("probe", expected)
 	}
 }
 

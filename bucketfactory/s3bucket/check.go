@@ -33,10 +33,10 @@ func (f *Factory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfac
 	}
 	expected := "bucket " + ch.name + " to exist"
 	if !exists {
-		ch.report("exists", false, expected, "no such bucket", "byob-agent sync creates it")
-		return ch.results, nil
+		ch.Report("exists", false, expected, "no such bucket", "byob-agent sync creates it")
+		return ch.List, nil
 	}
-	ch.report("exists", true, expected, "it exists", "")
+	ch.Report("exists", true, expected, "it exists", "")
 	checks := []func(*checker, context.Context) error{(*checker).checkOwnership}
 	for _, step := range recipe {
 		if step.appliesTo(f, b) {
@@ -51,25 +51,17 @@ func (f *Factory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfac
 			return nil, err
 		}
 	}
-	return ch.results, nil
+	return ch.List, nil
 }
 
 // checker carries one Check call. A check returns an error only when it could not run; what it found
 // is a result.
 type checker struct {
-	f       *Factory
-	c       *s3.Client
-	b       bucketfactory.Bucket
-	name    string
-	results []bucketfactory.CheckResult
-}
-
-// report records one result; fix is kept only for a failure.
-func (c *checker) report(check string, ok bool, expected, found, fix string) {
-	if ok {
-		fix = ""
-	}
-	c.results = append(c.results, bucketfactory.CheckResult{Check: check, OK: ok, Expected: expected, Found: found, Fix: fix})
+	f    *Factory
+	c    *s3.Client
+	b    bucketfactory.Bucket
+	name string
+	bucketfactory.Results
 }
 
 func (c *checker) checkOwnership(ctx context.Context) error {
@@ -84,16 +76,16 @@ func (c *checker) checkOwnership(ctx context.Context) error {
 	owner := describeOwner(c.b)
 	switch foreign := foreignMark(tags, c.b); {
 	case foreign != "":
-		c.report("ownership", false, expected, found, fmt.Sprintf(
+		c.Report("ownership", false, expected, found, fmt.Sprintf(
 			"bucket %s is %s: give %s another bucket, or correct the tags if they are wrong", c.name, foreign, owner))
 	case tags[key] != value:
-		c.report("ownership", false, expected, found, fmt.Sprintf(
+		c.Report("ownership", false, expected, found, fmt.Sprintf(
 			"if bucket %s is meant for %s, tag it %s=%s or let the profile adopt existing buckets; byob-agent sync then adds the other tag", c.name, owner, key, value))
 	case tags[bucketfactory.TagManagedBy] != bucketfactory.TagManagedByValue:
-		c.report("ownership", false, expected, found, fmt.Sprintf(
+		c.Report("ownership", false, expected, found, fmt.Sprintf(
 			"byob-agent sync restores the tag %s=%s", bucketfactory.TagManagedBy, bucketfactory.TagManagedByValue))
 	default:
-		c.report("ownership", true, expected, found, "")
+		c.Report("ownership", true, expected, found, "")
 	}
 	return nil
 }
@@ -126,7 +118,7 @@ func (c *checker) checkOwnershipControls(ctx context.Context) error {
 		return err
 	}
 	want := types.ObjectOwnershipBucketOwnerPreferred
-	c.report("ownership-controls", got == want, "object ownership "+string(want), orNone(string(got)),
+	c.Report("ownership-controls", got == want, "object ownership "+string(want), orNone(string(got)),
 		fmt.Sprintf("set object ownership of bucket %s to %s; byob-agent sync repairs it", c.name, want))
 	return nil
 }
@@ -136,7 +128,7 @@ func (c *checker) checkPublicAccessBlock(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.report("public-access-block", allBlocked(got), "all four flags true", describePublicAccessBlock(got),
+	c.Report("public-access-block", allBlocked(got), "all four flags true", describePublicAccessBlock(got),
 		fmt.Sprintf("turn on BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy and RestrictPublicBuckets for bucket %s; byob-agent sync repairs it", c.name))
 	return nil
 }
@@ -147,7 +139,7 @@ func (c *checker) checkEncryption(ctx context.Context) error {
 		return err
 	}
 	want := encryption{types.ServerSideEncryptionAwsKms, c.b.KMSKeyARN, true}
-	c.report("encryption", got.matches(c.b.KMSKeyARN), want.String(), got.String(),
+	c.Report("encryption", got.matches(c.b.KMSKeyARN), want.String(), got.String(),
 		fmt.Sprintf("set the default encryption of bucket %s to SSE-KMS with key %s and bucket key on; byob-agent sync repairs it", c.name, c.b.KMSKeyARN))
 	return nil
 }
@@ -158,7 +150,7 @@ func (c *checker) checkCORS(ctx context.Context) error {
 		return err
 	}
 	rule := describeCORSRule(wandbCORSRule())
-	c.report("cors", hasWandbCORSRule(rules), "a rule with "+rule, describeCORSRules(rules),
+	c.Report("cors", hasWandbCORSRule(rules), "a rule with "+rule, describeCORSRules(rules),
 		fmt.Sprintf("add a CORS rule with %s to bucket %s; byob-agent sync adds it first and keeps the other rules", rule, c.name))
 	return nil
 }
@@ -187,7 +179,7 @@ func (c *checker) checkPolicy(ctx context.Context) error {
 		if fix == "" {
 			fix = fmt.Sprintf("add this statement to the policy of bucket %s: %s; byob-agent sync adds it and keeps the other statements", c.name, mustMarshal(g.stmt))
 		}
-		c.report(g.check, found == "", "policy granting "+g.what, cmp.Or(found, "all granted"), fix)
+		c.Report(g.check, found == "", "policy granting "+g.what, cmp.Or(found, "all granted"), fix)
 	}
 	return nil
 }
@@ -202,11 +194,11 @@ func (c *checker) probe(ctx context.Context) error {
 	if c.b.KMSKeyARN != "" {
 		expected += ", encrypted with key " + c.b.KMSKeyARN
 	}
-	failed := len(c.results)
-	fail := func(expected, found, fix string) { c.report("probe", false, expected, found, fix) }
+	failed := len(c.List)
+	fail := func(expected, found, fix string) { c.Report("probe", false, expected, found, fix) }
 	defer func() {
-		if len(c.results) == failed {
-			c.report("probe", true, expected, "all succeeded", "")
+		if len(c.List) == failed {
+			c.Report("probe", true, expected, "all succeeded", "")
 		}
 	}()
 
