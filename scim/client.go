@@ -121,7 +121,7 @@ func NewClient(o Options) (*Client, error) {
 		minBackoff: o.MinBackoff,
 		maxBackoff: o.MaxBackoff,
 		userAgent:  o.UserAgent,
-		sleep:      sleepCtx,
+		sleep:      retryafter.Wait,
 	}
 	if cred == "" {
 		c.authHeader = "Bearer " + o.APIKey
@@ -360,17 +360,6 @@ func (c *Client) backoff(attempt int) time.Duration {
 func serverWait(h http.Header) time.Duration {
 	d, _ := retryafter.Parse(h.Get("Retry-After"), time.Now())
 	return d
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // scrub makes sure err's message carries no secret, keeping the chain for errors.Is/As.

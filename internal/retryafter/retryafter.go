@@ -1,9 +1,10 @@
-// Package retryafter provides an http.RoundTripper that waits out a server's Retry-After before handing
-// a throttled answer back. The AWS and Google SDKs retry 429 and 503 with their own backoff and ignore the
+// Package retryafter is how the agent's clients wait before a retry: Parse reads a server's Retry-After,
+// Wait waits under a context, and Transport waits out Retry-After before handing a throttled answer back. The AWS and Google SDKs retry 429 and 503 with their own backoff and ignore the
 // header; with this transport below them, their next attempt comes no sooner than the server asked.
 package retryafter
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,13 +41,23 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !ok || wait <= 0 || wait > limit {
 		return resp, nil
 	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-	case <-r.Context().Done():
-	}
+	_ = Wait(r.Context(), wait) // a cancelled request gets the answer now; its caller sees the context
 	return resp, nil
+}
+
+// Wait waits d, or less if ctx ends first, and then returns ctx's error (nil when d passed).
+func Wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Parse reads a Retry-After value: delay-seconds, or an HTTP date (relative to now). ok is false when

@@ -1,6 +1,7 @@
 package retryafter
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -62,5 +63,20 @@ func TestTransportWaits(t *testing.T) {
 		if took := time.Since(start); took < tt.min || took > tt.max || resp.StatusCode != http.StatusTooManyRequests {
 			t.Errorf("Retry-After %q: answer %d after %v, want within [%v, %v]", tt.header, resp.StatusCode, took, tt.min, tt.max)
 		}
+	}
+}
+
+func TestWait(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	start := time.Now()
+	if err := Wait(ctx, time.Hour); err != context.Canceled {
+		t.Errorf("Wait on a canceled context = %v, want context.Canceled", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Error("Wait did not return at once")
+	}
+	if err := Wait(t.Context(), time.Millisecond); err != nil {
+		t.Errorf("Wait = %v", err)
 	}
 }

@@ -221,17 +221,6 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	return d
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // clip shortens a server-supplied string so an odd answer cannot flood an error or a log line.
 func clip(s string) string {
 	const limit = 300

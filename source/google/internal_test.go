@@ -1,7 +1,6 @@
 package google
 
 import (
-	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -104,21 +103,6 @@ func TestRetryAfter(t *testing.T) {
 		if got := retryAfter(h, now); got != tt.want {
 			t.Errorf("retryAfter(%q) = %v, want %v", tt.value, got, tt.want)
 		}
-	}
-}
-
-func TestSleepCtx(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	start := time.Now()
-	if err := sleepCtx(ctx, time.Hour); err != context.Canceled {
-		t.Errorf("sleepCtx on a canceled context = %v, want context.Canceled", err)
-	}
-	if time.Since(start) > time.Second {
-		t.Error("sleepCtx did not return at once")
-	}
-	if err := sleepCtx(t.Context(), time.Millisecond); err != nil {
-		t.Errorf("sleepCtx = %v", err)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/retryafter"
 	"github.com/byob-agent/byob-agent/source"
 )
 
@@ -84,7 +85,7 @@ func New(o Options) (*Source, error) {
 		s.client = &http.Client{Timeout: defaultTimeout}
 	}
 	if s.sleep == nil {
-		s.sleep = sleepCtx
+		s.sleep = retryafter.Wait
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -141,17 +142,6 @@ func headerSafe(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Groups returns every selected group with its members, sorted by id.
