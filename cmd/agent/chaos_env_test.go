@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -310,11 +311,7 @@ func (f *chaosFaults) wandbFault(r *http.Request) wandbemu.Fault {
 func (f *chaosFaults) injected() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[string]int, len(f.faults))
-	for k, v := range f.faults {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.faults)
 }
 
 // procKiller SIGKILLs the agent e is running, reporting whether there was one.

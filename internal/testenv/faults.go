@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -79,11 +80,7 @@ func (f *Faults) SetRate(rate float64) {
 func (f *Faults) Counts() map[FaultKind]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[FaultKind]int, len(f.counts))
-	for k, v := range f.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.counts)
 }
 
 // decide draws whether r fails, and how.
