@@ -7,7 +7,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 GOFILES   := $(shell find . -name '*.go' -not -path './tools/*' -not -path './bin/*')
 
-.PHONY: all build tools test vet fuzz demo bench chaos clean
+.PHONY: all build tools demo-tools demo-notice test vet fuzz demo bench chaos clean
 
 all: build
 
@@ -22,7 +22,10 @@ $(BIN)/wandb-emulator: $(GOFILES) go.mod go.sum
 $(BIN)/devenv: $(GOFILES) go.mod go.sum
 	$(GO) build -o $@ ./cmd/devenv
 
-tools: $(BIN)/weed $(BIN)/kmsd $(BIN)/helm tools/azurite/node_modules/.bin/azurite-blob
+# What `make demo` runs against; `make test` also needs helm.
+DEMO_TOOLS := $(BIN)/weed $(BIN)/kmsd tools/azurite/node_modules/.bin/azurite-blob
+demo-tools: $(DEMO_TOOLS)
+tools: demo-tools $(BIN)/helm
 
 # helm lints and renders deploy/helm/byob-agent (deploy/deploy_test.go); -X makes `helm version` exact.
 $(BIN)/helm: tools/go.mod tools/go.sum
@@ -52,7 +55,12 @@ test: tools build vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
 
-demo: tools build
+# Says what a first run builds before it spends minutes on it.
+demo-notice:
+	@for f in $(DEMO_TOOLS) $(BIN)/byob-agent; do [ -e "$$f" ] || missing=1; done; \
+	if [ -n "$$missing" ]; then echo "make demo: first run: building SeaweedFS and local-kms from their Go modules, Azurite with npm ci, and the agent (about 6 minutes on 2 cores with empty Go caches; seconds later on)"; fi
+
+demo: demo-notice demo-tools build
 	./scripts/demo.sh
 
 # The chaos tests with many kills and teams (`make test` runs them small), then a table of their reports.

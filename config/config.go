@@ -90,6 +90,9 @@ type Wandb struct {
 	Deployment string // Deployment* constant
 	Auth       Auth
 	Timeout    time.Duration // per request
+	// CAFile is a PEM bundle trusted, with the system roots, for W&B's host (a self-managed instance
+	// with a private CA); "" for the system roots alone.
+	CAFile string
 }
 
 // Auth is the SCIM API credential.
@@ -141,6 +144,9 @@ type Profile struct {
 	// Timeout bounds each attempt of a storage API request (the SDKs retry a timed-out attempt), so a
 	// server that accepts a request and never answers cannot hold a sync.
 	Timeout time.Duration
+	// CAFile is a PEM bundle trusted, with the system roots, for the profile's endpoints (a private CA,
+	// or the CA of a TLS-inspecting proxy); "" for the system roots alone.
+	CAFile string
 	// SoftDeleteDays is how long deleted data is kept: the GCS soft delete policy (7..90) or Azure blob
 	// soft delete (1..365); 0 for other providers.
 	SoftDeleteDays int

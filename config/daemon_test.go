@@ -260,6 +260,12 @@ func TestLoadBadDaemon(t *testing.T) {
 		{name: "scim groups without a profile", yaml: base + edit(s3ProfilesOK, "profiles:\n  main:", "  s3:") + server + "scim:\n" + tokens + "  groups: #<\n    prefix: wandb-\n", field: "scim.groups.profile", msg: "is required: the storage profile"},
 		{name: "scim lowercase not a bool", yaml: withServer + "scim:\n" + tokens + "  groups:\n    lowercase: yes #<\n", field: "scim.groups.lowercase", msg: `expected true or false, got "yes"`},
 
+		// caFile (wandb and profiles)
+		{name: "wandb caFile missing", yaml: edit(wandbOK, "  deployment: dedicated\n", "  deployment: dedicated\n  caFile: ca.pem #<\n") + profilesOK, field: "wandb.caFile", msg: `cannot read "/cfg/ca.pem": file does not exist`},
+		{name: "wandb caFile not PEM", yaml: edit(wandbOK, "  deployment: dedicated\n", "  deployment: dedicated\n  caFile: ca.pem #<\n") + profilesOK, files: map[string]string{"ca.pem": "not a certificate\n"}, field: "wandb.caFile", msg: `"/cfg/ca.pem" holds no PEM certificate`},
+		{name: "profile caFile holds a key", yaml: wandbOK + profilesOK + "    caFile: ca.pem #<\n", files: map[string]string{"ca.pem": cert + key}, field: "profiles.main.caFile", msg: `"/cfg/ca.pem" holds a PRIVATE KEY block: a CA file holds certificates only`},
+		{name: "profile caFile bad certificate", yaml: wandbOK + profilesOK + "    caFile: ca.pem #<\n", files: map[string]string{"ca.pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}, field: "profiles.main.caFile", msg: "holds a certificate that does not parse"},
+
 		// webhooks
 		{name: "webhooks a list", yaml: base + "webhooks: [okta] #<\n", field: "webhooks", msg: "expected a mapping, got a list"},
 		{name: "webhooks unknown receiver", yaml: base + "webhooks:\n  github: {secrets: [x]} #<\n", field: "webhooks.github", msg: "unknown key; expected one of: okta, graph, generic"},

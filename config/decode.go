@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -369,6 +371,50 @@ func (f *file) timeout(m mapping) time.Duration {
 		f.problem(n, m.at("timeout"), "must be positive, got %s", d)
 	}
 	return d
+}
+
+// caFile reads the optional "caFile" key of m: a PEM file of CA certificates the clients of that section
+// trust in addition to the system roots. The file is read now, so that a missing or empty one is
+// reported with its line rather than at the first request. Empty counts as unset (${CA_FILE:-}).
+func (f *file) caFile(m mapping) string {
+	p, n := f.str(m, "caFile", "")
+	if n == nil || p == "" {
+		return ""
+	}
+	p = f.resolve(p)
+	data, err := f.read(p)
+	if err != nil {
+		f.problem(n, m.at("caFile"), "cannot read %q: %v", p, err)
+		return p
+	}
+	if msg := checkCAPEM(data); msg != "" {
+		f.problem(n, m.at("caFile"), "%q %s", p, msg)
+	}
+	return p
+}
+
+// checkCAPEM says what is wrong with a CA bundle, or "" when it holds at least one certificate and
+// nothing else: a private key put there by mistake must not be accepted silently.
+func checkCAPEM(data []byte) string {
+	certs := 0
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			return fmt.Sprintf("holds a %s block: a CA file holds certificates only", b.Type)
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fmt.Sprintf("holds a certificate that does not parse: %v", err)
+		}
+		certs++
+	}
+	if certs == 0 {
+		return "holds no PEM certificate"
+	}
+	return ""
 }
 
 // section returns a nested mapping; ok is false when it is absent or bad.

@@ -81,11 +81,12 @@ func (l *loader) load(path string) *Config {
 
 func (f *file) wandb(root mapping) Wandb {
 	w := Wandb{Timeout: DefaultTimeout}
-	m, ok := f.section(root, "wandb", mustSet, "scimURL", "deployment", "auth", "timeout")
+	m, ok := f.section(root, "wandb", mustSet, "scimURL", "deployment", "auth", "timeout", "caFile")
 	if !ok {
 		return w
 	}
 	w.Timeout = f.timeout(m)
+	w.CAFile = f.caFile(m)
 	if u, n := f.str(m, "scimURL", mustSet); n != nil {
 		if err := checkURL(u); err != nil {
 			f.problem(n, m.at("scimURL"), "%v", err)

@@ -31,7 +31,7 @@ var profileNameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
 var profileKeys = []string{
 	"provider", "topology", "region", "endpoint", "pathStyle", "credentials", "bucket", "path",
 	"principal", "kms", "awsExternalId", "adoptExisting", "requireRegistered", "project",
-	"softDeleteDays", "account", "tenantId", "clientId", "orgId", "orgWideAccess", "timeout",
+	"softDeleteDays", "account", "tenantId", "clientId", "orgId", "orgWideAccess", "timeout", "caFile",
 }
 
 // providerOnly lists the profile keys that only some providers use; every other key applies to all.
@@ -117,6 +117,7 @@ func (f *file) profile(name string, key, n *yaml.Node, field, deployment string)
 	d := &profileDef{Profile: Profile{Name: name, Topology: TopologyPerTeam}, field: field}
 	p := &d.Profile
 	p.Timeout = f.timeout(m)
+	p.CAFile = f.caFile(m)
 	prov, provNode := f.enum(m, "provider", mustSet, team.Providers...)
 	p.Provider = prov
 	topology, tn := f.enum(m, "topology", "", TopologyPerTeam, TopologyShared)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/transport"
 )
 
 // AuthMode selects how the API key is presented to W&B's SCIM API.
@@ -292,6 +293,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 			apiErr.Attempts = attempt
 			apiErr.RetryAfter = retryAfter
 			err = apiErr
+		case transport.AsCertError(err) != nil:
+			// An untrusted certificate stays untrusted: say so once, without the URL layer around it.
+			return 0, nil, c.scrub(fmt.Errorf("scim: %s %s: %w", method, path, transport.AsCertError(err)))
 		default:
 			err = c.scrub(fmt.Errorf("scim: %s %s (attempt %d): %w", method, path, attempt, err))
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/internal/transport"
 	"github.com/byob-agent/byob-agent/scim"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/team"
@@ -496,6 +497,9 @@ func (t *teamRun) noteChanges(changes []bucketfactory.Change) {
 func (t *teamRun) fail(ctx context.Context, s Step, err error) Result {
 	attempts := t.rec.Attempts + 1
 	next := t.r.now().UTC().Add(t.r.backoff(attempts))
+	if ce := transport.AsCertError(err); ce != nil {
+		err = ce // the whole story: the storage SDKs' layers around it only hide it
+	}
 	msg := err.Error()
 	if s != "" {
 		msg = fmt.Sprintf("%s: %s", s, msg)

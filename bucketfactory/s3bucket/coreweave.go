@@ -8,8 +8,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 
 	"github.com/byob-agent/byob-agent/team"
 )
@@ -74,27 +72,8 @@ func parseEndpoint(endpoint string) (u *url.URL, https bool, err error) {
 	return u, u.Scheme == "https", nil
 }
 
-// tls13Client returns the HTTP client for a CoreWeave profile: W&B requires TLS 1.3 of CoreWeave, so
-// the agent refuses less too. It applies to https endpoints only; plain http (tests) has no TLS.
-func tls13Client(c *http.Client) (aws.HTTPClient, error) {
-	if c == nil {
-		return awshttp.NewBuildableClient().WithTransportOptions(requireTLS13), nil
-	}
-	base := c.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	tr, ok := base.(*http.Transport)
-	if !ok {
-		return nil, fmt.Errorf("the HTTP client's transport is a %T: CoreWeave needs TLS 1.3, which only an *http.Transport can be made to require", base)
-	}
-	tr = tr.Clone()
-	requireTLS13(tr)
-	out := *c
-	out.Transport = tr
-	return &out, nil
-}
-
+// requireTLS13 makes tr refuse less than TLS 1.3: W&B requires it of CoreWeave, so the agent does too. It
+// applies to https endpoints only; plain http (tests) has no TLS.
 func requireTLS13(tr *http.Transport) {
 	if tr.TLSClientConfig == nil {
 		tr.TLSClientConfig = &tls.Config{}

@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -111,21 +110,36 @@ func TestCoreWeaveClientDefaults(t *testing.T) {
 	if o.UsePathStyle {
 		t.Error("path-style addressing on; CoreWeave needs virtual-hosted style")
 	}
-	bc, ok := o.HTTPClient.(*awshttp.BuildableClient)
+	hc, ok := o.HTTPClient.(*http.Client)
 	if !ok {
-		t.Fatalf("HTTP client is a %T, want the SDK's buildable client", o.HTTPClient)
+		t.Fatalf("HTTP client is a %T, want the agent's *http.Client", o.HTTPClient)
 	}
-	if tc := bc.GetTransport().TLSClientConfig; tc == nil || tc.MinVersion != tls.VersionTLS13 {
+	tr := innermost(t, hc.Transport)
+	if tc := tr.TLSClientConfig; tc == nil || tc.MinVersion != tls.VersionTLS13 {
 		t.Errorf("TLS config %+v, want MinVersion TLS 1.3", tc)
+	}
+}
+
+// innermost unwraps the agent's transport wrappers down to the *http.Transport.
+func innermost(t *testing.T, rt http.RoundTripper) *http.Transport {
+	t.Helper()
+	for {
+		switch v := rt.(type) {
+		case *http.Transport:
+			return v
+		case interface{ Unwrap() http.RoundTripper }:
+			rt = v.Unwrap()
+		default:
+			t.Fatalf("transport %T is neither an *http.Transport nor a wrapper of one", rt)
+		}
 	}
 }
 
 // TestCoreWeaveRequiresTLS13 talks to real TLS servers on 127.0.0.1: one that offers at most TLS 1.2
 // must be refused, one that offers 1.3 accepted.
 func TestCoreWeaveRequiresTLS13(t *testing.T) {
-	// The SDK cannot add a CA bundle (AWS_CA_BUNDLE) to a caller's *http.Client; the test server's own
-	// client trusts its certificate.
-	t.Setenv("AWS_CA_BUNDLE", "")
+	// The caller's AWS_CA_BUNDLE, if set, is added to the test server's roots: the agent's client must
+	// still load and trust the server.
 	tests := []struct {
 		name      string
 		serverMax uint16
@@ -143,7 +157,7 @@ func TestCoreWeaveRequiresTLS13(t *testing.T) {
 			defer srv.Close()
 			f, err := New(t.Context(), Options{
 				Provider: team.ProviderCoreWeave, Region: "US-EAST-04A", Endpoint: srv.URL, PathStyle: true,
-				PrincipalARN: cwPrincipal, OrgID: testOrgID, HTTPClient: srv.Client(),
+				PrincipalARN: cwPrincipal, OrgID: testOrgID, TLS: srv.Client().Transport.(*http.Transport).TLSClientConfig,
 				Credentials: credentials.NewStaticCredentialsProvider("a", "b", ""),
 			})
 			if err != nil {

@@ -11,6 +11,7 @@ package s3bucket
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -58,11 +59,15 @@ type Options struct {
 	// AccountID is the account whose root administers created keys; empty: asked of STS when a key
 	// must be created.
 	AccountID string
-	// HTTPClient sends every request; nil: the SDK's. For coreweave its transport must be an
-	// *http.Transport (a copy requiring TLS 1.3 is used).
-	HTTPClient *http.Client
-	// WrapTransport, when set, wraps HTTPClient's transport (after CoreWeave's TLS 1.3 is applied to
-	// it): metrics, Retry-After.
+	// TLS is the base TLS configuration of every request (it is copied, never changed): the roots a
+	// profile's caFile adds. nil: the system roots. CoreWeave's copy requires TLS 1.3. A CA bundle that
+	// the AWS configuration names (AWS_CA_BUNDLE, or ca_bundle in the shared config) is added by the SDK.
+	TLS *tls.Config
+	// Trusted describes the roots of TLS, for the message of a certificate error.
+	Trusted string
+	// Timeout bounds each attempt of a request (the SDK retries a timed-out attempt); 0: no bound.
+	Timeout time.Duration
+	// WrapTransport, when set, wraps the transport (metrics, Retry-After).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
@@ -102,24 +107,15 @@ func New(ctx context.Context, o Options) (*Factory, error) {
 	if o.Credentials != nil {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(o.Credentials))
 	}
-	var hc aws.HTTPClient
-	switch {
-	case o.Provider == team.ProviderCoreWeave:
-		var err error
-		if hc, err = tls13Client(o.HTTPClient); err != nil {
-			return nil, err
+	own := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		if o.TLS != nil {
+			tr.TLSClientConfig = o.TLS.Clone()
 		}
-	case o.HTTPClient != nil:
-		hc = o.HTTPClient
-	}
-	if c, ok := hc.(*http.Client); ok && o.WrapTransport != nil {
-		wrapped := *c
-		wrapped.Transport = o.WrapTransport(c.Transport)
-		hc = &wrapped
-	}
-	if hc != nil {
-		loadOpts = append(loadOpts, config.WithHTTPClient(hc))
-	}
+		if o.Provider == team.ProviderCoreWeave {
+			requireTLS13(tr)
+		}
+	})
+	loadOpts = append(loadOpts, config.WithHTTPClient(own))
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
@@ -127,6 +123,7 @@ func New(ctx context.Context, o Options) (*Factory, error) {
 	if cfg.Region == "" {
 		return nil, fmt.Errorf("no region: set the profile's region or AWS_REGION")
 	}
+	cfg.HTTPClient = sdkHTTPClient(cfg.HTTPClient, own, o)
 	f := &Factory{
 		provider:  o.Provider,
 		principal: o.PrincipalARN,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/config"
+	"github.com/byob-agent/byob-agent/internal/transport"
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim"
 	"github.com/byob-agent/byob-agent/state"
@@ -126,9 +127,15 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 		Timeout:   cfg.Wandb.Timeout,
 		UserAgent: "byob-agent/" + version,
 	}
-	if m != nil {
-		o.HTTPClient = &http.Client{Transport: m.Transport("wandb", nil)}
+	base, err := transport.New(transport.Options{CAFile: cfg.Wandb.CAFile})
+	if err != nil {
+		return nil, &exitError{code: 2, err: fmt.Errorf("wandb.caFile: %w", err)}
 	}
+	var rt http.RoundTripper = transport.Explain(base, transport.Trusted(cfg.Wandb.CAFile, "wandb.caFile", os.Getenv))
+	if m != nil {
+		rt = m.Transport("wandb", rt)
+	}
+	o.HTTPClient = &http.Client{Transport: rt}
 	wandb, err := scim.NewClient(o)
 	if err != nil {
 		return nil, &exitError{code: 2, err: fmt.Errorf("W&B client: %w", err)}

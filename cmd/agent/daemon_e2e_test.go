@@ -102,9 +102,7 @@ func (e *e2e) startDaemonWith(base string, client *http.Client, env ...string) *
 	e.t.Helper()
 	cmd := exec.Command(agentBin, "run", "--config", e.config, "--log-level", "debug")
 	cmd.Dir = e.dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TEST_WANDB_KEY=" + apiKey, "TEST_S3_SECRET=" + backends.SecretKey,
-		"TEST_SCIM_TOKEN=" + scimToken, "TEST_OKTA_SECRET=" + oktaSecret}
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = agentEnv(e.dir, env...)
 	d := &daemonProc{cmd: cmd, base: base, client: client, stderr: &lockedWriter{w: &bytes.Buffer{}}}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {

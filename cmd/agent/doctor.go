@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/internal/transport"
 	"github.com/byob-agent/byob-agent/state"
 )
 
@@ -86,6 +87,9 @@ func (a *agent) doctor(ctx context.Context, r state.Record) doctorReport {
 	}
 	b := bucketfactory.Bucket{Team: r.Name, Profile: r.Profile, Storage: r.Storage, KMSKeyARN: r.KMSKeyARN, Shared: r.Storage.Shared}
 	results, err := f.Check(ctx, b, bucketfactory.CheckOptions{Probe: true})
+	if ce := transport.AsCertError(err); ce != nil {
+		err = ce
+	}
 	if err != nil {
 		rep.Error = fmt.Sprintf("the checks could not run: %v", err)
 		return rep

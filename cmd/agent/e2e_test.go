@@ -181,8 +181,22 @@ type runResult struct {
 	killed         bool
 }
 
-// run runs the agent with a clean environment holding only the secrets the config references, and
-// checks that nothing it prints holds one.
+// agentEnv is the environment the agent runs with in tests: the caller's, so that what a user has set (a
+// CA bundle, a proxy, ...) reaches the binary as it would outside tests, then the test's own HOME (no
+// shared AWS config or credentials of the caller) and the secrets the configs reference, then extra.
+// os/exec keeps the last value of a variable given twice.
+func agentEnv(home string, extra ...string) []string {
+	// A named AWS profile lives in the caller's ~/.aws, which the test's HOME hides: the SDK would fail
+	// to find it.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "AWS_PROFILE=") || strings.HasPrefix(kv, "AWS_DEFAULT_PROFILE=")
+	})
+	env = append(env, "HOME="+home, "TEST_WANDB_KEY="+apiKey, "TEST_S3_SECRET="+backends.SecretKey,
+		"TEST_AZURE_KEY="+testenv.AzuriteKey, "TEST_SCIM_TOKEN="+scimToken, "TEST_OKTA_SECRET="+oktaSecret)
+	return append(env, extra...)
+}
+
+// run runs the agent with agentEnv and checks that nothing it prints holds a secret.
 func (e *e2e) run(args ...string) runResult {
 	e.t.Helper()
 	res := e.exec(args...)
@@ -201,9 +215,7 @@ func (e *e2e) exec(args ...string) runResult {
 	args = append(args, "--config", e.config, "--log-level", "debug")
 	cmd := exec.CommandContext(e.t.Context(), agentBin, args...)
 	cmd.Dir = e.dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TEST_WANDB_KEY=" + apiKey, "TEST_S3_SECRET=" + backends.SecretKey,
-		"TEST_AZURE_KEY=" + testenv.AzuriteKey, "TEST_SCIM_TOKEN=" + scimToken, "TEST_OKTA_SECRET=" + oktaSecret}
-	cmd.Env = append(cmd.Env, e.env...)
+	cmd.Env = agentEnv(e.dir, e.env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

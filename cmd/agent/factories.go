@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
-	"time"
 
 	"cloud.google.com/go/storage"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"google.golang.org/api/option"
 	"google.golang.org/api/option/internaloption"
@@ -20,6 +20,7 @@ import (
 	"github.com/byob-agent/byob-agent/bucketfactory/s3bucket"
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/transport"
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/team"
 )
@@ -45,13 +46,27 @@ func newFactory(ctx context.Context, p config.Profile, m *metrics.Metrics) (buck
 		}
 	}
 	target := func(name string) func(*http.Request) string { return func(*http.Request) string { return name } }
+	caField := "profiles." + p.Name + ".caFile"
+	trusted := transport.Trusted(p.CAFile, caField, os.Getenv)
 	switch p.Provider {
 	case team.ProviderAWS, team.ProviderS3Compatible, team.ProviderCoreWeave:
 		o := s3Options(p)
-		// The SDK's own transport (connection pool sized for it), with the attempt timeout.
-		o.HTTPClient = &http.Client{Transport: awshttp.NewBuildableClient().GetTransport(), Timeout: p.Timeout}
-		o.WrapTransport = wrap(awsTarget, true)
+		if p.CAFile != "" {
+			pool, err := transport.Pool(p.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", caField, err)
+			}
+			o.TLS = &tls.Config{RootCAs: pool}
+		}
+		o.Trusted, o.Timeout, o.WrapTransport = trusted, p.Timeout, wrap(awsTarget, true)
 		return s3bucket.New(ctx, o)
+	}
+	base, err := transport.New(transport.Options{CAFile: p.CAFile})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", caField, err)
+	}
+	rt := transport.Explain(base, trusted)
+	switch p.Provider {
 	case team.ProviderGCS:
 		o := gcsbucket.Options{
 			Project:        p.Project,
@@ -63,12 +78,11 @@ func newFactory(ctx context.Context, p config.Profile, m *metrics.Metrics) (buck
 		if key := p.GCSCredentialsJSON.Reveal(); key != "" {
 			o.CredentialsJSON = []byte(key)
 		}
-		hc, err := gcsHTTPClient(ctx, o.CredentialsJSON, p.Timeout)
+		auth, err := gcsTransport(ctx, o.CredentialsJSON, rt)
 		if err != nil {
 			return nil, err
 		}
-		hc.Transport = wrap(target("gcs"), true)(hc.Transport)
-		o.HTTPClient = hc
+		o.HTTPClient = &http.Client{Transport: wrap(target("gcs"), true)(auth), Timeout: p.Timeout}
 		return gcsbucket.New(ctx, o)
 	case team.ProviderAzure:
 		return azureblob.New(ctx, azureblob.Options{
@@ -78,17 +92,17 @@ func newFactory(ctx context.Context, p config.Profile, m *metrics.Metrics) (buck
 			ConnectionString: p.ConnectionString.Reveal(),
 			UseIdentity:      p.UseIdentity,
 			SoftDeleteDays:   p.SoftDeleteDays,
-			HTTPClient:       &http.Client{Timeout: p.Timeout, Transport: wrap(target("azure"), false)(http.DefaultTransport.(*http.Transport).Clone())},
+			HTTPClient:       &http.Client{Timeout: p.Timeout, Transport: wrap(target("azure"), false)(rt)},
 		})
 	}
 	return nil, fmt.Errorf("provider %q is not supported", p.Provider)
 }
 
-// gcsHTTPClient authenticates as the storage library would by itself (the service account key, or
-// Application Default Credentials without one; the same scopes and auth library) and adds the attempt
-// timeout, for which the library has no option of its own. The timeout bounds token requests too: they
-// run under the request's context.
-func gcsHTTPClient(ctx context.Context, key []byte, timeout time.Duration) (*http.Client, error) {
+// gcsTransport authenticates every request over base as the storage library would by itself (the
+// service account key, or Application Default Credentials without one; the same scopes and auth
+// library). The caller adds the attempt timeout, for which the library has no option of its own; it
+// bounds token requests too: they run under the request's context.
+func gcsTransport(ctx context.Context, key []byte, base http.RoundTripper) (http.RoundTripper, error) {
 	opts := []option.ClientOption{
 		option.WithScopes(storage.ScopeFullControl, "https://www.googleapis.com/auth/cloud-platform"),
 		internaloption.EnableNewAuthLibrary(),
@@ -96,12 +110,11 @@ func gcsHTTPClient(ctx context.Context, key []byte, timeout time.Duration) (*htt
 	if key != nil {
 		opts = append(opts, option.WithAuthCredentialsJSON(option.ServiceAccount, key))
 	}
-	hc, _, err := htransport.NewClient(ctx, opts...)
+	rt, err := htransport.NewTransport(ctx, base, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("GCS credentials: %w", err)
 	}
-	hc.Timeout = timeout
-	return hc, nil
+	return rt, nil
 }
 
 // awsTarget tells KMS requests (AWS JSON protocol, X-Amz-Target: TrentService.*) from S3's: one AWS
