@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
-	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
 	"github.com/byob-agent/byob-agent/scim"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/team"

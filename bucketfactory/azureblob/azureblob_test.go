@@ -21,7 +21,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
-	"github.com/byob-agent/byob-agent/internal/testenv"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/team"
 )
 

@@ -27,7 +27,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
-	"github.com/byob-agent/byob-agent/internal/gcsfake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/gcsfake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/team"
 )
 
@@ -452,14 +453,14 @@ func TestOwnership(t *testing.T) {
 func TestNameOwnedByAnotherProject(t *testing.T) {
 	tests := []struct {
 		name  string
-		fault func(gets *atomic.Int32) gcsfake.Fault
+		fault func(gets *atomic.Int32) testenv.Fault
 	}{
-		{"read denied", func(*atomic.Int32) gcsfake.Fault {
+		{"read denied", func(*atomic.Int32) testenv.Fault {
 			return func(r *http.Request) (int, bool) {
 				return http.StatusForbidden, gcsfake.Route(r) == "GET /storage/v1/b/{bucket}"
 			}
 		}},
-		{"not found, then insert conflicts and read is denied", func(gets *atomic.Int32) gcsfake.Fault {
+		{"not found, then insert conflicts and read is denied", func(gets *atomic.Int32) testenv.Fault {
 			return func(r *http.Request) (int, bool) {
 				switch gcsfake.Route(r) {
 				case "GET /storage/v1/b/{bucket}":

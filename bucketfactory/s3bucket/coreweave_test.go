@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
-	"github.com/byob-agent/byob-agent/internal/testenv"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/team"
 )
 

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/testenv"
-	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
 )
 
 // testSecrets are the secrets the tests hand the agent; none may appear in anything it prints.

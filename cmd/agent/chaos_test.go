@@ -20,8 +20,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 
-	"github.com/byob-agent/byob-agent/internal/testenv"
-	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
 	"github.com/byob-agent/byob-agent/state"
 )
 

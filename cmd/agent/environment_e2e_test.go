@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/byob-agent/byob-agent/internal/testenv"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 )
 
 // Names only the test proxy resolves: a client that dials them itself fails, so a tunnel counted for

@@ -21,9 +21,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/byob-agent/byob-agent/internal/gcsfake"
-	"github.com/byob-agent/byob-agent/internal/testenv"
-	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/internal/testsupport/gcsfake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
 	"github.com/byob-agent/byob-agent/scim"
 )
 

@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/byob-agent/byob-agent/source/entra/graphfake"
-	"github.com/byob-agent/byob-agent/source/google/directoryfake"
-	"github.com/byob-agent/byob-agent/source/okta/oktafake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/directoryfake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/graphfake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/oktafake"
 )
 
 // TestDaemonOktaSource reads a group from an Okta fake (TLS, trusted through SSL_CERT_FILE), makes it a

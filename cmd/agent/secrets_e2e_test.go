@@ -38,12 +38,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/byob-agent/byob-agent/config"
-	"github.com/byob-agent/byob-agent/internal/gcsfake"
-	"github.com/byob-agent/byob-agent/internal/testenv"
-	"github.com/byob-agent/byob-agent/internal/wandbemu"
-	"github.com/byob-agent/byob-agent/source/entra/graphfake"
-	"github.com/byob-agent/byob-agent/source/google/directoryfake"
-	"github.com/byob-agent/byob-agent/source/okta/oktafake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/directoryfake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/gcsfake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/graphfake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/oktafake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
 )
 
 // leakCheck knows the secrets of a test and collects what the agent wrote (artifacts), to report

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/testenv"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 )
 
 func main() {

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
 )
 
 func main() {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/testsupport/graphfake"
 	"github.com/byob-agent/byob-agent/source"
-	"github.com/byob-agent/byob-agent/source/entra/graphfake"
 )
 
 const (

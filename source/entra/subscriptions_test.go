@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/byob-agent/byob-agent/source/entra/graphfake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/graphfake"
 )
 
 const (

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/testsupport/directoryfake"
 	"github.com/byob-agent/byob-agent/source"
 	"github.com/byob-agent/byob-agent/source/google"
-	"github.com/byob-agent/byob-agent/source/google/directoryfake"
 )
 
 // seed fills a fake with a small directory:

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/testsupport/oktafake"
 	"github.com/byob-agent/byob-agent/source"
-	"github.com/byob-agent/byob-agent/source/okta/oktafake"
 )
 
 const (

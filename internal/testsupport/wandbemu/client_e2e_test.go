@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
 	"github.com/byob-agent/byob-agent/scim"
 )
 

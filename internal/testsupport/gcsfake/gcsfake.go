@@ -29,17 +29,9 @@ import (
 	"time"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
+
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 )
-
-// Fault decides whether the fake answers a request with an error instead of serving it: when ok is true
-// the client gets status with a GCS-style error body. It has the shape of testenv.Fault.
-type Fault func(r *http.Request) (status int, ok bool)
-
-// Injector misbehaves in the fake's place: it wraps the handler that serves a request and may answer
-// itself, hold the request or break the connection instead. testenv.Faults is one.
-type Injector interface {
-	Wrap(next http.Handler) http.Handler
-}
 
 // Server is a running fake on 127.0.0.1. It is safe for concurrent use.
 type Server struct {
@@ -50,8 +42,8 @@ type Server struct {
 	mu       sync.Mutex
 	buckets  map[string]*bucket
 	counts   map[string]int
-	fault    Fault
-	injector Injector
+	fault    testenv.Fault // answered with a GCS-style error body
+	injector testenv.Injector
 }
 
 // New starts a fake on a free loopback port. Close stops it.
@@ -111,7 +103,7 @@ func (s *Server) Endpoint() string { return s.url + "/storage/v1/" }
 
 // SetFault installs (nil: removes) a fault hook. It runs outside the fake's lock, so it may itself send
 // requests to the fake (e.g. to change a policy between a client's read and its write).
-func (s *Server) SetFault(f Fault) {
+func (s *Server) SetFault(f testenv.Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fault = f
@@ -119,7 +111,7 @@ func (s *Server) SetFault(f Fault) {
 
 // SetInjector installs (nil: removes) an injector around the serving of every request, bucket and object
 // routes alike. It runs after the Fault hook; requests it fails are counted like the others.
-func (s *Server) SetInjector(i Injector) {
+func (s *Server) SetInjector(i testenv.Injector) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.injector = i

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/byob-agent/byob-agent/internal/wandbemu"
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
 	"github.com/byob-agent/byob-agent/scim"
 )
 

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 
-	"github.com/byob-agent/byob-agent/internal/testenv"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 )
 
 func newClient(t *testing.T, s *Server) *storage.Client {
