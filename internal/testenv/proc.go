@@ -11,8 +11,10 @@ import (
 	"time"
 )
 
-// stopGrace is how long a child gets to exit after SIGTERM before its process group is killed.
-const stopGrace = 5 * time.Second
+// stopGrace is how long a child gets to exit after SIGTERM before its process group is killed. It is a
+// bound for a hung child, not a wait: a persistent backend (Azurite with a data directory) saves its data
+// on SIGTERM, and on a loaded machine that took longer than 5 s, so a kill lost it.
+const stopGrace = time.Minute
 
 // child is one backend process, started in its own process group so that Close can kill everything it
 // spawned, and (on Linux) killed by the kernel if the parent dies first.
