@@ -14,7 +14,7 @@ import (
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/internal/transport"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/team"
 )
@@ -27,11 +27,11 @@ type Store interface {
 
 // WandB is the part of W&B's SCIM API the reconciler needs.
 type WandB interface {
-	ListGroups(ctx context.Context) ([]scim.Group, error)
-	FindGroup(ctx context.Context, displayName string) (*scim.Group, error)
-	CreateGroup(ctx context.Context, g scim.NewGroup) (scim.Group, error)
-	FindUser(ctx context.Context, email string) (*scim.User, error)
-	CreateUser(ctx context.Context, email string) (scim.User, error)
+	ListGroups(ctx context.Context) ([]wandb.Group, error)
+	FindGroup(ctx context.Context, displayName string) (*wandb.Group, error)
+	CreateGroup(ctx context.Context, g wandb.NewGroup) (wandb.Group, error)
+	FindUser(ctx context.Context, email string) (*wandb.User, error)
+	CreateUser(ctx context.Context, email string) (wandb.User, error)
 	AddMembers(ctx context.Context, groupID string, userIDs []string) error
 	RemoveMember(ctx context.Context, groupID, userID string) error
 	SetTeamRole(ctx context.Context, userID, teamName, role string) error
@@ -225,7 +225,7 @@ type teamRun struct {
 	adopt   bool
 	changes []string
 	created bool
-	group   *scim.Group // the team's W&B group: from the plan's listing, or as just created
+	group   *wandb.Group // the team's W&B group: from the plan's listing, or as just created
 }
 
 func (r *Reconciler) applyTeam(ctx context.Context, p TeamPlan) Result {
@@ -392,8 +392,8 @@ func (t *teamRun) step(ctx context.Context, s Step) error {
 		if err := t.begin(ctx, state.OpCreateTeam, t.p.Team, false); err != nil {
 			return err
 		}
-		g, err := t.r.WandB.CreateGroup(ctx, scim.NewGroup{DisplayName: t.p.Team, StorageBucket: StorageBucket(t.rec.Storage, t.rec.KMSKeyARN)})
-		if errors.Is(err, scim.ErrConflict) {
+		g, err := t.r.WandB.CreateGroup(ctx, wandb.NewGroup{DisplayName: t.p.Team, StorageBucket: wandb.BucketFor(t.rec.Storage, t.rec.KMSKeyARN)})
+		if errors.Is(err, wandb.ErrConflict) {
 			// W&B says the name is taken, but it was free when we planned: most likely our own POST,
 			// retried after a lost response. Only a team W&B shows us by name can be ours.
 			found, ferr := t.r.WandB.FindGroup(ctx, t.p.Team)
@@ -517,18 +517,6 @@ func (t *teamRun) fail(ctx context.Context, s Step, err error) Result {
 		msg += "; and recording the failure failed: " + uerr.Error()
 	}
 	return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg, Changes: t.changes, Err: err, RetryAt: next}
-}
-
-// StorageBucket is the storageBucket value W&B is given for the storage.
-func StorageBucket(s team.Storage, kmsKeyARN string) *scim.StorageBucket {
-	sb := &scim.StorageBucket{Name: s.Bucket, Provider: s.WandbProvider(), Path: s.Path}
-	switch s.Provider {
-	case team.ProviderAWS:
-		sb.KMSKeyID, sb.AWSExternalID = kmsKeyARN, s.AWSExternalID
-	case team.ProviderAzure:
-		sb.AzureTenantID, sb.AzureClientID = s.AzureTenantID, s.AzureClientID
-	}
-	return sb
 }
 
 func (r *Reconciler) now() time.Time {
@@ -693,7 +681,7 @@ func (t *teamRun) syncRoles(ctx context.Context, users map[string]string) error 
 	return nil
 }
 
-func memberIDs(ms []scim.Member) []string {
+func memberIDs(ms []wandb.Member) []string {
 	ids := make([]string, 0, len(ms))
 	for _, m := range ms {
 		ids = append(ids, m.Value)

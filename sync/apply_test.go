@@ -18,7 +18,7 @@ import (
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/team"
 )
@@ -112,7 +112,7 @@ func newEnv(t testing.TB) *env {
 	srv := httptest.NewServer(e.emu)
 	t.Cleanup(srv.Close)
 	t.Cleanup(e.emu.Close)
-	client, err := scim.NewClient(scim.Options{BaseURL: srv.URL + "/scim", Auth: scim.AuthBearer, APIKey: "k",
+	client, err := wandb.NewClient(wandb.Options{BaseURL: srv.URL + "/scim", Auth: wandb.AuthBearer, APIKey: "k",
 		Timeout: 2 * time.Second, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -289,8 +289,8 @@ func TestCrashAfterCreateIsAdopted(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	client, _ := e.rec.WandB.(*scim.Client)
-	g, err := client.CreateGroup(ctx, scim.NewGroup{DisplayName: "a", StorageBucket: StorageBucket(st, st.KMSKeyARN)})
+	client, _ := e.rec.WandB.(*wandb.Client)
+	g, err := client.CreateGroup(ctx, wandb.NewGroup{DisplayName: "a", StorageBucket: wandb.BucketFor(st, st.KMSKeyARN)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,8 +304,8 @@ func TestCrashAfterCreateIsAdopted(t *testing.T) {
 func TestConflictsTouchNothing(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	client, _ := e.rec.WandB.(*scim.Client)
-	if _, err := client.CreateGroup(ctx, scim.NewGroup{DisplayName: "foreign"}); err != nil {
+	client, _ := e.rec.WandB.(*wandb.Client)
+	if _, err := client.CreateGroup(ctx, wandb.NewGroup{DisplayName: "foreign"}); err != nil {
 		t.Fatal(err)
 	}
 	e.sync(t, teams("mine"))
@@ -387,7 +387,7 @@ func BenchmarkSyncConverged5000(b *testing.B) {
 	const n = 5000
 	e := newEnv(b)
 	ctx := b.Context()
-	client := e.rec.WandB.(*scim.Client)
+	client := e.rec.WandB.(*wandb.Client)
 	desired := make([]team.Team, n)
 	var wg gosync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -398,7 +398,7 @@ func BenchmarkSyncConverged5000(b *testing.B) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			g, err := client.CreateGroup(ctx, scim.NewGroup{DisplayName: name, StorageBucket: StorageBucket(desired[i].Storage, "")})
+			g, err := client.CreateGroup(ctx, wandb.NewGroup{DisplayName: name, StorageBucket: wandb.BucketFor(desired[i].Storage, "")})
 			if err != nil {
 				b.Error(err)
 				return
@@ -519,24 +519,6 @@ func TestSharedBucketIsNeverEnsuredTwiceAtOnce(t *testing.T) {
 	}
 }
 
-func TestStorageBucketPerProvider(t *testing.T) {
-	tests := []struct {
-		st   team.Storage
-		want scim.StorageBucket
-	}{
-		{team.Storage{Provider: team.ProviderAWS, Bucket: "b", Path: "p", AWSExternalID: "x"}, scim.StorageBucket{Name: "b", Provider: "AWS", Path: "p", KMSKeyID: "arn:k", AWSExternalID: "x"}},
-		{team.Storage{Provider: team.ProviderS3Compatible, Bucket: "b"}, scim.StorageBucket{Name: "b", Provider: "MINIO"}},
-		{team.Storage{Provider: team.ProviderCoreWeave, Bucket: "b"}, scim.StorageBucket{Name: "b", Provider: "COREWEAVE"}},
-		{team.Storage{Provider: team.ProviderGCS, Bucket: "b"}, scim.StorageBucket{Name: "b", Provider: "GCP"}},
-		{team.Storage{Provider: team.ProviderAzure, Bucket: "c", Account: "acct", AzureTenantID: "t", AzureClientID: "c"}, scim.StorageBucket{Name: "c", Provider: "AZURE", AzureTenantID: "t", AzureClientID: "c"}},
-	}
-	for _, tt := range tests {
-		if got := StorageBucket(tt.st, "arn:k"); *got != tt.want {
-			t.Errorf("%s: got %+v, want %+v", tt.st.Provider, *got, tt.want)
-		}
-	}
-}
-
 func TestCancelledApplyLeavesUnstartedTeamsAlone(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -598,7 +580,7 @@ func TestMembersSync(t *testing.T) {
 	}
 
 	// Someone adds dave by hand; the source drops bob. Owned mode removes bob only.
-	client := e.rec.WandB.(*scim.Client)
+	client := e.rec.WandB.(*wandb.Client)
 	dave := e.emu.AddUser("dave", "dave@example.com")
 	groupID := e.record(t, "ml").GroupID
 	if err := client.AddMembers(t.Context(), groupID, []string{dave}); err != nil {

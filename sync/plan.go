@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/team"
 )
@@ -55,7 +55,7 @@ type TeamPlan struct {
 
 	desired *team.Team
 	record  *state.Record
-	group   *scim.Group
+	group   *wandb.Group
 }
 
 // Changes reports whether the plan does anything at all (including state-only updates).
@@ -123,7 +123,7 @@ func (p TeamPlan) describe(s Step) string {
 type PlanInput struct {
 	Desired []team.Team
 	Records []state.Record
-	Groups  []scim.Group // the teams W&B has now
+	Groups  []wandb.Group // the teams W&B has now
 	Now     time.Time
 	// DriftInterval is how old a bucket's last verification may get before it is checked again; 0: never.
 	DriftInterval time.Duration
@@ -144,7 +144,7 @@ func Plan(in PlanInput) []TeamPlan {
 	for i := range in.Records {
 		records[in.Records[i].Name] = &in.Records[i]
 	}
-	groups := make(map[string]*scim.Group, len(in.Groups))
+	groups := make(map[string]*wandb.Group, len(in.Groups))
 	for i := range in.Groups {
 		groups[in.Groups[i].DisplayName] = &in.Groups[i]
 	}
@@ -169,7 +169,7 @@ func Plan(in PlanInput) []TeamPlan {
 	return plans
 }
 
-func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPlan {
+func planTeam(in PlanInput, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan {
 	p := TeamPlan{Team: t.Name, Profile: t.Profile, Status: "new", Storage: t.Storage, desired: t, record: r, group: g}
 	if r != nil {
 		p.Status = r.Status()
@@ -264,7 +264,7 @@ func planTeam(in PlanInput, t *team.Team, r *state.Record, g *scim.Group) TeamPl
 
 // membersChanged reports whether the source's members or W&B's differ from what the last sync left.
 // Only then is anything looked up: a converged team costs no call.
-func membersChanged(t *team.Team, r *state.Record, g *scim.Group) bool {
+func membersChanged(t *team.Team, r *state.Record, g *wandb.Group) bool {
 	current := make([]string, len(g.Members))
 	for i, m := range g.Members {
 		current[i] = m.Value
@@ -327,7 +327,7 @@ func Removable(r *state.Record, id string, authoritative bool) bool {
 }
 
 // memberChanges works out a members sync from the state alone; r and g are nil for a team not created yet.
-func memberChanges(t *team.Team, r *state.Record, g *scim.Group, authoritative bool) *MemberChanges {
+func memberChanges(t *team.Team, r *state.Record, g *wandb.Group, authoritative bool) *MemberChanges {
 	if r == nil {
 		r = &state.Record{}
 	}

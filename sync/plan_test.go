@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/team"
 )
@@ -38,14 +38,14 @@ func TestPlan(t *testing.T) {
 	other := storage("wandb-b")
 	keyed := st
 	keyed.KMSKeyARN, keyed.CreateKMSKey = "", true
-	group := scim.Group{ID: "G-a", DisplayName: "a"}
+	group := wandb.Group{ID: "G-a", DisplayName: "a"}
 	full := []Step{StepEnsureBucket, StepVerifyBucket, StepCreateTeam, StepMarkInSync}
 
 	tests := []struct {
 		name           string
 		desired        []team.Team
 		records        []state.Record
-		groups         []scim.Group
+		groups         []wandb.Group
 		drift          time.Duration
 		respectBackoff bool
 		registration   bool
@@ -57,7 +57,7 @@ func TestPlan(t *testing.T) {
 		{name: "new team claimed by two sources", desired: []team.Team{claimed(desiredTeam("a", st), "yaml", `okta group "wandb-a"`)},
 			wantConflict: `claimed by yaml and okta group "wandb-a"`},
 		{name: "created team claimed by a second source", desired: []team.Team{claimed(desiredTeam("a", st), "yaml", `scim group "a"`)},
-			records: []state.Record{rec("a", state.PhaseInSync, st)}, groups: []scim.Group{group}, wantConflict: "a team comes from one source"},
+			records: []state.Record{rec("a", state.PhaseInSync, st)}, groups: []wandb.Group{group}, wantConflict: "a team comes from one source"},
 		{name: "new team creating its key", desired: []team.Team{desiredTeam("a", keyed)},
 			wantSteps: append([]Step{StepCreateKey}, full...)},
 		{name: "key created, bucket not yet", desired: []team.Team{desiredTeam("a", keyed)},
@@ -69,29 +69,29 @@ func TestPlan(t *testing.T) {
 			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: []Step{StepCreateTeam, StepMarkInSync}},
 		{name: "create sent, W&B has it: adopt", desired: []team.Team{desiredTeam("a", st)},
 			records: []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Intent = &state.Intent{Op: state.OpCreateTeam, Target: "a"} })},
-			groups:  []scim.Group{group}, wantSteps: []Step{StepAdoptTeam, StepMarkInSync}},
+			groups:  []wandb.Group{group}, wantSteps: []Step{StepAdoptTeam, StepMarkInSync}},
 		{name: "create sent, W&B lacks it: create again", desired: []team.Team{desiredTeam("a", st)},
 			records:   []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Intent = &state.Intent{Op: state.OpCreateTeam, Target: "a"} })},
 			wantSteps: []Step{StepCreateTeam, StepMarkInSync}},
-		{name: "foreign W&B team, no record", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+		{name: "foreign W&B team, no record", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
 			wantConflict: "did not create"},
-		{name: "foreign W&B team, bucket ready", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+		{name: "foreign W&B team, bucket ready", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantConflict: "did not create"},
-		{name: "converged", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+		{name: "converged", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, drift: 24 * time.Hour},
-		{name: "converged, drift check due", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+		{name: "converged, drift check due", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, drift: 30 * time.Minute, wantSteps: []Step{StepCheckDrift}},
-		{name: "converged, drift checks off", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+		{name: "converged, drift checks off", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.LastVerified = time.Time{} })}},
-		{name: "created team's storage changed", desired: []team.Team{desiredTeam("a", other)}, groups: []scim.Group{group},
+		{name: "created team's storage changed", desired: []team.Team{desiredTeam("a", other)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, wantConflict: "cannot change a team's storage"},
 		{name: "created team gone from W&B", desired: []team.Team{desiredTeam("a", st)},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, wantConflict: "W&B has no team of that name"},
-		{name: "created team replaced in W&B", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{{ID: "other", DisplayName: "a"}},
+		{name: "created team replaced in W&B", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{{ID: "other", DisplayName: "a"}},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, wantConflict: "has id other"},
-		{name: "team created, not marked", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+		{name: "team created, not marked", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseTeamCreated, st)}, wantSteps: []Step{StepMarkInSync}},
-		{name: "orphan desired again", desired: []team.Team{desiredTeam("a", st)}, groups: []scim.Group{group},
+		{name: "orphan desired again", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Orphaned = true })}, wantSteps: []Step{StepMarkInSync}},
 		{name: "backing off", desired: []team.Team{desiredTeam("a", st)}, respectBackoff: true,
 			records:  []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", now.Add(time.Minute) })},
@@ -112,7 +112,7 @@ func TestPlan(t *testing.T) {
 			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantNote: "register bucket wandb-a"},
 		{name: "registration done", desired: []team.Team{desiredTeam("a", st)}, registration: true,
 			records: []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Registered = true })}, wantSteps: []Step{StepCreateTeam, StepMarkInSync}},
-		{name: "no longer desired", records: []state.Record{rec("a", state.PhaseInSync, st)}, groups: []scim.Group{group},
+		{name: "no longer desired", records: []state.Record{rec("a", state.PhaseInSync, st)}, groups: []wandb.Group{group},
 			wantSteps: []Step{StepOrphan}},
 		{name: "no longer desired, already orphaned", records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Orphaned = true })}},
 	}
@@ -150,10 +150,10 @@ func claimed(t team.Team, claims ...string) team.Team {
 
 func TestPlanMemberChanges(t *testing.T) {
 	st := storage("wandb-a")
-	members := func(ids ...string) scim.Group {
-		g := scim.Group{ID: "G-a", DisplayName: "a"}
+	members := func(ids ...string) wandb.Group {
+		g := wandb.Group{ID: "G-a", DisplayName: "a"}
 		for _, id := range ids {
-			g.Members = append(g.Members, scim.Member{Value: id})
+			g.Members = append(g.Members, wandb.Member{Value: id})
 		}
 		return g
 	}
@@ -172,7 +172,7 @@ func TestPlanMemberChanges(t *testing.T) {
 	tests := []struct {
 		name          string
 		desired       team.Team
-		group         scim.Group
+		group         wandb.Group
 		authoritative bool
 		want          *MemberChanges // nil: no members step
 	}{
@@ -191,7 +191,7 @@ func TestPlanMemberChanges(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			plans := Plan(PlanInput{Desired: []team.Team{tt.desired}, Records: []state.Record{rec("a", state.PhaseInSync, st, synced)},
-				Groups: []scim.Group{tt.group}, Now: now, SyncMembers: true, Authoritative: tt.authoritative})
+				Groups: []wandb.Group{tt.group}, Now: now, SyncMembers: true, Authoritative: tt.authoritative})
 			p := plans[0]
 			if tt.want == nil {
 				if len(p.Steps) != 0 {
@@ -238,7 +238,7 @@ func TestResolvedConflictIsAChange(t *testing.T) {
 	st := storage("wandb-a")
 	r := rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Conflict = "old" })
 	plans := Plan(PlanInput{Desired: []team.Team{desiredTeam("a", st)}, Records: []state.Record{r},
-		Groups: []scim.Group{{ID: "G-a", DisplayName: "a"}}, Now: now})
+		Groups: []wandb.Group{{ID: "G-a", DisplayName: "a"}}, Now: now})
 	if len(plans[0].Steps) != 0 || !plans[0].Changes() {
 		t.Fatalf("a cleared conflict must be a state-only change: %+v", plans[0])
 	}
@@ -248,13 +248,13 @@ func BenchmarkPlanConverged5000(b *testing.B) {
 	const n = 5000
 	desired := make([]team.Team, n)
 	records := make([]state.Record, n)
-	groups := make([]scim.Group, n)
+	groups := make([]wandb.Group, n)
 	for i := range n {
 		name := "team-" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strconv.Itoa(i)
 		st := storage("wandb-" + name)
 		desired[i] = desiredTeam(name, st)
 		records[i] = rec(name, state.PhaseInSync, st)
-		groups[i] = scim.Group{ID: "G-" + name, DisplayName: name}
+		groups[i] = wandb.Group{ID: "G-" + name, DisplayName: name}
 	}
 	b.ReportAllocs()
 	for b.Loop() {

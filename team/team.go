@@ -87,23 +87,6 @@ func (s Storage) BucketID() string {
 	return s.Provider + "|" + s.Endpoint + "|" + s.Account + "|" + s.Bucket
 }
 
-// WandbProvider is the value W&B's storageBucket.provider takes for this storage (upper case, exact).
-func (s Storage) WandbProvider() string {
-	switch s.Provider {
-	case ProviderAWS:
-		return "AWS"
-	case ProviderS3Compatible:
-		return "MINIO"
-	case ProviderCoreWeave:
-		return "COREWEAVE"
-	case ProviderGCS:
-		return "GCP"
-	case ProviderAzure:
-		return "AZURE"
-	}
-	return ""
-}
-
 // MaxNameLength is the longest team name the agent accepts. W&B does not publish a limit; 64 is an
 // inference from its entity names and keeps derived bucket names within S3's 63 characters in common templates.
 const MaxNameLength = 64

@@ -114,9 +114,4 @@ func TestStorageDigestAndProvider(t *testing.T) {
 			t.Errorf("digest ignores a change: %+v", c)
 		}
 	}
-	for p, want := range map[string]string{ProviderAWS: "AWS", ProviderS3Compatible: "MINIO", ProviderCoreWeave: "COREWEAVE", ProviderGCS: "GCP", ProviderAzure: "AZURE"} {
-		if got := (Storage{Provider: p}).WandbProvider(); got != want {
-			t.Errorf("W&B provider of %s = %q, want %q", p, got, want)
-		}
-	}
 }

@@ -19,7 +19,7 @@ import (
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/internal/transport"
 	"github.com/byob-agent/byob-agent/metrics"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
 	bsync "github.com/byob-agent/byob-agent/sync"
 )
@@ -119,9 +119,9 @@ func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error
 func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Metrics) (*bsync.Reconciler, error) {
 	cfg := a.cfg
 	a.metrics = m
-	o := scim.Options{
+	o := wandb.Options{
 		BaseURL:   cfg.Wandb.SCIMURL,
-		Auth:      scim.AuthMode(cfg.Wandb.Auth.Mode),
+		Auth:      wandb.AuthMode(cfg.Wandb.Auth.Mode),
 		Username:  cfg.Wandb.Auth.Username,
 		APIKey:    cfg.Wandb.Auth.APIKey.Reveal(),
 		Timeout:   cfg.Wandb.Timeout,
@@ -136,7 +136,7 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 		rt = m.Transport("wandb", rt)
 	}
 	o.HTTPClient = &http.Client{Transport: rt}
-	wandb, err := scim.NewClient(o)
+	client, err := wandb.NewClient(o)
 	if err != nil {
 		return nil, &exitError{code: 2, err: fmt.Errorf("W&B client: %w", err)}
 	}
@@ -153,7 +153,7 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 		Members: bsync.MembersPolicy{Sync: cfg.Members.Sync, Authoritative: cfg.Members.Mode == config.MembersAuthoritative,
 			CreateUsers: cfg.Members.CreateUsers, MaxRemove: cfg.Members.MaxRemoveShare, RemoveOnOrphan: !cfg.Members.KeepOnOrphan},
 		Store:         a.db,
-		WandB:         wandb,
+		WandB:         client,
 		Profiles:      profiles,
 		Concurrency:   cfg.Sync.Concurrency,
 		DriftInterval: cfg.Sync.DriftCheckInterval,

@@ -24,7 +24,7 @@ import (
 	"github.com/byob-agent/byob-agent/internal/testsupport/gcsfake"
 	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 // Short timeouts keep the test fast: a slow fault holds a request just past the clients' timeout.
@@ -72,11 +72,11 @@ func newFaultsWorld(t *testing.T, withAzure bool) *faultsWorld {
 // proxies (W&B's own view of a bucket is not under test), served behind the injectors, outermost first.
 func (w *faultsWorld) serveEmulator(injectors ...testenv.Injector) string {
 	checker := wandbemu.ByProvider{
-		"AWS": wandbemu.CheckerFunc(func(ctx context.Context, sb scim.StorageBucket) error {
+		"AWS": wandbemu.CheckerFunc(func(ctx context.Context, sb wandb.StorageBucket) error {
 			_, err := backends.S3Client(ctx).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(sb.Name)})
 			return err
 		}),
-		"GCP": wandbemu.CheckerFunc(func(_ context.Context, sb scim.StorageBucket) error {
+		"GCP": wandbemu.CheckerFunc(func(_ context.Context, sb wandb.StorageBucket) error {
 			if w.gcs.Bucket(sb.Name) == nil {
 				return fmt.Errorf("bucket %q does not exist", sb.Name)
 			}
@@ -84,7 +84,7 @@ func (w *faultsWorld) serveEmulator(injectors ...testenv.Injector) string {
 		}),
 	}
 	if w.az != nil {
-		checker["AZURE"] = wandbemu.CheckerFunc(func(ctx context.Context, sb scim.StorageBucket) error {
+		checker["AZURE"] = wandbemu.CheckerFunc(func(ctx context.Context, sb wandb.StorageBucket) error {
 			_, err := w.az.AdminClient().ServiceClient().NewContainerClient(sb.Name).GetProperties(ctx, nil)
 			return err
 		})

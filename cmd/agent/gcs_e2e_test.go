@@ -18,7 +18,7 @@ import (
 
 	"github.com/byob-agent/byob-agent/internal/testsupport/gcsfake"
 	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 // serviceAccountKey writes a service account key whose token endpoint is a local token server, so the
@@ -55,7 +55,7 @@ func serviceAccountKey(t *testing.T, dir string, tokens *atomic.Int32) (path, pr
 
 // gcsChecker checks that a GCS bucket exists, as W&B does before it creates the team.
 func gcsChecker(gcs *gcsfake.Server) wandbemu.CheckerFunc {
-	return func(_ context.Context, sb scim.StorageBucket) error {
+	return func(_ context.Context, sb wandb.StorageBucket) error {
 		if gcs.Bucket(sb.Name) == nil {
 			return fmt.Errorf("bucket %q does not exist", sb.Name)
 		}

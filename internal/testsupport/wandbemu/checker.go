@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 // ByProvider does W&B's "bucket exists and is reachable" check with the checker of the bucket's
@@ -20,7 +20,7 @@ import (
 type ByProvider map[string]BucketChecker
 
 // CheckBucket reports why sb is not usable, or nil.
-func (m ByProvider) CheckBucket(ctx context.Context, sb scim.StorageBucket) error {
+func (m ByProvider) CheckBucket(ctx context.Context, sb wandb.StorageBucket) error {
 	c, ok := m[sb.Provider]
 	if !ok {
 		return fmt.Errorf("the emulator cannot check %s buckets: no checker is configured for that provider", sb.Provider)
@@ -54,7 +54,7 @@ func NewS3Checker(endpoint, region, accessKey, secretKey string) *S3Checker {
 }
 
 // CheckBucket reports why sb is not usable, or nil.
-func (c *S3Checker) CheckBucket(ctx context.Context, sb scim.StorageBucket) error {
+func (c *S3Checker) CheckBucket(ctx context.Context, sb wandb.StorageBucket) error {
 	_, err := c.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(sb.Name)})
 	var nf *types.NotFound
 	switch {
@@ -85,7 +85,7 @@ func NewAzureChecker(endpoint, account, key string) (*AzureChecker, error) {
 }
 
 // CheckBucket reports why the container sb.Name is not usable, or nil.
-func (c *AzureChecker) CheckBucket(ctx context.Context, sb scim.StorageBucket) error {
+func (c *AzureChecker) CheckBucket(ctx context.Context, sb wandb.StorageBucket) error {
 	_, err := c.client.ServiceClient().NewContainerClient(sb.Name).GetProperties(ctx, nil)
 	switch {
 	case bloberror.HasCode(err, bloberror.ContainerNotFound):

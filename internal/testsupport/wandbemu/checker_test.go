@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 func TestS3Checker(t *testing.T) {
@@ -36,17 +36,17 @@ func TestS3Checker(t *testing.T) {
 	chk := wandbemu.NewS3Checker(srv.URL, "", "AKID", "SECRET").ForS3Providers()
 	tests := []struct {
 		name     string
-		sb       scim.StorageBucket
+		sb       wandb.StorageBucket
 		wantErr  string // "" means no error
 		wantPath string // "" means no request
 	}{
-		{"exists (AWS)", scim.StorageBucket{Name: "good", Provider: "AWS"}, "", "HEAD /good"},
-		{"exists (MINIO)", scim.StorageBucket{Name: "good", Provider: "MINIO"}, "", "HEAD /good"},
-		{"exists (COREWEAVE)", scim.StorageBucket{Name: "good", Provider: "COREWEAVE"}, "", "HEAD /good"},
-		{"missing", scim.StorageBucket{Name: "missing", Provider: "AWS"}, `bucket "missing" does not exist`, "HEAD /missing"},
-		{"forbidden", scim.StorageBucket{Name: "locked", Provider: "AWS"}, `bucket "locked" is not reachable`, "HEAD /locked"},
-		{"GCP not checkable", scim.StorageBucket{Name: "good", Provider: "GCP"}, "cannot check GCP buckets", ""},
-		{"AZURE not checkable", scim.StorageBucket{Name: "good", Provider: "AZURE"}, "cannot check AZURE buckets", ""},
+		{"exists (AWS)", wandb.StorageBucket{Name: "good", Provider: "AWS"}, "", "HEAD /good"},
+		{"exists (MINIO)", wandb.StorageBucket{Name: "good", Provider: "MINIO"}, "", "HEAD /good"},
+		{"exists (COREWEAVE)", wandb.StorageBucket{Name: "good", Provider: "COREWEAVE"}, "", "HEAD /good"},
+		{"missing", wandb.StorageBucket{Name: "missing", Provider: "AWS"}, `bucket "missing" does not exist`, "HEAD /missing"},
+		{"forbidden", wandb.StorageBucket{Name: "locked", Provider: "AWS"}, `bucket "locked" is not reachable`, "HEAD /locked"},
+		{"GCP not checkable", wandb.StorageBucket{Name: "good", Provider: "GCP"}, "cannot check GCP buckets", ""},
+		{"AZURE not checkable", wandb.StorageBucket{Name: "good", Provider: "AZURE"}, "cannot check AZURE buckets", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,18 +11,18 @@ import (
 	"time"
 
 	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
-// startWithClient runs the emulator on 127.0.0.1 and returns a scim.Client for it.
-func startWithClient(t *testing.T, o wandbemu.Options, mod func(*scim.Options)) (*wandbemu.Server, *scim.Client) {
+// startWithClient runs the emulator on 127.0.0.1 and returns a wandb.Client for it.
+func startWithClient(t *testing.T, o wandbemu.Options, mod func(*wandb.Options)) (*wandbemu.Server, *wandb.Client) {
 	t.Helper()
 	e := start(t, o)
-	co := scim.Options{BaseURL: e.url + "/scim", Auth: scim.AuthBearer, APIKey: apiKey, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}
+	co := wandb.Options{BaseURL: e.url + "/scim", Auth: wandb.AuthBearer, APIKey: apiKey, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}
 	if mod != nil {
 		mod(&co)
 	}
-	c, err := scim.NewClient(co)
+	c, err := wandb.NewClient(co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,27 +35,27 @@ func TestClientAgainstEmulator(t *testing.T) {
 	ctx := t.Context()
 	ada := emu.AddUser("ada", "ada@example.com")
 
-	sb := &scim.StorageBucket{Name: "wandb-ml", Provider: "AWS", KMSKeyID: "arn:aws:kms:us-east-1:1:key/k"}
-	ml, err := c.CreateGroup(ctx, scim.NewGroup{DisplayName: "ml", Members: []scim.Member{{Value: "ada@example.com"}}, StorageBucket: sb})
+	sb := &wandb.StorageBucket{Name: "wandb-ml", Provider: "AWS", KMSKeyID: "arn:aws:kms:us-east-1:1:key/k"}
+	ml, err := c.CreateGroup(ctx, wandb.NewGroup{DisplayName: "ml", Members: []wandb.Member{{Value: "ada@example.com"}}, StorageBucket: sb})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Decoded from W&B's capitalised member keys.
-	if ml.ID == "" || ml.DisplayName != "ml" || !reflect.DeepEqual(ml.Members, []scim.Member{{Value: ada, Display: "ada"}}) {
+	if ml.ID == "" || ml.DisplayName != "ml" || !reflect.DeepEqual(ml.Members, []wandb.Member{{Value: ada, Display: "ada"}}) {
 		t.Fatalf("created %+v", ml)
 	}
 	if g := emu.Groups(); len(g) != 1 || !reflect.DeepEqual(g[0].StorageBucket, sb) {
 		t.Fatalf("emulator has %+v", g)
 	}
 
-	_, err = c.CreateGroup(ctx, scim.NewGroup{DisplayName: "ml"})
-	var ae *scim.APIError
-	if !errors.Is(err, scim.ErrConflict) || !errors.As(err, &ae) || ae.Attempts != 1 {
+	_, err = c.CreateGroup(ctx, wandb.NewGroup{DisplayName: "ml"})
+	var ae *wandb.APIError
+	if !errors.Is(err, wandb.ErrConflict) || !errors.As(err, &ae) || ae.Attempts != 1 {
 		t.Fatalf("duplicate create: %v, want ErrConflict after one attempt", err)
 	}
 
-	_, err = c.CreateGroup(ctx, scim.NewGroup{DisplayName: "bad", StorageBucket: &scim.StorageBucket{Name: "missing", Provider: "AWS"}})
-	if !errors.Is(err, scim.ErrBadRequest) {
+	_, err = c.CreateGroup(ctx, wandb.NewGroup{DisplayName: "bad", StorageBucket: &wandb.StorageBucket{Name: "missing", Provider: "AWS"}})
+	if !errors.Is(err, wandb.ErrBadRequest) {
 		t.Fatalf("rejected bucket: %v, want ErrBadRequest", err)
 	}
 	if g, err := c.FindGroup(ctx, "bad"); err != nil || g != nil {
@@ -64,7 +64,7 @@ func TestClientAgainstEmulator(t *testing.T) {
 
 	// Seven teams over pages of three: three list requests.
 	for i := range 6 {
-		if _, err := c.CreateGroup(ctx, scim.NewGroup{DisplayName: fmt.Sprintf("team-%d", i)}); err != nil {
+		if _, err := c.CreateGroup(ctx, wandb.NewGroup{DisplayName: fmt.Sprintf("team-%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -110,7 +110,7 @@ func TestClientListsAllTeams(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			emu, c := startWithClient(t, wandbemu.Options{MaxPageSize: tt.maxPage}, nil)
 			for i := range n {
-				if _, err := c.CreateGroup(t.Context(), scim.NewGroup{DisplayName: fmt.Sprintf("t%04d", i)}); err != nil {
+				if _, err := c.CreateGroup(t.Context(), wandb.NewGroup{DisplayName: fmt.Sprintf("t%04d", i)}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -128,20 +128,20 @@ func TestClientListsAllTeams(t *testing.T) {
 
 func TestClientAuthModesAgainstEmulator(t *testing.T) {
 	tests := []struct {
-		mode    scim.AuthMode
+		mode    wandb.AuthMode
 		user    string
 		key     string
 		wantErr error
 	}{
-		{scim.AuthBearer, "", apiKey, nil},
-		{scim.AuthBasicUser, "admin", apiKey, nil},
-		{scim.AuthBasicServiceAccount, "", apiKey, nil},
-		{scim.AuthBasicUser, "mallory", apiKey, scim.ErrUnauthorized},
-		{scim.AuthBearer, "", "wrong", scim.ErrUnauthorized},
+		{wandb.AuthBearer, "", apiKey, nil},
+		{wandb.AuthBasicUser, "admin", apiKey, nil},
+		{wandb.AuthBasicServiceAccount, "", apiKey, nil},
+		{wandb.AuthBasicUser, "mallory", apiKey, wandb.ErrUnauthorized},
+		{wandb.AuthBearer, "", "wrong", wandb.ErrUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%s/%s", tt.mode, tt.user, tt.key), func(t *testing.T) {
-			emu, c := startWithClient(t, wandbemu.Options{Username: "admin"}, func(o *scim.Options) { o.Auth, o.Username, o.APIKey = tt.mode, tt.user, tt.key })
+			emu, c := startWithClient(t, wandbemu.Options{Username: "admin"}, func(o *wandb.Options) { o.Auth, o.Username, o.APIKey = tt.mode, tt.user, tt.key })
 			_, err := c.ListGroups(t.Context())
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
@@ -171,11 +171,11 @@ func TestClientLostCreateResponse(t *testing.T) {
 					return tt.fault
 				}
 				return wandbemu.Fault{}
-			}}, func(o *scim.Options) { o.Timeout = 300 * time.Millisecond })
-			sb := &scim.StorageBucket{Name: "b", Provider: "MINIO"}
-			_, err := c.CreateGroup(t.Context(), scim.NewGroup{DisplayName: "ml", StorageBucket: sb})
-			var ae *scim.APIError
-			if !errors.Is(err, scim.ErrConflict) || !errors.As(err, &ae) || ae.Attempts != 2 {
+			}}, func(o *wandb.Options) { o.Timeout = 300 * time.Millisecond })
+			sb := &wandb.StorageBucket{Name: "b", Provider: "MINIO"}
+			_, err := c.CreateGroup(t.Context(), wandb.NewGroup{DisplayName: "ml", StorageBucket: sb})
+			var ae *wandb.APIError
+			if !errors.Is(err, wandb.ErrConflict) || !errors.As(err, &ae) || ae.Attempts != 2 {
 				t.Fatalf("err = %v, want ErrConflict on the second attempt", err)
 			}
 			g, err := c.FindGroup(t.Context(), "ml")
@@ -222,7 +222,7 @@ func TestClientUsersAndMembersAgainstEmulator(t *testing.T) {
 	if err != nil || bob.ID == "" {
 		t.Fatalf("CreateUser: %+v %v", bob, err)
 	}
-	g, err := c.CreateGroup(ctx, scim.NewGroup{DisplayName: "ml"})
+	g, err := c.CreateGroup(ctx, wandb.NewGroup{DisplayName: "ml"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestClientUsersAndMembersAgainstEmulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := c.GetGroup(ctx, g.ID)
-	if len(got.Members) != 151 || slices.ContainsFunc(got.Members, func(m scim.Member) bool { return m.Value == bob.ID }) {
+	if len(got.Members) != 151 || slices.ContainsFunc(got.Members, func(m wandb.Member) bool { return m.Value == bob.ID }) {
 		t.Errorf("members after remove: %d", len(got.Members))
 	}
 }

@@ -3,7 +3,7 @@ package wandbemu
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 	"io"
 	"mime"
 	"net/http"
@@ -83,7 +83,7 @@ func serveList[T, O any](w http.ResponseWriter, start, count int, items []T, mat
 		res = append(res, out(it))
 	}
 	writeJSON(w, http.StatusOK, listResponse{
-		Schemas: []string{scim.SchemaListResponse}, TotalResults: len(hits), ItemsPerPage: len(res), StartIndex: start, Resources: res,
+		Schemas: []string{wandb.SchemaListResponse}, TotalResults: len(hits), ItemsPerPage: len(res), StartIndex: start, Resources: res,
 	})
 }
 

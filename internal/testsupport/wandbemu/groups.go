@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 // memberOut is a member as W&B's own examples show it: capitalised keys.
@@ -30,10 +30,10 @@ type groupOut struct {
 
 // groupIn is a POST or PUT body. Pointers tell "absent" from "empty".
 type groupIn struct {
-	Schemas       []string            `json:"schemas"`
-	DisplayName   *string             `json:"displayName"`
-	Members       []memberIn          `json:"members"`
-	StorageBucket *scim.StorageBucket `json:"storageBucket"`
+	Schemas       []string             `json:"schemas"`
+	DisplayName   *string              `json:"displayName"`
+	Members       []memberIn           `json:"members"`
+	StorageBucket *wandb.StorageBucket `json:"storageBucket"`
 }
 
 type memberIn struct {
@@ -42,7 +42,7 @@ type memberIn struct {
 
 func (s *Server) groupOut(g *group) groupOut {
 	out := groupOut{
-		Schemas:     []string{scim.SchemaGroup},
+		Schemas:     []string{wandb.SchemaGroup},
 		ID:          g.ID,
 		DisplayName: g.DisplayName,
 		Meta: meta{
@@ -121,8 +121,8 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &in) {
 		return
 	}
-	if !slices.Contains(in.Schemas, scim.SchemaGroup) {
-		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", scim.SchemaGroup)
+	if !slices.Contains(in.Schemas, wandb.SchemaGroup) {
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", wandb.SchemaGroup)
 		return
 	}
 	if in.DisplayName == nil || *in.DisplayName == "" {
@@ -135,8 +135,8 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sb := in.StorageBucket; sb != nil {
-		if !slices.Contains(scim.Providers, sb.Provider) {
-			writeError(w, http.StatusBadRequest, "invalidValue", "storageBucket.provider %q is invalid: allowed values are %s", sb.Provider, strings.Join(scim.Providers, ", "))
+		if !slices.Contains(wandb.Providers, sb.Provider) {
+			writeError(w, http.StatusBadRequest, "invalidValue", "storageBucket.provider %q is invalid: allowed values are %s", sb.Provider, strings.Join(wandb.Providers, ", "))
 			return
 		}
 		if sb.Name == "" {
@@ -189,8 +189,8 @@ func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &in) {
 		return
 	}
-	if !slices.Contains(in.Schemas, scim.SchemaGroup) {
-		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", scim.SchemaGroup)
+	if !slices.Contains(in.Schemas, wandb.SchemaGroup) {
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", wandb.SchemaGroup)
 		return
 	}
 	s.mu.Lock()
@@ -233,8 +233,8 @@ func decodePatch(w http.ResponseWriter, r *http.Request) (patchIn, bool) {
 	if !decodeBody(w, r, &in) {
 		return in, false
 	}
-	if !slices.Contains(in.Schemas, scim.SchemaPatchOp) {
-		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", scim.SchemaPatchOp)
+	if !slices.Contains(in.Schemas, wandb.SchemaPatchOp) {
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", wandb.SchemaPatchOp)
 		return in, false
 	}
 	if len(in.Operations) == 0 {
@@ -284,7 +284,7 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			for _, m := range resolved {
-				if !slices.ContainsFunc(members, func(x scim.Member) bool { return x.Value == m.Value }) {
+				if !slices.ContainsFunc(members, func(x wandb.Member) bool { return x.Value == m.Value }) {
 					members = append(members, m)
 				}
 			}
@@ -294,7 +294,7 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			u := s.userByIDOrEmail(filter)
-			members = slices.DeleteFunc(members, func(m scim.Member) bool { return m.Value == filter || (u != nil && m.Value == u.id) })
+			members = slices.DeleteFunc(members, func(m wandb.Member) bool { return m.Value == filter || (u != nil && m.Value == u.id) })
 		default:
 			writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: op %q is not supported on teams: use add or remove (or PUT to replace all members)", i, op.Op)
 			return
@@ -342,14 +342,14 @@ func validTeamName(name string) string {
 }
 
 // resolveMembersLocked maps ids or emails to users; bad is the first value that matches nobody.
-func (s *Server) resolveMembersLocked(in []memberIn) (members []scim.Member, bad string) {
+func (s *Server) resolveMembersLocked(in []memberIn) (members []wandb.Member, bad string) {
 	for _, m := range in {
 		u := s.userByIDOrEmail(m.Value)
 		if u == nil {
 			return nil, m.Value
 		}
-		if !slices.ContainsFunc(members, func(x scim.Member) bool { return x.Value == u.id }) {
-			members = append(members, scim.Member{Value: u.id, Display: u.userName})
+		if !slices.ContainsFunc(members, func(x wandb.Member) bool { return x.Value == u.id }) {
+			members = append(members, wandb.Member{Value: u.id, Display: u.userName})
 		}
 	}
 	return members, ""

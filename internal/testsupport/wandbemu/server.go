@@ -15,19 +15,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 // BucketChecker checks that a team's bucket exists and is reachable, as W&B does before creating a team.
 type BucketChecker interface {
-	CheckBucket(ctx context.Context, sb scim.StorageBucket) error
+	CheckBucket(ctx context.Context, sb wandb.StorageBucket) error
 }
 
 // CheckerFunc adapts a function to BucketChecker.
-type CheckerFunc func(ctx context.Context, sb scim.StorageBucket) error
+type CheckerFunc func(ctx context.Context, sb wandb.StorageBucket) error
 
 // CheckBucket calls f.
-func (f CheckerFunc) CheckBucket(ctx context.Context, sb scim.StorageBucket) error { return f(ctx, sb) }
+func (f CheckerFunc) CheckBucket(ctx context.Context, sb wandb.StorageBucket) error {
+	return f(ctx, sb)
+}
 
 // DefaultMaxPageSize is W&B's documented maximum number of results per list request.
 const DefaultMaxPageSize = 9999
@@ -59,10 +61,10 @@ type Options struct {
 
 // EmuGroup is a team as the emulator stores it, including the storage W&B does not echo.
 type EmuGroup struct {
-	ID            string              `json:"id"`
-	DisplayName   string              `json:"displayName"`
-	Members       []scim.Member       `json:"members"` // Value is the user id, Display the user name
-	StorageBucket *scim.StorageBucket `json:"storageBucket"`
+	ID            string               `json:"id"`
+	DisplayName   string               `json:"displayName"`
+	Members       []wandb.Member       `json:"members"` // Value is the user id, Display the user name
+	StorageBucket *wandb.StorageBucket `json:"storageBucket"`
 }
 
 // Server is the emulator; it implements http.Handler for paths under /scim.
@@ -223,7 +225,7 @@ func (s *Server) Groups() []EmuGroup {
 	out := make([]EmuGroup, 0, len(s.groups))
 	for _, g := range s.groups {
 		c := g.EmuGroup
-		c.Members = append([]scim.Member(nil), g.Members...)
+		c.Members = append([]wandb.Member(nil), g.Members...)
 		if g.StorageBucket != nil {
 			sb := *g.StorageBucket
 			c.StorageBucket = &sb
@@ -282,7 +284,7 @@ type errorBody struct {
 
 func writeError(w http.ResponseWriter, status int, scimType, format string, args ...any) {
 	writeJSON(w, status, errorBody{
-		Schemas:  []string{scim.SchemaError},
+		Schemas:  []string{wandb.SchemaError},
 		Status:   strconv.Itoa(status),
 		SCIMType: scimType,
 		Detail:   fmt.Sprintf(format, args...),

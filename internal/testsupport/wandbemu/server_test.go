@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 const apiKey = "emu-test-key"
@@ -97,7 +97,7 @@ func (r resp) wantError(t *testing.T, status int, scimType, want string) {
 	if r.status != status {
 		t.Fatalf("status %d, want %d; body %s", r.status, status, r.raw)
 	}
-	if r.body["status"] != fmt.Sprint(status) || fmt.Sprint(r.body["schemas"]) != "["+scim.SchemaError+"]" {
+	if r.body["status"] != fmt.Sprint(status) || fmt.Sprint(r.body["schemas"]) != "["+wandb.SchemaError+"]" {
 		t.Fatalf("not a SCIM error body with string status: %s", r.raw)
 	}
 	if d, _ := r.body["detail"].(string); !strings.Contains(d, want) {
@@ -108,8 +108,8 @@ func (r resp) wantError(t *testing.T, status int, scimType, want string) {
 	}
 }
 
-func newGroup(name string, sb *scim.StorageBucket, members ...string) map[string]any {
-	g := map[string]any{"schemas": []string{scim.SchemaGroup}, "displayName": name, "members": []map[string]string{}}
+func newGroup(name string, sb *wandb.StorageBucket, members ...string) map[string]any {
+	g := map[string]any{"schemas": []string{wandb.SchemaGroup}, "displayName": name, "members": []map[string]string{}}
 	for _, m := range members {
 		g["members"] = append(g["members"].([]map[string]string), map[string]string{"value": m})
 	}
@@ -120,7 +120,7 @@ func newGroup(name string, sb *scim.StorageBucket, members ...string) map[string
 }
 
 func patch(ops ...map[string]any) map[string]any {
-	return map[string]any{"schemas": []string{scim.SchemaPatchOp}, "Operations": ops}
+	return map[string]any{"schemas": []string{wandb.SchemaPatchOp}, "Operations": ops}
 }
 
 func memberIDs(t *testing.T, g wandbemu.EmuGroup) []string {
@@ -179,10 +179,10 @@ func TestAuth(t *testing.T) {
 type fakeChecker struct {
 	mu    sync.Mutex
 	bad   map[string]string
-	asked []scim.StorageBucket
+	asked []wandb.StorageBucket
 }
 
-func (f *fakeChecker) CheckBucket(_ context.Context, sb scim.StorageBucket) error {
+func (f *fakeChecker) CheckBucket(_ context.Context, sb wandb.StorageBucket) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, sb)
@@ -193,7 +193,7 @@ func (f *fakeChecker) CheckBucket(_ context.Context, sb scim.StorageBucket) erro
 }
 
 func TestCreateGroup(t *testing.T) {
-	good := &scim.StorageBucket{Name: "wandb-ml", Provider: "AWS", KMSKeyID: "arn:aws:kms:us-east-1:1:key/k"}
+	good := &wandb.StorageBucket{Name: "wandb-ml", Provider: "AWS", KMSKeyID: "arn:aws:kms:us-east-1:1:key/k"}
 	tests := []struct {
 		name     string
 		body     any
@@ -205,18 +205,18 @@ func TestCreateGroup(t *testing.T) {
 		{"with storage", newGroup("ml", good), "", 201, "", ""},
 		{"without storage", newGroup("plain", nil), "", 201, "", ""},
 		{"with a member by email", newGroup("withmember", nil, "ada@example.com"), "", 201, "", ""},
-		{"every provider spelled right", newGroup("cw", &scim.StorageBucket{Name: "b", Provider: "COREWEAVE"}), "", 201, "", ""},
+		{"every provider spelled right", newGroup("cw", &wandb.StorageBucket{Name: "b", Provider: "COREWEAVE"}), "", 201, "", ""},
 		{"plain application/json", newGroup("jsonct", nil), "application/json; charset=utf-8", 201, "", ""},
 		{"duplicate name", newGroup("taken", nil), "", 409, "uniqueness", `"taken" already exists`},
-		{"displayName missing", map[string]any{"schemas": []string{scim.SchemaGroup}}, "", 400, "invalidValue", "displayName is required"},
+		{"displayName missing", map[string]any{"schemas": []string{wandb.SchemaGroup}}, "", 400, "invalidValue", "displayName is required"},
 		{"displayName empty", newGroup("", nil), "", 400, "invalidValue", "displayName is required"},
 		{"displayName upper case", newGroup("ML", nil), "", 400, "invalidValue", "lowercase"},
 		{"displayName with space", newGroup("ml team", nil), "", 400, "invalidValue", "spaces"},
-		{"schemas missing", map[string]any{"displayName": "x"}, "", 400, "invalidSyntax", scim.SchemaGroup},
-		{"provider lower case", newGroup("p1", &scim.StorageBucket{Name: "b", Provider: "aws"}), "", 400, "invalidValue", "allowed values are AWS, GCP, AZURE, COREWEAVE, MINIO"},
-		{"provider unknown", newGroup("p2", &scim.StorageBucket{Name: "b", Provider: "S3"}), "", 400, "invalidValue", `"S3" is invalid`},
-		{"provider empty", newGroup("p3", &scim.StorageBucket{Name: "b"}), "", 400, "invalidValue", "allowed values"},
-		{"bucket name empty", newGroup("p4", &scim.StorageBucket{Provider: "GCP"}), "", 400, "invalidValue", "storageBucket.name is required"},
+		{"schemas missing", map[string]any{"displayName": "x"}, "", 400, "invalidSyntax", wandb.SchemaGroup},
+		{"provider lower case", newGroup("p1", &wandb.StorageBucket{Name: "b", Provider: "aws"}), "", 400, "invalidValue", "allowed values are AWS, GCP, AZURE, COREWEAVE, MINIO"},
+		{"provider unknown", newGroup("p2", &wandb.StorageBucket{Name: "b", Provider: "S3"}), "", 400, "invalidValue", `"S3" is invalid`},
+		{"provider empty", newGroup("p3", &wandb.StorageBucket{Name: "b"}), "", 400, "invalidValue", "allowed values"},
+		{"bucket name empty", newGroup("p4", &wandb.StorageBucket{Provider: "GCP"}), "", 400, "invalidValue", "storageBucket.name is required"},
 		{"unknown member", newGroup("p5", nil, "nobody@example.com"), "", 400, "invalidValue", "nobody@example.com"},
 		{"not JSON", `{"displayName":`, "", 400, "invalidSyntax", "not valid JSON"},
 		{"wrong content type", newGroup("p6", nil), "text/plain", 415, "", "Content-Type"},
@@ -252,7 +252,7 @@ func TestCreateGroup(t *testing.T) {
 func TestCreatedGroupShape(t *testing.T) {
 	e := start(t, wandbemu.Options{BaseURL: "http://emu.test/scim/"})
 	ada := e.emu.AddUser("ada", "ada@example.com")
-	sb := &scim.StorageBucket{Name: "b", Provider: "MINIO", Path: "teams/ml"}
+	sb := &wandb.StorageBucket{Name: "b", Provider: "MINIO", Path: "teams/ml"}
 
 	r := e.do("POST", "/scim/Groups", newGroup("ml", sb, "ada@example.com"))
 	if r.status != 201 {
@@ -283,7 +283,7 @@ func TestCreatedGroupShape(t *testing.T) {
 	}
 
 	want := []wandbemu.EmuGroup{
-		{ID: id, DisplayName: "ml", Members: []scim.Member{{Value: ada, Display: "ada"}}, StorageBucket: sb},
+		{ID: id, DisplayName: "ml", Members: []wandb.Member{{Value: ada, Display: "ada"}}, StorageBucket: sb},
 		{ID: empty.body["id"].(string), DisplayName: "empty"},
 	}
 	if got := e.emu.Groups(); !reflect.DeepEqual(got, want) {
@@ -299,7 +299,7 @@ func TestCreatedGroupShape(t *testing.T) {
 func TestCheckerRejectsBucket(t *testing.T) {
 	chk := &fakeChecker{bad: map[string]string{"missing": "NoSuchBucket: the bucket does not exist"}}
 	e := start(t, wandbemu.Options{Checker: chk})
-	bad := scim.StorageBucket{Name: "missing", Provider: "AWS"}
+	bad := wandb.StorageBucket{Name: "missing", Provider: "AWS"}
 	e.do("POST", "/scim/Groups", newGroup("ml", &bad)).wantError(t, 400, "invalidValue", `storage bucket "missing" (AWS) failed W&B's check, team not created: NoSuchBucket`)
 	if g := e.emu.Groups(); len(g) != 0 {
 		t.Fatalf("a rejected bucket created a team: %+v", g)
@@ -307,11 +307,11 @@ func TestCheckerRejectsBucket(t *testing.T) {
 	if r := e.do("GET", `/scim/Groups?filter=displayName+eq+%22ml%22`, nil); r.body["totalResults"] != 0.0 {
 		t.Fatalf("team visible after rejection: %s", r.raw)
 	}
-	good := scim.StorageBucket{Name: "there", Provider: "AWS", Path: "p"}
+	good := wandb.StorageBucket{Name: "there", Provider: "AWS", Path: "p"}
 	if r := e.do("POST", "/scim/Groups", newGroup("ml", &good)); r.status != 201 {
 		t.Fatalf("the same name with a good bucket: %d %s", r.status, r.raw)
 	}
-	if !reflect.DeepEqual(chk.asked, []scim.StorageBucket{bad, good}) {
+	if !reflect.DeepEqual(chk.asked, []wandb.StorageBucket{bad, good}) {
 		t.Fatalf("checker asked %+v", chk.asked)
 	}
 	// Teams without storage use the instance default: nothing to check.
@@ -356,7 +356,7 @@ func TestListGroups(t *testing.T) {
 			for k := range r.body {
 				keys = append(keys, k)
 			}
-			if len(keys) != 5 || fmt.Sprint(r.body["schemas"]) != "["+scim.SchemaListResponse+"]" {
+			if len(keys) != 5 || fmt.Sprint(r.body["schemas"]) != "["+wandb.SchemaListResponse+"]" {
 				t.Fatalf("not a ListResponse: %s", r.raw)
 			}
 			res, ok := r.body["Resources"].([]any)
@@ -394,7 +394,7 @@ func urlQuery(s string) string {
 
 func TestGetGroup(t *testing.T) {
 	e := start(t, wandbemu.Options{})
-	id := e.do("POST", "/scim/Groups", newGroup("ml", &scim.StorageBucket{Name: "b", Provider: "GCP"})).body["id"].(string)
+	id := e.do("POST", "/scim/Groups", newGroup("ml", &wandb.StorageBucket{Name: "b", Provider: "GCP"})).body["id"].(string)
 	r := e.do("GET", "/scim/Groups/"+id, nil)
 	if r.status != 200 || r.body["displayName"] != "ml" || r.body["id"] != id {
 		t.Fatalf("GET: %d %s", r.status, r.raw)
@@ -438,14 +438,14 @@ func TestPatchGroup(t *testing.T) {
 			map[string]any{"op": "remove", "path": "members"},
 			map[string]any{"op": "add", "path": "members", "value": []map[string]string{{"value": "nobody@example.com"}}},
 		), 400, "invalidValue", "nobody@example.com", []string{"ada"}, false},
-		{"no PatchOp schema", map[string]any{"Operations": []any{map[string]any{"op": "remove", "path": "members"}}}, 400, "invalidSyntax", scim.SchemaPatchOp, []string{"ada"}, false},
+		{"no PatchOp schema", map[string]any{"Operations": []any{map[string]any{"op": "remove", "path": "members"}}}, 400, "invalidSyntax", wandb.SchemaPatchOp, []string{"ada"}, false},
 		{"no operations", patch(), 400, "invalidSyntax", "Operations", []string{"ada"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := start(t, wandbemu.Options{})
 			ids := map[string]string{"ada": e.emu.AddUser("ada", "ada@example.com"), "bob": e.emu.AddUser("bob", "bob@example.com")}
-			sb := &scim.StorageBucket{Name: "b", Provider: "AWS"}
+			sb := &wandb.StorageBucket{Name: "b", Provider: "AWS"}
 			id := e.do("POST", "/scim/Groups", newGroup("ml", sb, "ada@example.com")).body["id"].(string)
 			// Tests name users "ID:<name>"; substitute real ids.
 			raw, _ := json.Marshal(tt.body)
@@ -481,7 +481,7 @@ func TestPatchGroup(t *testing.T) {
 }
 
 func TestPutGroup(t *testing.T) {
-	sb := scim.StorageBucket{Name: "b", Provider: "AWS", Path: "p"}
+	sb := wandb.StorageBucket{Name: "b", Provider: "AWS", Path: "p"}
 	other := sb
 	other.Path = "q"
 	tests := []struct {
@@ -494,7 +494,7 @@ func TestPutGroup(t *testing.T) {
 	}{
 		{"replace members", newGroup("ml", nil, "bob@example.com", "ada@example.com"), true, 200, "", 2},
 		{"empty members", newGroup("ml", nil), true, 200, "", 0},
-		{"displayName omitted", map[string]any{"schemas": []string{scim.SchemaGroup}, "members": []any{}}, true, 200, "", 0},
+		{"displayName omitted", map[string]any{"schemas": []string{wandb.SchemaGroup}, "members": []any{}}, true, 200, "", 0},
 		{"same storage repeated", newGroup("ml", &sb, "bob@example.com"), true, 200, "", 1},
 		{"storage changed", newGroup("ml", &other), true, 400, "immutable", 1},
 		{"storage added", newGroup("ml", &sb), false, 400, "immutable", 1},
@@ -506,7 +506,7 @@ func TestPutGroup(t *testing.T) {
 			e := start(t, wandbemu.Options{})
 			e.emu.AddUser("ada", "ada@example.com")
 			e.emu.AddUser("bob", "bob@example.com")
-			var created *scim.StorageBucket
+			var created *wandb.StorageBucket
 			if tt.withStorage {
 				created = &sb
 			}
@@ -573,7 +573,7 @@ func TestCountsAndUnknownRoutes(t *testing.T) {
 func TestUsers(t *testing.T) {
 	e := start(t, wandbemu.Options{})
 	user := func(name string, emails any) map[string]any {
-		return map[string]any{"schemas": []string{scim.SchemaUser}, "userName": name, "emails": emails}
+		return map[string]any{"schemas": []string{wandb.SchemaUser}, "userName": name, "emails": emails}
 	}
 	create := []struct {
 		name   string
@@ -587,7 +587,7 @@ func TestUsers(t *testing.T) {
 		{"duplicate email", user("eve", []map[string]any{{"value": "ADA@example.com"}}), 409, "already exists"},
 		{"no email", user("carl", []any{}), 400, "emails"},
 		{"no userName", user("", []map[string]any{{"value": "c@example.com"}}), 400, "userName"},
-		{"no schemas", map[string]any{"userName": "d"}, 400, scim.SchemaUser},
+		{"no schemas", map[string]any{"userName": "d"}, 400, wandb.SchemaUser},
 	}
 	for _, tt := range create {
 		t.Run("create "+tt.name, func(t *testing.T) {
@@ -666,7 +666,7 @@ func TestFaults(t *testing.T) {
 		set(wandbemu.Fault{Hang: true, AfterApply: true})
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/scim/Groups", strings.NewReader(`{"schemas":["`+scim.SchemaGroup+`"],"displayName":"c"}`))
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/scim/Groups", strings.NewReader(`{"schemas":["`+wandb.SchemaGroup+`"],"displayName":"c"}`))
 		req.Header.Set("Authorization", "Bearer "+apiKey)
 		req.Header.Set("Content-Type", "application/scim+json")
 		if res, err := http.DefaultClient.Do(req); err == nil {
@@ -700,7 +700,7 @@ func TestConcurrentCreatesOfOneName(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			statuses <- e.do("POST", "/scim/Groups", newGroup("race", &scim.StorageBucket{Name: "b", Provider: "AWS"})).status
+			statuses <- e.do("POST", "/scim/Groups", newGroup("race", &wandb.StorageBucket{Name: "b", Provider: "AWS"})).status
 		})
 	}
 	wg.Wait()

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/scim"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 // emailOut is how W&B's examples show a user's email: one object with capitalised keys, not a list.
@@ -83,7 +83,7 @@ func (s *Server) userOut(u *user) userOut {
 	}
 	return userOut{
 		TeamRoles: roles,
-		Schemas:   []string{scim.SchemaUser},
+		Schemas:   []string{wandb.SchemaUser},
 		ID:        u.id,
 		UserName:  u.userName,
 		Active:    true,
@@ -158,8 +158,8 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 	}
 	email := in.Emails.primary()
 	switch {
-	case !slices.Contains(in.Schemas, scim.SchemaUser):
-		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", scim.SchemaUser)
+	case !slices.Contains(in.Schemas, wandb.SchemaUser):
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must contain %s", wandb.SchemaUser)
 		return
 	case in.UserName == "":
 		writeError(w, http.StatusBadRequest, "invalidValue", "userName is required")
@@ -244,7 +244,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: team %q not found", i, tr.TeamName)
 				return
 			}
-			if !slices.ContainsFunc(g.Members, func(m scim.Member) bool { return m.Value == u.id }) {
+			if !slices.ContainsFunc(g.Members, func(m wandb.Member) bool { return m.Value == u.id }) {
 				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: user %s is not a member of team %q", i, u.id, tr.TeamName)
 				return
 			}

@@ -1,4 +1,4 @@
-package scim
+package wandb
 
 import (
 	"context"

@@ -1,5 +1,8 @@
-// Package scim speaks SCIM 2.0 for byob-agent: the client of W&B's SCIM API (teams are SCIM Groups).
-package scim
+// Package wandb is the client of W&B's SCIM API (teams are SCIM Groups, users SCIM Users) and the one
+// home of W&B's wire format: the storageBucket value and W&B's provider names.
+package wandb
+
+import "github.com/byob-agent/byob-agent/team"
 
 // StorageBucket is W&B's team-level bring-your-own-bucket value, sent when a team is created.
 type StorageBucket struct {
@@ -40,6 +43,36 @@ const (
 	SchemaError        = "urn:ietf:params:scim:api:messages:2.0:Error"
 	SchemaPatchOp      = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 )
+
+// Provider is the value W&B's storageBucket.provider takes for an agent provider (upper case, exact);
+// "" for one W&B does not know.
+func Provider(agentProvider string) string {
+	switch agentProvider {
+	case team.ProviderAWS:
+		return "AWS"
+	case team.ProviderS3Compatible:
+		return "MINIO"
+	case team.ProviderCoreWeave:
+		return "COREWEAVE"
+	case team.ProviderGCS:
+		return "GCP"
+	case team.ProviderAzure:
+		return "AZURE"
+	}
+	return ""
+}
+
+// BucketFor is the storageBucket value W&B is given for the storage when the team is created.
+func BucketFor(s team.Storage, kmsKeyARN string) *StorageBucket {
+	sb := &StorageBucket{Name: s.Bucket, Provider: Provider(s.Provider), Path: s.Path}
+	switch s.Provider {
+	case team.ProviderAWS:
+		sb.KMSKeyID, sb.AWSExternalID = kmsKeyARN, s.AWSExternalID
+	case team.ProviderAzure:
+		sb.AzureTenantID, sb.AzureClientID = s.AzureTenantID, s.AzureClientID
+	}
+	return sb
+}
 
 // Providers lists the values W&B accepts in StorageBucket.Provider, in W&B's order.
 var Providers = []string{"AWS", "GCP", "AZURE", "COREWEAVE", "MINIO"}
