@@ -39,7 +39,8 @@ func secretsIn(out string) int {
 
 // chaosSettings is the size and randomness of a chaos test. The defaults keep `make test` short; `make
 // chaos` asks for more through the environment, and BYOB_CHAOS_SEED replays a failed run's draws (the
-// kinds of kill and where in the work they fall; the agent's own timing still varies).
+// kinds of kill and the request each falls on, counted from the start of a run; the agent's own timing,
+// and so which requests the transient faults hit, still varies).
 type chaosSettings struct {
 	seed  uint64
 	kills int

@@ -2,7 +2,7 @@ package main
 
 // The IdP of TestChaosDaemonSCIM: goroutines pushing SCIM users, groups and memberships into the
 // daemon, and Okta event hooks, while the daemon is killed under them. It remembers every write the
-// daemon acknowledged, and checks afterwards that each one is there.
+// daemon acknowledged, and checks afterwards that each one is in the state the last run left.
 
 import (
 	"bytes"
@@ -44,7 +44,7 @@ type scimPusher struct {
 	acked      map[string]int // acknowledged writes by kind
 	rejected   []string       // answers from a running daemon that were neither success nor expected
 	hooks      map[string]int // webhook deliveries by outcome
-	unanswered int            // writes without an answer (the daemon died under them)
+	unanswered int            // writes without an answer (the daemon died under them, or took over 5s)
 }
 
 // pushTarget is one run of the daemon. It has a client of its own, so that no request meant for it
@@ -79,7 +79,7 @@ func newSCIMPusher(sfx string, maxGroups int) *scimPusher {
 }
 
 // attach lets the pushers write to the daemon at base, which kill SIGKILLs once killAt writes have
-// been sent to it (and, if last, the chaos is thick enough). The returned channel is closed then.
+// been sent to it (and, if last, the chaos is thick enough); the target's killed is closed then.
 func (p *scimPusher) attach(base string, killAt int, last bool, kill func()) *pushTarget {
 	t := &pushTarget{base: base, client: &http.Client{Timeout: 5 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		killAt: killAt, last: last, kill: kill, killed: make(chan struct{})}

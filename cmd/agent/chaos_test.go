@@ -1,6 +1,6 @@
 package main
 
-// Chaos tests: the agent SIGKILLed at random moments, over and over, while it provisions many teams on
+// Chaos tests: the agent SIGKILLed at random requests, over and over, while it provisions many teams on
 // several providers (TestChaosKills) and while an IdP pushes SCIM writes into the daemon
 // (TestChaosDaemonSCIM). Afterwards everything must have converged exactly once, and nothing that was
 // acknowledged may be lost. `make chaos` runs them bigger (see chaosSettings) and prints their reports.
