@@ -50,24 +50,24 @@ type chaosSettings struct {
 func chaosSettingsFromEnv(t *testing.T) chaosSettings {
 	t.Helper()
 	c := chaosSettings{
-		seed:  envUint(t, "BYOB_CHAOS_SEED", uint64(time.Now().UnixNano()), 0),
-		kills: int(envUint(t, "BYOB_CHAOS_KILLS", 3, 1)),
-		teams: int(envUint(t, "BYOB_CHAOS_TEAMS", 50, 3)),
+		seed:  envUint(t, "BYOB_CHAOS_SEED", uint64(time.Now().UnixNano()), 0, math.MaxUint64),
+		kills: int(envUint(t, "BYOB_CHAOS_KILLS", 3, 1, math.MaxInt32)),
+		teams: int(envUint(t, "BYOB_CHAOS_TEAMS", 50, 3, math.MaxInt32)),
 	}
 	t.Logf("chaos: seed %d, %d kills, %d teams (BYOB_CHAOS_SEED=%d replays this plan)", c.seed, c.kills, c.teams, c.seed)
 	return c
 }
 
-// envUint reads a whole number of at least lowest from the environment, or returns def when unset.
-func envUint(t *testing.T, name string, def, lowest uint64) uint64 {
+// envUint reads a whole number from lowest to highest from the environment, or returns def when unset.
+func envUint(t *testing.T, name string, def, lowest, highest uint64) uint64 {
 	t.Helper()
 	v, ok := os.LookupEnv(name)
 	if !ok || v == "" {
 		return def
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || n < lowest || n > math.MaxInt32 {
-		t.Fatalf("%s=%q: want a whole number from %d to %d", name, v, lowest, math.MaxInt32)
+	if err != nil || n < lowest || n > highest {
+		t.Fatalf("%s=%q: want a whole number from %d to %d", name, v, lowest, highest)
 	}
 	return n
 }
@@ -168,7 +168,7 @@ func (k chaosKill) parts() (what, fate string) {
 // kind is the kill without its count, for the report's tally.
 func (k chaosKill) kind() string {
 	what, fate := k.parts()
-	return what + ", " + fate
+	return what + " (" + fate + ")"
 }
 
 func (k chaosKill) String() string {
@@ -176,7 +176,7 @@ func (k chaosKill) String() string {
 		return "none"
 	}
 	what, fate := k.parts()
-	return fmt.Sprintf("%s %d, %s", what, k.at, fate)
+	return fmt.Sprintf("%s %d (%s)", what, k.at, fate)
 }
 
 // verdict is one request's fate.
