@@ -39,7 +39,8 @@ func secretsIn(out string) int {
 
 // chaosSettings is the size and randomness of a chaos test. The defaults keep `make test` short; `make
 // chaos` asks for more through the environment, and BYOB_CHAOS_SEED replays a failed run's draws (the
-// kinds of kill and where in the work they fall; the agent's own timing still varies).
+// kinds of kill and the request each falls on, counted from the start of a run; the agent's own timing,
+// and so which requests the transient faults hit, still varies).
 type chaosSettings struct {
 	seed  uint64
 	kills int
@@ -49,24 +50,24 @@ type chaosSettings struct {
 func chaosSettingsFromEnv(t *testing.T) chaosSettings {
 	t.Helper()
 	c := chaosSettings{
-		seed:  envUint(t, "BYOB_CHAOS_SEED", uint64(time.Now().UnixNano()), 0),
-		kills: int(envUint(t, "BYOB_CHAOS_KILLS", 3, 1)),
-		teams: int(envUint(t, "BYOB_CHAOS_TEAMS", 50, 3)),
+		seed:  envUint(t, "BYOB_CHAOS_SEED", uint64(time.Now().UnixNano()), 0, math.MaxUint64),
+		kills: int(envUint(t, "BYOB_CHAOS_KILLS", 3, 1, math.MaxInt32)),
+		teams: int(envUint(t, "BYOB_CHAOS_TEAMS", 50, 3, math.MaxInt32)),
 	}
 	t.Logf("chaos: seed %d, %d kills, %d teams (BYOB_CHAOS_SEED=%d replays this plan)", c.seed, c.kills, c.teams, c.seed)
 	return c
 }
 
-// envUint reads a whole number of at least lowest from the environment, or returns def when unset.
-func envUint(t *testing.T, name string, def, lowest uint64) uint64 {
+// envUint reads a whole number from lowest to highest from the environment, or returns def when unset.
+func envUint(t *testing.T, name string, def, lowest, highest uint64) uint64 {
 	t.Helper()
 	v, ok := os.LookupEnv(name)
 	if !ok || v == "" {
 		return def
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || n < lowest || n > math.MaxInt32 {
-		t.Fatalf("%s=%q: want a whole number from %d to %d", name, v, lowest, math.MaxInt32)
+	if err != nil || n < lowest || n > highest {
+		t.Fatalf("%s=%q: want a whole number from %d to %d", name, v, lowest, highest)
 	}
 	return n
 }
@@ -137,37 +138,45 @@ type chaosFaults struct {
 	rng      *rand.Rand
 	rate     float64        // share of requests failed with 503
 	faults   map[string]int // injected, by kind
-	armed    time.Time      // when the current run was armed
 	next     chaosKill      // the current run's kill; zero: none
-	changes  int            // mutating requests seen since armed
-	posts    int            // W&B POSTs seen since armed
-	first    time.Duration  // from armed to the first mutation; 0 before it
-	gen      int            // bumped by arm and disarm, so a late timer cannot kill the next run
+	counts   map[string]int // mutating requests since armed, by backend ("wandb": POSTs, i.e. team creations)
+	byBucket map[string]int // S3 and Azure mutating requests since armed, by bucket or container
 	killedBy string         // what fired the kill of the current run
 }
 
-// chaosKill is when to SIGKILL one run: at its mutation-th mutating request to any backend, at its
-// post-th POST to W&B (creating a team), or after a delay. Zero fields are off; the first to come fires.
+// chaosKill is where to SIGKILL one run: at its at-th mutating request to backend on ("s3", "kms",
+// "azure"; "wandb" counts POSTs only). pass tells whether that request then goes through or fails.
+// Counting requests rather than time makes the kill land however slow the machine is.
 type chaosKill struct {
-	mutation, post int
-	after          time.Duration
+	on   string
+	at   int
+	pass bool
+}
+
+// parts are what the kill counts and the fate of the request that fires it.
+func (k chaosKill) parts() (what, fate string) {
+	what, fate = k.on+" mutation", "failed"
+	if k.on == "wandb" {
+		what = "W&B POST"
+	}
+	if k.pass {
+		fate = "passed on"
+	}
+	return what, fate
+}
+
+// kind is the kill without its count, for the report's tally.
+func (k chaosKill) kind() string {
+	what, fate := k.parts()
+	return what + " (" + fate + ")"
 }
 
 func (k chaosKill) String() string {
-	var parts []string
-	if k.mutation > 0 {
-		parts = append(parts, fmt.Sprintf("at mutation %d", k.mutation))
-	}
-	if k.after > 0 {
-		parts = append(parts, fmt.Sprintf("after %v", k.after.Round(time.Millisecond)))
-	}
-	if k.post > 0 {
-		parts = append(parts, fmt.Sprintf("at W&B POST %d", k.post))
-	}
-	if len(parts) == 0 {
+	if k.at == 0 {
 		return "none"
 	}
-	return strings.Join(parts, " or ")
+	what, fate := k.parts()
+	return fmt.Sprintf("%s %d (%s)", what, k.at, fate)
 }
 
 // verdict is one request's fate.
@@ -181,15 +190,16 @@ const (
 )
 
 func newChaosFaults(rng *rand.Rand, kill func() bool) *chaosFaults {
-	return &chaosFaults{kill: kill, rng: rng, faults: map[string]int{}}
+	return &chaosFaults{kill: kill, rng: rng, faults: map[string]int{}, counts: map[string]int{}, byBucket: map[string]int{}}
 }
 
 // install hooks f into the S3 and KMS proxies, Azurite's proxy and the emulator of e; removing the
-// hooks is left to the cleanups of newE2E and of Azurite.
+// hooks is left to the cleanups of newE2E and of Azurite. Both S3 and Azurite are addressed by path:
+// /bucket/... and /account/container/... .
 func (f *chaosFaults) install(e *e2e, az *testenv.AzureEnv) {
-	backends.SetS3Fault(f.proxyFault("s3", testenv.IsS3Mutation))
-	backends.SetKMSFault(f.proxyFault("kms", testenv.IsKMSMutation))
-	az.SetFault(f.proxyFault("azure", testenv.IsS3Mutation))
+	backends.SetS3Fault(f.proxyFault("s3", testenv.IsS3Mutation, 0))
+	backends.SetKMSFault(f.proxyFault("kms", testenv.IsKMSMutation, -1))
+	az.SetFault(f.proxyFault("azure", testenv.IsS3Mutation, 1))
 	w := f.wandbFault
 	e.fault.Store(&w)
 }
@@ -201,66 +211,47 @@ func (f *chaosFaults) setRate(rate float64) {
 	f.rate = rate
 }
 
-// arm prepares the next run's kill. The returned disarm, called once the run is over, tells what
-// fired the kill ("" if nothing did).
+// arm prepares the next run's kill and starts counting its mutations afresh. The returned disarm,
+// called once the run is over, tells what fired the kill ("" if nothing did).
 func (f *chaosFaults) arm(k chaosKill) (disarm func() string) {
 	f.mu.Lock()
-	f.gen++
-	gen := f.gen
-	f.next, f.changes, f.posts, f.first, f.killedBy, f.armed = k, 0, 0, 0, "", time.Now()
-	f.mu.Unlock()
-	var timer *time.Timer
-	if k.after > 0 {
-		timer = time.AfterFunc(k.after, func() {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if f.gen == gen && f.killedBy == "" && f.kill() {
-				f.killedBy = "timer"
-			}
-		})
-	}
+	defer f.mu.Unlock()
+	f.next, f.killedBy = k, ""
+	clear(f.counts)
+	clear(f.byBucket)
 	return func() string {
-		if timer != nil {
-			timer.Stop()
-		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		f.gen++
 		f.next = chaosKill{}
 		return f.killedBy
 	}
 }
 
-// seen returns how many mutating requests arrived since the run was armed, and how long after it the
-// first one did: the agent's start-up and planning before it changes anything.
-func (f *chaosFaults) seen() (mutations int, first time.Duration) {
+// seen returns copies of the mutation counts since the run was armed: by backend, and by bucket.
+func (f *chaosFaults) seen() (byBackend, byBucket map[string]int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.changes, f.first
+	return maps.Clone(f.counts), maps.Clone(f.byBucket)
 }
 
 // decide is a request's verdict. It holds f.mu while killing, so a kill cannot outlive the run it
-// was armed for.
-func (f *chaosFaults) decide(backend string, mutation, post bool) verdict {
+// was armed for. The kill fires at the armed count or, should there be no agent to kill yet (its
+// process not yet registered), at the next mutation after it.
+func (f *chaosFaults) decide(backend, bucket string, mutation bool) verdict {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if mutation {
-		f.changes++
-		if f.first == 0 {
-			f.first = time.Since(f.armed)
+		f.counts[backend]++
+		if bucket != "" {
+			f.byBucket[bucket]++
 		}
-	}
-	if post {
-		f.posts++
-	}
-	k := f.next
-	if f.killedBy == "" && (k.mutation > 0 && mutation && f.changes >= k.mutation || k.post > 0 && post && f.posts >= k.post) && f.kill() {
-		if f.rng.IntN(2) == 0 {
-			f.killedBy = backend + " request passed on"
-			return killPass
+		if k := f.next; f.killedBy == "" && k.on == backend && f.counts[backend] >= k.at && f.kill() {
+			f.killedBy = k.kind()
+			if k.pass {
+				return killPass
+			}
+			return killFail
 		}
-		f.killedBy = backend + " request failed"
-		return killFail
 	}
 	if f.rate > 0 && f.rng.Float64() < f.rate {
 		return fail
@@ -274,9 +265,15 @@ func (f *chaosFaults) count(kind string) {
 	f.faults[kind]++
 }
 
-func (f *chaosFaults) proxyFault(backend string, mutation func(*http.Request) bool) testenv.Fault {
+// proxyFault is the hook of one backend's proxy; segment is the bucket's place in the request path
+// (-1: the backend has no buckets).
+func (f *chaosFaults) proxyFault(backend string, mutation func(*http.Request) bool, segment int) testenv.Fault {
 	return func(r *http.Request) (int, bool) {
-		switch f.decide(backend, mutation(r), false) {
+		bucket := ""
+		if parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/"); segment >= 0 && segment < len(parts) {
+			bucket = parts[segment]
+		}
+		switch f.decide(backend, bucket, mutation(r)) {
 		case fail:
 			f.count(backend + " 503")
 			return http.StatusServiceUnavailable, true
@@ -291,7 +288,7 @@ func (f *chaosFaults) proxyFault(backend string, mutation func(*http.Request) bo
 // the agent never heard).
 func (f *chaosFaults) wandbFault(r *http.Request) wandbemu.Fault {
 	post := r.Method == http.MethodPost
-	switch f.decide("wandb", r.Method != http.MethodGet, post) {
+	switch f.decide("wandb", "", post) {
 	case killPass:
 		return wandbemu.Fault{Status: http.StatusServiceUnavailable, AfterApply: true}
 	case killFail:

@@ -2,7 +2,7 @@ package main
 
 // The IdP of TestChaosDaemonSCIM: goroutines pushing SCIM users, groups and memberships into the
 // daemon, and Okta event hooks, while the daemon is killed under them. It remembers every write the
-// daemon acknowledged, and checks afterwards that each one is there.
+// daemon acknowledged, and checks afterwards that each one is in the state the last run left.
 
 import (
 	"bytes"
@@ -12,12 +12,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	gosync "sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/byob-agent/byob-agent/state"
 )
 
 const (
@@ -26,14 +28,15 @@ const (
 	scimPatchURN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 )
 
-// scimPusher pushes into the daemon at base. Names carry sfx, so they are unique to the test.
+// scimPusher pushes into the daemon its test attaches, and waits while none is attached (it is being
+// restarted). Names carry sfx, so they are unique to the test.
 type scimPusher struct {
-	base, sfx string
-	maxGroups int
-	client    *http.Client
-	inFlight  atomic.Int32 // SCIM writes sent and not yet answered
+	sfx       string
+	maxGroups int // acknowledged group creations to stop at
 
 	mu         gosync.Mutex
+	target     *pushTarget   // the running daemon; nil while it restarts
+	attached   chan struct{} // closed once a daemon is attached
 	seq        int
 	users      []*pushedUser  // every user whose creation was tried
 	groups     []*pushedGroup // every group whose creation was tried
@@ -41,7 +44,20 @@ type scimPusher struct {
 	acked      map[string]int // acknowledged writes by kind
 	rejected   []string       // answers from a running daemon that were neither success nor expected
 	hooks      map[string]int // webhook deliveries by outcome
-	unanswered int            // writes without an answer (the daemon died or was down)
+	unanswered int            // writes without an answer (the daemon died under them, or took over 5s)
+}
+
+// pushTarget is one run of the daemon. It has a client of its own, so that no request meant for it
+// rides on a connection to the run before. Its kill fires as its killAt-th SCIM write has been sent in
+// full: counting writes rather than time, a kill cuts a write in flight on any machine.
+type pushTarget struct {
+	base   string
+	client *http.Client
+	killAt int    // the write that fires kill
+	last   bool   // and not before the chaos is thick enough (scimPusher.thick)
+	sent   int    // writes sent in full
+	kill   func() // SIGKILLs the daemon
+	killed chan struct{}
 }
 
 // pushedUser is a user as pushed: its displayName is replaced by PATCHes only from the goroutine that
@@ -58,13 +74,69 @@ type pushedGroup struct {
 	id, displayName string // id is "" unless the creation was acknowledged
 }
 
-func newSCIMPusher(base, sfx string, maxGroups int) *scimPusher {
-	return &scimPusher{base: base, sfx: sfx, maxGroups: maxGroups, client: &http.Client{Timeout: 5 * time.Second},
-		acked: map[string]int{}, hooks: map[string]int{}}
+func newSCIMPusher(sfx string, maxGroups int) *scimPusher {
+	return &scimPusher{sfx: sfx, maxGroups: maxGroups, attached: make(chan struct{}), acked: map[string]int{}, hooks: map[string]int{}}
 }
 
-// send makes one request. It returns the status (0: no answer) and the body.
-func (p *scimPusher) send(ctx context.Context, method, path, auth, contentType string, body any) (int, []byte) {
+// attach lets the pushers write to the daemon at base, which kill SIGKILLs once killAt writes have
+// been sent to it (and, if last, the chaos is thick enough); the target's killed is closed then.
+func (p *scimPusher) attach(base string, killAt int, last bool, kill func()) *pushTarget {
+	t := &pushTarget{base: base, client: &http.Client{Timeout: 5 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		killAt: killAt, last: last, kill: kill, killed: make(chan struct{})}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = t
+	close(p.attached)
+	return t
+}
+
+// current waits for an attached daemon; nil when ctx ended first.
+func (p *scimPusher) current(ctx context.Context) *pushTarget {
+	for {
+		p.mu.Lock()
+		t, attached := p.target, p.attached
+		p.mu.Unlock()
+		if t != nil {
+			return t
+		}
+		select {
+		case <-attached:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// sent counts a write sent in full to t, and fires t's kill when its time has come: the pushers then
+// wait until the next daemon is attached.
+func (p *scimPusher) sent(t *pushTarget) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.target != t { // a write still going to an earlier run
+		return
+	}
+	t.sent++
+	if t.sent < t.killAt || t.last && !p.thick() {
+		return
+	}
+	t.kill()
+	p.target, p.attached = nil, make(chan struct{})
+	close(t.killed)
+}
+
+// thick tells whether the acknowledged writes are enough to prove something: a group, a membership
+// and a webhook delivery at least. p.mu is held.
+func (p *scimPusher) thick() bool {
+	return p.acked["group created"] > 0 && p.acked["member added"] > 0 && p.hooks["acknowledged"] > 0
+}
+
+// send makes one request to the current daemon, counting it by sent if it is a SCIM write. It returns
+// the status (0: no answer) and the body.
+func (p *scimPusher) send(ctx context.Context, write bool, method, path, auth, contentType string, body any) (int, []byte) {
+	t := p.current(ctx)
+	if t == nil {
+		return 0, nil
+	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -73,13 +145,20 @@ func (p *scimPusher) send(ctx context.Context, method, path, auth, contentType s
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, p.base+path, rd)
+	if write {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				p.sent(t)
+			}
+		}})
+	}
+	req, err := http.NewRequestWithContext(ctx, method, t.base+path, rd)
 	if err != nil {
 		return 0, nil
 	}
 	req.Header.Set("Authorization", auth)
 	req.Header.Set("Content-Type", contentType)
-	resp, err := p.client.Do(req)
+	resp, err := t.client.Do(req)
 	if err != nil {
 		return 0, nil
 	}
@@ -93,25 +172,24 @@ func (p *scimPusher) send(ctx context.Context, method, path, auth, contentType s
 
 // write sends one SCIM write and tells whether the daemon acknowledged it with want.
 func (p *scimPusher) write(ctx context.Context, kind, method, path string, body any, want int) (bool, []byte) {
-	p.inFlight.Add(1)
-	code, resp := p.send(ctx, method, "/scim/v2"+path, "Bearer "+scimToken, "application/scim+json", body)
-	p.inFlight.Add(-1)
+	code, resp := p.send(ctx, true, method, "/scim/v2"+path, "Bearer "+scimToken, "application/scim+json", body)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
 	case code == want:
 		p.acked[kind]++
 		return true, resp
+	case ctx.Err() != nil: // the pushers were stopped
 	case code == 0:
 		p.unanswered++
-	case ctx.Err() == nil:
+	default:
 		p.rejected = append(p.rejected, fmt.Sprintf("%s %s: %d %s", method, path, code, resp))
 	}
 	return false, nil
 }
 
-// run pushes until ctx ends: users (40%), groups (10%, up to maxGroups), memberships (30%) and
-// displayName changes of its own users (20%).
+// run pushes until ctx ends: users (40%), groups (10%, until maxGroups are acknowledged), memberships
+// (30%) and displayName changes of its own users (20%).
 func (p *scimPusher) run(ctx context.Context, w int, rng *rand.Rand) {
 	for ctx.Err() == nil {
 		p.mu.Lock()
@@ -128,7 +206,7 @@ func (p *scimPusher) run(ctx context.Context, w int, rng *rand.Rand) {
 			}
 		}
 		groups := slices.DeleteFunc(slices.Clone(p.groups), func(g *pushedGroup) bool { return g.id == "" })
-		canGroup := len(p.groups) < p.maxGroups
+		canGroup := len(groups) < p.maxGroups
 		p.mu.Unlock()
 
 		switch op := rng.IntN(10); {
@@ -219,14 +297,15 @@ func (p *scimPusher) oktaHooks(ctx context.Context, rng *rand.Rand) {
 			"uuid": fmt.Sprintf("e%d-%s", i, p.sfx), "published": time.Now().UTC().Format(time.RFC3339), "eventType": "group.user_membership.add",
 			"target": []any{map[string]string{"id": "00u1", "type": "User"}, map[string]string{"id": "00g1", "type": "UserGroup", "displayName": "wandb-x"}},
 		}}}}
-		code, _ := p.send(ctx, http.MethodPost, "/webhooks/okta", oktaSecret, "application/json", event)
+		code, _ := p.send(ctx, false, http.MethodPost, "/webhooks/okta", oktaSecret, "application/json", event)
 		p.mu.Lock()
 		switch {
 		case code == http.StatusNoContent:
 			p.hooks["acknowledged"]++
+		case ctx.Err() != nil: // the pushers were stopped
 		case code == 0:
 			p.hooks["unanswered"]++
-		case ctx.Err() == nil:
+		default:
 			p.hooks["rejected"]++
 			p.rejected = append(p.rejected, fmt.Sprintf("okta event hook: %d", code))
 		}
@@ -235,42 +314,38 @@ func (p *scimPusher) oktaHooks(ctx context.Context, rng *rand.Rand) {
 	}
 }
 
-// listSCIM reads every page of a SCIM list.
-func listSCIM(t *testing.T, d *daemonProc, path string) []map[string]any {
+// verify checks every acknowledged write against the state the daemon left at path, and counts what
+// is lost and what is duplicated. The daemon must have stopped, and the pushers too: each list is
+// then read whole in one transaction and nothing can change it. It returns the display names of the
+// live groups.
+func (p *scimPusher) verify(t *testing.T, path string, rep *chaosReport) []string {
 	t.Helper()
-	var all []map[string]any
-	for start := 1; ; {
-		code, body := d.do(t, http.MethodGet, fmt.Sprintf("/scim/v2%s?startIndex=%d&count=100", path, start), "Bearer "+scimToken, "")
-		var page struct {
-			TotalResults int              `json:"totalResults"`
-			Resources    []map[string]any `json:"Resources"`
-		}
-		if code != http.StatusOK || json.Unmarshal([]byte(body), &page) != nil {
-			t.Fatalf("list %s from %d: %d %s", path, start, code, body)
-		}
-		all = append(all, page.Resources...)
-		start += len(page.Resources)
-		if len(page.Resources) == 0 || start > page.TotalResults {
-			return all
+	db, err := state.Open(path, state.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("the state does not open cleanly: %v", err)
+	}
+	defer db.Close()
+	userList, err := db.SCIMUsers(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupList, err := db.SCIMGroups(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := map[string][]state.SCIMUser{}
+	for _, u := range userList {
+		users[u.UserName] = append(users[u.UserName], u)
+	}
+	groups := map[string][]state.SCIMGroup{} // live ones: what SCIM clients see
+	for _, g := range groupList {
+		if !g.Deleted {
+			groups[g.DisplayName] = append(groups[g.DisplayName], g)
 		}
 	}
-}
 
-// verify checks every acknowledged write against the daemon's SCIM endpoint and counts what is lost
-// and what is duplicated. It returns the display names of the live groups.
-func (p *scimPusher) verify(t *testing.T, d *daemonProc, rep *chaosReport) []string {
-	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	byName := func(path, attr string) map[string][]map[string]any {
-		out := map[string][]map[string]any{}
-		for _, r := range listSCIM(t, d, path) {
-			name, _ := r[attr].(string)
-			out[name] = append(out[name], r)
-		}
-		return out
-	}
-	users, groups := byName("/Users", "userName"), byName("/Groups", "displayName")
 	for _, u := range p.users {
 		got := users[u.userName]
 		rep.Duplicates += max(len(got)-1, 0)
@@ -280,12 +355,12 @@ func (p *scimPusher) verify(t *testing.T, d *daemonProc, rep *chaosReport) []str
 		if u.id == "" {
 			continue
 		}
-		if len(got) != 1 || got[0]["id"] != u.id {
+		if len(got) != 1 || got[0].ID != u.id {
 			rep.Lost++
-			t.Errorf("acknowledged user %s (%s) is gone: %v", u.userName, u.id, got)
+			t.Errorf("acknowledged user %s (%s) is gone: %+v", u.userName, u.id, got)
 			continue
 		}
-		if v, _ := got[0]["displayName"].(string); !slices.Contains(u.tried[u.acked:], v) {
+		if v, _ := got[0].Attributes["displayName"].(string); !slices.Contains(u.tried[u.acked:], v) {
 			rep.Lost++
 			t.Errorf("user %s has displayName %q; acknowledged %q, tried after it %v", u.userName, v, u.tried[u.acked], u.tried[u.acked+1:])
 		}
@@ -300,18 +375,14 @@ func (p *scimPusher) verify(t *testing.T, d *daemonProc, rep *chaosReport) []str
 		}
 		if len(got) == 1 {
 			live = append(live, g.displayName)
-			id, _ := got[0]["id"].(string)
-			for _, m := range asList(got[0]["members"]) {
-				v, _ := m["value"].(string)
-				members[id] = append(members[id], v)
-			}
+			members[got[0].ID] = got[0].MemberIDs
 		}
 		if g.id == "" {
 			continue
 		}
-		if len(got) != 1 || got[0]["id"] != g.id {
+		if len(got) != 1 || got[0].ID != g.id {
 			rep.Lost++
-			t.Errorf("acknowledged group %s (%s) is gone: %v", g.displayName, g.id, got)
+			t.Errorf("acknowledged group %s (%s) is gone: %+v", g.displayName, g.id, got)
 		}
 	}
 	for _, m := range p.members {
@@ -327,18 +398,6 @@ func (p *scimPusher) verify(t *testing.T, d *daemonProc, rep *chaosReport) []str
 		t.Errorf("the running daemon refused a valid request: %s", r)
 	}
 	return live
-}
-
-// asList reads a JSON array of objects decoded into any.
-func asList(v any) []map[string]any {
-	var out []map[string]any
-	items, _ := v.([]any)
-	for _, it := range items {
-		if m, ok := it.(map[string]any); ok {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // ackedGroups returns the display names of the groups whose creation was acknowledged.

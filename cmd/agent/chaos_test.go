@@ -1,6 +1,6 @@
 package main
 
-// Chaos tests: the agent SIGKILLed at random moments, over and over, while it provisions many teams on
+// Chaos tests: the agent SIGKILLed at random requests, over and over, while it provisions many teams on
 // several providers (TestChaosKills) and while an IdP pushes SCIM writes into the daemon
 // (TestChaosDaemonSCIM). Afterwards everything must have converged exactly once, and nothing that was
 // acknowledged may be lost. `make chaos` runs them bigger (see chaosSettings) and prints their reports.
@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	gosync "sync"
 	"syscall"
@@ -28,25 +29,26 @@ import (
 // chaosFaultRate is the share of backend and W&B requests failed with a transient error between kills.
 const chaosFaultRate = 0.02
 
+const (
+	chaosSCIMWritesPerKill = 100             // a daemon run is killed at one of its first this many SCIM writes
+	chaosSCIMKillDeadline  = 2 * time.Minute // for one kill: generous, the pushers send hundreds of writes a second
+)
+
 // chaosTeam is one desired team and the bucket its profile gives it.
 type chaosTeam struct{ name, profile, bucket string }
 
-// chaosTeams spreads n teams over three profiles: aws with a KMS key created per team and
-// s3-compatible (both on SeaweedFS), and azure (Azurite).
-func (e *e2e) chaosTeams(n int) []chaosTeam {
-	teams := make([]chaosTeam, n)
-	for i := range teams {
-		name := fmt.Sprintf("c%03d-%s", i, e.sfx)
-		switch i % 3 {
-		case 0:
-			teams[i] = chaosTeam{name, "kms", e.prefix + "-" + name}
-		case 1:
-			teams[i] = chaosTeam{name, "onprem", e.prefix + "-op-" + name}
-		default:
-			teams[i] = chaosTeam{name, "azure", e.prefix + "-az-" + name}
-		}
+// chaosTeam is the i-th team: profiles take turns, so any three teams in a row cover all of them. They
+// are aws with a KMS key created per team and s3-compatible (both on SeaweedFS), and azure (Azurite).
+func (e *e2e) chaosTeam(i int) chaosTeam {
+	name := fmt.Sprintf("c%03d-%s", i, e.sfx)
+	switch i % 3 {
+	case 0:
+		return chaosTeam{name, "kms", e.prefix + "-" + name}
+	case 1:
+		return chaosTeam{name, "onprem", e.prefix + "-op-" + name}
+	default:
+		return chaosTeam{name, "azure", e.prefix + "-az-" + name}
 	}
-	return teams
 }
 
 func (e *e2e) writeChaosConfig(scimURL string, az *testenv.AzureEnv, teams []chaosTeam) {
@@ -137,16 +139,16 @@ func (e *e2e) mutations(az *testenv.AzureEnv) int {
 }
 
 // TestChaosKills provisions teams over aws (a KMS key per team), s3-compatible and azure while
-// `byob-agent sync` is SIGKILLed again and again, at random delays and from inside the backends' fault
-// hooks, with a few transient errors besides; then lets it finish and checks that every team has
-// exactly one bucket, one key (aws), one W&B team and a clean in_sync record, that nothing exists the
-// state does not know, that doctor passes, and that one more sync changes nothing.
+// `byob-agent sync` is SIGKILLed again and again from inside the backends' fault hooks, with a few
+// transient errors besides; then lets it finish and checks that every team has exactly one bucket,
+// one key (aws), one W&B team and a clean in_sync record, that nothing exists the state does not
+// know, that doctor passes, and that one more sync changes nothing.
 //
-// Teams arrive in batches, one with every run, as if the file grew between restarts: every kill then
-// finds work to cut. The first batch runs uninterrupted and measures the agent's start-up, how long a
-// team takes and how many mutations it makes; every run that escapes its kill measures again. Each
-// kill is drawn at a random mutation, after a random delay or at a random team creation, within the
-// work left (chaosPace.draw).
+// Teams arrive in batches, one with every run, as if the file grew between restarts. The first batch
+// runs uninterrupted and counts the mutating requests a new team makes to each backend. Every later
+// run is killed at a request drawn among those its new teams are sure to make (chaosCost.draw), so
+// however slow the machine, the kill comes before the work is done. A run the kill somehow misses
+// (the agent gave up on a new team early) is followed by another with a new batch.
 func TestChaosKills(t *testing.T) {
 	cfg := chaosSettingsFromEnv(t)
 	rng := cfg.rng(1)
@@ -166,60 +168,47 @@ func TestChaosKills(t *testing.T) {
 	faults.install(e, az)
 	t.Cleanup(func() { rep.Faults = faults.injected() }) // before the report is written
 
-	teams := e.chaosTeams(cfg.teams)
-	rep.Teams = len(teams)
-	listed := 0 // teams[:listed] are in the configuration
+	var teams []chaosTeam // the configured teams, in batches
+	// grow adds a batch of new teams to the configuration and returns it: a parts-th of the teams not
+	// yet configured, and at least one of each profile (more than cfg.teams if runs missed kills).
 	grow := func(parts int) []chaosTeam {
-		listed += (len(teams) - listed + parts - 1) / parts
-		e.writeChaosConfig(scimURL, az, teams[:listed])
-		return teams[:listed]
+		n := max((cfg.teams-len(teams)+parts-1)/parts, 3)
+		for range n {
+			teams = append(teams, e.chaosTeam(len(teams)))
+		}
+		e.writeChaosConfig(scimURL, az, teams)
+		return teams[len(teams)-n:]
 	}
 	agent := func(args ...string) runResult {
 		res := e.run(args...)
 		rep.Secrets += secretsIn(res.stdout + res.stderr)
 		return res
 	}
-	var pace chaosPace
-	// run runs one sync, killed as armed, and measures the pace if it finished on its own.
-	run := func(todo int, k chaosKill) (runResult, string) {
-		disarm := faults.arm(k)
-		start := time.Now()
-		res := agent("sync")
-		took := time.Since(start)
-		by := disarm()
-		if !res.killed && res.code == 0 {
-			pace.measure(todo, took, faults)
-		}
-		return res, by
-	}
 
 	first := grow(cfg.kills + 1)
-	if res, _ := run(len(first), chaosKill{}); res.code != 0 {
+	disarm := faults.arm(chaosKill{})
+	res := agent("sync")
+	disarm()
+	if res.code != 0 {
 		t.Fatalf("uninterrupted sync of %d teams: exit %d\n%s\n%s", len(first), res.code, res.stdout, res.stderr)
 	}
-	t.Logf("uninterrupted: %d teams; %v", len(first), pace)
+	cost := measureChaosCost(t, first, faults)
+	t.Logf("uninterrupted: %d teams; a new team makes at least %v", len(first), cost)
 
 	faults.setRate(chaosFaultRate)
-	lastKill := time.Now()
-	for i := 1; rep.Kills < cfg.kills; i++ {
-		if i > 4*cfg.kills+10 {
-			t.Fatalf("only %d of %d kills after %d runs", rep.Kills, cfg.kills, i-1)
+	var lastKill time.Time
+	for run := 1; rep.Kills < cfg.kills; run++ {
+		if missed := run - 1 - rep.Kills; missed > cfg.kills {
+			t.Fatalf("%d runs missed their kills (%d of %d kills done): the agent made fewer mutations for new teams than the uninterrupted run", missed, rep.Kills, cfg.kills)
 		}
-		desired := grow(cfg.kills - rep.Kills)
-		todo, creations := len(desired), len(desired)
-		for _, r := range e.records() {
-			if converged(r) {
-				todo--
-			}
-			if r.Phase.Created() {
-				creations--
-			}
-		}
-		k := pace.draw(rng, todo, creations)
+		fresh := grow(cfg.kills - rep.Kills)
+		k := cost.draw(rng, fresh)
 		before := e.mutations(az)
-		res, by := run(todo, k)
+		disarm := faults.arm(k)
+		res := agent("sync")
+		by := disarm()
 		midWork := e.mutations(az) > before
-		t.Logf("run %d: %d teams, %d to do, kill %v: killed %v by %q, mid-work %v, exit %d", i, len(desired), todo, k, res.killed, by, midWork, res.code)
+		t.Logf("run %d: %d teams, %d new, kill at %v: killed %v by %q, mid-work %v, exit %d", run, len(teams), len(fresh), k, res.killed, by, midWork, res.code)
 		if res.killed {
 			rep.Kills++
 			rep.KillsBy[by]++
@@ -229,6 +218,7 @@ func TestChaosKills(t *testing.T) {
 			lastKill = time.Now()
 		}
 	}
+	rep.Teams = len(teams) // the last kill's batch held the rest of cfg.teams
 
 	// No more kills or faults: sync until it succeeds.
 	faults.setRate(0)
@@ -276,50 +266,60 @@ func TestChaosKills(t *testing.T) {
 	if rep.Secrets != 0 {
 		t.Errorf("found %d secrets in the agent's output and state", rep.Secrets)
 	}
-	if rep.KillsMidWork*2 < rep.Kills {
-		t.Errorf("only %d of %d kills cut a run with mutations in flight: the delays miss the work", rep.KillsMidWork, rep.Kills)
+}
+
+// chaosBackends are where a kill can be placed: mid bucket configuration on SeaweedFS, around KMS key
+// creation, mid container configuration on Azurite, around a W&B team creation.
+var chaosBackends = []string{"s3", "kms", "azure", "wandb"}
+
+// chaosCost is, by profile and backend, how many mutating requests (W&B: POSTs) a new team makes at
+// least, as counted in the uninterrupted first run.
+type chaosCost map[string]map[string]int
+
+// measureChaosCost reads the counts of the first run, whose new teams are first: per bucket for
+// SeaweedFS and Azurite (the fewest any team of the profile made), per team for KMS and W&B.
+func measureChaosCost(t *testing.T, first []chaosTeam, f *chaosFaults) chaosCost {
+	t.Helper()
+	counts, byBucket := f.seen()
+	of := map[string]int{} // first-run teams by profile
+	for _, tm := range first {
+		of[tm.profile]++
 	}
-}
-
-// chaosPace is how long the agent takes to start and how long a team takes and how many mutations,
-// as measured by the last run that finished without a kill.
-type chaosPace struct {
-	startup   time.Duration // from the start to the first mutation
-	perTeam   time.Duration
-	mutations float64 // mutating requests per team
-}
-
-func (p *chaosPace) measure(todo int, took time.Duration, f *chaosFaults) {
-	if todo <= 0 {
-		return
+	c := chaosCost{}
+	for _, tm := range first {
+		store := "s3"
+		if tm.profile == "azure" {
+			store = "azure"
+		}
+		if c[tm.profile] == nil {
+			c[tm.profile] = map[string]int{store: byBucket[tm.bucket], "wandb": counts["wandb"] / len(first)}
+		}
+		c[tm.profile][store] = min(c[tm.profile][store], byBucket[tm.bucket])
 	}
-	mutations, first := f.seen()
-	p.startup = first
-	p.perTeam = max((took-first)/time.Duration(todo), time.Millisecond)
-	p.mutations = max(float64(mutations)/float64(todo), 1)
-}
-
-func (p chaosPace) String() string {
-	return fmt.Sprintf("start-up %v, %v and %.0f mutations a team", p.startup.Round(time.Millisecond), p.perTeam.Round(time.Millisecond), p.mutations)
-}
-
-// draw picks the next kill within the first 80% of the work of todo teams: 40% of the time at a random
-// mutation, 40% after a random delay, 20% at a random one of the run's W&B team creations. A run the
-// estimate overrates would end before its kill, so the last creation is armed as well: every run with
-// a team to create is killed mid-work.
-func (p chaosPace) draw(rng *rand.Rand, todo, creations int) chaosKill {
-	within := func(n float64) int64 { return max(int64(0.8*n), 1) }
-	todo = max(todo, 1)
-	k := chaosKill{post: max(creations, 0)}
-	switch r := rng.IntN(5); {
-	case r < 2:
-		k.mutation = 1 + int(rng.Int64N(within(p.mutations*float64(todo))))
-	case r < 4:
-		k.after = p.startup + 1 + time.Duration(rng.Int64N(within(float64(p.perTeam)*float64(todo))))
-	case creations > 0:
-		k.post = 1 + rng.IntN(creations)
+	c["kms"]["kms"] = counts["kms"] / of["kms"]
+	for p, bs := range c {
+		for b, n := range bs {
+			if n == 0 {
+				t.Fatalf("the uninterrupted run made no %s mutation for some team of profile %s: %v, by bucket %v", b, p, counts, byBucket)
+			}
+		}
 	}
-	return k
+	return c
+}
+
+// draw picks a run's kill among the requests its new teams fresh are sure to make: a backend they
+// use, each as likely, then one of the requests to it, failed or passed on. Work left over by an
+// earlier kill only adds requests, so the kill may also land in that.
+func (c chaosCost) draw(rng *rand.Rand, fresh []chaosTeam) chaosKill {
+	sure := map[string]int{}
+	for _, tm := range fresh {
+		for b, n := range c[tm.profile] {
+			sure[b] += n
+		}
+	}
+	on := slices.DeleteFunc(slices.Clone(chaosBackends), func(b string) bool { return sure[b] == 0 })
+	b := on[rng.IntN(len(on))]
+	return chaosKill{on: b, at: 1 + rng.IntN(sure[b]), pass: rng.IntN(2) == 0}
 }
 
 // checkChaosInventory compares what exists in SeaweedFS, Azurite, KMS and W&B with the desired teams
@@ -386,10 +386,11 @@ func (e *e2e) checkChaosInventory(rep *chaosReport, az *testenv.AzureEnv, teams 
 	}
 }
 
-// TestChaosDaemonSCIM SIGKILLs the daemon at random moments while an IdP pushes SCIM users, groups
-// and memberships from several goroutines and Okta event hooks arrive, restarting it each time. Every
-// write the daemon acknowledged must be there after the last restart (acknowledged means durable),
-// nothing may be duplicated, and every pushed group must converge to one bucket and one W&B team.
+// TestChaosDaemonSCIM SIGKILLs the daemon again and again while an IdP pushes SCIM users, groups and
+// memberships from several goroutines and Okta event hooks arrive, restarting it each time. Each kill
+// fires as the n-th SCIM write since the restart has been sent, n drawn from the seed. Every write the
+// daemon acknowledged must be in the state it leaves (acknowledged means durable), nothing may be
+// duplicated, and every pushed group must converge to one bucket and one W&B team after a restart.
 func TestChaosDaemonSCIM(t *testing.T) {
 	cfg := chaosSettingsFromEnv(t)
 	rng := cfg.rng(3)
@@ -397,9 +398,8 @@ func TestChaosDaemonSCIM(t *testing.T) {
 	e := newE2E(t)
 	port := freePort(t)
 	e.writeDaemonConfig(port)
-	d := e.startDaemon(port)
 
-	push := newSCIMPusher(d.base, e.sfx, max(cfg.teams/4, 3))
+	push := newSCIMPusher(e.sfx, max(cfg.teams/4, 3))
 	ctx, stop := context.WithCancel(t.Context())
 	var wg gosync.WaitGroup
 	for w := range 4 {
@@ -408,29 +408,39 @@ func TestChaosDaemonSCIM(t *testing.T) {
 	wg.Go(func() { push.oktaHooks(ctx, cfg.rng(9)) })
 	t.Cleanup(func() { stop(); wg.Wait() })
 
+	// The last kill waits for enough acknowledged writes (scimPusher.thick); then the pushers stop
+	// before the daemon restarts, so nothing writes while the state is checked.
 	var lastKill time.Time
 	for rep.Kills < cfg.kills {
-		time.Sleep(200*time.Millisecond + time.Duration(rng.Int64N(int64(1300*time.Millisecond))))
-		midWrite := push.inFlight.Load() > 0
-		if err := d.cmd.Process.Kill(); err != nil {
-			t.Fatalf("kill the daemon: %v", err)
+		d := e.startDaemon(port)
+		at := 1 + rng.IntN(chaosSCIMWritesPerKill)
+		target := push.attach(d.base, at, rep.Kills == cfg.kills-1, func() { d.cmd.Process.Kill() })
+		select {
+		case <-target.killed:
+		case <-time.After(chaosSCIMKillDeadline):
+			push.mu.Lock()
+			sent := target.sent
+			push.mu.Unlock()
+			t.Fatalf("kill %d did not fire within %v: %d of the %d SCIM writes it waits for were sent (%s)", rep.Kills+1, chaosSCIMKillDeadline, sent, at, push.summary())
 		}
-		d.cmd.Wait()
+		err := d.cmd.Wait()
+		if ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("the daemon ended by itself (%v) instead of by the kill\n%s", err, d.logs())
+		}
+		target.client.CloseIdleConnections()
 		lastKill = time.Now()
 		rep.Kills++
-		rep.KillsBy["timer"]++
-		if midWrite {
-			rep.KillsMidWork++
-		}
+		rep.KillsBy["scim write sent"]++
+		rep.KillsMidWork++ // the write that fired the kill was in flight
 		rep.Secrets += secretsIn(d.logs())
-		d = e.startDaemon(port)
 	}
 	stop()
 	wg.Wait()
 	t.Logf("SCIM pushes: %s", push.summary())
 	rep.Faults["scim write unanswered"], rep.Faults["webhook unanswered"] = push.unanswered, push.hooks["unanswered"]
 
-	live := push.verify(t, d, rep)
+	live := push.verify(t, filepath.Join(e.dir, "state.db"), rep)
+	d := e.startDaemon(port)
 	acked := push.ackedGroups()
 	rep.Teams = len(acked)
 	for _, g := range live { // unacknowledged groups that made it become teams too
@@ -488,11 +498,5 @@ func TestChaosDaemonSCIM(t *testing.T) {
 	}
 	if rep.Secrets != 0 {
 		t.Errorf("found %d secrets in the daemon's logs", rep.Secrets)
-	}
-	if rep.KillsMidWork == 0 {
-		t.Errorf("no kill of %d cut a SCIM write in flight", rep.Kills)
-	}
-	if len(acked) == 0 || push.acked["member added"] == 0 || push.hooks["acknowledged"] == 0 {
-		t.Errorf("the chaos was too thin to prove anything: %s", push.summary())
 	}
 }
