@@ -2,7 +2,8 @@
 // Amazon S3 (provider "aws"), on CoreWeave AI Object Storage (provider "coreweave") and on
 // S3-compatible servers (provider "s3-compatible"). The providers share one recipe; they differ in
 // which settings exist (object ownership and public access block: aws only; bucket policy: not on
-// s3-compatible servers; SSE-KMS: aws, optionally s3-compatible) and in the policy's principal.
+// s3-compatible servers; SSE-KMS: aws, optionally s3-compatible) and in the policy's principal. On aws
+// it also creates each team's KMS key when the profile asks for one (EnsureKey).
 //
 // Every setting is read first and written only when it differs, compared as S3 means it (lists as sets,
 // policies structurally), so that a second run changes nothing. Settings others added (tags, CORS rules,
