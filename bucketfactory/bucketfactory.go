@@ -1,5 +1,8 @@
-// Package bucketfactory defines what every storage provider offers the reconciler: make a team's bucket
-// exactly as W&B requires, check it, and say how W&B reaches it. One sub-package per provider.
+// Package bucketfactory provides the interface every storage provider implements for the reconciler
+// (Factory: make a team's bucket exactly as W&B requires, check it, and give the storage address W&B
+// takes; KeyFactory: create a team's KMS key) and what the providers share: the ownership tags, the
+// check results, the probe object and Verify. The implementations are its sub-packages: s3bucket (aws,
+// coreweave, s3-compatible), gcsbucket (gcs) and azureblob (azure).
 package bucketfactory
 
 import (

@@ -1,5 +1,6 @@
-// Package metrics holds byob-agent's Prometheus metrics, on a registry of its own so that tests and
-// several agents in one process never share counters.
+// Package metrics provides byob-agent's Prometheus metrics, on a registry of its own so that tests and
+// several agents in one process never share counters, with the handler that serves them and an
+// http.RoundTripper that counts and times outbound API calls.
 package metrics
 
 import (

@@ -1,6 +1,19 @@
-// Package state is byob-agent's durable record of what it did for each team: the phase a team has
-// reached, the storage it was given, the W&B group it got, and the external mutation in flight.
-// W&B never tells which bucket a team has, so this record is the only place that knows.
+// Package state provides byob-agent's durable record, one bbolt file (DB) that one process at a time
+// opens for writing: the team records of what the agent did for each team, and the SCIM push store of
+// the users and groups an identity provider pushed.
+//
+// A team record holds the phase a team has reached, the storage it was given, the W&B group it got,
+// and the external mutation in flight. W&B never tells which bucket a team has, so this record is the
+// only place that knows.
+//
+// The SCIM push store (scim.go) keeps what Okta or Entra ID pushed into the agent's own SCIM endpoint
+// (package scim/server); each live group is a desired W&B team. A userName is unique among users and a
+// displayName among live groups, both compared case-insensitively (as strings.EqualFold compares); a
+// deleted group keeps its record, so that its removal can be handled, but frees its displayName. A
+// group's members are users that exist: unknown ids are dropped, and a deleted user leaves every group.
+//
+// Open checks a file whole before using it (DamagedError). Backup and WriteCopy copy the file; Export
+// writes the team records as JSON.
 package state
 
 import (

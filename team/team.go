@@ -1,5 +1,6 @@
-// Package team holds the domain types every part of byob-agent shares: a desired team, the storage it
-// gets, and W&B's naming rules.
+// Package team provides the domain types every part of byob-agent shares: a desired team with its
+// members and their roles, the storage it gets (with the agent's provider names), and the naming rules
+// for W&B team names, each provider's bucket names and paths inside a bucket.
 package team
 
 import (

@@ -1,5 +1,6 @@
-// Command wandb-emulator serves the in-memory W&B SCIM emulator (internal/wandbemu) for demos and
-// manual tests. It listens on loopback by default and prints "listening on http://ADDR/scim" first.
+// Command wandb-emulator serves the in-memory W&B SCIM emulator (internal/testsupport/wandbemu) for
+// demos and manual tests. It listens on loopback by default and prints "listening on http://ADDR/scim"
+// first. With -s3-endpoint or -azure-endpoint it checks a new team's bucket as W&B does.
 //
 // Besides /scim/..., it serves GET /_emulator/groups (every team with the storage it was created
 // with, which W&B itself never shows) and GET /_emulator/counts (requests per route). Those two

@@ -1,5 +1,7 @@
-// Package server is the agent's own inbound SCIM 2.0 endpoint: Okta and Microsoft Entra ID push
-// users and groups into it, and every live group becomes a desired W&B team.
+// Package server provides the agent's own inbound SCIM 2.0 endpoint (New): Okta and Microsoft Entra ID
+// push users and groups into it, it keeps them in a Store (the SCIM push store of package state) and
+// reports every committed change to a group to Options.OnChange; the daemon makes each live group a
+// desired W&B team.
 //
 // github.com/elimity-com/scim does the routing, schema validation, PATCH parsing and discovery.
 // This package does what the library leaves open (see docs/scim-server.md): bearer

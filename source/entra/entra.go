@@ -1,6 +1,3 @@
-// Package entra reads groups and their members from Microsoft Entra ID through Microsoft Graph
-// (OAuth 2.0 client credentials, permission GroupMember.Read.All), and keeps a change-notification
-// subscription on /groups alive (see Subscriptions). It speaks the few REST calls itself, without an SDK.
 package entra
 
 import (

@@ -4,11 +4,13 @@
 // against it alone passes with nothing stored. This fake stores exactly the bucket settings it is sent,
 // merges PATCHes as the JSON API does (objects merge, arrays replace, null deletes, a label set to null is
 // removed), and rejects with 400 every field it does not know, so a typo or an unsupported setting cannot
-// pass silently. Bucket IAM policies carry an etag; a PUT with a stale one gets 412.
+// pass silently. A PATCH with a stale ifMetagenerationMatch gets 412, and so does a bucket IAM policy PUT
+// with a stale etag.
 //
 // Object requests (JSON API object routes, uploads, downloads and XML-style reads `GET /{bucket}/{object}`)
 // go to an in-process fake-gcs-server, so probe objects are really written and read. Every request is
-// counted by route (see Route), and a Fault hook can answer any request instead of the fake.
+// counted by route (see Route), and a testenv.Fault hook (SetFault) or testenv.Injector (SetInjector)
+// can answer any request instead of the fake.
 //
 // Like GCS it upper-cases a bucket's location and fills what GCS fills on insert: storage class STANDARD,
 // soft delete 7 days, uniform bucket-level access off, public access prevention "inherited", and an IAM

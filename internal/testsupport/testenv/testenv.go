@@ -1,7 +1,12 @@
-// Package testenv starts real backends on 127.0.0.1 for tests and for the demo: SeaweedFS (`weed mini`)
-// as the S3 server, with SSE-KMS wired to a local AWS KMS (kmsd, a local-kms wrapper). Every backend sits
-// behind a counting reverse proxy, so a test can assert how many (mutating) calls the code under test made,
-// and inject faults. It does not depend on package testing: cmd/devenv uses it too.
+// Package testenv starts real storage backends on 127.0.0.1 for tests and for the demo, each behind a
+// counting reverse proxy: SeaweedFS (`weed mini`) as the S3 server, with SSE-KMS wired to a local AWS KMS
+// (kmsd, a local-kms wrapper), and Azurite's Blob service.
+//
+// Through the proxies a test can assert how many (mutating) calls the code under test made, answer
+// requests in a backend's place (a Fault hook, or an Injector such as Faults, which injects random
+// failures), and store bucket policies SeaweedFS refuses (S3Env.InterceptPolicies). Shared starts one
+// backend per test binary. For tests of the outbound transport it also has a CA of its own, TLS fronts
+// and an HTTP CONNECT proxy. It does not depend on package testing: cmd/devenv uses it too.
 package testenv
 
 import (

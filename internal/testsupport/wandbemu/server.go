@@ -1,5 +1,10 @@
-// Package wandbemu is an in-memory emulator of W&B's SCIM API (docs/wandb.md), strict where W&B
-// documents a rule, for tests and demos of byob-agent. It listens nowhere itself: mount *Server.
+// Package wandbemu is an in-memory emulator of W&B's SCIM API (docs/wandb.md): teams as SCIM Groups
+// with the storageBucket they were created with, users and their team roles, strict where W&B
+// documents a rule, for tests and demos of byob-agent.
+//
+// Before creating a team it checks the bucket as W&B does, through a BucketChecker (S3Checker,
+// AzureChecker, ByProvider); it counts requests by route and can misbehave on request (Options.Fault).
+// It listens nowhere itself: mount *Server (cmd/wandb-emulator does).
 package wandbemu
 
 import (

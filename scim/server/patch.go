@@ -1,0 +1,200 @@
+package server
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/elimity-com/scim"
+	scimerr "github.com/elimity-com/scim/errors"
+	"github.com/elimity-com/scim/schema"
+	filter "github.com/scim2/filter-parser/v2"
+)
+
+// apply performs one PATCH operation, as validated by the library, on attrs.
+func (s scope) apply(attrs map[string]any, op scim.PatchOperation) error {
+	kind := strings.ToLower(op.Op) // Entra sends "Add", "Replace", "Remove"
+	if op.Path != nil {
+		return s.applyPath(attrs, kind, *op.Path, op.Value)
+	}
+	// Path-less (Okta: {"displayName": ...} or {"active": false}): each key is a path.
+	values, ok := op.Value.(map[string]any)
+	if !ok {
+		return invalidValue("A PATCH operation without path needs an object value.")
+	}
+	for _, key := range slices.Sorted(maps.Keys(values)) {
+		if ext, ok := s.ext(key); ok {
+			sub := asMap(values[key])
+			for _, name := range slices.Sorted(maps.Keys(sub)) {
+				p := filter.Path{AttributePath: filter.AttributePath{URIPrefix: &ext, AttributeName: name}}
+				if err := s.applyPath(attrs, kind, p, sub[name]); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		p, err := filter.ParsePath([]byte(key))
+		if err != nil {
+			return scimerr.ScimErrorInvalidPath
+		}
+		if err := s.applyPath(attrs, kind, p, values[key]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s scope) applyPath(attrs map[string]any, kind string, p filter.Path, v any) error {
+	ext, a, err := s.resolve(p.AttributePath)
+	if err != nil {
+		return scimerr.ScimErrorInvalidPath
+	}
+	if a.Mutability() == "readOnly" {
+		return scimerr.ScimErrorMutability
+	}
+	c := container(attrs, ext, kind != "remove")
+	if c == nil {
+		return nil // removing from an absent extension
+	}
+	defer func() {
+		if ext != "" && len(c) == 0 {
+			delete(attrs, ext)
+		}
+	}()
+	name := a.Name()
+	switch {
+	case p.ValueExpression != nil:
+		return s.applyFiltered(c, kind, a, p, v)
+	case p.AttributePath.SubAttribute != nil:
+		sub, err := subAttr(a, p.AttributePath.SubAttributeName())
+		if err != nil || a.MultiValued() {
+			return scimerr.ScimErrorInvalidPath
+		}
+		obj := asMap(c[name])
+		if kind == "remove" {
+			delete(obj, sub)
+		} else {
+			if obj == nil {
+				obj = map[string]any{}
+			}
+			obj[sub] = v
+		}
+		setValue(c, name, obj)
+	case kind == "remove" && a.MultiValued() && present(v):
+		// Entra's older member removal: {"op":"Remove","path":"members","value":[{"value":"id"}]}.
+		setValue(c, name, slices.DeleteFunc(slices.Clone(list(c[name])), func(el any) bool {
+			return slices.ContainsFunc(list(v), func(x any) bool { return sameValue(el, x) })
+		}))
+	case kind == "remove":
+		delete(c, name)
+	case a.MultiValued() && kind == "replace":
+		setValue(c, name, list(v)) // [] arrives as nil: clears
+	case a.MultiValued():
+		cur := slices.Clone(list(c[name]))
+		for _, x := range list(v) {
+			if !slices.ContainsFunc(cur, func(el any) bool { return sameValue(el, x) }) {
+				cur = append(cur, x)
+			}
+		}
+		setValue(c, name, cur)
+	case a.HasSubAttributes():
+		// RFC 7644 3.5.2: sub-attributes the value does not name are left unchanged.
+		obj := asMap(c[name])
+		if obj == nil {
+			obj = map[string]any{}
+		}
+		maps.Copy(obj, asMap(v))
+		setValue(c, name, obj)
+	default:
+		c[name] = v
+	}
+	return nil
+}
+
+// applyFiltered handles paths like members[value eq "id"] and emails[type eq "work"].value.
+func (s scope) applyFiltered(c map[string]any, kind string, a schema.CoreAttribute, p filter.Path, v any) error {
+	if !a.MultiValued() || !a.HasSubAttributes() {
+		return scimerr.ScimErrorInvalidPath
+	}
+	elems := within(a)
+	match, err := elems.compile(p.ValueExpression)
+	if err != nil {
+		return scimerr.ScimErrorInvalidPath
+	}
+	field := ""
+	if p.SubAttribute != nil {
+		if field, err = subAttr(a, *p.SubAttribute); err != nil {
+			return scimerr.ScimErrorInvalidPath
+		}
+	} else if kind != "remove" && asMap(v) == nil {
+		return scimerr.ScimErrorInvalidValue
+	}
+	var (
+		out []any
+		hit bool
+	)
+	for _, el := range list(c[a.Name()]) {
+		obj := asMap(el)
+		if obj == nil || !match(obj) {
+			out = append(out, el)
+			continue
+		}
+		hit = true
+		switch {
+		case kind == "remove" && field == "":
+		case kind == "remove":
+			delete(obj, field)
+			if len(obj) > 0 {
+				out = append(out, obj)
+			}
+		case field == "":
+			out = append(out, v)
+		default:
+			obj[field] = v
+			out = append(out, obj)
+		}
+	}
+	if !hit && kind != "remove" {
+		// Entra sets emails[type eq "work"].value on a user with no work email yet: add the
+		// element the filter describes.
+		el, ok := elems.seed(p.ValueExpression)
+		if !ok {
+			return scimerr.ScimErrorNoTarget
+		}
+		if field == "" {
+			maps.Copy(el, asMap(v))
+		} else {
+			el[field] = v
+		}
+		out = append(out, el)
+	}
+	setValue(c, a.Name(), out)
+	return nil
+}
+
+// seed is the element an equality filter (`type eq "work"`, joined by and) describes.
+func (s scope) seed(e filter.Expression) (map[string]any, bool) {
+	switch e := e.(type) {
+	case *filter.AttributeExpression:
+		_, a, err := s.resolve(e.AttributePath)
+		if err != nil || !strings.EqualFold(string(e.Operator), string(filter.EQ)) || e.AttributePath.SubAttribute != nil {
+			return nil, false
+		}
+		v := e.CompareValue
+		if raw, ok := v.(string); ok {
+			if v, err = unescape(raw); err != nil {
+				return nil, false
+			}
+		}
+		return map[string]any{a.Name(): v}, true
+	case *filter.LogicalExpression:
+		left, ok := s.seed(e.Left)
+		right, ok2 := s.seed(e.Right)
+		if !ok || !ok2 || !strings.EqualFold(string(e.Operator), string(filter.AND)) {
+			return nil, false
+		}
+		maps.Copy(left, right)
+		return left, true
+	}
+	return nil, false
+}
