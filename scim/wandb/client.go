@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/internal/transport"
 )
 
@@ -122,7 +122,7 @@ func NewClient(o Options) (*Client, error) {
 		minBackoff: o.MinBackoff,
 		maxBackoff: o.MaxBackoff,
 		userAgent:  o.UserAgent,
-		sleep:      retryafter.Wait,
+		sleep:      retry.Wait,
 	}
 	if cred == "" {
 		c.authHeader = "Bearer " + o.APIKey
@@ -362,7 +362,7 @@ func (c *Client) backoff(attempt int) time.Duration {
 
 // serverWait is the wait the server asked for with Retry-After; 0 without one.
 func serverWait(h http.Header) time.Duration {
-	d, _ := retryafter.Parse(h.Get("Retry-After"), time.Now())
+	d, _ := retry.ParseRetryAfter(h.Get("Retry-After"), time.Now())
 	return d
 }
 

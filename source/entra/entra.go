@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/source"
 	"github.com/byob-agent/byob-agent/source/internal/oauth"
 )
@@ -116,7 +116,7 @@ func New(o Options) (*Source, error) {
 		s.http = &http.Client{Timeout: 60 * time.Second}
 	}
 	if s.sleep == nil {
-		s.sleep = retryafter.Wait
+		s.sleep = retry.Wait
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 )
 
 const (
@@ -205,7 +205,7 @@ func (s *Source) send(ctx context.Context, build func() (*http.Request, error)) 
 
 // retryAfter reads a Retry-After header; without a usable one it backs off 1 s, 2 s, 4 s, ...
 func retryAfter(h string, now time.Time, attempt int) time.Duration {
-	if d, ok := retryafter.Parse(h, now); ok {
+	if d, ok := retry.ParseRetryAfter(h, now); ok {
 		return d
 	}
 	return time.Second << min(attempt, 10)

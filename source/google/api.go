@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 )
 
 // The parts of the Directory API's answers the agent reads.
@@ -217,7 +217,7 @@ func send(ctx context.Context, c *http.Client, req *http.Request) (int, http.Hea
 
 // retryAfter reads a Retry-After header in either of its forms; zero when absent or unreadable.
 func retryAfter(h http.Header, now time.Time) time.Duration {
-	d, _ := retryafter.Parse(h.Get("Retry-After"), now)
+	d, _ := retry.ParseRetryAfter(h.Get("Retry-After"), now)
 	return d
 }
 

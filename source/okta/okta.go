@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/source"
 )
 
@@ -85,7 +85,7 @@ func New(o Options) (*Source, error) {
 		s.client = &http.Client{Timeout: defaultTimeout}
 	}
 	if s.sleep == nil {
-		s.sleep = retryafter.Wait
+		s.sleep = retry.Wait
 	}
 	if s.now == nil {
 		s.now = time.Now
