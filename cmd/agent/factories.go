@@ -19,7 +19,7 @@ import (
 	"github.com/byob-agent/byob-agent/bucketfactory/gcsbucket"
 	"github.com/byob-agent/byob-agent/bucketfactory/s3bucket"
 	"github.com/byob-agent/byob-agent/config"
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/internal/transport"
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/team"
@@ -40,7 +40,7 @@ func newFactory(ctx context.Context, p config.Profile, m *metrics.Metrics) (buck
 				rt = m.TransportBy(targetOf, rt)
 			}
 			if retryAfter {
-				rt = &retryafter.Transport{Base: rt}
+				rt = &retry.Transport{Base: rt}
 			}
 			return rt
 		}

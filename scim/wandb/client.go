@@ -8,14 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/internal/transport"
 )
 
@@ -76,9 +75,7 @@ type Client struct {
 	secrets    []string // substrings scrubbed from every error
 	hc         *http.Client
 	timeout    time.Duration
-	maxRetries int
-	minBackoff time.Duration
-	maxBackoff time.Duration
+	policy     retry.Policy
 	userAgent  string
 	sleep      func(ctx context.Context, d time.Duration) error // replaced in tests
 }
@@ -114,15 +111,12 @@ func NewClient(o Options) (*Client, error) {
 		return nil, fmt.Errorf("scim: unknown auth mode %q (want %s, %s or %s)", o.Auth, AuthBearer, AuthBasicUser, AuthBasicServiceAccount)
 	}
 	c := &Client{
-		base:       strings.TrimRight(u.String(), "/"),
-		secrets:    []string{o.APIKey},
-		hc:         o.HTTPClient,
-		timeout:    o.Timeout,
-		maxRetries: o.MaxRetries,
-		minBackoff: o.MinBackoff,
-		maxBackoff: o.MaxBackoff,
-		userAgent:  o.UserAgent,
-		sleep:      retryafter.Wait,
+		base:      strings.TrimRight(u.String(), "/"),
+		secrets:   []string{o.APIKey},
+		hc:        o.HTTPClient,
+		timeout:   o.Timeout,
+		userAgent: o.UserAgent,
+		sleep:     retry.Wait,
 	}
 	if cred == "" {
 		c.authHeader = "Bearer " + o.APIKey
@@ -136,20 +130,31 @@ func NewClient(o Options) (*Client, error) {
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
+	retries := o.MaxRetries
 	switch {
-	case c.maxRetries == 0:
-		c.maxRetries = DefaultMaxRetries
-	case c.maxRetries < 0:
-		c.maxRetries = 0
+	case retries == 0:
+		retries = DefaultMaxRetries
+	case retries < 0:
+		retries = 0
 	}
-	if c.minBackoff <= 0 {
-		c.minBackoff = DefaultMinBackoff
+	minBackoff, maxBackoff := o.MinBackoff, o.MaxBackoff
+	if minBackoff <= 0 {
+		minBackoff = DefaultMinBackoff
 	}
-	if c.maxBackoff <= 0 {
-		c.maxBackoff = DefaultMaxBackoff
+	if maxBackoff <= 0 {
+		maxBackoff = DefaultMaxBackoff
 	}
-	if c.minBackoff > c.maxBackoff {
-		return nil, fmt.Errorf("scim: min backoff %v is longer than max backoff %v", c.minBackoff, c.maxBackoff)
+	if minBackoff > maxBackoff {
+		return nil, fmt.Errorf("scim: min backoff %v is longer than max backoff %v", minBackoff, maxBackoff)
+	}
+	c.policy = retry.Policy{
+		Base: minBackoff, Max: maxBackoff,
+		// Full jitter: every worker of the agent may hit the same throttled W&B at once, and full
+		// jitter spreads their retries widest while never waiting longer than MaxBackoff.
+		Jitter:   retry.Full(),
+		Attempts: retries + 1,
+		// MaxBackoff is also the longest Retry-After waited for; see Options.
+		RetryAfter: retry.RetryAfter{Max: maxBackoff, GiveUp: true},
 	}
 	if c.userAgent == "" {
 		c.userAgent = DefaultUserAgent
@@ -299,15 +304,13 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		default:
 			err = c.scrub(fmt.Errorf("scim: %s %s (attempt %d): %w", method, path, attempt, err))
 		}
-		if ctx.Err() != nil || attempt > c.maxRetries || !retryable(status) {
+		if ctx.Err() != nil || !retryable(status) {
 			return status, nil, err
 		}
-		wait := c.backoff(attempt)
-		if retryAfter > 0 {
-			if retryAfter > c.maxBackoff {
-				return status, nil, err // the server wants longer than we block for: let the caller requeue
-			}
-			wait = retryAfter
+		// Not ok: the retries are spent, or the server wants longer than we block for (the caller requeues).
+		wait, ok := c.policy.Delay(attempt, retryAfter, retryAfter > 0)
+		if !ok {
+			return status, nil, err
 		}
 		if serr := c.sleep(ctx, wait); serr != nil {
 			return status, nil, fmt.Errorf("%w (gave up waiting to retry: %w)", err, serr)
@@ -349,20 +352,9 @@ func retryable(status int) bool {
 	return status == 0 || status == http.StatusTooManyRequests || status >= 500
 }
 
-// backoff is exponential backoff with full jitter: uniform in [0, min(max, min*2^(attempt-1))].
-func (c *Client) backoff(attempt int) time.Duration {
-	ceil := c.maxBackoff
-	if attempt-1 < 32 {
-		if d := c.minBackoff << (attempt - 1); d > 0 && d < ceil {
-			ceil = d
-		}
-	}
-	return rand.N(ceil + 1)
-}
-
 // serverWait is the wait the server asked for with Retry-After; 0 without one.
 func serverWait(h http.Header) time.Duration {
-	d, _ := retryafter.Parse(h.Get("Retry-After"), time.Now())
+	d, _ := retry.ParseRetryAfter(h.Get("Retry-After"), time.Now())
 	return d
 }
 

@@ -573,11 +573,14 @@ func TestErrorBodies(t *testing.T) {
 }
 
 func TestBackoffBounds(t *testing.T) {
-	c := &Client{minBackoff: 500 * time.Millisecond, maxBackoff: 30 * time.Second}
+	c, err := NewClient(Options{BaseURL: "https://api.wandb.test/scim", Auth: AuthBearer, APIKey: testKey, MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for attempt := 1; attempt <= 80; attempt++ {
 		ceil := min(30*time.Second, 500*time.Millisecond<<min(attempt-1, 10))
 		for range 50 {
-			if d := c.backoff(attempt); d < 0 || d > ceil {
+			if d := c.policy.Backoff(attempt); d < 0 || d > ceil {
 				t.Fatalf("backoff(%d) = %v, want within [0, %v]", attempt, d, ceil)
 			}
 		}

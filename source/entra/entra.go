@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/source"
 	"github.com/byob-agent/byob-agent/source/internal/oauth"
 )
@@ -22,7 +22,7 @@ const (
 	DefaultAuthorityURL = "https://login.microsoftonline.com"
 	// DefaultGraphURL is Microsoft Graph in the global cloud.
 	DefaultGraphURL = "https://graph.microsoft.com"
-	// DefaultMaxWait caps one wait on a throttling answer when Options.MaxWait is zero.
+	// DefaultMaxWait caps one wait before a retry when Options.MaxWait is zero.
 	DefaultMaxWait = 2 * time.Minute
 	// maxTop is Graph's largest page size for directory collections.
 	maxTop = "999"
@@ -46,7 +46,7 @@ type Options struct {
 	HTTPClient *http.Client                                     // a client with a 60 s timeout if nil
 	Sleep      func(ctx context.Context, d time.Duration) error // waits out throttling; a timer if nil
 	Now        func() time.Time                                 // time.Now if nil
-	MaxWait    time.Duration                                    // cap on one throttling wait; DefaultMaxWait if zero
+	MaxWait    time.Duration                                    // cap on one throttling or backoff wait; DefaultMaxWait if zero
 }
 
 // Source reads the selected groups of one tenant. It is safe for concurrent use.
@@ -60,7 +60,7 @@ type Source struct {
 	http                     *http.Client
 	sleep                    func(context.Context, time.Duration) error
 	now                      func() time.Time
-	maxWait                  time.Duration
+	policy                   retry.Policy
 
 	tokens *oauth.Cache
 	// advanced is set once Graph has said the filter needs its advanced query parameters, which are
@@ -75,7 +75,7 @@ func New(o Options) (*Source, error) {
 	s := &Source{
 		tenant: strings.TrimSpace(o.TenantID), clientID: strings.TrimSpace(o.ClientID), secret: o.ClientSecret,
 		filter: strings.TrimSpace(o.Filter),
-		http:   o.HTTPClient, sleep: o.Sleep, now: o.Now, maxWait: o.MaxWait,
+		http:   o.HTTPClient, sleep: o.Sleep, now: o.Now,
 	}
 	switch {
 	case s.tenant == "" || strings.ContainsAny(s.tenant, "/?#% "):
@@ -113,13 +113,23 @@ func New(o Options) (*Source, error) {
 		s.http = &http.Client{Timeout: 60 * time.Second}
 	}
 	if s.sleep == nil {
-		s.sleep = retryafter.Wait
+		s.sleep = retry.Wait
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.maxWait <= 0 {
-		s.maxWait = DefaultMaxWait
+	maxWait := o.MaxWait
+	if maxWait <= 0 {
+		maxWait = DefaultMaxWait
+	}
+	s.policy = retry.Policy{
+		// The backoff is for transport errors and throttling without Retry-After, which Graph rarely
+		// sends. Full jitter, as the W&B client has; Graph's backoff had none.
+		Base: time.Second, Max: maxWait, Jitter: retry.Full(),
+		Attempts: maxRetries + 1,
+		// Graph asks clients to wait exactly its Retry-After, on 429 and on 503
+		// (learn.microsoft.com/graph/throttling); a longer one is cut to MaxWait, not given up on.
+		RetryAfter: retry.RetryAfter{Max: maxWait},
 	}
 	s.tokens = oauth.NewCache(oauth.CacheOptions{Margin: refreshMargin, Now: s.now})
 	return s, nil

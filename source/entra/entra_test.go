@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/internal/testsupport/graphfake"
 	"github.com/byob-agent/byob-agent/source"
 )
@@ -238,7 +240,9 @@ func TestThrottlingMidListing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.fake.Throttle(tt.throttle)
-			got, err := e.source(t, nil).Groups(context.Background())
+			s := e.source(t, nil)
+			s.policy.Jitter = retry.Jitter{} // the schedule, without the jitter TestTransportErrorsRetried sees
+			got, err := s.Groups(context.Background())
 			if err != nil {
 				t.Fatalf("Groups: %v", err)
 			}
@@ -523,12 +527,60 @@ func TestRetryAfter(t *testing.T) {
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0, 0},
 		{"", 0, time.Second},
 		{"soon", 3, 8 * time.Second},
-		{"", 60, 1024 * time.Second},
+		{"", 60, time.Hour}, // capped at MaxWait
 	}
+	e := newEnv(t)
+	s := e.source(t, func(o *Options) { o.MaxWait = time.Hour })
+	p := s.policy
+	p.Jitter, p.Attempts = retry.Jitter{}, 0 // the waits alone
 	for _, tt := range tests {
-		if got := retryAfter(tt.h, now, tt.attempt); got != tt.want {
+		ask, asked := retry.ParseRetryAfter(tt.h, now)
+		if got, _ := p.Delay(tt.attempt+1, ask, asked); got != tt.want {
 			t.Errorf("retryAfter(%q, attempt %d) = %v, want %v", tt.h, tt.attempt, got, tt.want)
 		}
+	}
+}
+
+// TestTransportErrorsRetried: a broken answer is retried after a jittered backoff, like a 429 without
+// Retry-After; a POST that creates a subscription is not, as it may have been done.
+func TestTransportErrorsRetried(t *testing.T) {
+	e := newEnv(t)
+	var drops atomic.Int32
+	// break answers n requests with method on path with bytes that are not HTTP; net/http does not
+	// repeat such a request itself, as it may for a connection closed before any answer.
+	breakAnswers := func(method, path string, n int32) {
+		e.serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == method && r.URL.Path == path && drops.Add(1) <= n {
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err == nil {
+					_, _ = conn.Write([]byte("not HTTP\r\n\r\n"))
+					conn.Close()
+				}
+				return
+			}
+			e.fake.ServeHTTP(w, r)
+		}))
+	}
+	breakAnswers(http.MethodGet, "/v1.0/groups", 2)
+	got, err := e.source(t, nil).Groups(context.Background())
+	if err != nil {
+		t.Fatalf("Groups after dropped connections: %v", err)
+	}
+	if !equalGroups(got, []source.Group{wantML, wantVision, wantEmpty}) {
+		t.Errorf("Groups after dropped connections = %v", got)
+	}
+	sleeps := e.clock.Sleeps()
+	if len(sleeps) != 2 || sleeps[0] > time.Second || sleeps[1] > 2*time.Second {
+		t.Errorf("slept %v, want two full-jitter waits within 1 s and 2 s", sleeps)
+	}
+
+	drops.Store(0)
+	breakAnswers(http.MethodPost, "/v1.0/subscriptions", 1)
+	if err := e.subscriptions(t, nil, nil).Ensure(context.Background()); err == nil {
+		t.Fatal("Ensure succeeded although its POST was dropped")
+	}
+	if n := drops.Load(); n != 1 {
+		t.Errorf("%d POSTs to /v1.0/subscriptions, want 1 (not repeated)", n)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/byob-agent/byob-agent/internal/retry"
 )
 
 // FuzzDecode feeds arbitrary bytes to every decoder of vendor answers: a page of members or groups,
@@ -59,8 +61,9 @@ func FuzzDecode(f *testing.F) {
 		var te tokenErrorResponse
 		_ = json.Unmarshal(data, &te)
 		_ = (&apiError{status: 400, code: clip(s.redact(ge.Error.Code)), message: clip(s.redact(te.Description))}).Error()
-		if d := retryAfter(string(data), time.Now(), 3); d < 0 {
-			t.Errorf("retryAfter(%q) = %v", data, d)
+		ask, asked := retry.ParseRetryAfter(string(data), time.Now())
+		if d, _ := s.policy.Delay(3, ask, asked); d < 0 {
+			t.Errorf("Delay after Retry-After %q = %v", data, d)
 		}
 	})
 }

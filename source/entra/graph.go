@@ -14,11 +14,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 )
 
 const (
-	// maxRetries bounds how often one request is repeated after 429/503 before the error is returned.
+	// maxRetries bounds how often one request is repeated after 429/503 or a transport error before
+	// the error is returned.
 	maxRetries = 6
 	// maxBody bounds one response body; a page of 999 members with two fields is a few hundred KB.
 	maxBody = 32 << 20
@@ -148,7 +149,7 @@ func (s *Source) fetchToken(ctx context.Context) (string, time.Duration, error) 
 		"client_secret": {s.secret},
 		"scope":         {s.graphURL + "/.default"},
 	}.Encode()
-	resp, err := s.send(ctx, func() (*http.Request, error) {
+	resp, err := s.send(ctx, true, func() (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.tokenURL, strings.NewReader(form))
 		if err == nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -180,35 +181,41 @@ func (s *Source) tokenError(resp *http.Response) error {
 	}
 }
 
-// send does one request, repeating it while the server answers 429 or 503: after its Retry-After
-// (seconds or an HTTP date), else after an exponential backoff, each wait capped at MaxWait.
-func (s *Source) send(ctx context.Context, build func() (*http.Request, error)) (*http.Response, error) {
-	for attempt := 0; ; attempt++ {
+// send does one request, repeating it while the server answers 429 or 503 (after its Retry-After,
+// else after the policy's backoff) and, when the request is repeatable, after a transport error.
+// Graph's backoff used to leave transport errors to the next reconcile; they are retried now, as every
+// other client does. A POST that creates something is not repeatable: it may have been done before
+// the connection broke, and a second subscription would double every notification.
+func (s *Source) send(ctx context.Context, repeatable bool, build func() (*http.Request, error)) (*http.Response, error) {
+	for attempt := 1; ; attempt++ {
 		req, err := build()
 		if err != nil {
 			return nil, err
 		}
 		resp, err := s.http.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		if (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) || attempt == maxRetries {
+		var ask time.Duration
+		var asked bool
+		switch {
+		case err != nil:
+			if ctx.Err() != nil || !repeatable {
+				return nil, err
+			}
+		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+			ask, asked = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now())
+		default:
 			return resp, nil
 		}
-		wait := retryAfter(resp.Header.Get("Retry-After"), s.now(), attempt)
-		drainClose(resp.Body)
-		if err := s.sleep(ctx, min(wait, s.maxWait)); err != nil {
+		wait, ok := s.policy.Delay(attempt, ask, asked)
+		if !ok {
+			return resp, err // the last answer, or the last transport error
+		}
+		if resp != nil {
+			drainClose(resp.Body)
+		}
+		if err := s.sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
-}
-
-// retryAfter reads a Retry-After header; without a usable one it backs off 1 s, 2 s, 4 s, ...
-func retryAfter(h string, now time.Time, attempt int) time.Duration {
-	if d, ok := retryafter.Parse(h, now); ok {
-		return d
-	}
-	return time.Second << min(attempt, 10)
 }
 
 // call sends one Graph request with a bearer token and decodes a 2xx answer into out (when not nil).
@@ -227,7 +234,7 @@ func (s *Source) call(ctx context.Context, method, u string, in, out any, advanc
 		if err != nil {
 			return err
 		}
-		resp, err := s.send(ctx, func() (*http.Request, error) {
+		resp, err := s.send(ctx, method != http.MethodPost, func() (*http.Request, error) {
 			var rd io.Reader
 			if body != nil {
 				rd = bytes.NewReader(body)

@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 )
 
 // The parts of the Directory API's answers the agent reads.
@@ -52,16 +51,18 @@ func memberEmails(ms []apiMember) []string {
 	return append([]string{}, slices.Sorted(maps.Keys(set))...)
 }
 
-const (
-	maxAttempts = 6
-	baseBackoff = time.Second
-	// Google's advice: double the wait, add up to a second of jitter, stop growing at 32 s or 64 s.
-	maxBackoff = 32 * time.Second
-	// A Retry-After beyond this is not waited out; the next full reconcile comes sooner anyway.
-	maxRetryAfter = 2 * time.Minute
-	// maxBody bounds what is read of one answer; a page of 200 members is a few tens of KiB.
-	maxBody = 8 << 20
-)
+// maxBody bounds what is read of one answer; a page of 200 members is a few tens of KiB.
+const maxBody = 8 << 20
+
+// policy is Google's advice for the Directory API (developers.google.com/workspace/admin/directory/v1/limits#backoff):
+// double the wait from a second, add up to a second of jitter, stop growing at 32 s or 64 s.
+var policy = retry.Policy{
+	Base: time.Second, Max: 32 * time.Second, Jitter: retry.UpTo(time.Second),
+	Attempts: 6,
+	// Google does not promise a Retry-After; one that comes only lengthens the backoff, and one beyond
+	// 2 minutes is cut to it (the next full reconcile comes sooner anyway).
+	RetryAfter: retry.RetryAfter{Max: 2 * time.Minute, AtLeastBackoff: true},
+}
 
 // apiError is a Directory API error answer: {"error":{"code","message","errors":[{"reason"}],"status"}}.
 type apiError struct {
@@ -124,27 +125,23 @@ type retryableError struct {
 func (e *retryableError) Error() string { return e.err.Error() }
 func (e *retryableError) Unwrap() error { return e.err }
 
-// retry runs op until it succeeds, fails for good, or maxAttempts are spent, sleeping with exponential
-// backoff between attempts. The error it returns is never retryable, so retries do not nest.
+// retry runs op until it succeeds, fails for good, or the policy's attempts are spent, sleeping with
+// exponential backoff between attempts. The error it returns is never retryable, so retries do not nest.
 func (s *Source) retry(ctx context.Context, op func() error) error {
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		err := op()
 		var re *retryableError
 		if !errors.As(err, &re) {
 			return err
 		}
-		if attempt+1 >= maxAttempts {
-			return fmt.Errorf("giving up after %d attempts: %w", maxAttempts, re.err)
+		wait, ok := policy.Delay(attempt, re.wait, re.wait > 0)
+		if !ok {
+			return fmt.Errorf("giving up after %d attempts: %w", attempt, re.err)
 		}
-		if err := s.sleep(ctx, backoff(attempt, re.wait)); err != nil {
+		if err := s.sleep(ctx, wait); err != nil {
 			return fmt.Errorf("waiting to retry after %v: %w", re.err, err)
 		}
 	}
-}
-
-func backoff(attempt int, hint time.Duration) time.Duration {
-	d := min(baseBackoff<<attempt, maxBackoff) + rand.N(time.Second)
-	return max(d, min(hint, maxRetryAfter))
 }
 
 // get calls the Directory API and decodes a 200 answer into out. A 401 drops the cached token and tries
@@ -217,7 +214,7 @@ func send(ctx context.Context, c *http.Client, req *http.Request) (int, http.Hea
 
 // retryAfter reads a Retry-After header in either of its forms; zero when absent or unreadable.
 func retryAfter(h http.Header, now time.Time) time.Duration {
-	d, _ := retryafter.Parse(h.Get("Retry-After"), now)
+	d, _ := retry.ParseRetryAfter(h.Get("Retry-After"), now)
 	return d
 }
 

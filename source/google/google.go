@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/source"
 )
 
@@ -90,7 +90,7 @@ func New(o Options) (*Source, error) {
 		s.client = &http.Client{Timeout: 30 * time.Second}
 	}
 	if s.sleep == nil {
-		s.sleep = retryafter.Wait
+		s.sleep = retry.Wait
 	}
 	if s.now == nil {
 		s.now = time.Now

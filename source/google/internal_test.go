@@ -71,12 +71,14 @@ func TestBackoff(t *testing.T) {
 		{5, 0, 32 * time.Second, 33 * time.Second},
 		{20, 0, 32 * time.Second, 33 * time.Second},
 		{0, 10 * time.Second, 10 * time.Second, 10*time.Second + 1},
-		{0, time.Hour, maxRetryAfter, maxRetryAfter + 1},
+		{0, time.Hour, 2 * time.Minute, 2*time.Minute + 1},
 	}
+	p := policy
+	p.Attempts = 0 // the waits alone, past the last attempt too
 	for _, tt := range tests {
 		for range 20 {
-			if d := backoff(tt.attempt, tt.hint); d < tt.lo || d >= tt.hi {
-				t.Errorf("backoff(%d, %v) = %v, want [%v, %v)", tt.attempt, tt.hint, d, tt.lo, tt.hi)
+			if d, _ := p.Delay(tt.attempt+1, tt.hint, tt.hint > 0); d < tt.lo || d >= tt.hi {
+				t.Errorf("Delay after attempt %d, Retry-After %v = %v, want [%v, %v)", tt.attempt, tt.hint, d, tt.lo, tt.hi)
 			}
 		}
 	}

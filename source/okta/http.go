@@ -102,13 +102,14 @@ func (s *Source) send(ctx context.Context, build func() (*http.Request, error)) 
 		if err != nil {
 			return nil, err
 		}
-		var wait time.Duration
+		var reset time.Duration // until Okta's rate limit resets, when it said
+		var hasReset bool
 		resp, err := s.client.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			lastErr, wait = err, s.backoff(attempt)
+			lastErr = err
 		} else {
 			body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 			resp.Body.Close()
@@ -117,20 +118,22 @@ func (s *Source) send(ctx context.Context, build func() (*http.Request, error)) 
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				lastErr, wait = fmt.Errorf("reading response: %w", readErr), s.backoff(attempt)
+				lastErr = fmt.Errorf("reading response: %w", readErr)
 			case len(body) > maxBody:
 				return nil, fmt.Errorf("response larger than %d bytes", maxBody)
 			case resp.StatusCode >= 200 && resp.StatusCode < 300:
 				return &response{header: resp.Header, body: body}, nil
 			case resp.StatusCode == http.StatusTooManyRequests:
-				lastErr, wait = newAPIError(resp.StatusCode, resp.Header, body), s.rateLimitWait(resp.Header, attempt)
+				lastErr = newAPIError(resp.StatusCode, resp.Header, body)
+				reset, hasReset = s.untilReset(resp.Header)
 			case resp.StatusCode >= 500:
-				lastErr, wait = newAPIError(resp.StatusCode, resp.Header, body), s.backoff(attempt)
+				lastErr = newAPIError(resp.StatusCode, resp.Header, body)
 			default:
 				return nil, newAPIError(resp.StatusCode, resp.Header, body)
 			}
 		}
-		if attempt == maxAttempts {
+		wait, ok := s.policy.Delay(attempt, reset, hasReset)
+		if !ok {
 			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt, lastErr)
 		}
 		if err := s.sleep(ctx, wait); err != nil {
@@ -139,22 +142,18 @@ func (s *Source) send(ctx context.Context, build func() (*http.Request, error)) 
 	}
 }
 
-func (s *Source) backoff(attempt int) time.Duration {
-	return min(firstBackoff<<(attempt-1), s.maxWait)
-}
-
-// rateLimitWait is the time until X-Rate-Limit-Reset, measured from the response's Date header as Okta
-// advises (the local clock may be off), at least a second and at most MaxWait.
-func (s *Source) rateLimitWait(h http.Header, attempt int) time.Duration {
+// untilReset is the time until X-Rate-Limit-Reset, measured from the response's Date header as Okta
+// advises (the local clock may be off), at least a second; ok is false without the header.
+func (s *Source) untilReset(h http.Header) (d time.Duration, ok bool) {
 	reset, err := strconv.ParseInt(h.Get("X-Rate-Limit-Reset"), 10, 64)
 	if err != nil || reset <= 0 {
-		return s.backoff(attempt)
+		return 0, false
 	}
 	now := s.now()
 	if date, err := http.ParseTime(h.Get("Date")); err == nil {
 		now = date
 	}
-	return min(max(time.Unix(reset, 0).Sub(now), time.Second), s.maxWait)
+	return max(time.Unix(reset, 0).Sub(now), time.Second), true
 }
 
 // get GETs an API URL with the source's credentials. With OAuth, a 401 from the API gets one retry with a

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/byob-agent/byob-agent/internal/retryafter"
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/source"
 )
 
@@ -56,6 +56,7 @@ type Source struct {
 	sleep          func(context.Context, time.Duration) error
 	now            func() time.Time
 	maxWait        time.Duration
+	policy         retry.Policy
 }
 
 var _ source.Source = (*Source)(nil)
@@ -77,7 +78,7 @@ func New(o Options) (*Source, error) {
 		s.client = &http.Client{Timeout: defaultTimeout}
 	}
 	if s.sleep == nil {
-		s.sleep = retryafter.Wait
+		s.sleep = retry.Wait
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -87,6 +88,17 @@ func New(o Options) (*Source, error) {
 		return nil, errors.New("okta: MaxWait must not be negative")
 	case s.maxWait == 0:
 		s.maxWait = defaultMaxWait
+	}
+	s.policy = retry.Policy{
+		Base: firstBackoff, Max: s.maxWait,
+		// Full jitter, as the W&B client has. Okta's backoff had none, so every source failing at
+		// the same moment retried at the same moment.
+		Jitter:   retry.Full(),
+		Attempts: maxAttempts,
+		// Okta announces the end of a rate-limit window in X-Rate-Limit-Reset, not Retry-After (see
+		// untilReset). A longer wait is cut to MaxWait, not given up on: Okta's windows last a minute,
+		// less than the default MaxWait.
+		RetryAfter: retry.RetryAfter{Max: s.maxWait},
 	}
 	oauth := o.ClientID != "" || len(o.PrivateKeyPEM) > 0 || o.KeyID != ""
 	switch {

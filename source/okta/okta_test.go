@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/internal/testsupport/oktafake"
 	"github.com/byob-agent/byob-agent/source"
 )
@@ -279,6 +281,7 @@ func TestRetries(t *testing.T) {
 			e := newEnv(t)
 			tt.setup(e)
 			s := e.source(t, ssws, func(o *Options) { o.MaxWait = tt.maxWait })
+			s.policy.Jitter = retry.Jitter{} // the schedule, without the jitter TestBackoffJitters checks
 			_, err := s.Groups(t.Context())
 			if tt.wantErr == "" && err != nil {
 				t.Fatal(err)
@@ -293,6 +296,32 @@ func TestRetries(t *testing.T) {
 				t.Errorf("slept %v, want %v", got, tt.wantSlept)
 			}
 		})
+	}
+}
+
+// TestBackoffJitters: 5xx backoff is fully jittered, each wait within [0, the exponential schedule].
+func TestBackoffJitters(t *testing.T) {
+	e := newEnv(t)
+	e.fake.FailNext(500, 500, 500, 500)
+	s := e.source(t, ssws, nil)
+	s.policy.Rand = mrand.New(mrand.NewPCG(1, 2))
+	if _, err := s.Groups(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	slept := e.clock.Slept()
+	if len(slept) != 4 {
+		t.Fatalf("slept %v, want 4 waits", slept)
+	}
+	exact := true
+	for i, d := range slept {
+		ceil := 500 * time.Millisecond << i
+		if d < 0 || d > ceil {
+			t.Errorf("wait %d = %v, want within [0, %v]", i, d, ceil)
+		}
+		exact = exact && d == ceil
+	}
+	if exact {
+		t.Errorf("slept %v: no jitter", slept)
 	}
 }
 

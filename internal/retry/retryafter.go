@@ -1,7 +1,4 @@
-// Package retryafter is how the agent's clients wait before a retry: Parse reads a server's Retry-After,
-// Wait waits under a context, and Transport waits out Retry-After before handing a throttled answer back. The AWS and Google SDKs retry 429 and 503 with their own backoff and ignore the
-// header; with this transport below them, their next attempt comes no sooner than the server asked.
-package retryafter
+package retry
 
 import (
 	"context"
@@ -13,7 +10,9 @@ import (
 
 // Transport waits, after a 429 or 503 carrying Retry-After, for the time the header gives (seconds or an
 // HTTP date), at most Max, or until the request's context ends; then it returns the answer as it came.
-// A wait longer than Max is not waited at all: the caller's own retries and backoff decide.
+// The AWS and Google SDKs retry 429 and 503 with their own backoff and ignore the header; with this
+// transport below them, their next attempt comes no sooner than the server asked. A wait longer than
+// Max is not waited at all: the caller's own retries and backoff decide.
 type Transport struct {
 	Base http.RoundTripper // http.DefaultTransport if nil
 	Max  time.Duration     // longest wait honoured; 0 means 30 s
@@ -33,7 +32,7 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if t.now != nil {
 		now = t.now
 	}
-	wait, ok := Parse(resp.Header.Get("Retry-After"), now())
+	wait, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), now())
 	limit := t.Max
 	if limit == 0 {
 		limit = 30 * time.Second
@@ -60,21 +59,21 @@ func Wait(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Parse reads a Retry-After value: delay-seconds, or an HTTP date (relative to now). ok is false when
-// the value is absent or unreadable; a date in the past is 0, and anything over a day is a day (far
-// longer than any caller waits).
-func Parse(v string, now time.Time) (wait time.Duration, ok bool) {
+// ParseRetryAfter reads a Retry-After value: delay-seconds, or an HTTP date (relative to now). ok is
+// false when the value is absent or unreadable; a date in the past is 0, and anything over a day is a
+// day (far longer than any caller waits).
+func ParseRetryAfter(v string, now time.Time) (wait time.Duration, ok bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
 	}
 	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
-		return time.Duration(max(0, min(s, int64(maxWait/time.Second)))) * time.Second, true
+		return time.Duration(max(0, min(s, int64(maxRetryAfter/time.Second)))) * time.Second, true
 	}
 	if at, err := http.ParseTime(v); err == nil {
-		return min(max(0, at.Sub(now)), maxWait), true
+		return min(max(0, at.Sub(now)), maxRetryAfter), true
 	}
 	return 0, false
 }
 
-const maxWait = 24 * time.Hour
+const maxRetryAfter = 24 * time.Hour

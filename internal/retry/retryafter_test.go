@@ -1,4 +1,4 @@
-package retryafter
+package retry
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-func TestParse(t *testing.T) {
+func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	tests := []struct {
 		in   string
@@ -28,8 +28,8 @@ func TestParse(t *testing.T) {
 		{"soon", 0, false},
 	}
 	for _, tt := range tests {
-		if got, ok := Parse(tt.in, now); got != tt.want || ok != tt.ok {
-			t.Errorf("Parse(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		if got, ok := ParseRetryAfter(tt.in, now); got != tt.want || ok != tt.ok {
+			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
 	}
 }
