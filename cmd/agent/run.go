@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,7 +24,11 @@ import (
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim/server"
 	"github.com/byob-agent/byob-agent/state"
-	bsync "github.com/byob-agent/byob-agent/sync"
+	"github.com/byob-agent/byob-agent/sync/apply"
+	"github.com/byob-agent/byob-agent/sync/controller"
+	"github.com/byob-agent/byob-agent/sync/plan"
+	"github.com/byob-agent/byob-agent/sync/queuekey"
+	"github.com/byob-agent/byob-agent/sync/workqueue"
 	"github.com/byob-agent/byob-agent/team"
 	"github.com/byob-agent/byob-agent/webhook"
 )
@@ -36,14 +40,14 @@ type daemon struct {
 	path    string // configuration file, read again on SIGHUP
 	db      *state.DB
 	metrics *metrics.Metrics
-	queue   *bsync.Queue
+	queue   *workqueue.Queue
 
 	world   atomic.Pointer[world] // swapped whole on reload
 	handler atomic.Pointer[http.Handler]
 
-	mu       gosync.Mutex
+	mu       sync.Mutex
 	cron     *cron.Cron
-	enqueued map[string]enqueue // first enqueue of a key still waiting, for the latency metric
+	enqueued map[queuekey.Key]enqueue // first enqueue of a key still waiting, for the latency metric
 
 	lastOK  atomic.Int64 // unix nanos of the last reconcile that reached W&B
 	lastErr atomic.Pointer[string]
@@ -52,7 +56,7 @@ type daemon struct {
 // world is everything built from one configuration.
 type world struct {
 	cfg     *config.Config
-	rec     *bsync.Reconciler
+	rec     *apply.Reconciler
 	sources []*idpSource
 }
 
@@ -85,8 +89,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer db.Close()
-	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[string]enqueue{}}
-	d.queue = bsync.NewQueue(bsync.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
+	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[queuekey.Key]enqueue{}}
+	d.queue = workqueue.NewQueue(workqueue.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
 	w, err := d.build(ctx, cfg)
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -101,7 +105,7 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 	if err != nil {
 		return nil, err
 	}
-	rec.OnStep = func(s bsync.Step, err error) {
+	rec.OnStep = func(s plan.Step, err error) {
 		outcome := "ok"
 		if err != nil {
 			outcome = "error"
@@ -134,7 +138,7 @@ func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
 			BaseURL:  strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/scim/v2",
 			Tokens:   reveal(s.Tokens),
 			Store:    d.db,
-			OnChange: func(groupID string) { d.enqueue("scim", "group:scim:"+groupID) },
+			OnChange: func(groupID string) { d.enqueue("scim", queuekey.Group("scim", groupID)) },
 			Logger:   d.log,
 		})
 		if err != nil {
@@ -201,16 +205,16 @@ func reveal(secrets []config.Secret) []string {
 }
 
 // enqueuer adapts the queue for one webhook source.
-type enqueuerFunc func(key string)
+type enqueuerFunc func(key queuekey.Key)
 
-func (f enqueuerFunc) Enqueue(key string) { f(key) }
+func (f enqueuerFunc) Enqueue(key queuekey.Key) { f(key) }
 
 func (d *daemon) enqueuer(source string) webhook.Enqueuer {
-	return enqueuerFunc(func(key string) { d.enqueue(source, key) })
+	return enqueuerFunc(func(key queuekey.Key) { d.enqueue(source, key) })
 }
 
 // enqueue adds a key and remembers when the first still-waiting request for it came.
-func (d *daemon) enqueue(source, key string) {
+func (d *daemon) enqueue(source string, key queuekey.Key) {
 	d.mu.Lock()
 	if _, ok := d.enqueued[key]; !ok {
 		d.enqueued[key] = enqueue{source: source, at: time.Now()}
@@ -232,7 +236,7 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // desired reads the sources as the key asks and returns every team wanted now.
-func (d *daemon) desired(ctx context.Context, key string) ([]team.Team, error) {
+func (d *daemon) desired(ctx context.Context, key queuekey.Key) ([]team.Team, error) {
 	w := d.world.Load()
 	if err := d.readSources(ctx, key); err != nil {
 		return nil, err
@@ -241,16 +245,16 @@ func (d *daemon) desired(ctx context.Context, key string) ([]team.Team, error) {
 }
 
 // resolve maps "group:scim:<id>" to the team of that group (deleted groups too: the team is orphaned).
-func (d *daemon) resolve(ctx context.Context, key string) ([]string, bool) {
+func (d *daemon) resolve(ctx context.Context, key queuekey.Key) ([]string, bool) {
 	w := d.world.Load()
+	src, id, isGroup := key.Group()
 	for _, s := range w.sources {
-		if id, ok := strings.CutPrefix(key, "group:"+s.key+":"); ok {
+		if isGroup && src == s.key {
 			return s.teamNames(id), true
 		}
 	}
-	id, ok := strings.CutPrefix(key, "group:scim:")
 	cfg := w.cfg
-	if !ok || cfg.SCIM == nil {
+	if !isGroup || src != "scim" || cfg.SCIM == nil {
 		return nil, false // a group key of no configured source: reconcile everything
 	}
 	groups, err := d.db.SCIMGroups(ctx)
@@ -294,11 +298,11 @@ func (d *daemon) serve(ctx context.Context) error {
 	if err := d.schedule(cfg.Schedule); err != nil {
 		return err
 	}
-	d.queue.Add(bsync.KeyAll) // the first full reconcile runs at start
+	d.queue.Add(queuekey.All) // the first full reconcile runs at start
 
-	ctl := &bsync.Controller{
+	ctl := &controller.Controller{
 		Queue:       d.queue,
-		Reconciler:  func() *bsync.Reconciler { return d.world.Load().rec },
+		Reconciler:  func() *apply.Reconciler { return d.world.Load().rec },
 		Desired:     d.desired,
 		Resolve:     d.resolve,
 		Workers:     cfg.Workers,
@@ -353,7 +357,7 @@ func (d *daemon) serve(ctx context.Context) error {
 // schedule (re)starts the cron that enqueues full reconciles.
 func (d *daemon) schedule(spec string) error {
 	c := cron.New()
-	if _, err := c.AddFunc(spec, func() { d.queue.Add(bsync.KeyAll) }); err != nil {
+	if _, err := c.AddFunc(spec, func() { d.queue.Add(queuekey.All) }); err != nil {
 		return fmt.Errorf("schedule %q: %w", spec, err)
 	}
 	d.mu.Lock()
@@ -389,12 +393,12 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	d.world.Store(w)
 	d.log.Info("configuration reloaded", "file", d.path, "teams", len(cfg.DesiredTeams()))
-	d.queue.Add(bsync.KeyAll)
+	d.queue.Add(queuekey.All)
 }
 
 // reconciled records the end of a reconcile: readiness, metrics, webhook latency.
-func (d *daemon) reconciled(key string, results []bsync.Result, err error, took time.Duration) {
-	kind, _, _ := strings.Cut(key, ":")
+func (d *daemon) reconciled(key queuekey.Key, results []apply.Result, err error, took time.Duration) {
+	kind := key.Kind()
 	result := "ok"
 	if err != nil {
 		result = "error"

@@ -7,15 +7,14 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
-	gosync "sync"
+	"sync"
 
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/source"
 	"github.com/byob-agent/byob-agent/source/entra"
 	"github.com/byob-agent/byob-agent/source/google"
 	"github.com/byob-agent/byob-agent/source/okta"
-	bsync "github.com/byob-agent/byob-agent/sync"
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 // idpSource is one identity provider the daemon reads groups from, with the groups it read last. A
@@ -29,7 +28,7 @@ type idpSource struct {
 	// with every full read.
 	keep func(ctx context.Context) error
 
-	mu     gosync.Mutex
+	mu     sync.Mutex
 	groups map[string]source.Group // by id; nil until the first full read succeeded
 	gone   map[string]string       // id -> name of groups that disappeared, so their team is orphaned
 }
@@ -159,17 +158,17 @@ func (s *idpSource) snapshot() []source.Group {
 
 // readSources refreshes the IdP sources as the key asks: everything for a full reconcile (or before
 // the first full read), one group for a group key of that source.
-func (d *daemon) readSources(ctx context.Context, key string) error {
+func (d *daemon) readSources(ctx context.Context, key queuekey.Key) error {
 	var errs []error
 	for _, s := range d.world.Load().sources {
 		s.mu.Lock()
 		never := s.groups == nil
 		s.mu.Unlock()
-		src, id, isGroup := strings.Cut(strings.TrimPrefix(key, "group:"), ":")
+		src, id, isGroup := key.Group()
 		switch {
-		case key == bsync.KeyAll || never:
+		case key == queuekey.All || never:
 			errs = append(errs, s.refresh(ctx, d.log))
-		case isGroup && strings.HasPrefix(key, "group:") && src == s.key:
+		case isGroup && src == s.key:
 			errs = append(errs, s.refreshOne(ctx, id))
 		}
 	}
