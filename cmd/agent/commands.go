@@ -20,8 +20,11 @@ import (
 	"github.com/byob-agent/byob-agent/internal/transport"
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim/wandb"
+	"github.com/byob-agent/byob-agent/source/desired"
+	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/sync/apply"
+	"github.com/byob-agent/byob-agent/team"
 )
 
 func loadConfig(path string) (*config.Config, error) {
@@ -173,6 +176,18 @@ func withAgent(ctx context.Context, name string, args []string, stderr io.Writer
 	}
 	defer a.db.Close()
 	return fn(a, g)
+}
+
+// oneShotDesired reads every source once, for plan and sync run by hand; an IdP that cannot be read
+// is warned about and its teams are left alone (read lists the sources whose teams may be planned).
+func (a *agent) oneShotDesired(ctx context.Context, stderr io.Writer) (teams []team.Team, read map[string]bool, err error) {
+	idps, err := newSources(a.cfg)
+	if err != nil {
+		return nil, nil, &exitError{code: 2, err: err}
+	}
+	return desired.New(a.cfg, idps, scimpush.New(a.db), a.log).ReadOnce(ctx, func(source string, err error) {
+		fmt.Fprintf(stderr, "warning: %v; the teams of %s are left alone in this run\n", err, source)
+	})
 }
 
 func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,8 @@ import (
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim/server"
+	"github.com/byob-agent/byob-agent/source/desired"
+	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/sync/apply"
 	"github.com/byob-agent/byob-agent/sync/controller"
@@ -57,7 +58,7 @@ type daemon struct {
 type world struct {
 	cfg     *config.Config
 	rec     *apply.Reconciler
-	sources []*idpSource
+	sources *desired.Sources
 }
 
 type enqueue struct {
@@ -112,10 +113,11 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 		d.metrics.Steps.WithLabelValues(string(s), outcome).Inc()
 	}
-	sources, err := newSources(cfg)
+	idps, err := newSources(cfg)
 	if err != nil {
 		return nil, err
 	}
+	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
 	h, err := d.routes(cfg)
 	if err != nil {
 		return nil, err
@@ -138,7 +140,7 @@ func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
 			BaseURL:  strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/scim/v2",
 			Tokens:   reveal(s.Tokens),
 			Store:    d.db,
-			OnChange: func(groupID string) { d.enqueue("scim", queuekey.Group("scim", groupID)) },
+			OnChange: func(groupID string) { d.enqueue(scimpush.Name, queuekey.Group(scimpush.Name, groupID)) },
 			Logger:   d.log,
 		})
 		if err != nil {
@@ -235,43 +237,6 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// desired reads the sources as the key asks and returns every team wanted now.
-func (d *daemon) desired(ctx context.Context, key queuekey.Key) ([]team.Team, error) {
-	w := d.world.Load()
-	if err := d.readSources(ctx, key); err != nil {
-		return nil, err
-	}
-	return desiredTeams(ctx, w.cfg, d.db, w.sources, d.log)
-}
-
-// resolve maps "group:scim:<id>" to the team of that group (deleted groups too: the team is orphaned).
-func (d *daemon) resolve(ctx context.Context, key queuekey.Key) ([]string, bool) {
-	w := d.world.Load()
-	src, id, isGroup := key.Group()
-	for _, s := range w.sources {
-		if isGroup && src == s.key {
-			return s.teamNames(id), true
-		}
-	}
-	cfg := w.cfg
-	if !isGroup || src != "scim" || cfg.SCIM == nil {
-		return nil, false // a group key of no configured source: reconcile everything
-	}
-	groups, err := d.db.SCIMGroups(ctx)
-	if err != nil {
-		return nil, false
-	}
-	for _, g := range groups {
-		if g.ID == id {
-			if name, _, ok, err := cfg.SCIM.Classify(g.DisplayName); ok && err == nil {
-				return []string{name}, true
-			}
-			return nil, true // not a team group: nothing to do
-		}
-	}
-	return nil, false
-}
-
 func (d *daemon) serve(ctx context.Context) error {
 	cfg := d.world.Load().cfg
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
@@ -301,10 +266,14 @@ func (d *daemon) serve(ctx context.Context) error {
 	d.queue.Add(queuekey.All) // the first full reconcile runs at start
 
 	ctl := &controller.Controller{
-		Queue:       d.queue,
-		Reconciler:  func() *apply.Reconciler { return d.world.Load().rec },
-		Desired:     d.desired,
-		Resolve:     d.resolve,
+		Queue:      d.queue,
+		Reconciler: func() *apply.Reconciler { return d.world.Load().rec },
+		Desired: func(ctx context.Context, key queuekey.Key) ([]team.Team, error) {
+			return d.world.Load().sources.Teams(ctx, key)
+		},
+		Resolve: func(ctx context.Context, key queuekey.Key) ([]string, bool) {
+			return d.world.Load().sources.Resolve(ctx, key)
+		},
 		Workers:     cfg.Workers,
 		Logger:      d.log,
 		OnReconcile: d.reconciled,
@@ -429,23 +398,4 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// scimMembers are the emails of a pushed group's active members, lowercased and sorted.
-func scimMembers(g state.SCIMGroup) []string {
-	var out []string
-	for _, m := range g.Members {
-		if !m.Active {
-			continue
-		}
-		email := m.Email
-		if email == "" {
-			email = m.UserName
-		}
-		if strings.Contains(email, "@") {
-			out = append(out, strings.ToLower(email))
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }
