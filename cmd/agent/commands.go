@@ -23,6 +23,7 @@ import (
 	"github.com/byob-agent/byob-agent/source/desired"
 	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/state/admin"
 	"github.com/byob-agent/byob-agent/sync/apply"
 	"github.com/byob-agent/byob-agent/team"
 )
@@ -340,7 +341,10 @@ func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.
 	if sub == "backup" && sameFile(pos[0], cfg.State.Path) {
 		return usageErr("state backup: %s is the state file itself; name another file", pos[0])
 	}
-	src, closeSrc, err := openStateReader(cfg, *daemonURL)
+	src, closeSrc, err := admin.OpenReader(cfg, *daemonURL)
+	if urlErr := (*admin.URLError)(nil); errors.As(err, &urlErr) {
+		return &exitError{code: 2, err: err}
+	}
 	if err != nil {
 		return err
 	}

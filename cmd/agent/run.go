@@ -25,6 +25,7 @@ import (
 	"github.com/byob-agent/byob-agent/source/desired"
 	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/state/admin"
 	"github.com/byob-agent/byob-agent/sync/apply"
 	"github.com/byob-agent/byob-agent/sync/controller"
 	"github.com/byob-agent/byob-agent/sync/plan"
@@ -131,7 +132,7 @@ func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
 	mux.Handle("GET /metrics", d.metrics.Handler())
-	mountAdmin(mux, cfg.Server.AdminToken, d.db, d.log)
+	admin.Mount(mux, cfg.Server.AdminToken, d.db, d.log)
 	observe := func(source string) webhook.Observer {
 		return func(_, outcome string) { d.metrics.Webhooks.WithLabelValues(source, outcome).Inc() }
 	}
