@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -129,7 +129,7 @@ func (e *e2e) startDaemonWith(base string, client *http.Client, env ...string) *
 
 // lockedWriter lets the test read the daemon's stderr while the process writes it.
 type lockedWriter struct {
-	mu gosync.Mutex
+	mu sync.Mutex
 	w  *bytes.Buffer
 }
 
