@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 	"github.com/byob-agent/byob-agent/team"
 )
 
@@ -43,9 +44,9 @@ const (
 // NewGeneric returns the receiver of signed triggers from anything else (a CI job, a script). The
 // body names what to reconcile:
 //
-//	{"teams": ["ml-research"]}     -> TeamKey per name (W&B team names)
-//	{"groups": ["okta:00g1abc"]}   -> GroupKey per "<source>:<group id>", as an IdP webhook would enqueue
-//	{}                             -> KeyAll
+//	{"teams": ["ml-research"]}     -> queuekey.Team per name (W&B team names)
+//	{"groups": ["okta:00g1abc"]}   -> queuekey.Group per "<source>:<group id>", as an IdP webhook would enqueue
+//	{}                             -> queuekey.All
 //
 // Unknown fields are refused (400) so that a typo does not silently become "reconcile everything".
 // Answers: 204 accepted; 204 for a replayed webhook-id too, with nothing enqueued, because a sender
@@ -195,21 +196,21 @@ func genericKeys(body []byte) (*keySet, error) {
 	}
 	var ks keySet
 	if len(b.Teams) == 0 && len(b.Groups) == 0 {
-		ks.add(KeyAll)
+		ks.add(queuekey.All)
 		return &ks, nil
 	}
 	for _, name := range b.Teams {
 		if err := team.ValidateName(name); err != nil {
 			return nil, err
 		}
-		ks.add(TeamKey(name))
+		ks.add(queuekey.Team(name))
 	}
 	for _, g := range b.Groups {
 		source, id, ok := strings.Cut(g, ":")
 		if !ok || !validID(source) || !validID(id) {
 			return nil, fmt.Errorf("group %q must be <source>:<group id>, e.g. okta:00g1abc", g)
 		}
-		ks.add(GroupKey(source, id))
+		ks.add(queuekey.Group(source, id))
 	}
 	return &ks, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 var (
@@ -61,14 +63,14 @@ func TestGeneric(t *testing.T) {
 		call call
 		want want
 	}{
-		{"teams", valid, want{status: 204, keys: []string{"team:ml-research", "team:vision"}, outcomes: accepted}},
+		{"teams", valid, want{status: 204, keys: []queuekey.Key{"team:ml-research", "team:vision"}, outcomes: accepted}},
 		{"groups", signedCall(genericKey1, "msg_1", 0, `{"groups":["okta:00g1","scim:2819c223-7f76"]}`),
-			want{status: 204, keys: []string{"group:okta:00g1", "group:scim:2819c223-7f76"}, outcomes: accepted}},
-		{"everything", signedCall(genericKey1, "msg_1", 0, `{}`), want{status: 204, keys: []string{KeyAll}, outcomes: accepted}},
-		{"rotated raw key", signedCall(genericKey2, "msg_1", 0, `{"teams":["a"]}`), want{status: 204, keys: []string{"team:a"}, outcomes: accepted}},
+			want{status: 204, keys: []queuekey.Key{"group:okta:00g1", "group:scim:2819c223-7f76"}, outcomes: accepted}},
+		{"everything", signedCall(genericKey1, "msg_1", 0, `{}`), want{status: 204, keys: []queuekey.Key{queuekey.All}, outcomes: accepted}},
+		{"rotated raw key", signedCall(genericKey2, "msg_1", 0, `{"teams":["a"]}`), want{status: 204, keys: []queuekey.Key{"team:a"}, outcomes: accepted}},
 		{"one valid signature among several", with(valid, "webhook-signature", "v1,AAAA v1a,xyz "+valid.header["webhook-signature"]+" v1,!!"),
-			want{status: 204, keys: []string{"team:ml-research", "team:vision"}, outcomes: accepted}},
-		{"skew within tolerance", signedCall(genericKey1, "msg_1", -4*time.Minute, `{}`), want{status: 204, keys: []string{KeyAll}, outcomes: accepted}},
+			want{status: 204, keys: []queuekey.Key{"team:ml-research", "team:vision"}, outcomes: accepted}},
+		{"skew within tolerance", signedCall(genericKey1, "msg_1", -4*time.Minute, `{}`), want{status: 204, keys: []queuekey.Key{queuekey.All}, outcomes: accepted}},
 		{"wrong key", signedCall([]byte("other"), "msg_1", 0, teams), want{status: 401, outcomes: unauthorized}},
 		{"undecoded whsec secret is not a key", signedCall([]byte("whsec_!!"), "msg_1", 0, teams), want{status: 401, outcomes: unauthorized}},
 		{"no signature", signedCall(nil, "msg_1", 0, teams), want{status: 401, outcomes: unauthorized}},
@@ -131,7 +133,7 @@ func TestGenericReplay(t *testing.T) {
 			t.Errorf("step %d (%s): status %d outcomes %q, want %d %q", i, s.name, w.Code, rec.outcomes, s.want, s.outcome)
 		}
 	}
-	if want := []string{"team:a", "team:b", "team:a"}; !slices.Equal(rec.keys, want) {
+	if want := []queuekey.Key{"team:a", "team:b", "team:a"}; !slices.Equal(rec.keys, want) {
 		t.Errorf("keys = %q, want %q", rec.keys, want)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 // GraphOptions configures a Microsoft Graph change notification receiver.
@@ -23,8 +25,8 @@ type GraphOptions struct {
 //
 // POST ?validationToken=<t>: 200 text/plain <t> (Graph's subscription handshake, which carries no
 // clientState). POST notifications: items whose clientState does not match are dropped; the others
-// enqueue GroupKey("graph", <group id>), and lifecycle events (reauthorizationRequired, missed, ...)
-// enqueue KeyAll. 202 when at least one item was authentic, 401 when none was.
+// enqueue queuekey.Group("graph", <group id>), and lifecycle events (reauthorizationRequired, missed, ...)
+// enqueue queuekey.All. 202 when at least one item was authentic, 401 when none was.
 func NewGraph(o GraphOptions) http.Handler {
 	return &graph{receiver: newReceiver(SourceGraph, o.Queue, o.Observe, o.MaxBody, o.Logger), states: newSecretSet(o.ClientStates)}
 }
@@ -81,7 +83,7 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// operator must renew the subscription if the daemon does not.
 			h.log.Warn("graph lifecycle notification: reconciling everything; the subscription may need reauthorizing",
 				"event", item.LifecycleEvent, "subscription", item.SubscriptionID)
-			ks.add(KeyAll)
+			ks.add(queuekey.All)
 		default:
 			ks.add(graphGroupKey(item.ResourceData.ID, item.Resource))
 		}
@@ -100,15 +102,15 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // graphGroupKey names the group of a notification by resourceData.id, else by the end of resource
 // ("Groups/<id>"); a notification whose group cannot be told reconciles everything.
-func graphGroupKey(id, resource string) string {
+func graphGroupKey(id, resource string) queuekey.Key {
 	if validID(id) {
-		return GroupKey(SourceGraph, id)
+		return queuekey.Group(SourceGraph, id)
 	}
 	segs := strings.Split(strings.Trim(resource, "/"), "/")
 	if n := len(segs); n >= 2 && strings.EqualFold(segs[n-2], "groups") && validID(segs[n-1]) {
-		return GroupKey(SourceGraph, segs[n-1])
+		return queuekey.Group(SourceGraph, segs[n-1])
 	}
-	return KeyAll
+	return queuekey.All
 }
 
 // validate answers Graph's subscription handshake by echoing the (already URL-decoded) token.

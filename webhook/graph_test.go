@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 const (
@@ -54,20 +56,20 @@ func TestGraph(t *testing.T) {
 		{"empty validation token", validate(""), want{status: 400, outcomes: []string{OutcomeBadRequest}}},
 		{"oversized validation token", validate(strings.Repeat("t", maxValidationTokenLength+1)), want{status: 400, outcomes: []string{OutcomeBadRequest}}},
 		{"batch", post(graphBody(t, graphGroup(graphState1, "g1"), graphGroup(graphState1, "g2"), graphGroup(graphState1, "g1"), byResourceOnly)),
-			want{status: 202, keys: []string{"group:graph:g1", "group:graph:g2", "group:graph:g3"}, outcomes: accepted}},
+			want{status: 202, keys: []queuekey.Key{"group:graph:g1", "group:graph:g2", "group:graph:g3"}, outcomes: accepted}},
 		{"rotated client state", post(graphBody(t, graphGroup(graphState2, "g1"))),
-			want{status: 202, keys: []string{"group:graph:g1"}, outcomes: accepted}},
+			want{status: 202, keys: []queuekey.Key{"group:graph:g1"}, outcomes: accepted}},
 		{"forged items are dropped", post(graphBody(t, graphGroup("forged", "g1"), graphGroup(graphState1, "g2"), graphGroup("", "g3"))),
-			want{status: 202, keys: []string{"group:graph:g2"}, outcomes: []string{OutcomeUnauthorized, OutcomeAccepted}}},
+			want{status: 202, keys: []queuekey.Key{"group:graph:g2"}, outcomes: []string{OutcomeUnauthorized, OutcomeAccepted}}},
 		{"all forged", post(graphBody(t, graphGroup("forged", "g1"), graphGroup("", "g2"))),
 			want{status: 401, outcomes: []string{OutcomeUnauthorized}}},
 		{"lifecycle notification", post(graphBody(t, graphGroup(graphState1, "g1"),
 			graphItem{ClientState: graphState1, LifecycleEvent: "reauthorizationRequired", Resource: "groups"})),
-			want{status: 202, keys: []string{KeyAll}, outcomes: accepted}},
+			want{status: 202, keys: []queuekey.Key{queuekey.All}, outcomes: accepted}},
 		{"forged lifecycle notification", post(graphBody(t, graphItem{ClientState: "forged", LifecycleEvent: "reauthorizationRequired"})),
 			want{status: 401, outcomes: []string{OutcomeUnauthorized}}},
 		{"group cannot be told", post(graphBody(t, graphItem{ClientState: graphState1, ChangeType: "updated", Resource: "Groups"})),
-			want{status: 202, keys: []string{KeyAll}, outcomes: accepted}},
+			want{status: 202, keys: []queuekey.Key{queuekey.All}, outcomes: accepted}},
 		{"empty batch", post(`{"value":[]}`), want{status: 400, outcomes: []string{OutcomeBadRequest}}},
 		{"invalid JSON", post(`{"value":[{]}`), want{status: 400, outcomes: []string{OutcomeBadRequest}}},
 		{"wrong method", call{method: "GET", target: "/hook?validationToken=x"}, want{status: 405, outcomes: []string{OutcomeBadRequest}}},

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 // OktaOptions configures an Okta event hook receiver.
@@ -21,8 +23,8 @@ type OktaOptions struct {
 // in the Authorization header, so every request, the one-time verification GET included, must carry it.
 //
 // GET with x-okta-verification-challenge: 200 {"verification":"<challenge>"}.
-// POST: the group events of the batch enqueue GroupKey("okta", <group id>), a user deactivation
-// enqueues KeyAll (the user may be in any team), other event types are ignored; 204.
+// POST: the group events of the batch enqueue queuekey.Group("okta", <group id>), a user deactivation
+// enqueues queuekey.All (the user may be in any team), other event types are ignored; 204.
 func NewOkta(o OktaOptions) http.Handler {
 	return &okta{receiver: newReceiver(SourceOkta, o.Queue, o.Observe, o.MaxBody, o.Logger), secrets: newSecretSet(o.Secrets)}
 }
@@ -87,12 +89,12 @@ func (h *okta) deliver(w http.ResponseWriter, r *http.Request) {
 	for _, e := range d.Data.Events {
 		switch {
 		case e.EventType == "user.lifecycle.deactivate":
-			ks.add(KeyAll)
+			ks.add(queuekey.All)
 		case oktaGroupEvents[e.EventType]:
-			key := KeyAll // a group event whose group cannot be told: reconcile everything
+			key := queuekey.All // a group event whose group cannot be told: reconcile everything
 			for _, t := range e.Target {
 				if t.Type == "UserGroup" && validID(t.ID) {
-					key = GroupKey(SourceOkta, t.ID)
+					key = queuekey.Group(SourceOkta, t.ID)
 					break
 				}
 			}

@@ -3,6 +3,8 @@ package webhook
 import (
 	"strings"
 	"testing"
+
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 const (
@@ -60,13 +62,13 @@ func TestOkta(t *testing.T) {
 			oktaEvent("group.profile.update", oktaTarget("UserGroup", "00g3")),
 			oktaEvent("user.session.start", user),
 		)),
-			want{status: 204, keys: []string{"group:okta:00g1", "group:okta:00g2", "group:okta:00g3"}, outcomes: accepted}},
+			want{status: 204, keys: []queuekey.Key{"group:okta:00g1", "group:okta:00g2", "group:okta:00g3"}, outcomes: accepted}},
 		{"rotated secret", nil, post(auth(oktaSecret2), oktaEvents(oktaEvent("group.lifecycle.delete", oktaTarget("UserGroup", "00g9")))),
-			want{status: 204, keys: []string{"group:okta:00g9"}, outcomes: accepted}},
+			want{status: 204, keys: []queuekey.Key{"group:okta:00g9"}, outcomes: accepted}},
 		{"user deactivation reconciles everything", nil, post(auth(oktaSecret1), oktaEvents(add("00g1"), oktaEvent("user.lifecycle.deactivate", user))),
-			want{status: 204, keys: []string{KeyAll}, outcomes: accepted}},
+			want{status: 204, keys: []queuekey.Key{queuekey.All}, outcomes: accepted}},
 		{"group event without a usable group id", nil, post(auth(oktaSecret1), oktaEvents(oktaEvent("group.lifecycle.create", oktaTarget("UserGroup", "a/b")))),
-			want{status: 204, keys: []string{KeyAll}, outcomes: accepted}},
+			want{status: 204, keys: []queuekey.Key{queuekey.All}, outcomes: accepted}},
 		{"unknown events only", nil, post(auth(oktaSecret1), oktaEvents(oktaEvent("user.session.start", user), oktaEvent("app.oauth2.as.token.grant", user))),
 			want{status: 204, outcomes: accepted}},
 		{"no events", nil, post(auth(oktaSecret1), `{}`), want{status: 204, outcomes: accepted}},

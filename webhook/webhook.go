@@ -13,18 +13,11 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
-// Keys of the daemon's work queue, as the controller understands them.
-const KeyAll = "all" // reconcile every team
-
-// GroupKey is the key that reconciles the team(s) of one IdP group; source names the IdP.
-func GroupKey(source, groupID string) string { return "group:" + source + ":" + groupID }
-
-// TeamKey is the key that reconciles one team.
-func TeamKey(name string) string { return "team:" + name }
-
-// Sources, as passed to an Observer and used in GroupKey.
+// Sources, as passed to an Observer and used in group keys.
 const (
 	SourceOkta    = "okta"
 	SourceGraph   = "graph"
@@ -47,7 +40,7 @@ const DefaultMaxBody = 1 << 20
 
 // Enqueuer is the daemon's work queue. Enqueue must not block: receivers call it while the IdP waits
 // for the answer (Okta and Graph give up after 3 s), and the queue coalesces duplicate keys anyway.
-type Enqueuer interface{ Enqueue(key string) }
+type Enqueuer interface{ Enqueue(key queuekey.Key) }
 
 // Observer is told the outcome of every request, for metrics. It is called once per outcome per
 // request: a Graph batch mixing valid and forged items reports both accepted and unauthorized.
@@ -126,17 +119,17 @@ func (rc receiver) enqueue(r *http.Request, ks *keySet) {
 // keySet collects the keys of one delivery, each once.
 type keySet struct {
 	all   bool
-	seen  map[string]bool
-	order []string
+	seen  map[queuekey.Key]bool
+	order []queuekey.Key
 }
 
-func (ks *keySet) add(key string) {
-	if key == KeyAll {
+func (ks *keySet) add(key queuekey.Key) {
+	if key == queuekey.All {
 		ks.all = true
 		return
 	}
 	if ks.seen == nil {
-		ks.seen = map[string]bool{}
+		ks.seen = map[queuekey.Key]bool{}
 	}
 	if !ks.seen[key] {
 		ks.seen[key] = true
@@ -144,10 +137,10 @@ func (ks *keySet) add(key string) {
 	}
 }
 
-// list returns the keys to enqueue: KeyAll alone when present, as it covers every other key.
-func (ks *keySet) list() []string {
+// list returns the keys to enqueue: queuekey.All alone when present, as it covers every other key.
+func (ks *keySet) list() []queuekey.Key {
 	if ks.all {
-		return []string{KeyAll}
+		return []queuekey.Key{queuekey.All}
 	}
 	return ks.order
 }

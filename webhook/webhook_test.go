@@ -7,20 +7,20 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 
-	bsync "github.com/byob-agent/byob-agent/sync"
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 // recorder is a fake, non-blocking queue and observer.
 type recorder struct {
-	mu       gosync.Mutex
-	keys     []string
+	mu       sync.Mutex
+	keys     []queuekey.Key
 	outcomes []string
 }
 
-func (r *recorder) Enqueue(key string) {
+func (r *recorder) Enqueue(key queuekey.Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.keys = append(r.keys, key)
@@ -74,7 +74,7 @@ func (c call) do(h http.Handler) *httptest.ResponseRecorder {
 // want is what a call must produce.
 type want struct {
 	status   int
-	keys     []string
+	keys     []queuekey.Key
 	outcomes []string
 	body     string // expected body, if not empty
 }
@@ -97,16 +97,6 @@ func (wt want) check(t *testing.T, w *httptest.ResponseRecorder, rec *recorder, 
 		if strings.Contains(w.Body.String(), s) {
 			t.Errorf("response body reveals a secret: %q", w.Body.String())
 		}
-	}
-}
-
-// The controller must understand the keys the receivers enqueue.
-func TestKeysMatchController(t *testing.T) {
-	if KeyAll != bsync.KeyAll {
-		t.Errorf("KeyAll = %q, controller's is %q", KeyAll, bsync.KeyAll)
-	}
-	if got, want := TeamKey("ml"), bsync.TeamKey("ml"); got != want {
-		t.Errorf("TeamKey = %q, controller's is %q", got, want)
 	}
 }
 

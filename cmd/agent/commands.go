@@ -13,15 +13,19 @@ import (
 
 	"log/slog"
 	"net/http"
-	gosync "sync"
+	"sync"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/internal/transport"
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim/wandb"
+	"github.com/byob-agent/byob-agent/source/desired"
+	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
-	bsync "github.com/byob-agent/byob-agent/sync"
+	"github.com/byob-agent/byob-agent/state/admin"
+	"github.com/byob-agent/byob-agent/sync/apply"
+	"github.com/byob-agent/byob-agent/team"
 )
 
 func loadConfig(path string) (*config.Config, error) {
@@ -49,12 +53,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 type agent struct {
 	cfg *config.Config
 	db  *state.DB
-	rec *bsync.Reconciler
+	rec *apply.Reconciler
 	log *slog.Logger
 	// metrics, in the daemon, measures the storage requests of the factories built after it is set.
 	metrics *metrics.Metrics
 
-	mu        gosync.Mutex
+	mu        sync.Mutex
 	factories map[string]bucketfactory.Factory
 }
 
@@ -116,7 +120,7 @@ func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error
 }
 
 // reconciler builds the W&B client and every profile's factory. With m, W&B requests are measured.
-func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Metrics) (*bsync.Reconciler, error) {
+func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Metrics) (*apply.Reconciler, error) {
 	cfg := a.cfg
 	a.metrics = m
 	o := wandb.Options{
@@ -140,17 +144,17 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 	if err != nil {
 		return nil, &exitError{code: 2, err: fmt.Errorf("W&B client: %w", err)}
 	}
-	profiles := make(map[string]bsync.Profile)
+	profiles := make(map[string]apply.Profile)
 	for _, name := range cfg.ProfileNames() {
 		f, err := a.factory(ctx, name)
 		if err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
 		p, _ := cfg.Profile(name)
-		profiles[name] = bsync.Profile{Factory: f, AdoptExisting: p.AdoptExisting, RequireRegistered: p.RequireRegistered}
+		profiles[name] = apply.Profile{Factory: f, AdoptExisting: p.AdoptExisting, RequireRegistered: p.RequireRegistered}
 	}
-	return &bsync.Reconciler{
-		Members: bsync.MembersPolicy{Sync: cfg.Members.Sync, Authoritative: cfg.Members.Mode == config.MembersAuthoritative,
+	return &apply.Reconciler{
+		Members: apply.MembersPolicy{Sync: cfg.Members.Sync, Authoritative: cfg.Members.Mode == config.MembersAuthoritative,
 			CreateUsers: cfg.Members.CreateUsers, MaxRemove: cfg.Members.MaxRemoveShare, RemoveOnOrphan: !cfg.Members.KeepOnOrphan},
 		Store:         a.db,
 		WandB:         client,
@@ -175,16 +179,28 @@ func withAgent(ctx context.Context, name string, args []string, stderr io.Writer
 	return fn(a, g)
 }
 
-func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return withAgent(ctx, "plan", args, stderr, func(a *agent, g *globals) error { return plan(ctx, a, g, stdout, stderr) })
+// oneShotDesired reads every source once, for plan and sync run by hand; an IdP that cannot be read
+// is warned about and its teams are left alone (read lists the sources whose teams may be planned).
+func (a *agent) oneShotDesired(ctx context.Context, stderr io.Writer) (teams []team.Team, read map[string]bool, err error) {
+	idps, err := newSources(a.cfg)
+	if err != nil {
+		return nil, nil, &exitError{code: 2, err: err}
+	}
+	return desired.New(a.cfg, idps, scimpush.New(a.db), a.log).ReadOnce(ctx, func(source string, err error) {
+		fmt.Fprintf(stderr, "warning: %v; the teams of %s are left alone in this run\n", err, source)
+	})
 }
 
-func plan(ctx context.Context, a *agent, g *globals, stdout, stderr io.Writer) error {
+func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return withAgent(ctx, "plan", args, stderr, func(a *agent, g *globals) error { return runPlan(ctx, a, g, stdout, stderr) })
+}
+
+func runPlan(ctx context.Context, a *agent, g *globals, stdout, stderr io.Writer) error {
 	desired, read, err := a.oneShotDesired(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	plans, err := a.rec.Plan(ctx, desired, bsync.PlanOptions{InspectDrift: true, Sources: read})
+	plans, err := a.rec.Plan(ctx, desired, apply.PlanOptions{InspectDrift: true, Sources: read})
 	if err != nil {
 		return err
 	}
@@ -221,15 +237,15 @@ func syncOnce(ctx context.Context, a *agent, g *globals, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	results, err := a.rec.Sync(ctx, desired, bsync.PlanOptions{Sources: read})
+	results, err := a.rec.Sync(ctx, desired, apply.PlanOptions{Sources: read})
 	if err != nil {
 		return err
 	}
 	bad := 0
-	counts := map[bsync.Outcome]int{}
+	counts := map[apply.Outcome]int{}
 	for _, r := range results {
 		counts[r.Outcome]++
-		if r.Outcome == bsync.OutcomeFailed || r.Outcome == bsync.OutcomeConflict {
+		if r.Outcome == apply.OutcomeFailed || r.Outcome == apply.OutcomeConflict {
 			bad++
 		}
 	}
@@ -259,11 +275,11 @@ func syncOnce(ctx context.Context, a *agent, g *globals, stdout, stderr io.Write
 }
 
 type jsonResult struct {
-	bsync.Result
+	apply.Result
 	Error string `json:"error,omitempty"`
 }
 
-func jsonResults(rs []bsync.Result) []jsonResult {
+func jsonResults(rs []apply.Result) []jsonResult {
 	out := make([]jsonResult, len(rs))
 	for i, r := range rs {
 		out[i] = jsonResult{Result: r}
@@ -274,7 +290,7 @@ func jsonResults(rs []bsync.Result) []jsonResult {
 	return out
 }
 
-func summarize(counts map[bsync.Outcome]int) string {
+func summarize(counts map[apply.Outcome]int) string {
 	keys := make([]string, 0, len(counts))
 	for k := range counts {
 		keys = append(keys, string(k))
@@ -285,7 +301,7 @@ func summarize(counts map[bsync.Outcome]int) string {
 		if i > 0 {
 			s += ", "
 		}
-		s += fmt.Sprintf("%d %s", counts[bsync.Outcome(k)], k)
+		s += fmt.Sprintf("%d %s", counts[apply.Outcome(k)], k)
 	}
 	return s
 }
@@ -325,7 +341,10 @@ func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.
 	if sub == "backup" && sameFile(pos[0], cfg.State.Path) {
 		return usageErr("state backup: %s is the state file itself; name another file", pos[0])
 	}
-	src, closeSrc, err := openStateReader(cfg, *daemonURL)
+	src, closeSrc, err := admin.OpenReader(cfg, *daemonURL)
+	if urlErr := (*admin.URLError)(nil); errors.As(err, &urlErr) {
+		return &exitError{code: 2, err: err}
+	}
 	if err != nil {
 		return err
 	}

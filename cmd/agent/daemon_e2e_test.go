@@ -2,16 +2,11 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -19,7 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -134,7 +129,7 @@ func (e *e2e) startDaemonWith(base string, client *http.Client, env ...string) *
 
 // lockedWriter lets the test read the daemon's stderr while the process writes it.
 type lockedWriter struct {
-	mu gosync.Mutex
+	mu sync.Mutex
 	w  *bytes.Buffer
 }
 
@@ -384,7 +379,7 @@ func TestDaemonServesTLS(t *testing.T) {
 	e := newE2E(t)
 	port := freePort(t)
 	e.writeDaemonConfig(port)
-	certPEM, keyPEM := selfSignedCert(t)
+	certPEM, keyPEM := testenv.SelfSignedCert(t)
 	certFile, keyFile := filepath.Join(e.dir, "tls.crt"), filepath.Join(e.dir, "tls.key")
 	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
 		t.Fatal(err)
@@ -411,27 +406,4 @@ func TestDaemonServesTLS(t *testing.T) {
 			t.Error("plain HTTP answered on the TLS listener")
 		}
 	}
-}
-
-// selfSignedCert returns a certificate and key for 127.0.0.1.
-func selfSignedCert(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "byob-agent test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }

@@ -7,7 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
@@ -48,7 +48,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	reports := make([]doctorReport, len(recs))
 	sem := make(chan struct{}, max(a.cfg.Sync.Concurrency, 1))
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	for i, r := range recs {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -85,7 +85,7 @@ func (a *agent) doctor(ctx context.Context, r state.Record) doctorReport {
 		rep.Error = err.Error()
 		return rep
 	}
-	b := bucketfactory.Bucket{Team: r.Name, Profile: r.Profile, Storage: r.Storage, KMSKeyARN: r.KMSKeyARN, Shared: r.Storage.Shared}
+	b := bucketfactory.FromRecord(r)
 	results, err := f.Check(ctx, b, bucketfactory.CheckOptions{Probe: true})
 	if ce := transport.AsCertError(err); ce != nil {
 		err = ce
@@ -207,7 +207,7 @@ func (a *agent) fileStore(ctx context.Context, r state.Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return f.Address(ctx, bucketfactory.Bucket{Team: r.Name, Profile: r.Profile, Storage: r.Storage, KMSKeyARN: r.KMSKeyARN, Shared: r.Storage.Shared})
+	return f.Address(ctx, bucketfactory.FromRecord(r))
 }
 
 // writeSecretFile writes data to path readable by its owner only, whatever mode the file had.

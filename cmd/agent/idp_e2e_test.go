@@ -22,6 +22,7 @@ import (
 	"github.com/byob-agent/byob-agent/internal/testsupport/directoryfake"
 	"github.com/byob-agent/byob-agent/internal/testsupport/graphfake"
 	"github.com/byob-agent/byob-agent/internal/testsupport/oktafake"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 )
 
 // TestDaemonOktaSource reads a group from an Okta fake (TLS, trusted through SSL_CERT_FILE), makes it a
@@ -173,7 +174,7 @@ func TestDaemonEntraAndGoogleSources(t *testing.T) {
 		clientState = "graph-client-state-0123456789"
 		genericKey  = "generic-webhook-key-0123456789"
 	)
-	certPEM, keyPEM := selfSignedCert(t)
+	certPEM, keyPEM := testenv.SelfSignedCert(t)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
 	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}

@@ -1,5 +1,6 @@
-// Command byob-agent provisions W&B teams whose storage is a bucket the customer owns.
-// This file only parses the command line and wires packages together.
+// Command byob-agent provisions W&B teams whose storage is a bucket the customer owns. It parses the
+// command line, loads the configuration, builds the clients and wires the packages together, and
+// prints what the commands found; the work itself is done by the packages it wires.
 package main
 
 import (

@@ -11,9 +11,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,8 +22,15 @@ import (
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim/server"
+	"github.com/byob-agent/byob-agent/source/desired"
+	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
-	bsync "github.com/byob-agent/byob-agent/sync"
+	"github.com/byob-agent/byob-agent/state/admin"
+	"github.com/byob-agent/byob-agent/sync/apply"
+	"github.com/byob-agent/byob-agent/sync/controller"
+	"github.com/byob-agent/byob-agent/sync/plan"
+	"github.com/byob-agent/byob-agent/sync/queuekey"
+	"github.com/byob-agent/byob-agent/sync/workqueue"
 	"github.com/byob-agent/byob-agent/team"
 	"github.com/byob-agent/byob-agent/webhook"
 )
@@ -36,14 +42,14 @@ type daemon struct {
 	path    string // configuration file, read again on SIGHUP
 	db      *state.DB
 	metrics *metrics.Metrics
-	queue   *bsync.Queue
+	queue   *workqueue.Queue
 
 	world   atomic.Pointer[world] // swapped whole on reload
 	handler atomic.Pointer[http.Handler]
 
-	mu       gosync.Mutex
+	mu       sync.Mutex
 	cron     *cron.Cron
-	enqueued map[string]enqueue // first enqueue of a key still waiting, for the latency metric
+	enqueued map[queuekey.Key]enqueue // first enqueue of a key still waiting, for the latency metric
 
 	lastOK  atomic.Int64 // unix nanos of the last reconcile that reached W&B
 	lastErr atomic.Pointer[string]
@@ -52,8 +58,8 @@ type daemon struct {
 // world is everything built from one configuration.
 type world struct {
 	cfg     *config.Config
-	rec     *bsync.Reconciler
-	sources []*idpSource
+	rec     *apply.Reconciler
+	sources *desired.Sources
 }
 
 type enqueue struct {
@@ -85,8 +91,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer db.Close()
-	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[string]enqueue{}}
-	d.queue = bsync.NewQueue(bsync.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
+	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[queuekey.Key]enqueue{}}
+	d.queue = workqueue.NewQueue(workqueue.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
 	w, err := d.build(ctx, cfg)
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -101,17 +107,18 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 	if err != nil {
 		return nil, err
 	}
-	rec.OnStep = func(s bsync.Step, err error) {
+	rec.OnStep = func(s plan.Step, err error) {
 		outcome := "ok"
 		if err != nil {
 			outcome = "error"
 		}
 		d.metrics.Steps.WithLabelValues(string(s), outcome).Inc()
 	}
-	sources, err := newSources(cfg)
+	idps, err := newSources(cfg)
 	if err != nil {
 		return nil, err
 	}
+	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
 	h, err := d.routes(cfg)
 	if err != nil {
 		return nil, err
@@ -125,7 +132,7 @@ func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
 	mux.Handle("GET /metrics", d.metrics.Handler())
-	mountAdmin(mux, cfg.Server.AdminToken, d.db, d.log)
+	admin.Mount(mux, cfg.Server.AdminToken, d.db, d.log)
 	observe := func(source string) webhook.Observer {
 		return func(_, outcome string) { d.metrics.Webhooks.WithLabelValues(source, outcome).Inc() }
 	}
@@ -134,7 +141,7 @@ func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
 			BaseURL:  strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/scim/v2",
 			Tokens:   reveal(s.Tokens),
 			Store:    d.db,
-			OnChange: func(groupID string) { d.enqueue("scim", "group:scim:"+groupID) },
+			OnChange: func(groupID string) { d.enqueue(scimpush.Name, queuekey.Group(scimpush.Name, groupID)) },
 			Logger:   d.log,
 		})
 		if err != nil {
@@ -201,16 +208,16 @@ func reveal(secrets []config.Secret) []string {
 }
 
 // enqueuer adapts the queue for one webhook source.
-type enqueuerFunc func(key string)
+type enqueuerFunc func(key queuekey.Key)
 
-func (f enqueuerFunc) Enqueue(key string) { f(key) }
+func (f enqueuerFunc) Enqueue(key queuekey.Key) { f(key) }
 
 func (d *daemon) enqueuer(source string) webhook.Enqueuer {
-	return enqueuerFunc(func(key string) { d.enqueue(source, key) })
+	return enqueuerFunc(func(key queuekey.Key) { d.enqueue(source, key) })
 }
 
 // enqueue adds a key and remembers when the first still-waiting request for it came.
-func (d *daemon) enqueue(source, key string) {
+func (d *daemon) enqueue(source string, key queuekey.Key) {
 	d.mu.Lock()
 	if _, ok := d.enqueued[key]; !ok {
 		d.enqueued[key] = enqueue{source: source, at: time.Now()}
@@ -229,43 +236,6 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	default:
 		fmt.Fprintln(w, "ok")
 	}
-}
-
-// desired reads the sources as the key asks and returns every team wanted now.
-func (d *daemon) desired(ctx context.Context, key string) ([]team.Team, error) {
-	w := d.world.Load()
-	if err := d.readSources(ctx, key); err != nil {
-		return nil, err
-	}
-	return desiredTeams(ctx, w.cfg, d.db, w.sources, d.log)
-}
-
-// resolve maps "group:scim:<id>" to the team of that group (deleted groups too: the team is orphaned).
-func (d *daemon) resolve(ctx context.Context, key string) ([]string, bool) {
-	w := d.world.Load()
-	for _, s := range w.sources {
-		if id, ok := strings.CutPrefix(key, "group:"+s.key+":"); ok {
-			return s.teamNames(id), true
-		}
-	}
-	id, ok := strings.CutPrefix(key, "group:scim:")
-	cfg := w.cfg
-	if !ok || cfg.SCIM == nil {
-		return nil, false // a group key of no configured source: reconcile everything
-	}
-	groups, err := d.db.SCIMGroups(ctx)
-	if err != nil {
-		return nil, false
-	}
-	for _, g := range groups {
-		if g.ID == id {
-			if name, _, ok, err := cfg.SCIM.Classify(g.DisplayName); ok && err == nil {
-				return []string{name}, true
-			}
-			return nil, true // not a team group: nothing to do
-		}
-	}
-	return nil, false
 }
 
 func (d *daemon) serve(ctx context.Context) error {
@@ -294,13 +264,17 @@ func (d *daemon) serve(ctx context.Context) error {
 	if err := d.schedule(cfg.Schedule); err != nil {
 		return err
 	}
-	d.queue.Add(bsync.KeyAll) // the first full reconcile runs at start
+	d.queue.Add(queuekey.All) // the first full reconcile runs at start
 
-	ctl := &bsync.Controller{
-		Queue:       d.queue,
-		Reconciler:  func() *bsync.Reconciler { return d.world.Load().rec },
-		Desired:     d.desired,
-		Resolve:     d.resolve,
+	ctl := &controller.Controller{
+		Queue:      d.queue,
+		Reconciler: func() *apply.Reconciler { return d.world.Load().rec },
+		Desired: func(ctx context.Context, key queuekey.Key) ([]team.Team, error) {
+			return d.world.Load().sources.Teams(ctx, key)
+		},
+		Resolve: func(ctx context.Context, key queuekey.Key) ([]string, bool) {
+			return d.world.Load().sources.Resolve(ctx, key)
+		},
 		Workers:     cfg.Workers,
 		Logger:      d.log,
 		OnReconcile: d.reconciled,
@@ -353,7 +327,7 @@ func (d *daemon) serve(ctx context.Context) error {
 // schedule (re)starts the cron that enqueues full reconciles.
 func (d *daemon) schedule(spec string) error {
 	c := cron.New()
-	if _, err := c.AddFunc(spec, func() { d.queue.Add(bsync.KeyAll) }); err != nil {
+	if _, err := c.AddFunc(spec, func() { d.queue.Add(queuekey.All) }); err != nil {
 		return fmt.Errorf("schedule %q: %w", spec, err)
 	}
 	d.mu.Lock()
@@ -389,12 +363,12 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	d.world.Store(w)
 	d.log.Info("configuration reloaded", "file", d.path, "teams", len(cfg.DesiredTeams()))
-	d.queue.Add(bsync.KeyAll)
+	d.queue.Add(queuekey.All)
 }
 
 // reconciled records the end of a reconcile: readiness, metrics, webhook latency.
-func (d *daemon) reconciled(key string, results []bsync.Result, err error, took time.Duration) {
-	kind, _, _ := strings.Cut(key, ":")
+func (d *daemon) reconciled(key queuekey.Key, results []apply.Result, err error, took time.Duration) {
+	kind := key.Kind()
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -425,23 +399,4 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// scimMembers are the emails of a pushed group's active members, lowercased and sorted.
-func scimMembers(g state.SCIMGroup) []string {
-	var out []string
-	for _, m := range g.Members {
-		if !m.Active {
-			continue
-		}
-		email := m.Email
-		if email == "" {
-			email = m.UserName
-		}
-		if strings.Contains(email, "@") {
-			out = append(out, strings.ToLower(email))
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }

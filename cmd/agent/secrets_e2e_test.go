@@ -27,7 +27,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -542,7 +542,7 @@ type idpFakes struct {
 	entraGUID   string // the Entra group's id
 	oktaGroup   string
 
-	mu          gosync.Mutex
+	mu          sync.Mutex
 	graphTokens map[string]bool // the access tokens the agent presented to Graph
 }
 

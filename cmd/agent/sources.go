@@ -1,49 +1,25 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"maps"
-	"slices"
-	"strings"
-	gosync "sync"
 
 	"github.com/byob-agent/byob-agent/config"
-	"github.com/byob-agent/byob-agent/source"
+	"github.com/byob-agent/byob-agent/source/desired"
 	"github.com/byob-agent/byob-agent/source/entra"
 	"github.com/byob-agent/byob-agent/source/google"
 	"github.com/byob-agent/byob-agent/source/okta"
-	bsync "github.com/byob-agent/byob-agent/sync"
 )
 
-// idpSource is one identity provider the daemon reads groups from, with the groups it read last. A
-// full reconcile re-reads everything; a webhook's group key re-reads one group.
-type idpSource struct {
-	key  string // the name webhooks use in group keys: okta, graph, google
-	team string // the team's Source: okta, entra, google
-	src  source.Source
-	rule *config.GroupRule
-	// keep, when set, keeps the IdP's change notifications alive (Entra's Graph subscription); it runs
-	// with every full read.
-	keep func(ctx context.Context) error
-
-	mu     gosync.Mutex
-	groups map[string]source.Group // by id; nil until the first full read succeeded
-	gone   map[string]string       // id -> name of groups that disappeared, so their team is orphaned
-}
-
-// newSources builds the configured IdP sources. It makes no request.
-func newSources(cfg *config.Config) ([]*idpSource, error) {
-	var out []*idpSource
+// newSources builds the clients of the configured IdP sources. It makes no request.
+func newSources(cfg *config.Config) ([]desired.IdP, error) {
+	var out []desired.IdP
 	if o := cfg.Sources.Okta; o != nil {
 		src, err := okta.New(okta.Options{OrgURL: o.OrgURL, APIToken: o.APIToken.Reveal(), ClientID: o.ClientID,
 			PrivateKeyPEM: []byte(o.PrivateKey.Reveal()), KeyID: o.KeyID, Search: o.Search, Filter: o.Filter})
 		if err != nil {
 			return nil, fmt.Errorf("okta source: %w", err)
 		}
-		out = append(out, &idpSource{key: "okta", team: "okta", src: src, rule: o.Groups})
+		out = append(out, desired.IdP{Key: "okta", Name: "okta", Source: src, Rule: o.Groups})
 	}
 	if e := cfg.Sources.Entra; e != nil {
 		src, err := entra.New(entra.Options{TenantID: e.TenantID, ClientID: e.ClientID, ClientSecret: e.ClientSecret.Reveal(),
@@ -51,10 +27,10 @@ func newSources(cfg *config.Config) ([]*idpSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("entra source: %w", err)
 		}
-		s := &idpSource{key: "graph", team: "entra", src: src, rule: e.Groups}
+		s := desired.IdP{Key: "graph", Name: "entra", Source: src, Rule: e.Groups}
 		if sub := e.Subscription; sub != nil {
 			// Graph lists existing subscriptions, so a restart adopts ours instead of adding one.
-			s.keep = entra.NewSubscriptions(src, entra.SubscriptionOptions{
+			s.Keep = entra.NewSubscriptions(src, entra.SubscriptionOptions{
 				NotificationURL: sub.NotificationURL, ClientState: sub.ClientState.Reveal()}).Ensure
 		}
 		out = append(out, s)
@@ -65,113 +41,7 @@ func newSources(cfg *config.Config) ([]*idpSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("google source: %w", err)
 		}
-		out = append(out, &idpSource{key: "google", team: "google", src: src, rule: g.Groups})
+		out = append(out, desired.IdP{Key: "google", Name: "google", Source: src, Rule: g.Groups})
 	}
 	return out, nil
-}
-
-// refresh reads every group. On failure the groups read before stay in use; with none read yet the
-// error is returned, since reconciling without the source would orphan its teams.
-func (s *idpSource) refresh(ctx context.Context, log *slog.Logger) error {
-	if s.keep != nil {
-		if err := s.keep(ctx); err != nil {
-			log.Error("keeping the change-notification subscription failed; the schedule still reads every group", "source", s.team, "error", err)
-		}
-	}
-	groups, err := s.src.Groups(ctx)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err != nil {
-		if s.groups == nil {
-			return fmt.Errorf("read groups from %s: %w", s.team, err)
-		}
-		log.Warn("reading groups failed; using the groups read before", "source", s.team, "error", err)
-		return nil
-	}
-	next := make(map[string]source.Group, len(groups))
-	for _, g := range groups {
-		next[g.ID] = g
-	}
-	for id, g := range s.groups {
-		if _, ok := next[id]; !ok {
-			s.remember(id, g.Name)
-		}
-	}
-	s.groups = next
-	return nil
-}
-
-// refreshOne re-reads one group, as a webhook asked.
-func (s *idpSource) refreshOne(ctx context.Context, id string) error {
-	g, found, err := s.src.Group(ctx, id)
-	if err != nil {
-		return fmt.Errorf("read group %s from %s: %w", id, s.team, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.groups == nil {
-		s.groups = map[string]source.Group{}
-	}
-	if found {
-		if old, ok := s.groups[id]; ok && old.Name != g.Name {
-			s.remember(id, old.Name) // renamed: the old team is orphaned, the new name is a new team
-		}
-		s.groups[id] = g
-		return nil
-	}
-	if old, ok := s.groups[id]; ok {
-		s.remember(id, old.Name)
-		delete(s.groups, id)
-	}
-	return nil
-}
-
-func (s *idpSource) remember(id, name string) {
-	if s.gone == nil {
-		s.gone = map[string]string{}
-	}
-	s.gone[id] = name
-}
-
-// teamNames are the team names a group key concerns: its group now, and the name it had.
-func (s *idpSource) teamNames(id string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var names []string
-	for _, display := range []string{s.groups[id].Name, s.gone[id]} {
-		if name, _, ok, err := s.rule.Classify(display); display != "" && ok && err == nil {
-			names = append(names, name)
-		}
-	}
-	return names
-}
-
-// snapshot returns the groups read last, by id.
-func (s *idpSource) snapshot() []source.Group {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]source.Group, 0, len(s.groups))
-	for _, id := range slices.Sorted(maps.Keys(s.groups)) {
-		out = append(out, s.groups[id])
-	}
-	return out
-}
-
-// readSources refreshes the IdP sources as the key asks: everything for a full reconcile (or before
-// the first full read), one group for a group key of that source.
-func (d *daemon) readSources(ctx context.Context, key string) error {
-	var errs []error
-	for _, s := range d.world.Load().sources {
-		s.mu.Lock()
-		never := s.groups == nil
-		s.mu.Unlock()
-		src, id, isGroup := strings.Cut(strings.TrimPrefix(key, "group:"), ":")
-		switch {
-		case key == bsync.KeyAll || never:
-			errs = append(errs, s.refresh(ctx, d.log))
-		case isGroup && strings.HasPrefix(key, "group:") && src == s.key:
-			errs = append(errs, s.refreshOne(ctx, id))
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -1,4 +1,4 @@
-package main
+package desired
 
 import (
 	"log/slog"
@@ -28,7 +28,7 @@ profiles:
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig(path)
+	cfg, err := config.Load(path, config.LoadOptions{LookupEnv: os.LookupEnv, ReadFile: os.ReadFile})
 	if err != nil {
 		t.Fatal(err)
 	}

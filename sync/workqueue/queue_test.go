@@ -1,21 +1,23 @@
-package sync
+package workqueue
 
 import (
 	"context"
 	"fmt"
 	"slices"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 // Webhook receivers only need Enqueue.
-var _ interface{ Enqueue(string) } = (*Queue)(nil)
+var _ interface{ Enqueue(queuekey.Key) } = (*Queue)(nil)
 
 // fakeClock is a settable clock for QueueOptions.Now.
 type fakeClock struct {
-	mu  gosync.Mutex
+	mu  sync.Mutex
 	now time.Time
 }
 
@@ -34,7 +36,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // dueIn is how long until the delayed key is due, per the queue's clock; ok=false if it is not delayed.
-func dueIn(q *Queue, key string) (time.Duration, bool) {
+func dueIn(q *Queue, key queuekey.Key) (time.Duration, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	e, ok := q.byKey[key]
@@ -45,7 +47,7 @@ func dueIn(q *Queue, key string) (time.Duration, bool) {
 }
 
 // mustGet takes the next key, failing the test if none comes within a second.
-func mustGet(t *testing.T, q *Queue) string {
+func mustGet(t *testing.T, q *Queue) queuekey.Key {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
@@ -111,7 +113,7 @@ func TestQueueNeverTwoWorkersOnOneKey(t *testing.T) {
 	const workers, adds, keys = 8, 10_000, 50
 	q := NewQueue(QueueOptions{})
 	var inFlight, processed [keys]atomic.Bool
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for {
@@ -120,7 +122,7 @@ func TestQueueNeverTwoWorkersOnOneKey(t *testing.T) {
 					return
 				}
 				var i int
-				if _, err := fmt.Sscanf(key, "k%d", &i); err != nil {
+				if _, err := fmt.Sscanf(string(key), "k%d", &i); err != nil {
 					t.Errorf("unexpected key %q", key)
 					q.Done(key)
 					continue
@@ -135,11 +137,11 @@ func TestQueueNeverTwoWorkersOnOneKey(t *testing.T) {
 			}
 		})
 	}
-	var producers gosync.WaitGroup
+	var producers sync.WaitGroup
 	for p := range 4 {
 		producers.Go(func() {
 			for i := p; i < adds; i += 4 {
-				q.Add(fmt.Sprintf("k%d", i%keys))
+				q.Add(queuekey.Key(fmt.Sprintf("k%d", i%keys)))
 			}
 		})
 	}
@@ -155,18 +157,18 @@ func TestQueueNeverTwoWorkersOnOneKey(t *testing.T) {
 
 func TestQueueAddAfter(t *testing.T) {
 	type add struct {
-		key string
+		key queuekey.Key
 		d   time.Duration
 	}
 	tests := []struct {
 		name string
 		adds []add
-		want []string
+		want []queuekey.Key
 	}{
-		{"ordered by due time", []add{{"b", 2 * time.Second}, {"a", time.Second}, {"c", 3 * time.Second}}, []string{"a", "b", "c"}},
-		{"a later add keeps the earlier time", []add{{"a", time.Second}, {"b", 2 * time.Second}, {"a", 5 * time.Second}}, []string{"a", "b"}},
-		{"an earlier add moves the key up", []add{{"a", 5 * time.Second}, {"b", 2 * time.Second}, {"a", time.Second}}, []string{"a", "b"}},
-		{"no delay is Add", []add{{"b", time.Second}, {"a", 0}, {"c", -time.Second}}, []string{"a", "c", "b"}},
+		{"ordered by due time", []add{{"b", 2 * time.Second}, {"a", time.Second}, {"c", 3 * time.Second}}, []queuekey.Key{"a", "b", "c"}},
+		{"a later add keeps the earlier time", []add{{"a", time.Second}, {"b", 2 * time.Second}, {"a", 5 * time.Second}}, []queuekey.Key{"a", "b"}},
+		{"an earlier add moves the key up", []add{{"a", 5 * time.Second}, {"b", 2 * time.Second}, {"a", time.Second}}, []queuekey.Key{"a", "b"}},
+		{"no delay is Add", []add{{"b", time.Second}, {"a", 0}, {"c", -time.Second}}, []queuekey.Key{"a", "c", "b"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,7 +179,7 @@ func TestQueueAddAfter(t *testing.T) {
 				q.AddAfter(a.key, a.d)
 			}
 			clock.Advance(10 * time.Second)
-			var got []string
+			var got []queuekey.Key
 			for range tt.want {
 				key := mustGet(t, q)
 				got = append(got, key)
@@ -289,14 +291,14 @@ func TestQueueShutDownDrains(t *testing.T) {
 	q.AddAfter("f", time.Millisecond)
 	q.AddRateLimited("g")
 
-	var got []string
+	var got []queuekey.Key
 	for range 2 {
 		k := mustGet(t, q)
 		got = append(got, k)
 		q.Done(k)
 	}
 	// a is still owed: Get waits for its Done instead of reporting the queue drained.
-	next := make(chan string)
+	next := make(chan queuekey.Key)
 	go func() {
 		k, _ := q.Get(t.Context())
 		next <- k
@@ -309,7 +311,7 @@ func TestQueueShutDownDrains(t *testing.T) {
 	q.Done("a")
 	got = append(got, <-next)
 	q.Done("a")
-	if want := []string{"b", "c", "a"}; !slices.Equal(got, want) {
+	if want := []queuekey.Key{"b", "c", "a"}; !slices.Equal(got, want) {
 		t.Fatalf("drained %v, want %v", got, want)
 	}
 	if k, ok := q.Get(t.Context()); ok {
@@ -359,7 +361,7 @@ func TestQueueGetHonoursContext(t *testing.T) {
 }
 
 func TestQueueOnDepth(t *testing.T) {
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	var depths []int
 	q := NewQueue(QueueOptions{OnDepth: func(n int) {
 		mu.Lock()
@@ -381,9 +383,9 @@ func TestQueueOnDepth(t *testing.T) {
 
 func BenchmarkQueueAddGet(b *testing.B) {
 	q := NewQueue(QueueOptions{})
-	keys := make([]string, 64)
+	keys := make([]queuekey.Key, 64)
 	for i := range keys {
-		keys[i] = fmt.Sprintf("team:%d", i)
+		keys[i] = queuekey.Key(fmt.Sprintf("team:%d", i))
 	}
 	ctx := b.Context()
 	i := 0

@@ -1,4 +1,4 @@
-package sync
+package plan_test
 
 import (
 	"reflect"
@@ -7,23 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/testsupport/applytest"
 	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/sync/plan"
 	"github.com/byob-agent/byob-agent/team"
 )
 
-var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-
-func storage(bucket string) team.Storage {
-	return team.Storage{Provider: team.ProviderAWS, Bucket: bucket, Region: "us-east-1", KMSKeyARN: "arn:aws:kms:us-east-1:1:key/k"}
-}
-
-func desiredTeam(name string, st team.Storage) team.Team {
-	return team.Team{Name: name, Profile: "main", Source: "yaml", Storage: st}
-}
-
 func rec(name string, phase state.Phase, st team.Storage, mod ...func(*state.Record)) state.Record {
-	r := state.Record{Name: name, Profile: "main", Phase: phase, Storage: st, StorageDigest: st.Digest(), KMSKeyARN: st.KMSKeyARN, LastVerified: now.Add(-time.Hour)}
+	r := state.Record{Name: name, Profile: "main", Phase: phase, Storage: st, StorageDigest: st.Digest(), KMSKeyARN: st.KMSKeyARN, LastVerified: applytest.Now.Add(-time.Hour)}
 	if phase.Created() {
 		r.GroupID = "G-" + name
 	}
@@ -34,12 +26,12 @@ func rec(name string, phase state.Phase, st team.Storage, mod ...func(*state.Rec
 }
 
 func TestPlan(t *testing.T) {
-	st := storage("wandb-a")
-	other := storage("wandb-b")
+	st := applytest.Storage("wandb-a")
+	other := applytest.Storage("wandb-b")
 	keyed := st
 	keyed.KMSKeyARN, keyed.CreateKMSKey = "", true
 	group := wandb.Group{ID: "G-a", DisplayName: "a"}
-	full := []Step{StepEnsureBucket, StepVerifyBucket, StepCreateTeam, StepMarkInSync}
+	full := []plan.Step{plan.StepEnsureBucket, plan.StepVerifyBucket, plan.StepCreateTeam, plan.StepMarkInSync}
 
 	tests := []struct {
 		name           string
@@ -49,76 +41,76 @@ func TestPlan(t *testing.T) {
 		drift          time.Duration
 		respectBackoff bool
 		registration   bool
-		wantSteps      []Step
+		wantSteps      []plan.Step
 		wantConflict   string // fragment
 		wantNote       string // fragment
 	}{
-		{name: "new team with configured key", desired: []team.Team{desiredTeam("a", st)}, wantSteps: full},
-		{name: "new team claimed by two sources", desired: []team.Team{claimed(desiredTeam("a", st), "yaml", `okta group "wandb-a"`)},
+		{name: "new team with configured key", desired: []team.Team{applytest.DesiredTeam("a", st)}, wantSteps: full},
+		{name: "new team claimed by two sources", desired: []team.Team{claimed(applytest.DesiredTeam("a", st), "yaml", `okta group "wandb-a"`)},
 			wantConflict: `claimed by yaml and okta group "wandb-a"`},
-		{name: "created team claimed by a second source", desired: []team.Team{claimed(desiredTeam("a", st), "yaml", `scim group "a"`)},
+		{name: "created team claimed by a second source", desired: []team.Team{claimed(applytest.DesiredTeam("a", st), "yaml", `scim group "a"`)},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, groups: []wandb.Group{group}, wantConflict: "a team comes from one source"},
-		{name: "new team creating its key", desired: []team.Team{desiredTeam("a", keyed)},
-			wantSteps: append([]Step{StepCreateKey}, full...)},
-		{name: "key created, bucket not yet", desired: []team.Team{desiredTeam("a", keyed)},
+		{name: "new team creating its key", desired: []team.Team{applytest.DesiredTeam("a", keyed)},
+			wantSteps: append([]plan.Step{plan.StepCreateKey}, full...)},
+		{name: "key created, bucket not yet", desired: []team.Team{applytest.DesiredTeam("a", keyed)},
 			records: []state.Record{rec("a", state.PhaseDesired, keyed, func(r *state.Record) { r.KMSKeyARN = "arn:k" })}, wantSteps: full},
-		{name: "interrupted during bucket setup", desired: []team.Team{desiredTeam("a", st)},
+		{name: "interrupted during bucket setup", desired: []team.Team{applytest.DesiredTeam("a", st)},
 			records:   []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.Intent = &state.Intent{Op: state.OpEnsureBucket, Target: "wandb-a"} })},
 			wantSteps: full},
-		{name: "bucket ready", desired: []team.Team{desiredTeam("a", st)},
-			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: []Step{StepCreateTeam, StepMarkInSync}},
-		{name: "create sent, W&B has it: adopt", desired: []team.Team{desiredTeam("a", st)},
+		{name: "bucket ready", desired: []team.Team{applytest.DesiredTeam("a", st)},
+			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: []plan.Step{plan.StepCreateTeam, plan.StepMarkInSync}},
+		{name: "create sent, W&B has it: adopt", desired: []team.Team{applytest.DesiredTeam("a", st)},
 			records: []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Intent = &state.Intent{Op: state.OpCreateTeam, Target: "a"} })},
-			groups:  []wandb.Group{group}, wantSteps: []Step{StepAdoptTeam, StepMarkInSync}},
-		{name: "create sent, W&B lacks it: create again", desired: []team.Team{desiredTeam("a", st)},
+			groups:  []wandb.Group{group}, wantSteps: []plan.Step{plan.StepAdoptTeam, plan.StepMarkInSync}},
+		{name: "create sent, W&B lacks it: create again", desired: []team.Team{applytest.DesiredTeam("a", st)},
 			records:   []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Intent = &state.Intent{Op: state.OpCreateTeam, Target: "a"} })},
-			wantSteps: []Step{StepCreateTeam, StepMarkInSync}},
-		{name: "foreign W&B team, no record", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
+			wantSteps: []plan.Step{plan.StepCreateTeam, plan.StepMarkInSync}},
+		{name: "foreign W&B team, no record", desired: []team.Team{applytest.DesiredTeam("a", st)}, groups: []wandb.Group{group},
 			wantConflict: "did not create"},
-		{name: "foreign W&B team, bucket ready", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
+		{name: "foreign W&B team, bucket ready", desired: []team.Team{applytest.DesiredTeam("a", st)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantConflict: "did not create"},
-		{name: "converged", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
+		{name: "converged", desired: []team.Team{applytest.DesiredTeam("a", st)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, drift: 24 * time.Hour},
-		{name: "converged, drift check due", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
-			records: []state.Record{rec("a", state.PhaseInSync, st)}, drift: 30 * time.Minute, wantSteps: []Step{StepCheckDrift}},
-		{name: "converged, drift checks off", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
+		{name: "converged, drift check due", desired: []team.Team{applytest.DesiredTeam("a", st)}, groups: []wandb.Group{group},
+			records: []state.Record{rec("a", state.PhaseInSync, st)}, drift: 30 * time.Minute, wantSteps: []plan.Step{plan.StepCheckDrift}},
+		{name: "converged, drift checks off", desired: []team.Team{applytest.DesiredTeam("a", st)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.LastVerified = time.Time{} })}},
-		{name: "created team's storage changed", desired: []team.Team{desiredTeam("a", other)}, groups: []wandb.Group{group},
+		{name: "created team's storage changed", desired: []team.Team{applytest.DesiredTeam("a", other)}, groups: []wandb.Group{group},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, wantConflict: "cannot change a team's storage"},
-		{name: "created team gone from W&B", desired: []team.Team{desiredTeam("a", st)},
+		{name: "created team gone from W&B", desired: []team.Team{applytest.DesiredTeam("a", st)},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, wantConflict: "W&B has no team of that name"},
-		{name: "created team replaced in W&B", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{{ID: "other", DisplayName: "a"}},
+		{name: "created team replaced in W&B", desired: []team.Team{applytest.DesiredTeam("a", st)}, groups: []wandb.Group{{ID: "other", DisplayName: "a"}},
 			records: []state.Record{rec("a", state.PhaseInSync, st)}, wantConflict: "has id other"},
-		{name: "team created, not marked", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
-			records: []state.Record{rec("a", state.PhaseTeamCreated, st)}, wantSteps: []Step{StepMarkInSync}},
-		{name: "orphan desired again", desired: []team.Team{desiredTeam("a", st)}, groups: []wandb.Group{group},
-			records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Orphaned = true })}, wantSteps: []Step{StepMarkInSync}},
-		{name: "backing off", desired: []team.Team{desiredTeam("a", st)}, respectBackoff: true,
-			records:  []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", now.Add(time.Minute) })},
+		{name: "team created, not marked", desired: []team.Team{applytest.DesiredTeam("a", st)}, groups: []wandb.Group{group},
+			records: []state.Record{rec("a", state.PhaseTeamCreated, st)}, wantSteps: []plan.Step{plan.StepMarkInSync}},
+		{name: "orphan desired again", desired: []team.Team{applytest.DesiredTeam("a", st)}, groups: []wandb.Group{group},
+			records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Orphaned = true })}, wantSteps: []plan.Step{plan.StepMarkInSync}},
+		{name: "backing off", desired: []team.Team{applytest.DesiredTeam("a", st)}, respectBackoff: true,
+			records:  []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", applytest.Now.Add(time.Minute) })},
 			wantNote: "waiting until"},
-		{name: "backoff ignored by hand", desired: []team.Team{desiredTeam("a", st)},
-			records:   []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", now.Add(time.Minute) })},
+		{name: "backoff ignored by hand", desired: []team.Team{applytest.DesiredTeam("a", st)},
+			records:   []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", applytest.Now.Add(time.Minute) })},
 			wantSteps: full},
-		{name: "backoff elapsed", desired: []team.Team{desiredTeam("a", st)}, respectBackoff: true,
-			records:   []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", now.Add(-time.Minute) })},
+		{name: "backoff elapsed", desired: []team.Team{applytest.DesiredTeam("a", st)}, respectBackoff: true,
+			records:   []state.Record{rec("a", state.PhaseDesired, st, func(r *state.Record) { r.LastError, r.NextRetry = "boom", applytest.Now.Add(-time.Minute) })},
 			wantSteps: full},
-		{name: "storage changed before creation", desired: []team.Team{desiredTeam("a", other)},
+		{name: "storage changed before creation", desired: []team.Team{applytest.DesiredTeam("a", other)},
 			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: full, wantNote: "wandb-a is left in place"},
-		{name: "storage changed before creation, key per team", desired: []team.Team{desiredTeam("a", keyed)},
-			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: append([]Step{StepCreateKey}, full...), wantNote: "left in place"},
-		{name: "registration required, new team", desired: []team.Team{desiredTeam("a", st)}, registration: true,
-			wantSteps: []Step{StepEnsureBucket, StepVerifyBucket}, wantNote: "state mark-registered a"},
-		{name: "registration required, bucket ready", desired: []team.Team{desiredTeam("a", st)}, registration: true,
+		{name: "storage changed before creation, key per team", desired: []team.Team{applytest.DesiredTeam("a", keyed)},
+			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantSteps: append([]plan.Step{plan.StepCreateKey}, full...), wantNote: "left in place"},
+		{name: "registration required, new team", desired: []team.Team{applytest.DesiredTeam("a", st)}, registration: true,
+			wantSteps: []plan.Step{plan.StepEnsureBucket, plan.StepVerifyBucket}, wantNote: "state mark-registered a"},
+		{name: "registration required, bucket ready", desired: []team.Team{applytest.DesiredTeam("a", st)}, registration: true,
 			records: []state.Record{rec("a", state.PhaseBucketReady, st)}, wantNote: "register bucket wandb-a"},
-		{name: "registration done", desired: []team.Team{desiredTeam("a", st)}, registration: true,
-			records: []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Registered = true })}, wantSteps: []Step{StepCreateTeam, StepMarkInSync}},
+		{name: "registration done", desired: []team.Team{applytest.DesiredTeam("a", st)}, registration: true,
+			records: []state.Record{rec("a", state.PhaseBucketReady, st, func(r *state.Record) { r.Registered = true })}, wantSteps: []plan.Step{plan.StepCreateTeam, plan.StepMarkInSync}},
 		{name: "no longer desired", records: []state.Record{rec("a", state.PhaseInSync, st)}, groups: []wandb.Group{group},
-			wantSteps: []Step{StepOrphan}},
+			wantSteps: []plan.Step{plan.StepOrphan}},
 		{name: "no longer desired, already orphaned", records: []state.Record{rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Orphaned = true })}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plans := Plan(PlanInput{Desired: tt.desired, Records: tt.records, Groups: tt.groups, Now: now, DriftInterval: tt.drift,
+			plans := plan.Plan(plan.Input{Desired: tt.desired, Records: tt.records, Groups: tt.groups, Now: applytest.Now, DriftInterval: tt.drift,
 				RespectBackoff: tt.respectBackoff, Registration: map[string]bool{"main": tt.registration}})
 			if len(plans) != 1 {
 				t.Fatalf("got %d plans, want 1", len(plans))
@@ -149,7 +141,7 @@ func claimed(t team.Team, claims ...string) team.Team {
 }
 
 func TestPlanMemberChanges(t *testing.T) {
-	st := storage("wandb-a")
+	st := applytest.Storage("wandb-a")
 	members := func(ids ...string) wandb.Group {
 		g := wandb.Group{ID: "G-a", DisplayName: "a"}
 		for _, id := range ids {
@@ -165,7 +157,7 @@ func TestPlanMemberChanges(t *testing.T) {
 		r.InitialMemberIDs = []string{"SA"}
 	}
 	want := func(roles map[string]string, m ...string) team.Team {
-		t := desiredTeam("a", st)
+		t := applytest.DesiredTeam("a", st)
 		t.ManageMembers, t.Members, t.Roles = true, m, roles
 		return t
 	}
@@ -174,24 +166,24 @@ func TestPlanMemberChanges(t *testing.T) {
 		desired       team.Team
 		group         wandb.Group
 		authoritative bool
-		want          *MemberChanges // nil: no members step
+		want          *plan.MemberChanges // nil: no members step
 	}{
 		{"converged", want(nil, "ada@x.io", "bob@x.io"), members("U1", "U2", "SA"), false, nil},
 		{"a new member and one gone", want(nil, "ada@x.io", "cy@x.io"), members("U1", "U2", "SA"), false,
-			&MemberChanges{Add: []string{"cy@x.io"}, Remove: []string{"bob@x.io"}}},
+			&plan.MemberChanges{Add: []string{"cy@x.io"}, Remove: []string{"bob@x.io"}}},
 		{"removed by hand in W&B: added again", want(nil, "ada@x.io", "bob@x.io"), members("U1", "SA"), false,
-			&MemberChanges{Add: []string{"bob@x.io"}}},
+			&plan.MemberChanges{Add: []string{"bob@x.io"}}},
 		{"added by hand: kept in owned mode", want(nil, "ada@x.io", "bob@x.io"), members("U1", "U2", "SA", "U9"), false,
-			&MemberChanges{}},
+			&plan.MemberChanges{}},
 		{"added by hand: removed in authoritative mode, never the service account", want(nil, "ada@x.io", "bob@x.io"),
-			members("U1", "U2", "SA", "U9"), true, &MemberChanges{Remove: []string{"W&B user U9"}}},
+			members("U1", "U2", "SA", "U9"), true, &plan.MemberChanges{Remove: []string{"W&B user U9"}}},
 		{"a role rule names a member", want(map[string]string{"bob@x.io": "admin"}, "ada@x.io", "bob@x.io"), members("U1", "U2", "SA"), false,
-			&MemberChanges{Roles: []string{"bob@x.io: admin"}}},
+			&plan.MemberChanges{Roles: []string{"bob@x.io: admin"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plans := Plan(PlanInput{Desired: []team.Team{tt.desired}, Records: []state.Record{rec("a", state.PhaseInSync, st, synced)},
-				Groups: []wandb.Group{tt.group}, Now: now, SyncMembers: true, Authoritative: tt.authoritative})
+			plans := plan.Plan(plan.Input{Desired: []team.Team{tt.desired}, Records: []state.Record{rec("a", state.PhaseInSync, st, synced)},
+				Groups: []wandb.Group{tt.group}, Now: applytest.Now, SyncMembers: true, Authoritative: tt.authoritative})
 			p := plans[0]
 			if tt.want == nil {
 				if len(p.Steps) != 0 {
@@ -199,7 +191,7 @@ func TestPlanMemberChanges(t *testing.T) {
 				}
 				return
 			}
-			if !reflect.DeepEqual(p.Steps, []Step{StepSyncMembers}) || !reflect.DeepEqual(p.Members, tt.want) {
+			if !reflect.DeepEqual(p.Steps, []plan.Step{plan.StepSyncMembers}) || !reflect.DeepEqual(p.Members, tt.want) {
 				t.Fatalf("steps %v members %+v, want %+v", p.Steps, p.Members, tt.want)
 			}
 			for _, e := range append(append(tt.want.Add, tt.want.Remove...), tt.want.Roles...) {
@@ -219,11 +211,11 @@ func contains(s, frag string) bool {
 }
 
 func TestPlanSortsAndCoversDesiredAndRecorded(t *testing.T) {
-	st := storage("x")
-	plans := Plan(PlanInput{
-		Desired: []team.Team{desiredTeam("c", st), desiredTeam("a", st)},
+	st := applytest.Storage("x")
+	plans := plan.Plan(plan.Input{
+		Desired: []team.Team{applytest.DesiredTeam("c", st), applytest.DesiredTeam("a", st)},
 		Records: []state.Record{rec("b", state.PhaseInSync, st)},
-		Now:     now,
+		Now:     applytest.Now,
 	})
 	var names []string
 	for _, p := range plans {
@@ -235,10 +227,10 @@ func TestPlanSortsAndCoversDesiredAndRecorded(t *testing.T) {
 }
 
 func TestResolvedConflictIsAChange(t *testing.T) {
-	st := storage("wandb-a")
+	st := applytest.Storage("wandb-a")
 	r := rec("a", state.PhaseInSync, st, func(r *state.Record) { r.Conflict = "old" })
-	plans := Plan(PlanInput{Desired: []team.Team{desiredTeam("a", st)}, Records: []state.Record{r},
-		Groups: []wandb.Group{{ID: "G-a", DisplayName: "a"}}, Now: now})
+	plans := plan.Plan(plan.Input{Desired: []team.Team{applytest.DesiredTeam("a", st)}, Records: []state.Record{r},
+		Groups: []wandb.Group{{ID: "G-a", DisplayName: "a"}}, Now: applytest.Now})
 	if len(plans[0].Steps) != 0 || !plans[0].Changes() {
 		t.Fatalf("a cleared conflict must be a state-only change: %+v", plans[0])
 	}
@@ -251,14 +243,14 @@ func BenchmarkPlanConverged5000(b *testing.B) {
 	groups := make([]wandb.Group, n)
 	for i := range n {
 		name := "team-" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strconv.Itoa(i)
-		st := storage("wandb-" + name)
-		desired[i] = desiredTeam(name, st)
+		st := applytest.Storage("wandb-" + name)
+		desired[i] = applytest.DesiredTeam(name, st)
 		records[i] = rec(name, state.PhaseInSync, st)
 		groups[i] = wandb.Group{ID: "G-" + name, DisplayName: name}
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		plans := Plan(PlanInput{Desired: desired, Records: records, Groups: groups, Now: now, DriftInterval: 24 * time.Hour})
+		plans := plan.Plan(plan.Input{Desired: desired, Records: records, Groups: groups, Now: applytest.Now, DriftInterval: 24 * time.Hour})
 		for _, p := range plans {
 			if p.Changes() {
 				b.Fatalf("converged team %s planned %v %s", p.Team, p.Steps, p.Conflict)

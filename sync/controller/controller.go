@@ -1,4 +1,6 @@
-package sync
+// Package controller provides the daemon's Controller: workers take keys from the work queue and
+// reconcile the teams each key names, one worker per team at a time, requeueing failures with backoff.
+package controller
 
 import (
 	"context"
@@ -6,41 +8,37 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
+	"github.com/byob-agent/byob-agent/sync/apply"
+	"github.com/byob-agent/byob-agent/sync/internal/keylock"
+	"github.com/byob-agent/byob-agent/sync/queuekey"
+	"github.com/byob-agent/byob-agent/sync/workqueue"
 	"github.com/byob-agent/byob-agent/team"
 )
-
-// Keys of the work queue. Webhooks and SCIM writes enqueue the narrowest key they can; the schedule
-// enqueues KeyAll.
-const KeyAll = "all"
-
-// TeamKey is the key that reconciles one team.
-func TeamKey(name string) string { return "team:" + name }
 
 // Controller runs the daemon's reconciles: workers take keys from the queue, one worker per key at a
 // time, and a failed key comes back with backoff.
 type Controller struct {
-	Queue *Queue
+	Queue *workqueue.Queue
 	// Reconciler returns the reconciler to use now (it changes when the configuration is reloaded).
-	Reconciler func() *Reconciler
+	Reconciler func() *apply.Reconciler
 	// Desired returns every desired team now (configuration, pushed and read sources). key is the key
-	// being reconciled: a source may re-read everything for KeyAll and only one group for a group key.
-	Desired func(ctx context.Context, key string) ([]team.Team, error)
+	// being reconciled: a source may re-read everything for queuekey.All and only one group for a group key.
+	Desired func(ctx context.Context, key queuekey.Key) ([]team.Team, error)
 	// Resolve maps any other key (e.g. "group:scim:<id>") to the teams it concerns; ok=false
 	// reconciles everything.
-	Resolve func(ctx context.Context, key string) (teams []string, ok bool)
+	Resolve func(ctx context.Context, key queuekey.Key) (teams []string, ok bool)
 	Workers int
 	Logger  *slog.Logger
 	// OnReconcile, if set, is told the end of every reconcile (metrics, readiness).
-	OnReconcile func(key string, results []Result, err error, took time.Duration)
+	OnReconcile func(key queuekey.Key, results []apply.Result, err error, took time.Duration)
 
 	// A full reconcile excludes every other; reconciles of named teams share the way but lock their
 	// teams, so no team is ever planned or applied by two workers at once and no plan goes stale.
-	all   gosync.RWMutex
-	teams keyedMutex
+	all   sync.RWMutex
+	teams keylock.Map
 }
 
 // Run starts the workers and returns when ctx is done (no new key is taken) and every reconcile in
@@ -65,7 +63,7 @@ func (c *Controller) Run(ctx, work context.Context) {
 	}
 }
 
-func (c *Controller) process(ctx context.Context, key string) {
+func (c *Controller) process(ctx context.Context, key queuekey.Key) {
 	defer c.Queue.Done(key)
 	start := time.Now()
 	results, err := c.Reconcile(ctx, key)
@@ -79,24 +77,25 @@ func (c *Controller) process(ctx context.Context, key string) {
 	}
 	c.Queue.Forget(key)
 	for _, r := range results {
-		if (r.Outcome == OutcomeFailed || r.Outcome == OutcomeWaiting) && !r.RetryAt.IsZero() {
-			c.Queue.AddAfter(TeamKey(r.Team), time.Until(r.RetryAt))
+		if (r.Outcome == apply.OutcomeFailed || r.Outcome == apply.OutcomeWaiting) && !r.RetryAt.IsZero() {
+			c.Queue.AddAfter(queuekey.Team(r.Team), time.Until(r.RetryAt))
 		}
 	}
 }
 
 // Reconcile syncs the teams a key names. An error means the reconcile could not run (state or W&B
 // unreachable); a team that failed is in the results and in the state, not an error.
-func (c *Controller) Reconcile(ctx context.Context, key string) ([]Result, error) {
+func (c *Controller) Reconcile(ctx context.Context, key queuekey.Key) ([]apply.Result, error) {
 	desired, err := c.Desired(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("read desired teams: %w", err)
 	}
-	o := PlanOptions{RespectBackoff: true}
+	o := apply.PlanOptions{RespectBackoff: true}
+	name, isTeam := key.Team()
 	switch {
-	case key == KeyAll:
-	case strings.HasPrefix(key, "team:"):
-		o.Only = map[string]bool{strings.TrimPrefix(key, "team:"): true}
+	case key == queuekey.All:
+	case isTeam:
+		o.Only = map[string]bool{name: true}
 	case c.Resolve != nil:
 		if names, ok := c.Resolve(ctx, key); ok {
 			o.Only = make(map[string]bool, len(names))
@@ -113,7 +112,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) ([]Result, error
 		defer c.all.RUnlock()
 		names := slices.Sorted(maps.Keys(o.Only)) // one order, so two keys never wait on each other
 		for _, n := range names {
-			defer c.teams.lock(n)()
+			defer c.teams.Lock(n)()
 		}
 	}
 	return c.Reconciler().Sync(ctx, desired, o)

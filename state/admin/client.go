@@ -1,10 +1,8 @@
-package main
+package admin
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -12,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -23,81 +20,6 @@ import (
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/state"
 )
-
-// The daemon holds the state file's lock for as long as it runs, so the state commands cannot open
-// it then; they ask the daemon instead, over /admin/, with server.adminToken.
-const (
-	adminBackupPath = "/admin/state/backup"
-	adminExportPath = "/admin/state/export"
-)
-
-// admin serves the state to the state commands.
-type admin struct {
-	token [sha256.Size]byte // digest of server.adminToken: comparing digests keeps its length out of the timing
-	db    *state.DB
-	log   *slog.Logger
-}
-
-// mountAdmin serves GET /admin/state/backup (a bbolt copy, from one read transaction) and
-// GET /admin/state/export (JSON) to bearers of token. Without a token /admin/ is not served at all.
-func mountAdmin(mux *http.ServeMux, token config.Secret, db *state.DB, log *slog.Logger) {
-	if token.Reveal() == "" {
-		return
-	}
-	a := &admin{token: sha256.Sum256([]byte(token.Reveal())), db: db, log: log}
-	mux.Handle("GET "+adminBackupPath, a.authorized(a.backup))
-	mux.Handle("GET "+adminExportPath, a.authorized(a.export))
-}
-
-func (a *admin) authorized(next func(http.ResponseWriter, *http.Request) (int64, error)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
-			a.log.Warn("admin request refused: no valid bearer token", "path", r.URL.Path, "remote", r.RemoteAddr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="byob-agent admin"`)
-			http.Error(w, "a valid admin bearer token (server.adminToken) is required", http.StatusUnauthorized)
-			return
-		}
-		n, err := next(w, r)
-		if err == nil {
-			a.log.Info("state served", "path", r.URL.Path, "bytes", n, "remote", r.RemoteAddr)
-			return
-		}
-		a.log.Error("serving the state failed", "path", r.URL.Path, "bytes", n, "remote", r.RemoteAddr, "error", err)
-		if n == 0 {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		// Part of the body is out: break the connection so the client sees a failure, not a short copy.
-		panic(http.ErrAbortHandler)
-	})
-}
-
-// backup streams the copy while writers go on. A stalled client is cut off by the server's write
-// timeout, which also bounds how long the read transaction is held.
-func (a *admin) backup(w http.ResponseWriter, r *http.Request) (int64, error) {
-	w.Header().Set("Content-Type", "application/octet-stream")
-	return a.db.Backup(r.Context(), w)
-}
-
-func (a *admin) export(w http.ResponseWriter, r *http.Request) (int64, error) {
-	w.Header().Set("Content-Type", "application/json")
-	cw := &countingWriter{w: w}
-	err := a.db.Export(r.Context(), cw)
-	return cw.n, err
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
 
 // daemonState reads the state through the running daemon's /admin/. It serves the state commands as
 // *state.DB does.
@@ -113,18 +35,18 @@ type daemonState struct {
 // daemon: a daemon holds it for good, and the one-shot commands that hold it briefly are rare.
 const readerLockTimeout = 200 * time.Millisecond
 
-// stateReader is what the read-only state commands use: the state file, or the daemon holding it.
-type stateReader interface {
+// Reader is what the read-only state commands use: the state file, or the daemon holding it.
+type Reader interface {
 	List(ctx context.Context) ([]state.Record, error)
 	Get(ctx context.Context, name string) (state.Record, error)
 	Export(ctx context.Context, w io.Writer) error
 	Backup(ctx context.Context, w io.Writer) (int64, error)
 }
 
-// openStateReader opens the state file read-only or, while another process holds it, asks the daemon
+// OpenReader opens the state file read-only or, while another process holds it, asks the daemon
 // at server.listen. With daemonURL set it asks the daemon at that URL without trying the file (which
 // may be on another machine).
-func openStateReader(cfg *config.Config, daemonURL string) (stateReader, func() error, error) {
+func OpenReader(cfg *config.Config, daemonURL string) (Reader, func() error, error) {
 	noop := func() error { return nil }
 	if daemonURL != "" {
 		d, err := newDaemonState(cfg, daemonURL)
@@ -145,6 +67,11 @@ func openStateReader(cfg *config.Config, daemonURL string) (stateReader, func() 
 	return db, db.Close, nil
 }
 
+// URLError is a daemon URL (--daemon) that cannot be used.
+type URLError struct{ URL, Reason string }
+
+func (e *URLError) Error() string { return fmt.Sprintf("--daemon %q: %s", e.URL, e.Reason) }
+
 // newDaemonState finds the daemon at rawURL, or else at server.listen (https with server.tls*).
 func newDaemonState(cfg *config.Config, rawURL string) (*daemonState, error) {
 	s := cfg.Server
@@ -159,10 +86,10 @@ func newDaemonState(cfg *config.Config, rawURL string) (*daemonState, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usageErr("--daemon %q: want the daemon's URL, such as http://127.0.0.1:8080", rawURL)
+		return nil, &URLError{URL: rawURL, Reason: "want the daemon's URL, such as http://127.0.0.1:8080"}
 	}
 	if ip := net.ParseIP(u.Hostname()); u.Scheme == "http" && u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, usageErr("--daemon %q: plain http only to a loopback address; the admin token must not cross a network in clear", rawURL)
+		return nil, &URLError{URL: rawURL, Reason: "plain http only to a loopback address; the admin token must not cross a network in clear"}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if s.TLSCertFile != "" {
@@ -252,21 +179,21 @@ func (d *daemonState) get(ctx context.Context, path string, w io.Writer) (int64,
 		return 0, fmt.Errorf("the daemon at %s does not serve %s (404): set server.adminToken in its configuration and reload (SIGHUP) or restart it, or stop the daemon", d.base, path)
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	return 0, fmt.Errorf("the daemon at %s answered %s for %s: %s", d.base, resp.Status, path, oneLine(string(msg)))
+	return 0, fmt.Errorf("the daemon at %s answered %s for %s: %s", d.base, resp.Status, path, strings.Join(strings.Fields(string(msg)), " "))
 }
 
 func (d *daemonState) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	return d.get(ctx, adminBackupPath, w)
+	return d.get(ctx, BackupPath, w)
 }
 
 func (d *daemonState) Export(ctx context.Context, w io.Writer) error {
-	_, err := d.get(ctx, adminExportPath, w)
+	_, err := d.get(ctx, ExportPath, w)
 	return err
 }
 
 func (d *daemonState) List(ctx context.Context) ([]state.Record, error) {
 	var buf bytes.Buffer
-	if _, err := d.get(ctx, adminExportPath, &buf); err != nil {
+	if _, err := d.get(ctx, ExportPath, &buf); err != nil {
 		return nil, err
 	}
 	var export struct {

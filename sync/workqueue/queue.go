@@ -1,11 +1,15 @@
-package sync
+// Package workqueue provides the daemon's work queue of reconcile keys: each key queued once, never
+// handed to two workers at once, and failed keys requeued with per-key backoff.
+package workqueue
 
 import (
 	"container/heap"
 	"context"
 	"math/rand/v2"
-	gosync "sync"
+	"sync"
 	"time"
+
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 // QueueOptions configures a Queue. Zero values take the defaults.
@@ -27,18 +31,18 @@ type QueueOptions struct {
 type Queue struct {
 	opts QueueOptions
 
-	mu     gosync.Mutex
-	ready  []string            // FIFO of keys ready to be handed out
-	dirty  map[string]struct{} // keys that need processing: those in ready, and processing keys added again
-	active map[string]struct{} // keys held by a worker (between Get and Done)
+	mu     sync.Mutex
+	ready  []queuekey.Key            // FIFO of keys ready to be handed out
+	dirty  map[queuekey.Key]struct{} // keys that need processing: those in ready, and processing keys added again
+	active map[queuekey.Key]struct{} // keys held by a worker (between Get and Done)
 	// wake is closed to tell blocked Gets that something changed; created only when a Get waits.
 	wake     chan struct{}
 	shutdown bool
 
 	waiting  waitHeap // delayed keys, earliest first
-	byKey    map[string]*waitEntry
+	byKey    map[queuekey.Key]*waitEntry
 	timer    *time.Timer // one timer for the earliest delayed key, so delayed adds start no goroutines
-	failures map[string]int
+	failures map[queuekey.Key]int
 }
 
 // NewQueue returns an empty queue.
@@ -54,32 +58,32 @@ func NewQueue(o QueueOptions) *Queue {
 	}
 	return &Queue{
 		opts:     o,
-		dirty:    map[string]struct{}{},
-		active:   map[string]struct{}{},
-		byKey:    map[string]*waitEntry{},
-		failures: map[string]int{},
+		dirty:    map[queuekey.Key]struct{}{},
+		active:   map[queuekey.Key]struct{}{},
+		byKey:    map[queuekey.Key]*waitEntry{},
+		failures: map[queuekey.Key]int{},
 	}
 }
 
 // Add queues key unless it is already waiting to be processed. It never blocks.
-func (q *Queue) Add(key string) {
+func (q *Queue) Add(key queuekey.Key) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.add(key)
 }
 
-// Enqueue is Add; it lets the queue serve webhook receivers, which only need Enqueue(string).
-func (q *Queue) Enqueue(key string) { q.Add(key) }
+// Enqueue is Add; it lets the queue serve webhook receivers, which only need Enqueue.
+func (q *Queue) Enqueue(key queuekey.Key) { q.Add(key) }
 
 // AddAfter queues key once d has passed. If key is already delayed, the earlier time wins.
-func (q *Queue) AddAfter(key string, d time.Duration) {
+func (q *Queue) AddAfter(key queuekey.Key, d time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.addAfter(key, d)
 }
 
 // AddRateLimited counts a failure of key and queues it after the key's next backoff.
-func (q *Queue) AddRateLimited(key string) {
+func (q *Queue) AddRateLimited(key queuekey.Key) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.failures[key]++
@@ -87,14 +91,14 @@ func (q *Queue) AddRateLimited(key string) {
 }
 
 // Forget resets key's failure count; call it after key was processed successfully.
-func (q *Queue) Forget(key string) {
+func (q *Queue) Forget(key queuekey.Key) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.failures, key)
 }
 
 // Failures is the number of failures counted for key since it was last forgotten.
-func (q *Queue) Failures(key string) int {
+func (q *Queue) Failures(key queuekey.Key) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.failures[key]
@@ -103,7 +107,7 @@ func (q *Queue) Failures(key string) int {
 // Get blocks until a key is ready and returns it; the caller must call Done(key) when finished.
 // ok is false once ctx is done (even if keys are ready: no new work is taken) or once the queue is
 // shut down and nothing is left to process.
-func (q *Queue) Get(ctx context.Context) (key string, ok bool) {
+func (q *Queue) Get(ctx context.Context) (key queuekey.Key, ok bool) {
 	for {
 		if ctx.Err() != nil {
 			return "", false
@@ -138,7 +142,7 @@ func (q *Queue) Get(ctx context.Context) (key string, ok bool) {
 }
 
 // Done marks key as no longer being processed; if it was added meanwhile, it is queued again.
-func (q *Queue) Done(key string) {
+func (q *Queue) Done(key queuekey.Key) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.active, key)
@@ -159,7 +163,7 @@ func (q *Queue) ShutDown() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.shutdown = true
-	q.waiting, q.byKey = nil, map[string]*waitEntry{}
+	q.waiting, q.byKey = nil, map[queuekey.Key]*waitEntry{}
 	if q.timer != nil {
 		q.timer.Stop()
 	}
@@ -168,7 +172,7 @@ func (q *Queue) ShutDown() {
 
 // add queues key unless it is already dirty; a key being processed is only marked dirty, so Done
 // queues it again and no two workers hold it at once.
-func (q *Queue) add(key string) {
+func (q *Queue) add(key queuekey.Key) {
 	if q.shutdown {
 		return
 	}
@@ -182,7 +186,7 @@ func (q *Queue) add(key string) {
 	q.push(key)
 }
 
-func (q *Queue) push(key string) {
+func (q *Queue) push(key queuekey.Key) {
 	q.ready = append(q.ready, key)
 	q.depth()
 	q.broadcast()
@@ -202,7 +206,7 @@ func (q *Queue) broadcast() {
 	}
 }
 
-func (q *Queue) addAfter(key string, d time.Duration) {
+func (q *Queue) addAfter(key queuekey.Key, d time.Duration) {
 	if q.shutdown {
 		return
 	}
@@ -273,7 +277,7 @@ func (q *Queue) backoff(n int) time.Duration {
 }
 
 type waitEntry struct {
-	key   string
+	key   queuekey.Key
 	at    time.Time
 	index int // position in waitHeap, for heap.Fix
 }

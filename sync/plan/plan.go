@@ -1,7 +1,6 @@
-// Package sync reconciles desired teams with the world: a pure planner decides, per team, which steps
-// are needed from what is desired, what the state recorded and what W&B has; the applier carries the
-// steps out one by one, recording intent before and result after every external mutation.
-package sync
+// Package plan provides the pure planner: from what is desired, what the state recorded and what W&B
+// has, it decides per team which steps are needed; it makes no calls.
+package plan
 
 import (
 	"fmt"
@@ -53,16 +52,18 @@ type TeamPlan struct {
 	// Members is what a members sync would change, when the plan has one.
 	Members *MemberChanges `json:"members,omitempty"`
 
-	desired *team.Team
-	record  *state.Record
-	group   *wandb.Group
+	// What the plan was made from, for the applier: the desired team (nil for an orphan), the team's
+	// record (nil for a new team) and W&B's group of that name (nil if W&B has none).
+	Desired *team.Team    `json:"-"`
+	Record  *state.Record `json:"-"`
+	Group   *wandb.Group  `json:"-"`
 }
 
 // Changes reports whether the plan does anything at all (including state-only updates).
 func (p TeamPlan) Changes() bool {
 	recorded := ""
-	if p.record != nil {
-		recorded = p.record.Conflict
+	if p.Record != nil {
+		recorded = p.Record.Conflict
 	}
 	return len(p.Steps) > 0 || recorded != p.Conflict
 }
@@ -103,7 +104,7 @@ func (p TeamPlan) describe(s Step) string {
 	case StepCreateTeam:
 		return "create W&B team"
 	case StepAdoptTeam:
-		return "adopt W&B team " + p.group.ID + " (created by an earlier interrupted attempt)"
+		return "adopt W&B team " + p.Group.ID + " (created by an earlier interrupted attempt)"
 	case StepMarkInSync:
 		return "mark in sync"
 	case StepCheckDrift:
@@ -112,15 +113,15 @@ func (p TeamPlan) describe(s Step) string {
 		return "mark orphaned (bucket and W&B team are kept)"
 	case StepSyncMembers:
 		if p.Members == nil || p.Members.empty() {
-			return fmt.Sprintf("check members (%d wanted)", len(p.desired.Members))
+			return fmt.Sprintf("check members (%d wanted)", len(p.Desired.Members))
 		}
 		return "members: " + p.Members.String()
 	}
 	return string(s)
 }
 
-// PlanInput is everything the planner looks at. It makes no calls.
-type PlanInput struct {
+// Input is everything the planner looks at. It makes no calls.
+type Input struct {
 	Desired []team.Team
 	Records []state.Record
 	Groups  []wandb.Group // the teams W&B has now
@@ -139,7 +140,7 @@ type PlanInput struct {
 }
 
 // Plan decides the steps for every desired or recorded team, sorted by team name.
-func Plan(in PlanInput) []TeamPlan {
+func Plan(in Input) []TeamPlan {
 	records := make(map[string]*state.Record, len(in.Records))
 	for i := range in.Records {
 		records[in.Records[i].Name] = &in.Records[i]
@@ -159,7 +160,7 @@ func Plan(in PlanInput) []TeamPlan {
 		if desired[r.Name] {
 			continue
 		}
-		p := TeamPlan{Team: r.Name, Profile: r.Profile, Status: r.Status(), Storage: r.Storage, record: r}
+		p := TeamPlan{Team: r.Name, Profile: r.Profile, Status: r.Status(), Storage: r.Storage, Record: r}
 		if !r.Orphaned {
 			p.Steps = []Step{StepOrphan}
 		}
@@ -169,8 +170,8 @@ func Plan(in PlanInput) []TeamPlan {
 	return plans
 }
 
-func planTeam(in PlanInput, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan {
-	p := TeamPlan{Team: t.Name, Profile: t.Profile, Status: "new", Storage: t.Storage, desired: t, record: r, group: g}
+func planTeam(in Input, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan {
+	p := TeamPlan{Team: t.Name, Profile: t.Profile, Status: "new", Storage: t.Storage, Desired: t, Record: r, Group: g}
 	if r != nil {
 		p.Status = r.Status()
 	}
@@ -269,12 +270,12 @@ func membersChanged(t *team.Team, r *state.Record, g *wandb.Group) bool {
 	for i, m := range g.Members {
 		current[i] = m.Value
 	}
-	return !sameSet(t.Members, r.MemberEmails) || !sameSet(current, r.MemberIDs) || !maps.Equal(wantedRoles(t, r), r.MemberRoles)
+	return !sameSet(t.Members, r.MemberEmails) || !sameSet(current, r.MemberIDs) || !maps.Equal(WantedRoles(t, r), r.MemberRoles)
 }
 
-// wantedRoles are the roles the agent should have set once members are synced: the role rules' roles of
+// WantedRoles are the roles the agent should have set once members are synced: the role rules' roles of
 // the members it could resolve (an email W&B does not know gets no role).
-func wantedRoles(t *team.Team, r *state.Record) map[string]string {
+func WantedRoles(t *team.Team, r *state.Record) map[string]string {
 	var out map[string]string
 	for email, role := range t.Roles {
 		// member is W&B's default role: the agent only records the other roles it set.

@@ -1,0 +1,214 @@
+// Package applytest provides what the reconciler's tests share: team fixtures, a storage factory
+// fake that records calls and fails on demand, and a Reconciler against the W&B emulator.
+package applytest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
+	"github.com/byob-agent/byob-agent/scim/wandb"
+	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/sync/apply"
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// Now is the fixtures' clock.
+var Now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// Storage is an aws storage spec with a configured key.
+func Storage(bucket string) team.Storage {
+	return team.Storage{Provider: team.ProviderAWS, Bucket: bucket, Region: "us-east-1", KMSKeyARN: "arn:aws:kms:us-east-1:1:key/k"}
+}
+
+// DesiredTeam is a team of the configuration on profile main.
+func DesiredTeam(name string, st team.Storage) team.Team {
+	return team.Team{Name: name, Profile: "main", Source: "yaml", Storage: st}
+}
+
+// FakeFactory stands in for a storage provider (the real ones are tested against real S3 in their
+// own package and end to end in cmd/agent). It records calls and fails on demand.
+type FakeFactory struct {
+	mu        sync.Mutex
+	Calls     []string
+	FailOn    map[string]error // "ensure:<team>", "verify:<team>", "key:<team>"
+	Changes   []bucketfactory.Change
+	Recovered []string // teams EnsureKey was told to recover
+	Adoptions []string // teams Ensure was allowed to adopt untagged
+}
+
+func (f *FakeFactory) record(op, team string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Calls = append(f.Calls, op+":"+team)
+	return f.FailOn[op+":"+team]
+}
+
+func (f *FakeFactory) EnsureKey(ctx context.Context, teamName string, recovering bool) (string, bool, error) {
+	if recovering {
+		f.mu.Lock()
+		f.Recovered = append(f.Recovered, teamName)
+		f.mu.Unlock()
+	}
+	if err := f.record("key", teamName); err != nil {
+		return "", false, err
+	}
+	return "arn:aws:kms:us-east-1:111122223333:key/" + teamName, true, nil
+}
+
+func (f *FakeFactory) Ensure(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.EnsureOptions) ([]bucketfactory.Change, error) {
+	if o.AdoptUntagged {
+		f.mu.Lock()
+		f.Adoptions = append(f.Adoptions, b.Team)
+		f.mu.Unlock()
+	}
+	if b.Storage.Provider == team.ProviderAWS && b.KMSKeyARN == "" {
+		return nil, fmt.Errorf("no KMS key for an aws bucket")
+	}
+	if err := f.record("ensure", b.Team); err != nil {
+		return nil, err
+	}
+	return f.Changes, nil
+}
+
+func (f *FakeFactory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.CheckOptions) ([]bucketfactory.CheckResult, error) {
+	op := "inspect"
+	if o.Probe {
+		op = "verify"
+	}
+	err := f.record(op, b.Team)
+	var ve *bucketfactory.VerifyError
+	if errors.As(err, &ve) {
+		return append([]bucketfactory.CheckResult{{Check: "exists", OK: true}}, ve.Failures...), nil
+	}
+	return []bucketfactory.CheckResult{{Check: "exists", OK: true}}, err
+}
+
+func (f *FakeFactory) Address(ctx context.Context, b bucketfactory.Bucket) (string, error) {
+	return "s3://key:secret@s3.example/" + b.Storage.Bucket, nil
+}
+
+func (f *FakeFactory) CallCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.Calls)
+}
+
+// Env is a Reconciler on a fresh state, with FakeFactory as profile main's storage and the W&B
+// emulator behind a real W&B client; Fault, when set, injects faults into the emulator.
+type Env struct {
+	Emu     *wandbemu.Server
+	Store   *state.DB
+	Factory *FakeFactory
+	Rec     *apply.Reconciler
+	Clock   time.Time
+	Fault   atomic.Pointer[func(*http.Request) wandbemu.Fault]
+}
+
+// NewEnv starts the emulator and opens the state; both are closed when the test ends.
+func NewEnv(t testing.TB) *Env {
+	t.Helper()
+	e := &Env{Factory: &FakeFactory{FailOn: map[string]error{}}, Clock: Now}
+	e.Emu = wandbemu.New(wandbemu.Options{APIKey: "k", Fault: func(r *http.Request) wandbemu.Fault {
+		if f := e.Fault.Load(); f != nil {
+			return (*f)(r)
+		}
+		return wandbemu.Fault{}
+	}})
+	srv := httptest.NewServer(e.Emu)
+	t.Cleanup(srv.Close)
+	t.Cleanup(e.Emu.Close)
+	client, err := wandb.NewClient(wandb.Options{BaseURL: srv.URL + "/scim", Auth: wandb.AuthBearer, APIKey: "k",
+		Timeout: 2 * time.Second, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Store, err = state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Store.Close() })
+	e.Rec = &apply.Reconciler{
+		Store: e.Store, WandB: client, Profiles: map[string]apply.Profile{"main": {Factory: e.Factory}},
+		Concurrency: 4, DriftInterval: 24 * time.Hour, Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return e.Clock },
+	}
+	return e
+}
+
+// Sync plans and applies desired once and returns the results by team.
+func (e *Env) Sync(t *testing.T, desired []team.Team) map[string]apply.Result {
+	t.Helper()
+	results, err := e.Rec.Sync(t.Context(), desired, apply.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]apply.Result{}
+	for _, r := range results {
+		out[r.Team] = r
+	}
+	return out
+}
+
+// Record is the team's record in the state.
+func (e *Env) Record(t *testing.T, name string) state.Record {
+	t.Helper()
+	r, err := e.Store.Get(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// Teams are teams of the configuration, each with a bucket of its own.
+func Teams(names ...string) []team.Team {
+	out := make([]team.Team, len(names))
+	for i, n := range names {
+		out[i] = DesiredTeam(n, Storage("wandb-"+n))
+	}
+	return out
+}
+
+// OverlapFactory fails if two calls on one bucket overlap.
+type OverlapFactory struct {
+	FakeFactory
+	busy    sync.Map
+	Overlap atomic.Bool
+}
+
+func (f *OverlapFactory) Ensure(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.EnsureOptions) ([]bucketfactory.Change, error) {
+	if _, loaded := f.busy.LoadOrStore(b.Storage.Bucket, true); loaded {
+		f.Overlap.Store(true)
+	}
+	time.Sleep(5 * time.Millisecond)
+	f.busy.Delete(b.Storage.Bucket)
+	return f.FakeFactory.Ensure(ctx, b, o)
+}
+
+// Members are the sorted user ids of W&B's team name.
+func (e *Env) Members(t *testing.T, name string) []string {
+	t.Helper()
+	for _, g := range e.Emu.Groups() {
+		if g.DisplayName == name {
+			ids := make([]string, 0, len(g.Members))
+			for _, m := range g.Members {
+				ids = append(ids, m.Value)
+			}
+			slices.Sort(ids)
+			return ids
+		}
+	}
+	t.Fatalf("no W&B team %s", name)
+	return nil
+}

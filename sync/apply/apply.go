@@ -1,0 +1,248 @@
+// Package apply provides the Reconciler: it reads the state and W&B, has the planner decide, and
+// carries each team's steps out, recording intent before and result after every external mutation.
+package apply
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/scim/wandb"
+	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/sync/internal/keylock"
+	"github.com/byob-agent/byob-agent/sync/plan"
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// Store is the part of the state the reconciler needs.
+type Store interface {
+	List(ctx context.Context) ([]state.Record, error)
+	Update(ctx context.Context, name string, fn func(*state.Record) error) (state.Record, error)
+}
+
+// WandB is the part of W&B's SCIM API the reconciler needs.
+type WandB interface {
+	ListGroups(ctx context.Context) ([]wandb.Group, error)
+	FindGroup(ctx context.Context, displayName string) (*wandb.Group, error)
+	CreateGroup(ctx context.Context, g wandb.NewGroup) (wandb.Group, error)
+	FindUser(ctx context.Context, email string) (*wandb.User, error)
+	CreateUser(ctx context.Context, email string) (wandb.User, error)
+	AddMembers(ctx context.Context, groupID string, userIDs []string) error
+	RemoveMember(ctx context.Context, groupID, userID string) error
+	SetTeamRole(ctx context.Context, userID, teamName, role string) error
+}
+
+// MembersPolicy says how team members are synced.
+type MembersPolicy struct {
+	Sync bool // off: members are never touched
+	// Authoritative makes the W&B team exactly the source's members; otherwise only members the agent
+	// added are ever removed. Members W&B put in the team at creation are never removed.
+	Authoritative bool
+	CreateUsers   bool    // create W&B users for member emails W&B does not know
+	MaxRemove     float64 // refuse a sync that would remove more than this share of a team's members
+	// RemoveOnOrphan removes the members the agent added when a team's group disappears (default: keep).
+	RemoveOnOrphan bool
+}
+
+// Profile is what the reconciler knows of one storage profile.
+type Profile struct {
+	Factory bucketfactory.Factory
+	// AdoptExisting lets the agent take over an existing untagged bucket of ours.
+	AdoptExisting bool
+	// RequireRegistered holds a team with a ready bucket until the operator has registered the bucket
+	// with W&B (dedicated and self-managed instances refuse unregistered buckets).
+	RequireRegistered bool
+}
+
+// Reconciler plans and applies. Its zero value is not usable: set Store, WandB and Profiles.
+type Reconciler struct {
+	Store    Store
+	WandB    WandB
+	Profiles map[string]Profile
+	// Concurrency bounds how many teams are worked on at once; one team is only ever worked on by one worker.
+	Concurrency   int
+	DriftInterval time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
+	// Backoff gives the wait before the next attempt after a team's n-th consecutive failure.
+	Backoff func(n int) time.Duration
+	// OnStep, if set, is told the outcome of every step carried out (metrics). It must not block.
+	OnStep  func(s plan.Step, err error)
+	Members MembersPolicy
+
+	bucketLocks keylock.Map // one Ensure or Check per bucket at a time (shared buckets serve many teams)
+}
+
+// PlanOptions tune a plan.
+type PlanOptions struct {
+	RespectBackoff bool
+	// InspectDrift reads the bucket settings (no writes, no probe) of every team whose drift check is
+	// due, so the plan can say what drifted. Off, a plan reads nothing from the clouds.
+	InspectDrift bool
+	// Only, when set, limits the plan to these teams (desired or recorded); others are left alone.
+	Only map[string]bool
+	// Sources, when set, limits the recorded teams planned to those these sources produced: a one-shot
+	// sync reads only the configuration, and must not orphan the teams of SCIM pushes or IdPs.
+	Sources map[string]bool
+}
+
+// Plan reads the state and W&B's team list (one listing for all teams) and plans every team.
+func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOptions) ([]plan.TeamPlan, error) {
+	records, err := r.Store.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	groups, err := r.WandB.ListGroups(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list W&B teams: %w", err)
+	}
+	if o.Sources != nil {
+		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Sources[r.Source] && r.Source != "" })
+	}
+	if o.Only != nil {
+		desired = slices.DeleteFunc(slices.Clone(desired), func(t team.Team) bool { return !o.Only[t.Name] })
+		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Only[r.Name] })
+	}
+	plans := plan.Plan(plan.Input{
+		Desired: desired, Records: records, Groups: groups, Registration: r.registration(), SyncMembers: r.Members.Sync, Authoritative: r.Members.Authoritative,
+		Now: r.now(), DriftInterval: r.DriftInterval, RespectBackoff: o.RespectBackoff,
+	})
+	if o.InspectDrift {
+		r.inspectDrift(ctx, plans)
+	}
+	return plans, nil
+}
+
+func (r *Reconciler) registration() map[string]bool {
+	out := make(map[string]bool, len(r.Profiles))
+	for name, p := range r.Profiles {
+		out[name] = p.RequireRegistered
+	}
+	return out
+}
+
+// inspectDrift fills Drift of the plans with a drift check, concurrently and read-only.
+func (r *Reconciler) inspectDrift(ctx context.Context, plans []plan.TeamPlan) {
+	r.each(len(plans), func(i int) {
+		p := &plans[i]
+		if len(p.Steps) != 1 || p.Steps[0] != plan.StepCheckDrift {
+			return
+		}
+		prof, ok := r.Profiles[p.Profile]
+		if !ok {
+			return
+		}
+		b := bucketfactory.FromRecord(*p.Record)
+		b.Profile = p.Profile // the profile the team is desired under, which the repair will use
+		unlock := r.bucketLocks.Lock(b.Storage.BucketID())
+		results, err := prof.Factory.Check(ctx, b, bucketfactory.CheckOptions{})
+		unlock()
+		if err != nil {
+			p.Note = "drift check failed: " + err.Error()
+			return
+		}
+		for _, res := range results {
+			if !res.OK {
+				p.Drift = append(p.Drift, res)
+			}
+		}
+	})
+}
+
+// Outcome is how one team ended in an apply.
+type Outcome string
+
+const (
+	OutcomeUnchanged Outcome = "unchanged"
+	OutcomeCreated   Outcome = "created"  // W&B team created (or adopted) this run
+	OutcomeRepaired  Outcome = "repaired" // drift found and repaired
+	OutcomeVerified  Outcome = "verified" // drift check found nothing
+	OutcomeUpdated   Outcome = "updated"  // state-only change (in sync, orphaned, conflict cleared)
+	OutcomeWaiting   Outcome = "waiting"  // backing off after a failure
+	OutcomeConflict  Outcome = "conflict"
+	OutcomeFailed    Outcome = "failed"
+)
+
+// Result is what happened to one team.
+type Result struct {
+	Team    string   `json:"team"`
+	Outcome Outcome  `json:"outcome"`
+	Detail  string   `json:"detail,omitempty"`
+	Changes []string `json:"changes,omitempty"` // bucket settings written
+	Err     error    `json:"-"`
+	// RetryAt is when a failed team should be tried again.
+	RetryAt time.Time `json:"retryAt,omitzero"`
+}
+
+// Apply carries out the plans with bounded concurrency. A failing team never stops the others.
+func (r *Reconciler) Apply(ctx context.Context, plans []plan.TeamPlan) []Result {
+	results := make([]Result, len(plans))
+	r.each(len(plans), func(i int) { results[i] = r.applyTeam(ctx, plans[i]) })
+	return results
+}
+
+// each calls fn(0..n-1) on at most Concurrency goroutines; a plan holds each team once, so one team is
+// never worked on by two workers.
+func (r *Reconciler) each(n int, fn func(i int)) {
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range max(r.Concurrency, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				fn(i)
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+}
+
+// Sync plans and applies once.
+func (r *Reconciler) Sync(ctx context.Context, desired []team.Team, o PlanOptions) ([]Result, error) {
+	plans, err := r.Plan(ctx, desired, o)
+	if err != nil {
+		return nil, err
+	}
+	return r.Apply(ctx, plans), nil
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+func (r *Reconciler) backoff(n int) time.Duration {
+	if r.Backoff != nil {
+		return r.Backoff(n)
+	}
+	return DefaultBackoff(n)
+}
+
+// DefaultBackoff doubles from 30 s up to 1 h, with up to 20% jitter so failed teams do not retry in lockstep.
+func DefaultBackoff(n int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < n && d < time.Hour; i++ {
+		d *= 2
+	}
+	d = min(d, time.Hour)
+	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+}

@@ -1,0 +1,307 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/internal/transport"
+	"github.com/byob-agent/byob-agent/scim/wandb"
+	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/sync/plan"
+)
+
+// teamRun carries one team through its steps; rec mirrors what the state holds.
+type teamRun struct {
+	r       *Reconciler
+	p       plan.TeamPlan
+	rec     state.Record
+	log     *slog.Logger
+	factory bucketfactory.Factory
+	adopt   bool
+	changes []string
+	created bool
+	group   *wandb.Group // the team's W&B group: from the plan's listing, or as just created
+}
+
+func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
+	log := r.logger().With("team", p.Team)
+	res := Result{Team: p.Team, Outcome: OutcomeUnchanged, Detail: p.Summary()}
+	if ctx.Err() != nil && p.Changes() {
+		// Shutting down: a team not yet started is left as it is, not marked as failed.
+		return Result{Team: p.Team, Outcome: OutcomeWaiting, Detail: "not started: " + ctx.Err().Error()}
+	}
+	if p.Conflict != "" && !p.Changes() {
+		return Result{Team: p.Team, Outcome: OutcomeConflict, Detail: p.Conflict} // already recorded
+	}
+	if !p.Changes() {
+		if p.Waiting {
+			res.Outcome, res.RetryAt = OutcomeWaiting, p.RetryAt
+		}
+		return res
+	}
+	t := &teamRun{r: r, p: p, log: log, group: p.Group}
+	if p.Record != nil {
+		t.rec = *p.Record
+	}
+	if p.Conflict != "" {
+		log.Warn("conflict: the agent will not touch this team", "reason", p.Conflict)
+		if err := t.update(ctx, func(rec *state.Record) { rec.Conflict = p.Conflict }); err != nil {
+			return Result{Team: p.Team, Outcome: OutcomeFailed, Detail: err.Error(), Err: err}
+		}
+		return Result{Team: p.Team, Outcome: OutcomeConflict, Detail: p.Conflict}
+	}
+	if len(p.Steps) > 0 && p.Steps[0] != plan.StepOrphan {
+		prof, ok := r.Profiles[p.Profile]
+		if !ok {
+			err := fmt.Errorf("storage profile %q is not configured", p.Profile)
+			return t.fail(ctx, "", err)
+		}
+		t.factory, t.adopt = prof.Factory, prof.AdoptExisting
+	}
+	if err := t.update(ctx, func(rec *state.Record) { rec.Conflict = "" }); err != nil {
+		return Result{Team: p.Team, Outcome: OutcomeFailed, Detail: err.Error(), Err: err}
+	}
+	for _, s := range p.Steps {
+		if err := ctx.Err(); err != nil {
+			return t.fail(ctx, s, err)
+		}
+		log.Debug("step", "step", s)
+		err := t.step(ctx, s)
+		if r.OnStep != nil {
+			r.OnStep(s, err)
+		}
+		if err != nil {
+			return t.fail(ctx, s, err)
+		}
+	}
+	return t.result()
+}
+
+func (t *teamRun) result() Result {
+	res := Result{Team: t.p.Team, Changes: t.changes, Detail: t.p.Summary()}
+	switch {
+	case t.created:
+		res.Outcome = OutcomeCreated
+	case t.p.Waiting:
+		res.Outcome = OutcomeWaiting
+	case len(t.changes) > 0:
+		res.Outcome = OutcomeRepaired
+	case len(t.p.Steps) == 1 && t.p.Steps[0] == plan.StepCheckDrift:
+		res.Outcome, res.Detail = OutcomeVerified, "bucket verified, no drift"
+	default:
+		res.Outcome = OutcomeUpdated
+	}
+	return res
+}
+
+// update changes the team's record in one transaction and keeps the local mirror in step.
+func (t *teamRun) update(ctx context.Context, fn func(*state.Record)) error {
+	rec, err := t.r.Store.Update(ctx, t.p.Team, func(rec *state.Record) error {
+		fn(rec)
+		if rec.Phase == "" {
+			rec.Phase = state.PhaseDesired
+		}
+		if t.p.Desired != nil && t.p.Conflict == "" { // in conflict, who owns the team is the question
+			rec.Profile, rec.Source = t.p.Desired.Profile, t.p.Desired.Source
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	t.rec = rec
+	return nil
+}
+
+// bucket is the team's bucket as its record has it (update keeps the record's name and profile those
+// of the plan).
+func (t *teamRun) bucket() bucketfactory.Bucket { return bucketfactory.FromRecord(t.rec) }
+
+// ensure runs Ensure, then the full verification, holding the bucket's lock.
+func (t *teamRun) ensure(ctx context.Context, opts bucketfactory.EnsureOptions) error {
+	b := t.bucket()
+	defer t.r.bucketLocks.Lock(b.Storage.BucketID())()
+	changes, err := t.factory.Ensure(ctx, b, opts)
+	t.noteChanges(changes)
+	return err
+}
+
+func (t *teamRun) verify(ctx context.Context) error {
+	b := t.bucket()
+	defer t.r.bucketLocks.Lock(b.Storage.BucketID())()
+	return bucketfactory.Verify(ctx, t.factory, b)
+}
+
+func (t *teamRun) step(ctx context.Context, s plan.Step) error {
+	now := t.r.now().UTC()
+	switch s {
+	case plan.StepCreateKey:
+		kf, ok := t.factory.(bucketfactory.KeyFactory)
+		if !ok {
+			return fmt.Errorf("profile %q cannot create KMS keys (provider %s)", t.p.Profile, t.p.Storage.Provider)
+		}
+		recovering := t.rec.Intent != nil && t.rec.Intent.Op == state.OpCreateKey
+		if err := t.begin(ctx, state.OpCreateKey, t.p.Team, true); err != nil {
+			return err
+		}
+		arn, created, err := kf.EnsureKey(ctx, t.p.Team, recovering)
+		if err != nil {
+			return fmt.Errorf("ensure KMS key: %w", err)
+		}
+		if created {
+			t.changes = append(t.changes, "kms: created key "+arn)
+			t.log.Info("created KMS key", "key", arn)
+		}
+		return t.update(ctx, func(rec *state.Record) { rec.KMSKeyARN, rec.Intent = arn, nil })
+
+	case plan.StepEnsureBucket:
+		bucket := t.p.Storage.Bucket
+		recovering := t.rec.Intent != nil && t.rec.Intent.Op == state.OpEnsureBucket && t.rec.Intent.Target == bucket
+		if err := t.begin(ctx, state.OpEnsureBucket, bucket, true); err != nil {
+			return err
+		}
+		return t.ensure(ctx, bucketfactory.EnsureOptions{AdoptUntagged: t.adopt || recovering})
+
+	case plan.StepVerifyBucket:
+		if err := t.verify(ctx); err != nil {
+			return err
+		}
+		t.log.Info("bucket verified", "bucket", t.rec.Storage.Bucket)
+		return t.update(ctx, func(rec *state.Record) {
+			rec.Phase, rec.Intent, rec.BucketReady, rec.LastVerified = state.PhaseBucketReady, nil, now, now
+		})
+
+	case plan.StepCreateTeam:
+		if err := t.begin(ctx, state.OpCreateTeam, t.p.Team, false); err != nil {
+			return err
+		}
+		g, err := t.r.WandB.CreateGroup(ctx, wandb.NewGroup{DisplayName: t.p.Team, StorageBucket: wandb.BucketFor(t.rec.Storage, t.rec.KMSKeyARN)})
+		if errors.Is(err, wandb.ErrConflict) {
+			// W&B says the name is taken, but it was free when we planned: most likely our own POST,
+			// retried after a lost response. Only a team W&B shows us by name can be ours.
+			found, ferr := t.r.WandB.FindGroup(ctx, t.p.Team)
+			if ferr != nil {
+				return fmt.Errorf("create W&B team: %w; then look it up: %w", err, ferr)
+			}
+			if found == nil {
+				return fmt.Errorf("create W&B team: W&B says the name %q is taken but shows no such team in this organisation "+
+					"(team names are global: another organisation may have it); rename the team: %w", t.p.Team, err)
+			}
+			g, err = *found, nil
+		}
+		if err != nil {
+			return fmt.Errorf("create W&B team: %w", err)
+		}
+		t.created, t.group = true, &g
+		t.log.Info("created W&B team", "group_id", g.ID, "bucket", t.rec.Storage.Bucket)
+		return t.update(ctx, func(rec *state.Record) {
+			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, g.ID, nil, now
+			rec.InitialMemberIDs = memberIDs(g.Members)
+		})
+
+	case plan.StepAdoptTeam:
+		t.created = true
+		t.log.Info("adopted W&B team created by an interrupted attempt", "group_id", t.p.Group.ID)
+		return t.update(ctx, func(rec *state.Record) {
+			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, t.p.Group.ID, nil, now
+		})
+
+	case plan.StepMarkInSync:
+		return t.update(ctx, func(rec *state.Record) {
+			rec.Phase, rec.Orphaned = state.PhaseInSync, false
+			rec.Attempts, rec.LastError, rec.NextRetry = 0, "", time.Time{}
+		})
+
+	case plan.StepCheckDrift:
+		if err := t.ensure(ctx, bucketfactory.EnsureOptions{}); err != nil {
+			return err
+		}
+		if err := t.verify(ctx); err != nil {
+			return err
+		}
+		return t.update(ctx, func(rec *state.Record) {
+			rec.LastVerified, rec.Attempts, rec.LastError, rec.NextRetry = now, 0, "", time.Time{}
+		})
+
+	case plan.StepOrphan:
+		t.log.Info("team no longer desired: marked orphaned; its bucket and W&B team are kept")
+		if pol := t.r.Members; pol.Sync && pol.RemoveOnOrphan && t.rec.GroupID != "" {
+			for _, id := range t.rec.MembersAdded {
+				if err := t.r.WandB.RemoveMember(ctx, t.rec.GroupID, id); err != nil {
+					return err
+				}
+			}
+			if n := len(t.rec.MembersAdded); n > 0 {
+				t.changes = append(t.changes, fmt.Sprintf("members: removed the %d the agent had added", n))
+			}
+			return t.update(ctx, func(rec *state.Record) {
+				rec.Orphaned, rec.MembersAdded, rec.MemberIDs, rec.MemberEmails = true, nil, nil, nil
+			})
+		}
+		return t.update(ctx, func(rec *state.Record) { rec.Orphaned = true })
+
+	case plan.StepSyncMembers:
+		return t.syncMembers(ctx)
+	}
+	return fmt.Errorf("unknown step %q", s)
+}
+
+// begin records the intent of an external mutation before it is made. withStorage also (re)records
+// the storage spec the mutation works from; it is only allowed before the team exists.
+func (t *teamRun) begin(ctx context.Context, op state.Op, target string, withStorage bool) error {
+	now := t.r.now().UTC()
+	return t.update(ctx, func(rec *state.Record) {
+		if withStorage && !rec.Phase.Created() {
+			if rec.StorageDigest != t.p.Storage.Digest() {
+				rec.Phase, rec.KMSKeyARN, rec.Registered = state.PhaseDesired, "", false
+			}
+			rec.Storage, rec.StorageDigest = t.p.Storage, t.p.Storage.Digest()
+			if rec.Storage.KMSKeyARN != "" {
+				rec.KMSKeyARN = rec.Storage.KMSKeyARN // a configured key is the resolved key
+			}
+		}
+		if rec.Phase == "" {
+			rec.Phase = state.PhaseDesired
+		}
+		if rec.Intent == nil || rec.Intent.Op != op || rec.Intent.Target != target {
+			rec.Intent = &state.Intent{Op: op, Target: target, Started: now}
+		}
+	})
+}
+
+func (t *teamRun) noteChanges(changes []bucketfactory.Change) {
+	for _, c := range changes {
+		t.changes = append(t.changes, c.String())
+		t.log.Info("bucket setting changed", "bucket", t.rec.Storage.Bucket, "setting", c.Setting, "detail", c.Detail)
+	}
+}
+
+// fail records the failure (keeping any intent, so the next attempt knows what may have happened).
+func (t *teamRun) fail(ctx context.Context, s plan.Step, err error) Result {
+	attempts := t.rec.Attempts + 1
+	next := t.r.now().UTC().Add(t.r.backoff(attempts))
+	if ce := transport.AsCertError(err); ce != nil {
+		err = ce // the whole story: the storage SDKs' layers around it only hide it
+	}
+	msg := err.Error()
+	if s != "" {
+		msg = fmt.Sprintf("%s: %s", s, msg)
+	}
+	if ctx.Err() != nil {
+		// Interrupted (shutdown), not failed: the next run retries at once, without backoff.
+		attempts, next = t.rec.Attempts, t.r.now().UTC()
+		msg = "interrupted: " + msg
+	}
+	t.log.Error("team failed", "step", s, "attempt", attempts, "next_retry", next, "error", msg)
+	// The context may be what failed; the record must still land.
+	if uerr := t.update(context.WithoutCancel(ctx), func(rec *state.Record) {
+		rec.Attempts, rec.LastError, rec.NextRetry = attempts, msg, next
+	}); uerr != nil {
+		msg += "; and recording the failure failed: " + uerr.Error()
+	}
+	return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg, Changes: t.changes, Err: err, RetryAt: next}
+}
