@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/internal/retry"
 )
 
 // Ensure creates the bucket if absent and applies W&B's recipe, writing only what differs. For a shared
@@ -47,15 +48,15 @@ const newBucketGrace = 10 * time.Second
 // recipe step reads before it writes, so running one again is safe.
 func retryNoSuchBucket(ctx context.Context, fn func() error) error {
 	deadline := time.Now().Add(newBucketGrace)
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+	policy := retry.Policy{Base: 50 * time.Millisecond, Max: time.Second} // no jitter: one caller, one bucket
+	for attempt := 1; ; attempt++ {
 		err := fn()
+		wait := policy.Backoff(attempt)
 		if apiCode(err) != "NoSuchBucket" || time.Now().Add(wait).After(deadline) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
+		if retry.Wait(ctx, wait) != nil {
 			return err
-		case <-time.After(wait):
 		}
 	}
 }

@@ -62,9 +62,9 @@ func TestJitterSpreads(t *testing.T) {
 	}
 }
 
-// TestWorkQueuePolicies: the Policy values the work queue (sync/queue.go) and the applier
-// (sync/apply.go) can switch to compute exactly what they compute today, draw for draw. The oracles are
-// copies of their formulas.
+// TestWorkQueuePolicies: the Policy values the work queue (sync/workqueue) and the applier (sync/apply)
+// use compute exactly what their own formulas computed before they switched to Policy, draw for draw.
+// The oracles are those formulas.
 func TestWorkQueuePolicies(t *testing.T) {
 	queue := func(base, maxDelay time.Duration, r *rand.Rand, n int) time.Duration {
 		d := maxDelay

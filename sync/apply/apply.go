@@ -6,12 +6,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/sync/internal/keylock"
@@ -239,10 +239,5 @@ func (r *Reconciler) backoff(n int) time.Duration {
 
 // DefaultBackoff doubles from 30 s up to 1 h, with up to 20% jitter so failed teams do not retry in lockstep.
 func DefaultBackoff(n int) time.Duration {
-	d := 30 * time.Second
-	for i := 1; i < n && d < time.Hour; i++ {
-		d *= 2
-	}
-	d = min(d, time.Hour)
-	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+	return retry.Policy{Base: 30 * time.Second, Max: time.Hour, Jitter: retry.Fraction(0.2)}.Backoff(n)
 }

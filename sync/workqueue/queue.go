@@ -5,10 +5,10 @@ package workqueue
 import (
 	"container/heap"
 	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/retry"
 	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
@@ -268,12 +268,7 @@ func (q *Queue) fire() {
 
 // backoff is the delay after the nth failure: BaseDelay*2^(n-1) capped at MaxDelay, plus up to 20%.
 func (q *Queue) backoff(n int) time.Duration {
-	d := q.opts.MaxDelay
-	// Compare before shifting so that many failures cannot overflow.
-	if shift := n - 1; shift < 63 && q.opts.BaseDelay <= q.opts.MaxDelay>>shift {
-		d = q.opts.BaseDelay << shift
-	}
-	return d + rand.N(d/5+1)
+	return retry.Policy{Base: q.opts.BaseDelay, Max: q.opts.MaxDelay, Jitter: retry.Fraction(0.2)}.Backoff(n)
 }
 
 type waitEntry struct {
