@@ -12,7 +12,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/team"
 )
 
@@ -35,12 +34,6 @@ type Bucket struct {
 	// Shared says the bucket holds several teams' data, each under its own Storage.Path. Its ownership
 	// mark is TagShared=Profile instead of TagTeam=Team, and bucket-wide settings serve all its teams.
 	Shared bool
-}
-
-// FromRecord is the bucket a team's state record describes: the storage it recorded and the KMS key
-// it resolved.
-func FromRecord(r state.Record) Bucket {
-	return Bucket{Team: r.Name, Profile: r.Profile, Storage: r.Storage, KMSKeyARN: r.KMSKeyARN, Shared: r.Storage.Shared}
 }
 
 // Owner is the ownership mark the bucket must carry: key and value.

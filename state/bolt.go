@@ -270,3 +270,53 @@ func decode(name string, v []byte, r *Record) error {
 	}
 	return nil
 }
+
+// MarkRegistered records that the operator registered the bucket of team name with W&B. Registration
+// is per bucket, so every team on that bucket is marked, in one transaction; it returns them. A team
+// whose bucket is not ready yet is an error.
+func (d *DB) MarkRegistered(ctx context.Context, name string) ([]Record, error) {
+	var marked []Record
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		b := teams(tx)
+		v := b.Get([]byte(name))
+		if v == nil {
+			return fmt.Errorf("team %q: %w", name, ErrNotFound)
+		}
+		var target Record
+		if err := decode(name, v, &target); err != nil {
+			return err
+		}
+		if target.Phase == PhaseDesired || target.Storage.Bucket == "" {
+			return fmt.Errorf("team %q: its bucket is not ready yet; run `byob-agent sync` first", name)
+		}
+		// bbolt forbids changing a bucket while ForEach walks it: collect, then write.
+		if err := b.ForEach(func(k, v []byte) error {
+			var r Record
+			if err := decode(string(k), v, &r); err != nil {
+				return err
+			}
+			if r.Storage.BucketID() == target.Storage.BucketID() {
+				marked = append(marked, r)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		now := d.now().UTC()
+		for i := range marked {
+			marked[i].Registered, marked[i].UpdatedAt = true, now
+			out, err := json.Marshal(marked[i])
+			if err != nil {
+				return fmt.Errorf("encode team %q: %w", marked[i].Name, err)
+			}
+			if err := b.Put([]byte(marked[i].Name), out); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return marked, nil
+}

@@ -163,3 +163,37 @@ func TestStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkRegistered: registration is per bucket, so every team on the bucket is marked, and only those.
+func TestMarkRegistered(t *testing.T) {
+	db, _ := openTemp(t)
+	ctx := t.Context()
+	shared := team.Storage{Provider: team.ProviderS3Compatible, Endpoint: "http://s3", Bucket: "shared", Shared: true}
+	for name, st := range map[string]team.Storage{
+		"a": {Provider: shared.Provider, Endpoint: shared.Endpoint, Bucket: shared.Bucket, Shared: true, Path: "a"},
+		"b": {Provider: shared.Provider, Endpoint: shared.Endpoint, Bucket: shared.Bucket, Shared: true, Path: "b"},
+		"c": {Provider: shared.Provider, Endpoint: shared.Endpoint, Bucket: "own"},
+	} {
+		if _, err := db.Update(ctx, name, func(r *Record) error { r.Phase, r.Storage = PhaseBucketReady, st; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Update(ctx, "d", func(r *Record) error { r.Phase = PhaseDesired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	marked, err := db.MarkRegistered(ctx, "a")
+	if err != nil || len(marked) != 2 {
+		t.Fatalf("MarkRegistered(a) = %d records, %v; want a and b", len(marked), err)
+	}
+	for name, want := range map[string]bool{"a": true, "b": true, "c": false, "d": false} {
+		if r, _ := db.Get(ctx, name); r.Registered != want {
+			t.Errorf("%s registered = %v, want %v", name, r.Registered, want)
+		}
+	}
+	if _, err := db.MarkRegistered(ctx, "d"); err == nil || !strings.Contains(err.Error(), "not ready yet") {
+		t.Errorf("MarkRegistered of a team without a bucket: %v", err)
+	}
+	if _, err := db.MarkRegistered(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("MarkRegistered of an unknown team: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/internal/transport"
 	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/sync/apply"
 )
 
 // doctorReport is one team's checks.
@@ -85,7 +86,7 @@ func (a *agent) doctor(ctx context.Context, r state.Record) doctorReport {
 		rep.Error = err.Error()
 		return rep
 	}
-	b := bucketfactory.FromRecord(r)
+	b := apply.BucketOf(r)
 	results, err := f.Check(ctx, b, bucketfactory.CheckOptions{Probe: true})
 	if ce := transport.AsCertError(err); ce != nil {
 		err = ce
@@ -207,7 +208,7 @@ func (a *agent) fileStore(ctx context.Context, r state.Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return f.Address(ctx, bucketfactory.FromRecord(r))
+	return f.Address(ctx, apply.BucketOf(r))
 }
 
 // writeSecretFile writes data to path readable by its owner only, whatever mode the file had.
@@ -227,27 +228,14 @@ func writeSecretFile(path, data string) error {
 	return f.Close()
 }
 
-// markRegistered records that the operator registered the team's bucket with W&B; every team on the
-// same bucket is marked, since registration is per bucket.
+// markRegistered records that the operator registered the team's bucket with W&B (every team on that
+// bucket) and says which teams it marked.
 func markRegistered(ctx context.Context, db *state.DB, name string, stdout io.Writer) error {
-	target, err := db.Get(ctx, name)
+	marked, err := db.MarkRegistered(ctx, name)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	if target.Phase == state.PhaseDesired || target.Storage.Bucket == "" {
-		return &exitError{code: 1, err: fmt.Errorf("team %q: its bucket is not ready yet; run `byob-agent sync` first", name)}
-	}
-	recs, err := db.List(ctx)
-	if err != nil {
-		return err
-	}
-	for _, r := range recs {
-		if r.Storage.BucketID() != target.Storage.BucketID() {
-			continue
-		}
-		if _, err := db.Update(ctx, r.Name, func(rec *state.Record) error { rec.Registered = true; return nil }); err != nil {
-			return err
-		}
+	for _, r := range marked {
 		fmt.Fprintf(stdout, "marked bucket %s registered for team %s\n", r.Storage.Bucket, r.Name)
 	}
 	return nil

@@ -137,7 +137,7 @@ func (r *Reconciler) inspectDrift(ctx context.Context, plans []plan.TeamPlan) {
 		if !ok {
 			return
 		}
-		b := bucketfactory.FromRecord(*p.Record)
+		b := BucketOf(*p.Record)
 		b.Profile = p.Profile // the profile the team is desired under, which the repair will use
 		unlock := r.bucketLocks.Lock(b.Storage.BucketID())
 		results, err := prof.Factory.Check(ctx, b, bucketfactory.CheckOptions{})
@@ -235,6 +235,12 @@ func (r *Reconciler) backoff(n int) time.Duration {
 		return r.Backoff(n)
 	}
 	return DefaultBackoff(n)
+}
+
+// BucketOf is the bucket a team's state record describes: the storage it recorded and the KMS key it
+// resolved. It is the one place a record becomes a bucketfactory.Bucket (the applier, doctor, file-stores).
+func BucketOf(r state.Record) bucketfactory.Bucket {
+	return bucketfactory.Bucket{Team: r.Name, Profile: r.Profile, Storage: r.Storage, KMSKeyARN: r.KMSKeyARN, Shared: r.Storage.Shared}
 }
 
 // DefaultBackoff doubles from 30 s up to 1 h, with up to 20% jitter so failed teams do not retry in lockstep.

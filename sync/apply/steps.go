@@ -119,7 +119,7 @@ func (t *teamRun) update(ctx context.Context, fn func(*state.Record)) error {
 
 // bucket is the team's bucket as its record has it (update keeps the record's name and profile those
 // of the plan).
-func (t *teamRun) bucket() bucketfactory.Bucket { return bucketfactory.FromRecord(t.rec) }
+func (t *teamRun) bucket() bucketfactory.Bucket { return BucketOf(t.rec) }
 
 // ensure runs Ensure, then the full verification, holding the bucket's lock.
 func (t *teamRun) ensure(ctx context.Context, opts bucketfactory.EnsureOptions) error {
