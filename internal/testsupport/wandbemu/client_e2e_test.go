@@ -99,16 +99,18 @@ func TestClientAgainstEmulator(t *testing.T) {
 func TestClientListsAllTeams(t *testing.T) {
 	const n = 1001
 	tests := []struct {
-		name     string
-		maxPage  int // the server's own cap on a page
-		requests int
+		name        string
+		maxPage     int // the server's own cap on a page
+		ignoreStart bool
+		requests    int
 	}{
 		{name: "one request when the server gives what is asked", requests: 1},
 		{name: "server caps pages", maxPage: 1000, requests: 2},
+		{name: "server caps pages and ignores startIndex: refused", maxPage: 1000, ignoreStart: true, requests: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			emu, c := startWithClient(t, wandbemu.Options{MaxPageSize: tt.maxPage}, nil)
+			emu, c := startWithClient(t, wandbemu.Options{MaxPageSize: tt.maxPage, IgnoreStartIndex: tt.ignoreStart}, nil)
 			for i := range n {
 				if _, err := c.CreateGroup(t.Context(), wandb.NewGroup{DisplayName: fmt.Sprintf("t%04d", i)}); err != nil {
 					t.Fatal(err)
@@ -116,6 +118,13 @@ func TestClientListsAllTeams(t *testing.T) {
 			}
 			emu.ResetCounts()
 			all, err := c.ListGroups(t.Context())
+			if tt.ignoreStart {
+				var pe *wandb.PartialListError
+				if !errors.As(err, &pe) || all != nil || emu.Counts()["GET /scim/Groups"] != tt.requests {
+					t.Fatalf("got %d teams, %v, after %d requests; want a PartialListError", len(all), err, emu.Counts()["GET /scim/Groups"])
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
