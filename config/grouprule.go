@@ -32,6 +32,8 @@ type GroupRule struct {
 	// Roles give the members of other groups a role in a team (groups.roles). A group a role rule
 	// selects is a role group, never a team of its own.
 	Roles []RoleRule
+
+	undocumentedOK bool // wandb.allowUndocumentedTeamNames
 }
 
 // RoleRule is one entry of groups.roles: the groups Match selects name a team as a groups rule does,
@@ -83,7 +85,7 @@ func (r *GroupRule) TeamName(displayName string) (name string, ok bool, err erro
 	if r.Lowercase {
 		name = strings.ToLower(name)
 	}
-	if err := team.ValidateName(name); err != nil {
+	if err := checkTeamName(name, r.undocumentedOK); err != nil {
 		return name, true, fmt.Errorf("group %q gives team name %q: %w", displayName, name, err)
 	}
 	return name, true, nil
@@ -113,7 +115,7 @@ var ruleKeys = []string{"prefix", "regex", "profile", "lowercase", "names", "rol
 // as it is, in the default profile. who completes "the storage profile of the teams ..." in messages.
 // The teams its names claim are recorded for checkClaims. It never returns nil.
 func (f *file) groupRule(m mapping, profiles map[string]*profileDef, defaultProfile, who string) *GroupRule {
-	r := &GroupRule{}
+	r := &GroupRule{undocumentedOK: f.loader.undocumentedNames}
 	gm, ok := f.enabled(m, "groups", ruleKeys...)
 	switch {
 	case !ok && m.keys["groups"] != nil: // bad, reported already
@@ -192,7 +194,7 @@ func (f *file) roleRules(gm mapping) []RoleRule {
 			continue
 		}
 		role, rn := f.enum(rm, "role", "is required: the team role the members of these groups get ("+strings.Join(team.Roles, ", ")+")", team.Roles...)
-		match := &GroupRule{}
+		match := &GroupRule{undocumentedOK: f.loader.undocumentedNames}
 		f.selector(rm, match)
 		if !rm.has("prefix") && !rm.has("regex") && !rm.has("names") {
 			f.missing(rm, "prefix", "is required (or regex, or names): which groups give this role; "+
