@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -39,7 +40,7 @@ type GroupRule struct {
 // RoleRule is one entry of groups.roles: the groups Match selects name a team as a groups rule does,
 // and their members get Role in that team (and are members of it).
 type RoleRule struct {
-	Role  string // one of team.Roles
+	Role  string // one of team.Roles, or the name of a custom role defined in W&B (customRole)
 	Match *GroupRule
 }
 
@@ -189,11 +190,33 @@ func (f *file) roleRules(gm mapping) []RoleRule {
 	var out []RoleRule
 	for i, n := range items {
 		field := fmt.Sprintf("%s[%d]", gm.at("roles"), i)
-		rm, ok := f.mapping(n, field, "role", "prefix", "regex", "names", "lowercase")
+		rm, ok := f.mapping(n, field, "role", "customRole", "prefix", "regex", "names", "lowercase")
 		if !ok {
 			continue
 		}
-		role, rn := f.enum(rm, "role", "is required: the team role the members of these groups get ("+strings.Join(team.Roles, ", ")+")", team.Roles...)
+		var role string
+		var rn *yaml.Node
+		if rm.has("customRole") {
+			// W&B's teamRoles takes a custom role's name as well ("automate IAM":
+			// https://docs.wandb.ai/platform/hosting/iam/automate_iam). Its own name rules are not
+			// documented: any name without control characters is passed on as written.
+			if rm.has("role") {
+				f.problem(rm.keys["customRole"], rm.at("customRole"), "set either role or customRole, not both")
+			}
+			role, rn = f.str(rm, "customRole", "")
+			if rn != nil && strings.TrimSpace(role) == "" {
+				f.problem(rn, rm.at("customRole"), "must not be empty: the name of a custom role defined in W&B")
+				role = ""
+			} else if strings.IndexFunc(role, unicode.IsControl) >= 0 {
+				f.problem(rn, rm.at("customRole"), "must not contain control characters")
+				role = ""
+			}
+			if role == "" {
+				rn = nil
+			}
+		} else {
+			role, rn = f.enum(rm, "role", "is required: the team role the members of these groups get ("+strings.Join(team.Roles, ", ")+"), or customRole", team.Roles...)
+		}
 		match := &GroupRule{undocumentedOK: f.loader.undocumentedNames}
 		f.selector(rm, match)
 		if !rm.has("prefix") && !rm.has("regex") && !rm.has("names") {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,5 +257,30 @@ func TestClientUsersAndMembersAgainstEmulator(t *testing.T) {
 	got, _ := c.GetGroup(ctx, g.ID)
 	if len(got.Members) != 151 || slices.ContainsFunc(got.Members, func(m wandb.Member) bool { return m.Value == bob.ID }) {
 		t.Errorf("members after remove: %d", len(got.Members))
+	}
+}
+
+// TestClientTeamRoles: the teamRoles PATCH takes the predefined roles and the organisation's custom
+// roles, and refuses a role the organisation does not have.
+func TestClientTeamRoles(t *testing.T) {
+	emu, c := startWithClient(t, wandbemu.Options{CustomRoles: []string{"ML Reviewer"}}, nil)
+	ctx := t.Context()
+	ada := emu.AddUser("ada", "ada@example.com")
+	if _, err := c.CreateGroup(ctx, wandb.NewGroup{DisplayName: "ml", Members: []wandb.Member{{Value: ada}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ role, want, err string }{
+		{"viewer", "viewer", ""},
+		{"ML Reviewer", "ML Reviewer", ""},
+		{"ml reviewer", "ML Reviewer", "does not exist"}, // custom names compare as written (inference)
+		{"owner", "ML Reviewer", "does not exist"},
+	} {
+		err := c.SetTeamRole(ctx, ada, "ml", tt.role)
+		if (tt.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("SetTeamRole(%q) = %v, want error %q", tt.role, err, tt.err)
+		}
+		if got := emu.TeamRole(ada, "ml"); got != tt.want {
+			t.Errorf("after SetTeamRole(%q) the role is %q, want %q", tt.role, got, tt.want)
+		}
 	}
 }

@@ -71,6 +71,9 @@ type Options struct {
 	// new team: "Teams made through SCIM automatically get every org-level service account"
 	// (https://docs.wandb.ai/platform/hosting/iam/scim, Group resource).
 	ServiceAccounts []string
+	// CustomRoles are the organisation's custom role names, which teamRoles accepts besides admin,
+	// member and viewer.
+	CustomRoles []string
 	// Fault, if set, is asked about every request before it is served. It must not read the body.
 	Fault func(r *http.Request) Fault
 }
