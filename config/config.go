@@ -79,6 +79,9 @@ type Config struct {
 	Webhooks Webhooks
 	Sources  Sources // identity providers whose groups become teams
 	Members  Members // whether and how team members follow the groups
+	// Warnings are what is allowed but unverified (team names outside W&B's documented rule); the
+	// commands print them.
+	Warnings []string
 
 	profiles map[string]Profile
 	teams    []team.Team // sorted by name
@@ -93,6 +96,9 @@ type Wandb struct {
 	// CAFile is a PEM bundle trusted, with the system roots, for W&B's host (a self-managed instance
 	// with a private CA); "" for the system roots alone.
 	CAFile string
+	// AllowUndocumentedTeamNames accepts team names outside W&B's documented rule (lowercase letters,
+	// numbers and hyphens), such as names with '_', which W&B may or may not take.
+	AllowUndocumentedTeamNames bool
 }
 
 // Auth is the SCIM API credential.

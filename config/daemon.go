@@ -97,7 +97,7 @@ type GenericHook struct {
 // Storage renders the storage of team teamName in the named profile, for teams that come from other
 // sources than the YAML file (SCIM pushes); the name is checked as a YAML team's is.
 func (c *Config) Storage(profile, teamName string) (team.Storage, error) {
-	if err := team.ValidateName(teamName); err != nil {
+	if err := checkTeamName(teamName, c.Wandb.AllowUndocumentedTeamNames); err != nil {
 		return team.Storage{}, err
 	}
 	p, ok := c.profiles[profile]

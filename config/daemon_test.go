@@ -346,6 +346,8 @@ func TestGroupRuleTeamName(t *testing.T) {
 		{name: "names, lowercase", rule: &GroupRule{Names: []string{"NLP"}, Lowercase: true}, group: "NLP", want: "nlp", ok: true},
 		{name: "names, invalid", rule: &GroupRule{Names: []string{"NLP"}}, group: "NLP", want: "NLP", ok: true, err: `group "NLP" gives team name "NLP"`},
 		{name: "empty names select nothing", rule: &GroupRule{Names: []string{}}, group: "ml"},
+		{name: "underscore outside W&B's rule", rule: &GroupRule{Prefix: "wandb-"}, group: "wandb-ml_ops", want: "ml_ops", ok: true, err: `use "ml-ops"`},
+		{name: "underscore allowed by the operator", rule: &GroupRule{Prefix: "wandb-", undocumentedOK: true}, group: "wandb-ml_ops", want: "ml_ops", ok: true},
 		{name: "source not configured", rule: nil, group: "wandb-ml"},
 	}
 	// A disabled SCIM endpoint makes no group a team.
@@ -368,6 +370,19 @@ func TestGroupRuleTeamName(t *testing.T) {
 	}
 }
 
+// TestUndocumentedTeamNamesOptIn: with wandb.allowUndocumentedTeamNames a name with '_' loads, and the
+// configuration says it is unverified.
+func TestUndocumentedTeamNamesOptIn(t *testing.T) {
+	cfg := mustLoad(t, edit(wandbOK, "  deployment: dedicated\n", "  deployment: dedicated\n  allowUndocumentedTeamNames: true\n")+
+		edit(s3ProfilesOK, "    bucket: s-{{ .Team }}\n", "    topology: shared\n    bucket: shared-bucket\n")+"teams:\n  - name: ml_ops\n  - name: nlp\n", nil, nil)
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], `team "ml_ops" is outside W&B's documented team name rule`) {
+		t.Errorf("warnings = %q, want one naming ml_ops", cfg.Warnings)
+	}
+	if _, err := cfg.Storage("main", "from_scim"); err != nil {
+		t.Errorf("Storage with the opt-in: %v", err)
+	}
+}
+
 func TestConfigStorage(t *testing.T) {
 	cfg := mustLoad(t, wandbOK+s3ProfilesOK, nil, nil)
 	st, err := cfg.Storage("main", "from-scim")
@@ -379,6 +394,7 @@ func TestConfigStorage(t *testing.T) {
 		{"", "ml", `profile "" is not defined`},
 		{"main", "Bad Name", `team name "Bad Name" is not a valid W&B team name`},
 		{"main", "", "team name is empty"},
+		{"main", "from_scim", `outside W&B's documented rule (lowercase letters, numbers and hyphens): use "from-scim"`},
 	} {
 		if _, err := cfg.Storage(tc.profile, tc.team); err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("Storage(%q, %q) error = %v, want ...%s...", tc.profile, tc.team, err, tc.err)

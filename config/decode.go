@@ -16,10 +16,17 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/byob-agent/byob-agent/team"
 )
 
 // loader collects the problems of one Load across all files it reads.
 type loader struct {
+	// undocumentedNames is wandb.allowUndocumentedTeamNames: team names outside W&B's documented rule
+	// are accepted (with a warning) instead of refused. wandb is read first, so every check sees it.
+	undocumentedNames bool
+	warnings          []string
+
 	opts   LoadOptions
 	files  []string // in the order read, to sort problems
 	probs  []Problem
@@ -371,6 +378,18 @@ func (f *file) timeout(m mapping) time.Duration {
 		f.problem(n, m.at("timeout"), "must be positive, got %s", d)
 	}
 	return d
+}
+
+// checkTeamName is every check a team name from any source goes through: the agent's own rule, then
+// W&B's documented one unless wandb.allowUndocumentedTeamNames is set.
+func checkTeamName(name string, undocumentedOK bool) error {
+	if err := team.ValidateName(name); err != nil {
+		return err
+	}
+	if undocumentedOK {
+		return nil
+	}
+	return team.CheckDocumented(name)
 }
 
 // caFile reads the optional "caFile" key of m: a PEM file of CA certificates the clients of that section

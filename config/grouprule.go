@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -32,12 +33,14 @@ type GroupRule struct {
 	// Roles give the members of other groups a role in a team (groups.roles). A group a role rule
 	// selects is a role group, never a team of its own.
 	Roles []RoleRule
+
+	undocumentedOK bool // wandb.allowUndocumentedTeamNames
 }
 
 // RoleRule is one entry of groups.roles: the groups Match selects name a team as a groups rule does,
 // and their members get Role in that team (and are members of it).
 type RoleRule struct {
-	Role  string // one of team.Roles
+	Role  string // one of team.Roles, or the name of a custom role defined in W&B (customRole)
 	Match *GroupRule
 }
 
@@ -83,7 +86,7 @@ func (r *GroupRule) TeamName(displayName string) (name string, ok bool, err erro
 	if r.Lowercase {
 		name = strings.ToLower(name)
 	}
-	if err := team.ValidateName(name); err != nil {
+	if err := checkTeamName(name, r.undocumentedOK); err != nil {
 		return name, true, fmt.Errorf("group %q gives team name %q: %w", displayName, name, err)
 	}
 	return name, true, nil
@@ -113,7 +116,7 @@ var ruleKeys = []string{"prefix", "regex", "profile", "lowercase", "names", "rol
 // as it is, in the default profile. who completes "the storage profile of the teams ..." in messages.
 // The teams its names claim are recorded for checkClaims. It never returns nil.
 func (f *file) groupRule(m mapping, profiles map[string]*profileDef, defaultProfile, who string) *GroupRule {
-	r := &GroupRule{}
+	r := &GroupRule{undocumentedOK: f.loader.undocumentedNames}
 	gm, ok := f.enabled(m, "groups", ruleKeys...)
 	switch {
 	case !ok && m.keys["groups"] != nil: // bad, reported already
@@ -187,12 +190,34 @@ func (f *file) roleRules(gm mapping) []RoleRule {
 	var out []RoleRule
 	for i, n := range items {
 		field := fmt.Sprintf("%s[%d]", gm.at("roles"), i)
-		rm, ok := f.mapping(n, field, "role", "prefix", "regex", "names", "lowercase")
+		rm, ok := f.mapping(n, field, "role", "customRole", "prefix", "regex", "names", "lowercase")
 		if !ok {
 			continue
 		}
-		role, rn := f.enum(rm, "role", "is required: the team role the members of these groups get ("+strings.Join(team.Roles, ", ")+")", team.Roles...)
-		match := &GroupRule{}
+		var role string
+		var rn *yaml.Node
+		if rm.has("customRole") {
+			// W&B's teamRoles takes a custom role's name as well ("automate IAM":
+			// https://docs.wandb.ai/platform/hosting/iam/automate_iam). Its own name rules are not
+			// documented: any name without control characters is passed on as written.
+			if rm.has("role") {
+				f.problem(rm.keys["customRole"], rm.at("customRole"), "set either role or customRole, not both")
+			}
+			role, rn = f.str(rm, "customRole", "")
+			if rn != nil && strings.TrimSpace(role) == "" {
+				f.problem(rn, rm.at("customRole"), "must not be empty: the name of a custom role defined in W&B")
+				role = ""
+			} else if strings.IndexFunc(role, unicode.IsControl) >= 0 {
+				f.problem(rn, rm.at("customRole"), "must not contain control characters")
+				role = ""
+			}
+			if role == "" {
+				rn = nil
+			}
+		} else {
+			role, rn = f.enum(rm, "role", "is required: the team role the members of these groups get ("+strings.Join(team.Roles, ", ")+"), or customRole", team.Roles...)
+		}
+		match := &GroupRule{undocumentedOK: f.loader.undocumentedNames}
 		f.selector(rm, match)
 		if !rm.has("prefix") && !rm.has("regex") && !rm.has("names") {
 			f.missing(rm, "prefix", "is required (or regex, or names): which groups give this role; "+

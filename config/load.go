@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/byob-agent/byob-agent/team"
 )
 
 // LoadOptions is Load's only access to the outside world. The caller decides what they are
@@ -27,6 +29,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 		sortProblems(l.probs, l.files)
 		return nil, &Errors{Problems: l.probs}
 	}
+	cfg.Warnings = l.warnings
 	return cfg, nil
 }
 
@@ -70,7 +73,12 @@ func (l *loader) load(path string) *Config {
 		teams = append(teams, f.teamsFile(n, name)...)
 	}
 	l.checkClaims(teams)
-	cfg.teams = resolveTeams(teams, profiles, cfg.DefaultProfile)
+	cfg.teams = resolveTeams(teams, profiles, cfg.DefaultProfile, l.undocumentedNames)
+	for _, t := range cfg.teams {
+		if l.undocumentedNames && team.CheckDocumented(t.Name) != nil {
+			l.warnings = append(l.warnings, fmt.Sprintf("team %q is outside W&B's documented team name rule (lowercase letters, numbers and hyphens); wandb.allowUndocumentedTeamNames sends it unverified", t.Name))
+		}
+	}
 
 	cfg.profiles = make(map[string]Profile, len(profiles))
 	for name, p := range profiles {
@@ -81,12 +89,16 @@ func (l *loader) load(path string) *Config {
 
 func (f *file) wandb(root mapping) Wandb {
 	w := Wandb{Timeout: DefaultTimeout}
-	m, ok := f.section(root, "wandb", mustSet, "scimURL", "deployment", "auth", "timeout", "caFile")
+	m, ok := f.section(root, "wandb", mustSet, "scimURL", "deployment", "auth", "timeout", "caFile", "allowUndocumentedTeamNames")
 	if !ok {
 		return w
 	}
 	w.Timeout = f.timeout(m)
 	w.CAFile = f.caFile(m)
+	if v, n := f.boolean(m, "allowUndocumentedTeamNames"); n != nil {
+		w.AllowUndocumentedTeamNames = v
+		f.loader.undocumentedNames = v
+	}
 	if u, n := f.str(m, "scimURL", mustSet); n != nil {
 		if err := checkURL(u); err != nil {
 			f.problem(n, m.at("scimURL"), "%v", err)

@@ -172,6 +172,7 @@ func TestLoadSources(t *testing.T) {
           regex: '^(?P<team>[A-Za-z-]+)-wandb-admins$'
           lowercase: true
         - {role: viewer, names: [Guests]}
+        - {customRole: ML Reviewer, names: [Reviewers]}
 `,
 			files: map[string]string{"keys/okta.pem": k.pkcs8EC},
 			check: func(t *testing.T, c *Config) {
@@ -183,7 +184,7 @@ func TestLoadSources(t *testing.T) {
 				if name, ok, err := o.Groups.TeamName("NLP-wandb"); name != "nlp" || !ok || err != nil || o.Groups.Profile != "s3" {
 					t.Errorf("TeamName = %q, %v, %v; rule %+v", name, ok, err, o.Groups)
 				}
-				for group, want := range map[string][2]string{"NLP-wandb": {"nlp", ""}, "NLP-wandb-admins": {"nlp", "admin"}, "Guests": {"Guests", "viewer"}} {
+				for group, want := range map[string][2]string{"NLP-wandb": {"nlp", ""}, "NLP-wandb-admins": {"nlp", "admin"}, "Guests": {"Guests", "viewer"}, "Reviewers": {"Reviewers", "ML Reviewer"}} {
 					name, role, ok, _ := o.Groups.Classify(group)
 					if !ok || name != want[0] || role != want[1] {
 						t.Errorf("Classify(%q) = %q, %q, %v; want %q, %q", group, name, role, ok, want[0], want[1])
@@ -408,10 +409,12 @@ func TestLoadBadSources(t *testing.T) {
 		{name: "rule without a profile", yaml: two + "sources:\n  google: #<\n    serviceAccountKey: ${K}\n" + gsub, env: map[string]string{"K": googleKey(t, nil)},
 			field: "sources.google.groups.profile", msg: "is required: the storage profile of the teams this source creates; set it here, or defaultProfile (profiles: main, s3)"},
 		{name: "rule unknown key", yaml: okta("    apiToken: t\n    groups: {suffix: -wandb} #<\n"), field: "sources.okta.groups.suffix", msg: "unknown key; expected one of: prefix, regex, profile, lowercase, names, roles"},
-		{name: "role rule without role", yaml: okta("    apiToken: t\n    groups:\n      roles:\n        - {prefix: admins-} #<\n"), field: "sources.okta.groups.roles[0].role", msg: "is required: the team role the members of these groups get (admin, member, viewer)"},
+		{name: "role rule without role", yaml: okta("    apiToken: t\n    groups:\n      roles:\n        - {prefix: admins-} #<\n"), field: "sources.okta.groups.roles[0].role", msg: "is required: the team role the members of these groups get (admin, member, viewer), or customRole"},
 		{name: "role rule unknown role", yaml: okta("    apiToken: t\n    groups:\n      roles:\n        - {role: owner, prefix: admins-} #<\n"), field: "sources.okta.groups.roles[0].role", msg: `"owner" is not supported; expected one of: admin, member, viewer`},
+		{name: "role and customRole", yaml: okta("    apiToken: t\n    groups:\n      roles:\n        - {role: admin, customRole: x, prefix: a-} #<\n"), field: "sources.okta.groups.roles[0].customRole", msg: "set either role or customRole, not both"},
+		{name: "customRole empty", yaml: okta("    apiToken: t\n    groups:\n      roles:\n        - {customRole: \" \", prefix: a-} #<\n"), field: "sources.okta.groups.roles[0].customRole", msg: "must not be empty: the name of a custom role defined in W&B"},
 		{name: "role rule selecting every group", yaml: okta("    apiToken: t\n    groups:\n      roles:\n        - {role: admin} #<\n"), field: "sources.okta.groups.roles[0].prefix", msg: "a role rule without one would take every group"},
-		{name: "role rule with a profile", yaml: okta("    apiToken: t\n    groups:\n      roles:\n        - {role: admin, prefix: a-, profile: main} #<\n"), field: "sources.okta.groups.roles[0].profile", msg: "unknown key; expected one of: role, prefix, regex, names, lowercase"},
+		{name: "role rule with a profile", yaml: okta("    apiToken: t\n    groups:\n      roles:\n        - {role: admin, prefix: a-, profile: main} #<\n"), field: "sources.okta.groups.roles[0].profile", msg: "unknown key; expected one of: role, customRole, prefix, regex, names, lowercase"},
 		{name: "role rules not a list", yaml: okta("    apiToken: t\n    groups:\n      roles: {role: admin} #<\n"), field: "sources.okta.groups.roles", msg: "expected a list, got a mapping"},
 		{name: "role rule regex without team", yaml: base + "server: {baseURL: https://x}\nscim:\n  tokens: [\"${SCIM_TOKEN}\"]\n  groups:\n    roles:\n      - role: viewer\n        regex: \"v-(.+)\" #<\n",
 			field: "scim.groups.roles[0].regex", msg: `has no group named "team"`},

@@ -144,7 +144,7 @@ func ancestors(p string) []string {
 
 // resolveTeams checks every team's name and profile, renders its storage, and checks that no two
 // teams share a name or storage. It returns the valid teams, sorted by name.
-func resolveTeams(entries []*teamEntry, profiles map[string]*profileDef, defaultProfile string) []team.Team {
+func resolveTeams(entries []*teamEntry, profiles map[string]*profileDef, defaultProfile string, undocumentedOK bool) []team.Team {
 	var out []team.Team
 	byName := map[string]*teamEntry{}
 	byBucket := map[storageKey]*bucketUse{}
@@ -152,7 +152,7 @@ func resolveTeams(entries []*teamEntry, profiles map[string]*profileDef, default
 		if e.nameNode == nil {
 			continue
 		}
-		if err := team.ValidateName(e.name); err != nil {
+		if err := checkTeamName(e.name, undocumentedOK); err != nil {
 			e.f.problem(e.nameNode, e.field+".name", "%v", err)
 		}
 		if first, dup := byName[e.name]; dup {

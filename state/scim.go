@@ -75,10 +75,11 @@ type SCIMGroup struct {
 
 // SCIMMember is one member of a group, resolved from its user.
 type SCIMMember struct {
-	ID       string
-	UserName string
-	Email    string
-	Active   bool
+	ID          string
+	UserName    string
+	DisplayName string // the user's displayName attribute, "" when it has none
+	Email       string
+	Active      bool
 }
 
 // CreateSCIMUser stores a new user under a new id.
@@ -402,9 +403,20 @@ func (s scimTx) resolve(ids []string) []SCIMMember {
 		if getJSON(s.users, id, &u) != nil {
 			continue
 		}
-		out = append(out, SCIMMember{ID: u.ID, UserName: u.UserName, Email: u.Email, Active: u.Active})
+		out = append(out, SCIMMember{ID: u.ID, UserName: u.UserName, DisplayName: displayName(u.Attributes), Email: u.Email, Active: u.Active})
 	}
 	return out
+}
+
+// displayName is a user's displayName attribute (SCIM attribute names are case-insensitive, RFC 7643
+// section 2.1), or "".
+func displayName(attrs map[string]any) string {
+	for k, v := range attrs {
+		if s, ok := v.(string); ok && strings.EqualFold(k, "displayName") {
+			return s
+		}
+	}
+	return ""
 }
 
 // foldKey maps every rune to the smallest rune of its case-folding orbit, so two names get the

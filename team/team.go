@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Provider names as they appear in the agent's configuration.
@@ -94,8 +95,9 @@ const MaxNameLength = 64
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
-// ValidateName checks a W&B team name: W&B team names are global, lowercase and without spaces.
-// The agent accepts lowercase letters, digits, '-' and '_', starting with a letter or digit.
+// ValidateName checks a name the agent can work with: lowercase letters, digits, '-' and '_', starting
+// with a letter or digit. That is wider than W&B's documented rule (see CheckDocumented), which the
+// configuration applies unless the operator opts out.
 func ValidateName(name string) error {
 	switch {
 	case name == "":
@@ -104,6 +106,22 @@ func ValidateName(name string) error {
 		return fmt.Errorf("team name %q is %d characters long; at most %d are allowed", name, len(name), MaxNameLength)
 	case !nameRE.MatchString(name):
 		return fmt.Errorf("team name %q is not a valid W&B team name: use lowercase letters, digits, '-' and '_' only, starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// CheckDocumented checks a name against W&B's documented rule for team names, "lowercase letters,
+// numbers and hyphens" (https://docs.wandb.ai/support/create_team). The error suggests a name that
+// follows it.
+func CheckDocumented(name string) error {
+	if i := strings.IndexFunc(name, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') }); i >= 0 {
+		suggest := strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+				return r
+			}
+			return '-'
+		}, strings.ToLower(name))
+		return fmt.Errorf("team name %q has %q, outside W&B's documented rule (lowercase letters, numbers and hyphens): use %q, or set wandb.allowUndocumentedTeamNames to send it unverified", name, name[i:i+1], suggest)
 	}
 	return nil
 }

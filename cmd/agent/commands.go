@@ -33,6 +33,9 @@ func loadConfig(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}
+	for _, w := range cfg.Warnings { // allowed but unverified: said at every load, before any log setup
+		fmt.Fprintf(os.Stderr, "byob-agent: warning: %s: %s\n", path, w)
+	}
 	return cfg, nil
 }
 

@@ -51,7 +51,7 @@ func TestRun(t *testing.T) {
 			go func() { _, _ = io.Copy(io.Discard, out) }() // drain the rest of stdout
 
 			req, _ := http.NewRequestWithContext(ctx, "POST", root+"/scim/Groups",
-				strings.NewReader(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"ml","storageBucket":{"name":"b","provider":"MINIO"}}`))
+				strings.NewReader(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"ml","members":[],"storageBucket":{"name":"b","provider":"MINIO"}}`))
 			req.Header.Set("Authorization", "Bearer k")
 			req.Header.Set("Content-Type", "application/scim+json")
 			res, err := http.DefaultClient.Do(req)

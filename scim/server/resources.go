@@ -268,7 +268,12 @@ func (h *handler) groupResource(r *http.Request, g state.SCIMGroup) scim.Resourc
 	if g.Members != nil {
 		var members []any
 		for _, m := range g.Members {
-			members = append(members, map[string]any{"value": m.ID, "display": m.UserName, "type": "User", "$ref": h.base + "/Users/" + m.ID})
+			// Entra and Okta show a member by its displayName, falling back to the user name.
+			display := m.DisplayName
+			if display == "" {
+				display = m.UserName
+			}
+			members = append(members, map[string]any{"value": m.ID, "display": display, "type": "User", "$ref": h.base + "/Users/" + m.ID})
 		}
 		attrs["members"] = members
 	}

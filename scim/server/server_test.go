@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -870,5 +871,23 @@ func TestStoreFailure(t *testing.T) {
 		if strings.Contains(r.Raw, "database") || strings.Contains(r.Raw, ".db") {
 			t.Fatalf("store detail leaked: %s", r.Raw)
 		}
+	}
+}
+
+// TestGroupMemberDisplay: a member shows as its displayName, as Entra and Okta show it, and as its
+// userName when it has none.
+func TestGroupMemberDisplay(t *testing.T) {
+	e := newEnv(t)
+	ada := e.createUser("ada", "displayName", "Ada Lovelace")
+	bob := e.createUser("bob")
+	gid := e.createGroup("team-1", ada, bob)
+	r := e.mustCode(e.do("GET", "/Groups/"+gid, nil), http.StatusOK)
+	got := map[string]string{}
+	for _, m := range r.Body["members"].([]any) {
+		m := m.(map[string]any)
+		got[m["value"].(string)] = m["display"].(string)
+	}
+	if want := map[string]string{ada: "Ada Lovelace", bob: "bob"}; !maps.Equal(got, want) {
+		t.Errorf("member display = %v, want %v", got, want)
 	}
 }

@@ -162,10 +162,12 @@ func NewClient(o Options) (*Client, error) {
 	return c, nil
 }
 
-// ListGroups returns every team, following startIndex/count paging. totalResults is trusted when the
-// server sends it. Without it a short page proves nothing (a server may cap pages below the count
-// asked for), so the list ends at a page that brings no group not seen before: an empty page, or a
-// server ignoring paging and repeating page one. It never loops forever and never hides a team.
+// ListGroups returns every team, following startIndex/count paging, or an error: never a partial list.
+// W&B documents at most 9999 results per request and does not document startIndex or count on /Groups
+// (https://docs.wandb.ai/platform/hosting/iam/scim), so a server may cap pages and ignore startIndex.
+// A team missing from the list would be planned as absent, so the list is refused (a *PartialListError)
+// when a page repeats a team already listed, or when totalResults says there are more teams than the
+// pages held. Without totalResults the list ends at an empty page.
 func (c *Client) ListGroups(ctx context.Context) ([]Group, error) {
 	var all []Group
 	seen := map[string]bool{}
@@ -180,22 +182,47 @@ func (c *Client) ListGroups(ctx context.Context) ([]Group, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listing teams: page at %d: %w", start, err)
 		}
-		added := 0
+		repeated := 0
 		for _, g := range page.Resources {
-			if !seen[g.ID] {
-				seen[g.ID] = true
-				all = append(all, g)
-				added++
+			if seen[g.ID] {
+				repeated++
+				continue
 			}
+			seen[g.ID] = true
+			all = append(all, g)
 		}
 		switch {
-		case added == 0:
+		case repeated > 0:
+			return nil, &PartialListError{Listed: len(all), Total: page.TotalResults, StartIndex: start, Repeated: repeated}
+		case len(page.Resources) == 0:
+			if page.TotalResults > len(all) {
+				return nil, &PartialListError{Listed: len(all), Total: page.TotalResults, StartIndex: start}
+			}
 			return all, nil
 		case page.TotalResults > 0 && len(all) >= page.TotalResults:
 			return all, nil
 		}
 		start += len(page.Resources)
 	}
+}
+
+// PartialListError is a team list that cannot be trusted to be whole.
+type PartialListError struct {
+	Listed, Total int // teams collected; totalResults (0 when W&B sent none)
+	StartIndex    int // of the page that gave it away
+	Repeated      int // teams that page repeated
+}
+
+func (e *PartialListError) Error() string {
+	total := "an unknown number"
+	if e.Total > 0 {
+		total = strconv.Itoa(e.Total)
+	}
+	why := fmt.Sprintf("the page at startIndex %d repeated %d team(s) already listed (W&B may not page /Groups)", e.StartIndex, e.Repeated)
+	if e.Repeated == 0 {
+		why = fmt.Sprintf("the pages ended at startIndex %d", e.StartIndex)
+	}
+	return fmt.Sprintf("listing teams: W&B's list is partial: %d of %s teams collected, %s; nothing is planned on a partial list, since a team missing from it would look absent", e.Listed, total, why)
 }
 
 // FindGroup returns the team named displayName, or nil if there is none.
@@ -285,7 +312,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	target := c.base + path
 	if len(query) > 0 {
-		target += "?" + query.Encode()
+		// W&B's examples encode a space in a filter as %20; url.Values writes '+', which a server may
+		// read literally. A '+' in a value is already %2B, so the replacement is exact.
+		target += "?" + strings.ReplaceAll(query.Encode(), "+", "%20")
 	}
 	for attempt := 1; ; attempt++ {
 		status, body, retryAfter, err := c.attempt(ctx, method, target, payload)

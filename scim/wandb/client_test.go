@@ -163,7 +163,7 @@ func TestListGroupsPaging(t *testing.T) {
 		n, cap       int
 		ignorePaging bool
 		noTotal      bool
-		wantGroups   int
+		wantGroups   int // -1: a *PartialListError
 		wantRequests int32
 	}{
 		{"empty", 0, 0, false, false, 0, 1},
@@ -173,14 +173,25 @@ func TestListGroupsPaging(t *testing.T) {
 		{"server caps pages, totalResults drives", 250, 100, false, false, 250, 3},
 		{"no totalResults, an empty page ends", 1500, 1000, false, true, 1500, 3},
 		{"no totalResults, full last page then empty page", 2000, 1000, false, true, 2000, 3},
-		{"server ignores paging", 2500, 1000, true, false, 1000, 2},
-		{"server ignores paging, no totalResults", 2500, 1000, true, true, 1000, 2},
+		{"server ignores paging", 2500, 1000, true, false, -1, 2},
+		{"server ignores paging, no totalResults", 2500, 1000, true, true, -1, 2},
+		{"server ignores paging, all on one page", 800, 1000, true, false, 800, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var reqs atomic.Int32
 			c, _ := newTestServer(t, pagingServer(tt.n, tt.cap, tt.ignorePaging, tt.noTotal, &reqs), nil)
 			groups, err := c.ListGroups(t.Context())
+			if tt.wantGroups < 0 {
+				var pe *PartialListError
+				if !errors.As(err, &pe) || groups != nil || reqs.Load() != tt.wantRequests {
+					t.Fatalf("got %d groups, error %v after %d requests; want a PartialListError after %d", len(groups), err, reqs.Load(), tt.wantRequests)
+				}
+				if !strings.Contains(err.Error(), "1000 of") || !strings.Contains(err.Error(), "repeated 1000 team(s)") {
+					t.Errorf("message %q does not say how much was listed and why it stopped", err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,8 +235,8 @@ func TestFindGroup(t *testing.T) {
 			if gotFilter != tt.wantFilter {
 				t.Errorf("filter = %q, want %q", gotFilter, tt.wantFilter)
 			}
-			if strings.ContainsAny(gotRawQuery, ` "`) {
-				t.Errorf("query %q is not URL-encoded", gotRawQuery)
+			if strings.ContainsAny(gotRawQuery, ` "+`) || !strings.Contains(gotRawQuery, "displayName%20eq%20") {
+				t.Errorf("query %q is not URL-encoded as W&B shows it (spaces as %%20)", gotRawQuery)
 			}
 			switch {
 			case tt.wantID == "" && g != nil:

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,16 +100,18 @@ func TestClientAgainstEmulator(t *testing.T) {
 func TestClientListsAllTeams(t *testing.T) {
 	const n = 1001
 	tests := []struct {
-		name     string
-		maxPage  int // the server's own cap on a page
-		requests int
+		name        string
+		maxPage     int // the server's own cap on a page
+		ignoreStart bool
+		requests    int
 	}{
 		{name: "one request when the server gives what is asked", requests: 1},
 		{name: "server caps pages", maxPage: 1000, requests: 2},
+		{name: "server caps pages and ignores startIndex: refused", maxPage: 1000, ignoreStart: true, requests: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			emu, c := startWithClient(t, wandbemu.Options{MaxPageSize: tt.maxPage}, nil)
+			emu, c := startWithClient(t, wandbemu.Options{MaxPageSize: tt.maxPage, IgnoreStartIndex: tt.ignoreStart}, nil)
 			for i := range n {
 				if _, err := c.CreateGroup(t.Context(), wandb.NewGroup{DisplayName: fmt.Sprintf("t%04d", i)}); err != nil {
 					t.Fatal(err)
@@ -116,6 +119,13 @@ func TestClientListsAllTeams(t *testing.T) {
 			}
 			emu.ResetCounts()
 			all, err := c.ListGroups(t.Context())
+			if tt.ignoreStart {
+				var pe *wandb.PartialListError
+				if !errors.As(err, &pe) || all != nil || emu.Counts()["GET /scim/Groups"] != tt.requests {
+					t.Fatalf("got %d teams, %v, after %d requests; want a PartialListError", len(all), err, emu.Counts()["GET /scim/Groups"])
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,5 +257,30 @@ func TestClientUsersAndMembersAgainstEmulator(t *testing.T) {
 	got, _ := c.GetGroup(ctx, g.ID)
 	if len(got.Members) != 151 || slices.ContainsFunc(got.Members, func(m wandb.Member) bool { return m.Value == bob.ID }) {
 		t.Errorf("members after remove: %d", len(got.Members))
+	}
+}
+
+// TestClientTeamRoles: the teamRoles PATCH takes the predefined roles and the organisation's custom
+// roles, and refuses a role the organisation does not have.
+func TestClientTeamRoles(t *testing.T) {
+	emu, c := startWithClient(t, wandbemu.Options{CustomRoles: []string{"ML Reviewer"}}, nil)
+	ctx := t.Context()
+	ada := emu.AddUser("ada", "ada@example.com")
+	if _, err := c.CreateGroup(ctx, wandb.NewGroup{DisplayName: "ml", Members: []wandb.Member{{Value: ada}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ role, want, err string }{
+		{"viewer", "viewer", ""},
+		{"ML Reviewer", "ML Reviewer", ""},
+		{"ml reviewer", "ML Reviewer", "does not exist"}, // custom names compare as written (inference)
+		{"owner", "ML Reviewer", "does not exist"},
+	} {
+		err := c.SetTeamRole(ctx, ada, "ml", tt.role)
+		if (tt.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("SetTeamRole(%q) = %v, want error %q", tt.role, err, tt.err)
+		}
+		if got := emu.TeamRole(ada, "ml"); got != tt.want {
+			t.Errorf("after SetTeamRole(%q) the role is %q, want %q", tt.role, got, tt.want)
+		}
 	}
 }

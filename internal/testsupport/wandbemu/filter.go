@@ -50,7 +50,7 @@ func parsePatchPath(p string) (attr, filterValue string, hasFilter bool, err err
 func (s *Server) paging(r *http.Request) (start, count int, err error) {
 	start, count = 1, s.opts.MaxPageSize
 	q := r.URL.Query()
-	if v := q.Get("startIndex"); v != "" {
+	if v := q.Get("startIndex"); v != "" && !s.opts.IgnoreStartIndex {
 		if start, err = strconv.Atoi(v); err != nil {
 			return 0, 0, fmt.Errorf("startIndex %q is not an integer", v)
 		}

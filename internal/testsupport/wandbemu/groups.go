@@ -2,6 +2,7 @@ package wandbemu
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -129,6 +130,13 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidValue", "displayName is required")
 		return
 	}
+	// members is marked required on POST /Groups (an empty list is fine):
+	// https://docs.wandb.ai/platform/hosting/iam/scim, "Create team". The status of a body without it is
+	// not documented; 400 is an inference.
+	if in.Members == nil {
+		writeError(w, http.StatusBadRequest, "invalidValue", "members is required (an empty list is fine)")
+		return
+	}
 	name := *in.DisplayName
 	if err := validTeamName(name); err != "" {
 		writeError(w, http.StatusBadRequest, "invalidValue", "displayName %q is not a valid team name: %s", name, err)
@@ -137,6 +145,13 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 	if sb := in.StorageBucket; sb != nil {
 		if !slices.Contains(wandb.Providers, sb.Provider) {
 			writeError(w, http.StatusBadRequest, "invalidValue", "storageBucket.provider %q is invalid: allowed values are %s", sb.Provider, strings.Join(wandb.Providers, ", "))
+			return
+		}
+		// Multi-tenant Cloud offers team-level storage on CoreWeave, AWS and GCS only
+		// (https://docs.wandb.ai/platform/hosting/data-security/secure-storage-connector, availability
+		// table). The error W&B returns is not documented; 400 is an inference.
+		if s.opts.Deployment == "multi-tenant" && (sb.Provider == "AZURE" || sb.Provider == "MINIO") {
+			writeError(w, http.StatusBadRequest, "invalidValue", "storageBucket.provider %q is not available on Multi-tenant Cloud", sb.Provider)
 			return
 		}
 		if sb.Name == "" {
@@ -171,7 +186,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	s.nextGroup++
 	now := time.Now().UTC()
-	g := &group{EmuGroup: EmuGroup{ID: opaqueID("Group", s.nextGroup), DisplayName: name, Members: members}, created: now, modified: now}
+	g := &group{EmuGroup: EmuGroup{ID: opaqueID("Group", s.nextGroup), DisplayName: name, Members: s.withServiceAccountsLocked(members)}, created: now, modified: now}
 	if in.StorageBucket != nil {
 		sb := *in.StorageBucket
 		g.StorageBucket = &sb
@@ -212,7 +227,11 @@ func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidValue", "member %q: no such user", bad)
 		return
 	}
-	g.Members = members
+	if sa := s.serviceAccountIn(members); sa != "" {
+		writeError(w, http.StatusBadRequest, "invalidValue", "member %q is a service account: member operations are for users only", sa)
+		return
+	}
+	g.Members = s.keepServiceAccounts(g.Members, members)
 	g.modified = time.Now().UTC()
 	writeJSON(w, http.StatusOK, s.groupOut(g))
 }
@@ -283,20 +302,46 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: member %q: no such user", i, bad)
 				return
 			}
+			if sa := s.serviceAccountIn(resolved); sa != "" {
+				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: member %q is a service account: member operations are for users only", i, sa)
+				return
+			}
 			for _, m := range resolved {
 				if !slices.ContainsFunc(members, func(x wandb.Member) bool { return x.Value == m.Value }) {
 					members = append(members, m)
 				}
 			}
+		case "replace":
+			// "replace" on members is among the supported PATCH operations
+			// (https://docs.wandb.ai/platform/hosting/iam/scim, "Patch team"): the list becomes value.
+			var repl []memberIn
+			if hasFilter || json.Unmarshal(op.Value, &repl) != nil {
+				writeError(w, http.StatusBadRequest, "invalidValue", `operation %d: replace takes path "members" and a list of {"value": "<user id or email>"}`, i)
+				return
+			}
+			resolved, bad := s.resolveMembersLocked(repl)
+			if bad != "" {
+				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: member %q: no such user", i, bad)
+				return
+			}
+			if sa := s.serviceAccountIn(resolved); sa != "" {
+				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: member %q is a service account: member operations are for users only", i, sa)
+				return
+			}
+			members = s.keepServiceAccounts(members, resolved)
 		case "remove":
 			if !hasFilter {
-				members = nil
+				members = s.keepServiceAccounts(members, nil)
 				continue
 			}
 			u := s.userByIDOrEmail(filter)
+			if u != nil && u.serviceAccount {
+				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: member %q is a service account: member operations are for users only", i, filter)
+				return
+			}
 			members = slices.DeleteFunc(members, func(m wandb.Member) bool { return m.Value == filter || (u != nil && m.Value == u.id) })
 		default:
-			writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: op %q is not supported on teams: use add or remove (or PUT to replace all members)", i, op.Op)
+			writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: op %q is not supported on teams: use add, remove or replace (or PUT to replace all members)", i, op.Op)
 			return
 		}
 	}
@@ -328,7 +373,9 @@ func touchesImmutable(attr string, value json.RawMessage) bool {
 	return false
 }
 
-// validTeamName applies W&B's documented rule (lowercase, no spaces); "" means valid.
+// validTeamName applies W&B's documented rule, "lowercase letters, numbers and hyphens" (W&B support:
+// https://docs.wandb.ai/support/create_team, inferred to apply to SCIM-created teams too); "" means
+// valid. No length limit is documented.
 func validTeamName(name string) string {
 	for _, r := range name {
 		switch {
@@ -336,9 +383,46 @@ func validTeamName(name string) string {
 			return "team names cannot contain spaces"
 		case unicode.IsUpper(r):
 			return "team names must be lowercase"
+		case !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-'):
+			return fmt.Sprintf("team names may contain lowercase letters, numbers and hyphens only, not %q", r)
 		}
 	}
 	return ""
+}
+
+// Service accounts: W&B adds them to new teams and documents member operations for users only
+// (https://docs.wandb.ai/platform/hosting/iam/scim). What W&B answers to a member operation naming one,
+// and that replacing or clearing the member list keeps them, are inferences.
+
+// withServiceAccountsLocked adds the organisation's service accounts to a new team's members.
+func (s *Server) withServiceAccountsLocked(members []wandb.Member) []wandb.Member {
+	for _, u := range s.users {
+		if u.serviceAccount {
+			members = append(members, wandb.Member{Value: u.id, Display: u.userName})
+		}
+	}
+	return members
+}
+
+// serviceAccountIn returns the first member that is a service account ("" if none).
+func (s *Server) serviceAccountIn(members []wandb.Member) string {
+	for _, m := range members {
+		if u := s.userByID(m.Value); u != nil && u.serviceAccount {
+			return m.Value
+		}
+	}
+	return ""
+}
+
+// keepServiceAccounts is next as a member list, plus the service accounts of old.
+func (s *Server) keepServiceAccounts(old, next []wandb.Member) []wandb.Member {
+	out := slices.Clone(next)
+	for _, m := range old {
+		if u := s.userByID(m.Value); u != nil && u.serviceAccount {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // resolveMembersLocked maps ids or emails to users; bad is the first value that matches nobody.

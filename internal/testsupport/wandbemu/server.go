@@ -60,6 +60,20 @@ type Options struct {
 	BaseURL  string        // e.g. http://127.0.0.1:8080/scim, for meta.location; optional
 	// MaxPageSize caps count on list requests (default DefaultMaxPageSize); lower it to test paging.
 	MaxPageSize int
+	// IgnoreStartIndex serves every list from its first item whatever startIndex asks: W&B documents
+	// no paging on /Groups (only "maximum 9999 results per request",
+	// https://docs.wandb.ai/platform/hosting/iam/scim), so a client must cope with a server that has none.
+	IgnoreStartIndex bool
+	// Deployment is "multi-tenant", "dedicated" or "self-managed" (the default): multi-tenant refuses
+	// the team storage providers W&B does not offer there.
+	Deployment string
+	// ServiceAccounts are the organisation's service accounts (user names). W&B adds every one to each
+	// new team: "Teams made through SCIM automatically get every org-level service account"
+	// (https://docs.wandb.ai/platform/hosting/iam/scim, Group resource).
+	ServiceAccounts []string
+	// CustomRoles are the organisation's custom role names, which teamRoles accepts besides admin,
+	// member and viewer.
+	CustomRoles []string
 	// Fault, if set, is asked about every request before it is served. It must not read the body.
 	Fault func(r *http.Request) Fault
 }
@@ -95,6 +109,7 @@ type group struct {
 
 type user struct {
 	id, userName, email string
+	serviceAccount      bool
 	created             time.Time
 	teamRoles           map[string]string // team name -> role, as set by the teamRoles PATCH
 }
@@ -106,6 +121,9 @@ func New(o Options) *Server {
 	}
 	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
 	s := &Server{opts: o, mux: http.NewServeMux(), done: make(chan struct{}), counts: map[string]int{}}
+	for _, name := range o.ServiceAccounts {
+		s.addUserLocked(name, "").serviceAccount = true
+	}
 	s.mux.HandleFunc("/scim/Groups", s.groupsCollection)
 	s.mux.HandleFunc("/scim/Groups/{id}", s.groupItem)
 	s.mux.HandleFunc("/scim/Users", s.usersCollection)
@@ -255,6 +273,19 @@ func (s *Server) UserEmail(id string) string {
 		return u.email
 	}
 	return ""
+}
+
+// ServiceAccountIDs returns the ids of the organisation's service accounts, in Options order.
+func (s *Server) ServiceAccountIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for _, u := range s.users {
+		if u.serviceAccount {
+			ids = append(ids, u.id)
+		}
+	}
+	return ids
 }
 
 // TeamRole returns the role the teamRoles PATCH gave a user in a team ("" when never set).

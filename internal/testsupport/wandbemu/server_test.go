@@ -220,6 +220,10 @@ func TestCreateGroup(t *testing.T) {
 		{"unknown member", newGroup("p5", nil, "nobody@example.com"), "", 400, "invalidValue", "nobody@example.com"},
 		{"not JSON", `{"displayName":`, "", 400, "invalidSyntax", "not valid JSON"},
 		{"wrong content type", newGroup("p6", nil), "text/plain", 415, "", "Content-Type"},
+		{"members missing", map[string]any{"schemas": []string{wandb.SchemaGroup}, "displayName": "nomembers"}, "", 400, "invalidValue", "members is required"},
+		{"underscore in name", newGroup("ml_team", nil), "", 400, "invalidValue", "lowercase letters, numbers and hyphens only"},
+		{"dot in name", newGroup("ml.team", nil), "", 400, "invalidValue", "lowercase letters, numbers and hyphens only"},
+		{"hyphens and digits", newGroup("ml-team-2", nil), "", 201, "", ""},
 	}
 	e := start(t, wandbemu.Options{})
 	e.emu.AddUser("ada", "ada@example.com")
@@ -246,6 +250,54 @@ func TestCreateGroup(t *testing.T) {
 				t.Fatalf("status %d, teams %d -> %d: %s", r.status, before, after, r.raw)
 			}
 		})
+	}
+}
+
+// TestDeploymentProviders: Multi-tenant Cloud takes no Azure or S3-compatible team storage.
+func TestDeploymentProviders(t *testing.T) {
+	for _, tt := range []struct {
+		deployment, provider string
+		status               int
+	}{
+		{"multi-tenant", "AWS", 201}, {"multi-tenant", "GCP", 201}, {"multi-tenant", "COREWEAVE", 201},
+		{"multi-tenant", "AZURE", 400}, {"multi-tenant", "MINIO", 400},
+		{"dedicated", "AZURE", 201}, {"dedicated", "MINIO", 201}, {"", "MINIO", 201},
+	} {
+		e := start(t, wandbemu.Options{Deployment: tt.deployment})
+		r := e.do("POST", "/scim/Groups", newGroup("t", &wandb.StorageBucket{Name: "b", Provider: tt.provider}))
+		if tt.status == 400 {
+			r.wantError(t, 400, "invalidValue", "not available on Multi-tenant Cloud")
+		} else if r.status != tt.status {
+			t.Errorf("%s %s: status %d: %s", tt.deployment, tt.provider, r.status, r.raw)
+		}
+	}
+}
+
+// TestServiceAccounts: W&B puts every organisation service account into each new team; member
+// operations are for users, so they neither add nor remove one, and clearing or replacing the list
+// keeps them.
+func TestServiceAccounts(t *testing.T) {
+	e := start(t, wandbemu.Options{ServiceAccounts: []string{"ci-bot"}})
+	sa := e.emu.ServiceAccountIDs()
+	ada := e.emu.AddUser("ada", "ada@example.com")
+	id := e.do("POST", "/scim/Groups", newGroup("ml", nil, "ada@example.com")).body["id"].(string)
+	members := func() []string { return memberIDs(t, e.emu.Groups()[0]) }
+	if got := members(); !reflect.DeepEqual(got, []string{ada, sa[0]}) {
+		t.Fatalf("members of a new team %v, want ada and the service account", got)
+	}
+	e.do("PATCH", "/scim/Groups/"+id, patch(map[string]any{"op": "remove", "path": `members[value eq "` + sa[0] + `"]`})).wantError(t, 400, "invalidValue", "service account")
+	e.do("PATCH", "/scim/Groups/"+id, patch(map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": sa[0]}}})).wantError(t, 400, "invalidValue", "service account")
+	if r := e.do("PATCH", "/scim/Groups/"+id, patch(map[string]any{"op": "remove", "path": "members"})); r.status != 200 {
+		t.Fatalf("remove all: %s", r.raw)
+	}
+	if got := members(); !reflect.DeepEqual(got, []string{sa[0]}) {
+		t.Fatalf("after removing every member: %v, want the service account alone", got)
+	}
+	if r := e.do("PUT", "/scim/Groups/"+id, newGroup("ml", nil, "ada@example.com")); r.status != 200 {
+		t.Fatalf("PUT: %s", r.raw)
+	}
+	if got := members(); !reflect.DeepEqual(got, []string{ada, sa[0]}) {
+		t.Fatalf("after PUT: %v, want ada and the service account", got)
 	}
 }
 
@@ -430,7 +482,9 @@ func TestPatchGroup(t *testing.T) {
 		{"path-less rename", patch(map[string]any{"op": "replace", "value": map[string]any{"displayName": "other"}}), 400, "mutability", "cannot be changed", []string{"ada"}, false},
 		{"path-less storage", patch(map[string]any{"op": "add", "value": map[string]any{"storageBucket": map[string]string{"name": "x"}}}), 400, "mutability", "cannot be changed", []string{"ada"}, false},
 		{"path-less members", patch(map[string]any{"op": "add", "value": map[string]any{"members": []any{}}}), 400, "invalidPath", "membership only", []string{"ada"}, false},
-		{"replace members", patch(map[string]any{"op": "replace", "path": "members", "value": []any{}}), 400, "invalidValue", "use add or remove", []string{"ada"}, false},
+		{"replace members", patch(map[string]any{"op": "replace", "path": "members", "value": []any{map[string]any{"value": "bob@example.com"}}}), 200, "", "", []string{"bob"}, false},
+		{"replace members with none", patch(map[string]any{"op": "replace", "path": "members", "value": []any{}}), 200, "", "", nil, true},
+		{"replace with a filter", patch(map[string]any{"op": "replace", "path": `members[value eq "ID:ada"]`, "value": []any{}}), 400, "invalidValue", "replace takes path", []string{"ada"}, false},
 		{"add with filter", patch(map[string]any{"op": "add", "path": `members[value eq "x"]`, "value": []any{}}), 400, "invalidValue", "add takes", []string{"ada"}, false},
 		{"add empty list", patch(map[string]any{"op": "add", "path": "members", "value": []any{}}), 400, "invalidValue", "add takes", []string{"ada"}, false},
 		{"bad filter in path", patch(map[string]any{"op": "remove", "path": `members[display eq "ada"]`}), 400, "invalidPath", "not supported", []string{"ada"}, false},
@@ -666,7 +720,7 @@ func TestFaults(t *testing.T) {
 		set(wandbemu.Fault{Hang: true, AfterApply: true})
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/scim/Groups", strings.NewReader(`{"schemas":["`+wandb.SchemaGroup+`"],"displayName":"c"}`))
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/scim/Groups", strings.NewReader(`{"schemas":["`+wandb.SchemaGroup+`"],"displayName":"c","members":[]}`))
 		req.Header.Set("Authorization", "Bearer "+apiKey)
 		req.Header.Set("Content-Type", "application/scim+json")
 		if res, err := http.DefaultClient.Do(req); err == nil {

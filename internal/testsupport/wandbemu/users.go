@@ -234,10 +234,16 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, tr := range value {
+			// teamRoles takes admin, member, viewer or a custom role's name ("automate IAM",
+			// https://docs.wandb.ai/platform/hosting/iam/automate_iam). That an unknown name is refused
+			// with 400, and that predefined names are case-insensitive, are inferences.
 			role := strings.ToLower(tr.RoleName)
 			if !slices.Contains([]string{"admin", "member", "viewer"}, role) {
-				writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: role %q does not exist (admin, member, viewer)", i, tr.RoleName)
-				return
+				if !slices.Contains(s.opts.CustomRoles, tr.RoleName) {
+					writeError(w, http.StatusBadRequest, "invalidValue", "operation %d: role %q does not exist (admin, member, viewer or a custom role)", i, tr.RoleName)
+					return
+				}
+				role = tr.RoleName
 			}
 			g := s.groupByName(tr.TeamName)
 			if g == nil {
