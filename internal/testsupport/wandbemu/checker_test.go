@@ -1,6 +1,7 @@
 package wandbemu_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,10 +24,20 @@ func TestS3Checker(t *testing.T) {
 			w.WriteHeader(http.StatusForbidden)
 			return
 		}
-		switch r.URL.Path {
-		case "/good":
+		const rule = `<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin>%s<ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3000</MaxAgeSeconds></CORSRule></CORSConfiguration>`
+		const all = `<AllowedMethod>GET</AllowedMethod><AllowedMethod>HEAD</AllowedMethod><AllowedMethod>PUT</AllowedMethod>`
+		_, cors := r.URL.Query()["cors"]
+		switch {
+		case cors && r.URL.Path == "/nocors":
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `<Error><Code>NoSuchCORSConfiguration</Code><Message>The CORS configuration does not exist</Message></Error>`)
+		case cors && r.URL.Path == "/noput":
+			fmt.Fprintf(w, rule, `<AllowedMethod>GET</AllowedMethod><AllowedMethod>HEAD</AllowedMethod>`)
+		case cors:
+			fmt.Fprintf(w, rule, all)
+		case r.URL.Path == "/good" || r.URL.Path == "/nocors" || r.URL.Path == "/noput":
 			w.WriteHeader(http.StatusOK)
-		case "/locked":
+		case r.URL.Path == "/locked":
 			w.WriteHeader(http.StatusForbidden)
 		default:
 			w.WriteHeader(http.StatusNotFound)
@@ -45,6 +56,8 @@ func TestS3Checker(t *testing.T) {
 		{"exists (COREWEAVE)", wandb.StorageBucket{Name: "good", Provider: "COREWEAVE"}, "", "HEAD /good"},
 		{"missing", wandb.StorageBucket{Name: "missing", Provider: "AWS"}, `bucket "missing" does not exist`, "HEAD /missing"},
 		{"forbidden", wandb.StorageBucket{Name: "locked", Provider: "AWS"}, `bucket "locked" is not reachable`, "HEAD /locked"},
+		{"no CORS", wandb.StorageBucket{Name: "nocors", Provider: "AWS"}, `bucket "nocors" has no CORS configuration`, "HEAD /nocors"},
+		{"CORS without PUT", wandb.StorageBucket{Name: "noput", Provider: "MINIO"}, `no CORS rule allows GET, HEAD and PUT`, "HEAD /noput"},
 		{"GCP not checkable", wandb.StorageBucket{Name: "good", Provider: "GCP"}, "cannot check GCP buckets", ""},
 		{"AZURE not checkable", wandb.StorageBucket{Name: "good", Provider: "AZURE"}, "cannot check AZURE buckets", ""},
 	}
