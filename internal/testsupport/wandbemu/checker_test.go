@@ -78,3 +78,47 @@ func TestS3Checker(t *testing.T) {
 		})
 	}
 }
+
+func TestGCSChecker(t *testing.T) {
+	const sa = "deploy@wandb-production.iam.gserviceaccount.com"
+	good := `{"softDeletePolicy":{"retentionDurationSeconds":"604800"},"cors":[{"origin":["*"],"method":["GET","HEAD","PUT"],"responseHeader":["ETag"],"maxAgeSeconds":3000}]}`
+	grant := `{"bindings":[{"role":"roles/storage.admin","members":["serviceAccount:` + sa + `"]}]}`
+	buckets := map[string][2]string{ // bucket resource, IAM policy
+		"good":       {good, grant},
+		"nosoft":     {`{"cors":[{"origin":["*"],"method":["GET","HEAD","PUT"],"responseHeader":["ETag"]}]}`, grant},
+		"softoff":    {strings.Replace(good, "604800", "0", 1), grant},
+		"nocors":     {`{"softDeletePolicy":{"retentionDurationSeconds":"604800"}}`, grant},
+		"noetag":     {strings.Replace(good, `"ETag"`, `"Content-Type"`, 1), grant},
+		"nogrant":    {good, `{"bindings":[{"role":"roles/storage.objectAdmin","members":["serviceAccount:` + sa + `"]}]}`},
+		"otheragent": {good, strings.Replace(grant, sa, "someone@example.com", 1)},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, iam := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/storage/v1/b/"), "/iam")
+		b, ok := buckets[name]
+		switch {
+		case !ok:
+			http.Error(w, `{"error":{"code":404}}`, http.StatusNotFound)
+		case iam:
+			fmt.Fprint(w, b[1])
+		default:
+			fmt.Fprint(w, b[0])
+		}
+	}))
+	defer srv.Close()
+	chk := wandbemu.GCSChecker{Endpoint: srv.URL, ServiceAccount: sa}
+	for name, want := range map[string]string{
+		"good":       "",
+		"missing":    `bucket "missing" does not exist`,
+		"nosoft":     "Bucket does not have soft deletion enabled",
+		"softoff":    "Bucket does not have soft deletion enabled",
+		"nocors":     "no CORS entry allows GET, HEAD and PUT",
+		"noetag":     "no CORS entry allows GET, HEAD and PUT",
+		"nogrant":    "lacks roles/storage.admin",
+		"otheragent": "lacks roles/storage.admin",
+	} {
+		err := chk.CheckBucket(t.Context(), wandb.StorageBucket{Name: name, Provider: "GCP"})
+		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", name, err, want)
+		}
+	}
+}
