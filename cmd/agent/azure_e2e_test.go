@@ -83,10 +83,14 @@ teams:
 		t.Errorf("doctor:\n%s", doc.stdout)
 	}
 	stores := filepath.Join(e.dir, "stores")
-	e.mustRun("file-stores", "--output", stores)
+	fs := e.mustRun("file-stores", "--output", stores)
 	raw, _ := os.ReadFile(stores)
 	if strings.Count(string(raw), "az://:") != 2 || !strings.Contains(string(raw), "@"+az.Account+"/"+e.prefix+"-"+e.team("speech")) {
 		t.Errorf("file-stores = %q", raw)
+	}
+	// W&B gets only the container's name: the entry is where it finds the account.
+	if !strings.Contains(fs.stderr, "W&B receives only the container or bucket name of Azure and S3-compatible teams") {
+		t.Errorf("file-stores does not say why Azure entries matter:\n%s", fs.stderr)
 	}
 }
 

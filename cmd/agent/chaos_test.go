@@ -238,11 +238,14 @@ func TestChaosKills(t *testing.T) {
 	e.checkChaosInventory(rep, az, teams)
 
 	doc := agent("doctor", "--json")
-	var reports []doctorReport
-	if err := json.Unmarshal([]byte(doc.stdout), &reports); err != nil || doc.code != 0 || len(reports) != len(teams) {
-		t.Errorf("doctor: exit %d, %d reports for %d teams (%v)\n%s", doc.code, len(reports), len(teams), err, doc.stderr)
+	var out struct {
+		Wandb wandbReport
+		Teams []doctorReport
 	}
-	for _, r := range reports {
+	if err := json.Unmarshal([]byte(doc.stdout), &out); err != nil || doc.code != 0 || !out.Wandb.OK || len(out.Teams) != len(teams) {
+		t.Errorf("doctor: exit %d, W&B ok %v, %d reports for %d teams (%v)\n%s", doc.code, out.Wandb.OK, len(out.Teams), len(teams), err, doc.stderr)
+	}
+	for _, r := range out.Teams {
 		if !r.OK {
 			t.Errorf("doctor: %s (%s) fails: %+v %s", r.Team, r.Bucket, r.Checks, r.Error)
 		}

@@ -122,10 +122,9 @@ func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error
 	return a, nil
 }
 
-// reconciler builds the W&B client and every profile's factory. With m, W&B requests are measured.
-func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Metrics) (*apply.Reconciler, error) {
+// wandbClient builds the W&B SCIM client. With m, its requests are measured.
+func (a *agent) wandbClient(m *metrics.Metrics) (*wandb.Client, error) {
 	cfg := a.cfg
-	a.metrics = m
 	o := wandb.Options{
 		BaseURL:   cfg.Wandb.SCIMURL,
 		Auth:      wandb.AuthMode(cfg.Wandb.Auth.Mode),
@@ -146,6 +145,17 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 	client, err := wandb.NewClient(o)
 	if err != nil {
 		return nil, &exitError{code: 2, err: fmt.Errorf("W&B client: %w", err)}
+	}
+	return client, nil
+}
+
+// reconciler builds the W&B client and every profile's factory. With m, W&B requests are measured.
+func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Metrics) (*apply.Reconciler, error) {
+	cfg := a.cfg
+	a.metrics = m
+	client, err := a.wandbClient(m)
+	if err != nil {
+		return nil, err
 	}
 	profiles := make(map[string]apply.Profile)
 	for _, name := range cfg.ProfileNames() {

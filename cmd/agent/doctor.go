@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -11,9 +13,12 @@ import (
 	"text/tabwriter"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
+	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/internal/transport"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/sync/apply"
+	"github.com/byob-agent/byob-agent/team"
 )
 
 // doctorReport is one team's checks.
@@ -47,6 +52,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	w := a.doctorWandb(ctx)
 	reports := make([]doctorReport, len(recs))
 	sem := make(chan struct{}, max(a.cfg.Sync.Concurrency, 1))
 	var wg sync.WaitGroup
@@ -67,16 +73,109 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if g.json {
-		if err := writeJSON(stdout, reports); err != nil {
+		if err := writeJSON(stdout, struct {
+			Wandb wandbReport    `json:"wandb"`
+			Teams []doctorReport `json:"teams"`
+		}{w, reports}); err != nil {
 			return err
 		}
 	} else {
+		printWandb(stdout, w)
 		printDoctor(stdout, reports)
 	}
-	if failed > 0 {
+	switch {
+	case !w.OK && failed > 0:
+		return &exitError{code: 1, err: fmt.Errorf("W&B's SCIM API cannot be used, and %d of %d buckets do not meet W&B's requirements", failed, len(reports))}
+	case !w.OK:
+		return &exitError{code: 1, err: fmt.Errorf("W&B's SCIM API cannot be used: %s", w.Error)}
+	case failed > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d of %d buckets do not meet W&B's requirements", failed, len(reports))}
 	}
 	return nil
+}
+
+// wandbReport is doctor's check of W&B itself: reachable, taking the credentials, and what the
+// deployment means for these teams.
+type wandbReport struct {
+	URL        string   `json:"url"`
+	Auth       string   `json:"auth"`
+	Deployment string   `json:"deployment"`
+	OK         bool     `json:"ok"`
+	Error      string   `json:"error,omitempty"`
+	Fix        string   `json:"fix,omitempty"`
+	Notes      []string `json:"notes,omitempty"`
+}
+
+// doctorWandb asks W&B for one team. Deployment differences are said here rather than discovered when
+// a team fails (https://docs.wandb.ai/platform/hosting/iam/scim, "Authentication"; the BYOB page for
+// the version gates).
+func (a *agent) doctorWandb(ctx context.Context) wandbReport {
+	cfg := a.cfg.Wandb
+	rep := wandbReport{URL: cfg.SCIMURL, Auth: cfg.Auth.Mode, Deployment: cfg.Deployment, Notes: a.deploymentNotes()}
+	client, err := a.wandbClient(nil)
+	if err == nil {
+		err = client.Ping(ctx)
+	}
+	if err == nil {
+		rep.OK = true
+		return rep
+	}
+	if ce := transport.AsCertError(err); ce != nil {
+		err = ce
+	}
+	rep.Error = err.Error()
+	var ae *wandb.APIError
+	if !errors.As(err, &ae) {
+		return rep
+	}
+	switch {
+	case ae.StatusCode == http.StatusUnauthorized && cfg.Auth.Mode == config.AuthBearer && cfg.Deployment != config.DeploymentMultiTenant:
+		rep.Fix = "W&B refused the key as a bearer token. Dedicated and self-managed W&B accept bearer tokens from server v0.79.0: on an older server set wandb.auth.mode to basic-user (with username) or basic-service-account, or upgrade W&B. Otherwise the key is wrong or revoked."
+	case ae.StatusCode == http.StatusUnauthorized:
+		rep.Fix = "W&B refused the credentials: check the API key (and wandb.auth.username with basic-user); a team-scoped service account's key is refused by the SCIM API."
+	case ae.StatusCode == http.StatusForbidden:
+		rep.Fix = "W&B refused the request: the SCIM API needs the key of an organisation or instance admin, or of an organisation-scoped service account."
+	case ae.StatusCode == http.StatusNotFound:
+		rep.Fix = "no SCIM API at that URL: wandb.scimURL is https://api.wandb.ai/scim/v2 (multi-tenant), https://<instance>.wandb.io/scim (dedicated) or https://<host>/scim (self-managed)."
+	}
+	return rep
+}
+
+// deploymentNotes says what the deployment and the profiles' providers mean, once per kind.
+func (a *agent) deploymentNotes() []string {
+	var notes []string
+	providers := map[string]bool{}
+	for _, name := range a.cfg.ProfileNames() {
+		p, _ := a.cfg.Profile(name)
+		providers[p.Provider] = true
+	}
+	if a.cfg.Wandb.Deployment == config.DeploymentMultiTenant {
+		notes = append(notes, "Multi-tenant Cloud: the API key acts on its owner's default API organisation. If the owner belongs to several organisations, make sure that default is the organisation these teams belong in (W&B user settings); the SCIM API does not say which organisation a key acts on, so the agent cannot check it.")
+	} else if providers[team.ProviderCoreWeave] {
+		notes = append(notes, "CoreWeave team storage needs W&B server v0.73.0 or newer.")
+	}
+	if providers[team.ProviderAzure] || providers[team.ProviderS3Compatible] {
+		notes = append(notes, "Azure and S3-compatible teams: W&B receives only the container or bucket name; it finds the storage account or the endpoint in the instance's file stores, which must list every such bucket (`byob-agent file-stores` prints the entries).")
+	}
+	return notes
+}
+
+func printWandb(w io.Writer, r wandbReport) {
+	result := "ok"
+	if !r.OK {
+		result = "FAIL"
+	}
+	fmt.Fprintf(w, "W&B %s (%s, auth %s): %s\n", r.URL, r.Deployment, r.Auth, result)
+	if r.Error != "" {
+		fmt.Fprintf(w, "  %s\n", oneLine(r.Error))
+	}
+	if r.Fix != "" {
+		fmt.Fprintf(w, "  fix: %s\n", r.Fix)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	fmt.Fprintln(w)
 }
 
 func (a *agent) doctor(ctx context.Context, r state.Record) doctorReport {
@@ -176,11 +275,13 @@ func cmdFileStores(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	var stores []string
 	seen := map[string]bool{}
+	nameOnly := false // an Azure or S3-compatible bucket: W&B gets only its name
 	for _, r := range recs {
 		if r.Storage.Bucket == "" || seen[r.Storage.BucketID()] {
 			continue
 		}
 		seen[r.Storage.BucketID()] = true
+		nameOnly = nameOnly || r.Storage.Provider == team.ProviderAzure || r.Storage.Provider == team.ProviderS3Compatible
 		addr, err := a.fileStore(ctx, r)
 		if err != nil {
 			return fmt.Errorf("team %q: %w", r.Name, err)
@@ -191,6 +292,9 @@ func cmdFileStores(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	value := strings.Join(stores, ",")
 	fmt.Fprintln(stderr, "byob-agent: this value holds storage credentials: keep it secret (W&B reads it from GORILLA_SUPPORTED_FILE_STORES)")
+	if nameOnly {
+		fmt.Fprintln(stderr, "byob-agent: W&B receives only the container or bucket name of Azure and S3-compatible teams and finds the storage account or endpoint in these entries: every one must be in the instance's file stores before its team is created")
+	}
 	if *output == "" {
 		_, err := fmt.Fprintln(stdout, value)
 		return err

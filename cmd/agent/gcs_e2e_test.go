@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/byob-agent/byob-agent/internal/testsupport/gcsfake"
 	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
-	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 // serviceAccountKey writes a service account key whose token endpoint is a local token server, so the
@@ -53,14 +51,10 @@ func serviceAccountKey(t *testing.T, dir string, tokens *atomic.Int32) (path, pr
 	return path, privateKeyPEM
 }
 
-// gcsChecker checks that a GCS bucket exists, as W&B does before it creates the team.
-func gcsChecker(gcs *gcsfake.Server) wandbemu.CheckerFunc {
-	return func(_ context.Context, sb wandb.StorageBucket) error {
-		if gcs.Bucket(sb.Name) == nil {
-			return fmt.Errorf("bucket %q does not exist", sb.Name)
-		}
-		return nil
-	}
+// gcsChecker does W&B's checks of a GCS bucket against the GCS fake: soft delete, CORS, and the grant
+// of dedicated W&B's service account.
+func gcsChecker(gcs *gcsfake.Server) wandbemu.GCSChecker {
+	return wandbemu.GCSChecker{Endpoint: gcs.URL(), ServiceAccount: "deploy@wandb-production.iam.gserviceaccount.com"}
 }
 
 func TestGCSEndToEnd(t *testing.T) {

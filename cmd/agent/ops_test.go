@@ -47,6 +47,18 @@ func TestDoctor(t *testing.T) {
 	if unknown := e.run("doctor", "nobody"); unknown.code != 2 || !strings.Contains(unknown.stderr, `team "nobody"`) {
 		t.Errorf("doctor for an unknown team: exit %d %s", unknown.code, unknown.stderr)
 	}
+	if !strings.Contains(ok.stdout, "W&B "+e.emuURL()+" (dedicated, auth bearer): ok") || !strings.Contains(ok.stdout, "note: Azure and S3-compatible teams: W&B receives only the container or bucket name") {
+		t.Errorf("doctor does not report W&B and the S3-compatible profile's note:\n%s", ok.stdout)
+	}
+	// A key W&B refuses as a bearer token: on dedicated, doctor names the version that took bearer
+	// tokens and the basic modes.
+	e.env = []string{"TEST_WANDB_KEY=not-the-key-0123456789"}
+	refused := e.run("doctor", e.team("gamma"))
+	if refused.code != 1 || !strings.Contains(refused.stdout, "(dedicated, auth bearer): FAIL") || !strings.Contains(refused.stdout, "server v0.79.0") ||
+		!strings.Contains(refused.stdout, "basic-user") || !strings.Contains(refused.stderr, "W&B's SCIM API cannot be used") {
+		t.Errorf("doctor with a refused key: exit %d\n%s\n%s", refused.code, refused.stdout, refused.stderr)
+	}
+	e.env = nil
 	if n := e.emu.MutatingCount(); n != 0 {
 		t.Errorf("doctor touched W&B: %d mutations", n)
 	}
