@@ -1,12 +1,14 @@
 package wandbemu_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -282,5 +284,193 @@ func TestClientTeamRoles(t *testing.T) {
 		if got := emu.TeamRole(ada, "ml"); got != tt.want {
 			t.Errorf("after SetTeamRole(%q) the role is %q, want %q", tt.role, got, tt.want)
 		}
+	}
+}
+
+// TestClientMembershipETags: membership PATCHes carry If-Match with the team's last ETag; when the team
+// changes between the client's read and its PATCH, W&B answers 412 and the client re-reads the team,
+// drops what is already done and tries again, a bounded number of times.
+func TestClientMembershipETags(t *testing.T) {
+	type users struct{ ada, bob, carl string }
+	tests := []struct {
+		name     string
+		coldRead bool // the client has seen no answer about the team before the change
+		// between changes the team on the n-th PATCH (1-based) before it is served; nil: no change.
+		between func(n int, u users) (add, remove []string)
+		change  func(ctx context.Context, c *wandb.Client, team string, u users) error
+		wantErr error
+		members func(u users) []string
+		patches int // PATCH requests that arrived
+		reads   int // GET /Groups/{id} requests
+	}{
+		{
+			name: "no concurrent change",
+			change: func(ctx context.Context, c *wandb.Client, team string, u users) error {
+				return c.AddMembers(ctx, team, []string{u.carl})
+			},
+			members: func(u users) []string { return []string{u.ada, u.carl} },
+			patches: 1,
+		},
+		{
+			name:     "never read: the team is read first for its ETag, and present members are not sent",
+			coldRead: true,
+			change: func(ctx context.Context, c *wandb.Client, team string, u users) error {
+				return c.AddMembers(ctx, team, []string{u.ada, u.carl})
+			},
+			members: func(u users) []string { return []string{u.ada, u.carl} },
+			patches: 1, reads: 1,
+		},
+		{
+			name: "add, someone else adds another user first: re-read, retry succeeds",
+			between: func(n int, u users) ([]string, []string) {
+				if n == 1 {
+					return []string{u.bob}, nil
+				}
+				return nil, nil
+			},
+			change: func(ctx context.Context, c *wandb.Client, team string, u users) error {
+				return c.AddMembers(ctx, team, []string{u.carl})
+			},
+			members: func(u users) []string { return []string{u.ada, u.bob, u.carl} },
+			patches: 2, reads: 1,
+		},
+		{
+			name: "add, someone else adds the same user first: dropped after the re-read",
+			between: func(n int, u users) ([]string, []string) {
+				if n == 1 {
+					return []string{u.carl}, nil
+				}
+				return nil, nil
+			},
+			change: func(ctx context.Context, c *wandb.Client, team string, u users) error {
+				return c.AddMembers(ctx, team, []string{u.carl})
+			},
+			members: func(u users) []string { return []string{u.ada, u.carl} },
+			patches: 1, reads: 1,
+		},
+		{
+			name: "remove, someone else adds a user first: retry removes only ours",
+			between: func(n int, u users) ([]string, []string) {
+				if n == 1 {
+					return []string{u.bob}, nil
+				}
+				return nil, nil
+			},
+			change: func(ctx context.Context, c *wandb.Client, team string, u users) error {
+				return c.RemoveMember(ctx, team, u.ada)
+			},
+			members: func(u users) []string { return []string{u.bob} },
+			patches: 2, reads: 1,
+		},
+		{
+			name: "remove, someone else removes the user first: dropped after the re-read",
+			between: func(n int, u users) ([]string, []string) {
+				if n == 1 {
+					return nil, []string{u.ada}
+				}
+				return nil, nil
+			},
+			change: func(ctx context.Context, c *wandb.Client, team string, u users) error {
+				return c.RemoveMember(ctx, team, u.ada)
+			},
+			members: func(u users) []string { return nil },
+			patches: 1, reads: 1,
+		},
+		{
+			name: "the team changes before every PATCH: gives up with 412 after four",
+			between: func(n int, u users) ([]string, []string) {
+				if n%2 == 1 {
+					return []string{u.bob}, nil
+				}
+				return nil, []string{u.bob}
+			},
+			change: func(ctx context.Context, c *wandb.Client, team string, u users) error {
+				return c.AddMembers(ctx, team, []string{u.carl})
+			},
+			wantErr: wandb.ErrPreconditionFailed,
+			members: func(u users) []string { return []string{u.ada} }, // bob added and removed twice
+			patches: 4, reads: 3,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var (
+				mu      sync.Mutex // guards the fields below, shared with the emulator's handlers
+				emuRef  *wandbemu.Server
+				u       users
+				patches int
+				ifMatch []string // If-Match of each PATCH
+			)
+			var co wandb.Options
+			emu, c := startWithClient(t, wandbemu.Options{Fault: func(r *http.Request) wandbemu.Fault {
+				if r.Method != http.MethodPatch || !strings.HasPrefix(r.URL.Path, "/scim/Groups/") {
+					return wandbemu.Fault{}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				patches++
+				ifMatch = append(ifMatch, r.Header.Get("If-Match"))
+				if tt.between != nil {
+					if add, remove := tt.between(patches, u); add != nil || remove != nil {
+						if err := emuRef.ChangeMembers(strings.TrimPrefix(r.URL.Path, "/scim/Groups/"), add, remove); err != nil {
+							t.Error(err)
+						}
+					}
+				}
+				return wandbemu.Fault{}
+			}}, func(o *wandb.Options) { co = *o })
+			ctx := t.Context()
+			mu.Lock()
+			emuRef = emu
+			u = users{emu.AddUser("ada", "ada@example.com"), emu.AddUser("bob", "bob@example.com"), emu.AddUser("carl", "carl@example.com")}
+			mu.Unlock()
+			// The team is made with another client, so c has seen nothing of it.
+			other, err := wandb.NewClient(co)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := other.CreateGroup(ctx, wandb.NewGroup{DisplayName: "ml", Members: []wandb.Member{{Value: u.ada}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			readETag := ""
+			if !tt.coldRead {
+				found, err := c.FindGroup(ctx, "ml")
+				if err != nil || found == nil || found.ETag == "" {
+					t.Fatalf("FindGroup: %+v %v; want the team with an ETag", found, err)
+				}
+				readETag = found.ETag
+			}
+			emu.ResetCounts()
+			err = tt.change(ctx, c, g.ID, u)
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err %v, want %v", err, tt.wantErr)
+			}
+			got := emu.Groups()[0]
+			var ids []string
+			for _, m := range got.Members {
+				ids = append(ids, m.Value)
+			}
+			if want := tt.members(u); !reflect.DeepEqual(ids, want) {
+				t.Fatalf("members %v, want %v", ids, want)
+			}
+			counts := emu.Counts()
+			if counts["PATCH /scim/Groups/{id}"] != tt.patches || counts["GET /scim/Groups/{id}"] != tt.reads {
+				t.Fatalf("requests %v, want %d PATCH and %d GET of the team", counts, tt.patches, tt.reads)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i, im := range ifMatch {
+				if im == "" {
+					t.Fatalf("PATCH %d had no If-Match", i+1)
+				}
+			}
+			if readETag != "" && ifMatch[0] != readETag {
+				t.Fatalf("first PATCH If-Match %q, want the ETag FindGroup showed, %q", ifMatch[0], readETag)
+			}
+			if len(ifMatch) > 1 && ifMatch[1] == ifMatch[0] {
+				t.Fatalf("the retry sent the refused If-Match %q again", ifMatch[1])
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,6 +106,7 @@ type Server struct {
 type group struct {
 	EmuGroup
 	created, modified time.Time
+	version           int // the ETag's value; see etag
 }
 
 type user struct {
@@ -288,6 +290,30 @@ func (s *Server) ServiceAccountIDs() []string {
 	return ids
 }
 
+// ChangeMembers changes a team's members as another SCIM client or an admin in W&B's UI would: the
+// users with ids in add join, those in remove leave, and the team gets a new ETag if its list changed.
+// Tests use it for a change between a client's read and its PATCH.
+func (s *Server) ChangeMembers(groupID string, add, remove []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groupByID(groupID)
+	if g == nil {
+		return fmt.Errorf("team %s not found", groupID)
+	}
+	members := slices.DeleteFunc(slices.Clone(g.Members), func(m wandb.Member) bool { return slices.Contains(remove, m.Value) })
+	for _, id := range add {
+		u := s.userByID(id)
+		if u == nil {
+			return fmt.Errorf("user %s not found", id)
+		}
+		if !slices.ContainsFunc(members, func(m wandb.Member) bool { return m.Value == id }) {
+			members = append(members, wandb.Member{Value: u.id, Display: u.userName})
+		}
+	}
+	s.setMembersLocked(g, members)
+	return nil
+}
+
 // TeamRole returns the role the teamRoles PATCH gave a user in a team ("" when never set).
 func (s *Server) TeamRole(userID, teamName string) string {
 	s.mu.Lock()
@@ -347,6 +373,7 @@ type meta struct {
 	Created      string `json:"created"`
 	LastModified string `json:"lastModified"`
 	Location     string `json:"location,omitempty"`
+	Version      string `json:"version,omitempty"` // the resource's ETag (RFC 7644 3.14); teams only
 }
 
 func (s *Server) location(kind, id string) string {
