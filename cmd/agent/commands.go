@@ -127,12 +127,13 @@ func (a *agent) reconciler(ctx context.Context, log *slog.Logger, m *metrics.Met
 	cfg := a.cfg
 	a.metrics = m
 	o := wandb.Options{
-		BaseURL:   cfg.Wandb.SCIMURL,
-		Auth:      wandb.AuthMode(cfg.Wandb.Auth.Mode),
-		Username:  cfg.Wandb.Auth.Username,
-		APIKey:    cfg.Wandb.Auth.APIKey.Reveal(),
-		Timeout:   cfg.Wandb.Timeout,
-		UserAgent: "byob-agent/" + version,
+		BaseURL:    cfg.Wandb.SCIMURL,
+		Auth:       wandb.AuthMode(cfg.Wandb.Auth.Mode),
+		Username:   cfg.Wandb.Auth.Username,
+		APIKey:     cfg.Wandb.Auth.APIKey.Reveal(),
+		Timeout:    cfg.Wandb.Timeout,
+		UserAgent:  "byob-agent/" + version,
+		Deployment: cfg.Wandb.Deployment,
 	}
 	base, err := transport.New(transport.Options{CAFile: cfg.Wandb.CAFile})
 	if err != nil {

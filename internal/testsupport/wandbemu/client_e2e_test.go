@@ -474,3 +474,99 @@ func TestClientMembershipETags(t *testing.T) {
 		})
 	}
 }
+
+// TestClientCreateUserByDeployment: the client's user shape for each deployment is what the emulator
+// (after W&B's page) takes there; on Multi-tenant Cloud the plain shape is refused.
+func TestClientCreateUserByDeployment(t *testing.T) {
+	tests := []struct {
+		name             string
+		emu, client      string // deployments of the emulator and of the client
+		teams            []string
+		wantErr          error
+		inTeam           bool
+		wantRolesCreated map[string]string // User.TeamRoles of the created user
+	}{
+		{"multi-tenant, in a team", "multi-tenant", wandb.DeploymentMultiTenant, []string{"ml"}, nil, true, map[string]string{"ml": "member"}},
+		{"multi-tenant, no team", "multi-tenant", wandb.DeploymentMultiTenant, nil, nil, false, nil},
+		{"multi-tenant emulator, client not told", "multi-tenant", "", []string{"ml"}, wandb.ErrBadRequest, false, nil},
+		{"dedicated", "dedicated", wandb.DeploymentDedicated, []string{"ml"}, nil, false, nil},
+		{"self-managed", "self-managed", wandb.DeploymentSelfManaged, nil, nil, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			emu, c := startWithClient(t, wandbemu.Options{Deployment: tt.emu}, func(o *wandb.Options) { o.Deployment = tt.client })
+			ctx := t.Context()
+			g, err := c.CreateGroup(ctx, wandb.NewGroup{DisplayName: "ml"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := c.CreateUserInTeams(ctx, "ada@example.com", tt.teams)
+			if tt.wantErr != nil || err != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if !reflect.DeepEqual(u.TeamRoles, tt.wantRolesCreated) {
+				t.Fatalf("created user's team roles %v, want %v", u.TeamRoles, tt.wantRolesCreated)
+			}
+			got := emu.Groups()[0]
+			if joined := len(got.Members) == 1 && got.Members[0].Value == u.ID; joined != tt.inTeam {
+				t.Fatalf("members %v; want the user in the team: %v", got.Members, tt.inTeam)
+			}
+			// Whatever creation did, adding the user to the team leaves it there once. On multi-tenant
+			// the team changed after the client last saw it: 412, re-read, nothing left to send.
+			emu.ResetCounts()
+			if err := c.AddMembers(ctx, g.ID, []string{u.ID}); err != nil {
+				t.Fatal(err)
+			}
+			if got := emu.Groups()[0].Members; len(got) != 1 || got[0].Value != u.ID {
+				t.Fatalf("members after AddMembers %v", got)
+			}
+			// One PATCH either way (on multi-tenant the refused one: the retry is dropped), and a read of
+			// the team only after a 412.
+			wantReads := 0
+			if tt.inTeam {
+				wantReads = 1
+			}
+			if n := emu.Counts(); n["PATCH /scim/Groups/{id}"] != 1 || n["GET /scim/Groups/{id}"] != wantReads {
+				t.Fatalf("requests %v, want 1 PATCH and %d GET of the team", n, wantReads)
+			}
+		})
+	}
+}
+
+// TestClientReadsTeamRoles: AssignTeamRole returns the roles W&B's answer lists; UserTeamRoles re-reads them.
+func TestClientReadsTeamRoles(t *testing.T) {
+	emu, c := startWithClient(t, wandbemu.Options{}, nil)
+	ctx := t.Context()
+	ada := emu.AddUser("ada", "ada@example.com")
+	for _, name := range []string{"ml", "cv"} {
+		if _, err := c.CreateGroup(ctx, wandb.NewGroup{DisplayName: name, Members: []wandb.Member{{Value: ada}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if roles, err := c.UserTeamRoles(ctx, ada); err != nil || roles == nil || len(roles) != 0 {
+		t.Fatalf("before any role: %v %v; want an empty map", roles, err)
+	}
+	steps := []struct {
+		team, role string
+		want       map[string]string
+	}{
+		{"ml", "admin", map[string]string{"ml": "admin"}},
+		{"cv", "viewer", map[string]string{"ml": "admin", "cv": "viewer"}},
+		{"ml", "member", map[string]string{"ml": "member", "cv": "viewer"}},
+	}
+	for _, s := range steps {
+		roles, err := c.AssignTeamRole(ctx, ada, s.team, s.role)
+		if err != nil || !reflect.DeepEqual(roles, s.want) {
+			t.Fatalf("AssignTeamRole(%s, %s) = %v, %v; want %v", s.team, s.role, roles, err, s.want)
+		}
+		if read, err := c.UserTeamRoles(ctx, ada); err != nil || !reflect.DeepEqual(read, s.want) {
+			t.Fatalf("UserTeamRoles after (%s, %s) = %v, %v; want %v", s.team, s.role, read, err, s.want)
+		}
+	}
+	if _, err := c.UserTeamRoles(ctx, "VXNlcjo5OQ=="); !errors.Is(err, wandb.ErrNotFound) {
+		t.Fatalf("unknown user: %v, want ErrNotFound", err)
+	}
+}

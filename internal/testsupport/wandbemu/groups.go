@@ -202,7 +202,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 		// Multi-tenant Cloud offers team-level storage on CoreWeave, AWS and GCS only
 		// (https://docs.wandb.ai/platform/hosting/data-security/secure-storage-connector, availability
 		// table). The error W&B returns is not documented; 400 is an inference.
-		if s.opts.Deployment == "multi-tenant" && (sb.Provider == "AZURE" || sb.Provider == "MINIO") {
+		if s.multiTenant() && (sb.Provider == "AZURE" || sb.Provider == "MINIO") {
 			writeError(w, http.StatusBadRequest, "invalidValue", "storageBucket.provider %q is not available on Multi-tenant Cloud", sb.Provider)
 			return
 		}

@@ -66,7 +66,8 @@ type Options struct {
 	// https://docs.wandb.ai/platform/hosting/iam/scim), so a client must cope with a server that has none.
 	IgnoreStartIndex bool
 	// Deployment is "multi-tenant", "dedicated" or "self-managed" (the default): multi-tenant refuses
-	// the team storage providers W&B does not offer there.
+	// the team storage providers W&B does not offer there, and requires users to be created with W&B's
+	// teams extension schema.
 	Deployment string
 	// ServiceAccounts are the organisation's service accounts (user names). W&B adds every one to each
 	// new team: "Teams made through SCIM automatically get every org-level service account"
@@ -204,6 +205,8 @@ func (s *Server) authorized(r *http.Request) bool {
 	return false
 }
 
+func (s *Server) multiTenant() bool { return s.opts.Deployment == wandb.DeploymentMultiTenant }
+
 func secureEqual(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
 // count records the request under "METHOD <route pattern>", so ids collapse into {id}.
@@ -314,7 +317,8 @@ func (s *Server) ChangeMembers(groupID string, add, remove []string) error {
 	return nil
 }
 
-// TeamRole returns the role the teamRoles PATCH gave a user in a team ("" when never set).
+// TeamRole returns the role the teamRoles PATCH, or joining the team when created on Multi-tenant
+// Cloud, gave a user in a team ("" when never set).
 func (s *Server) TeamRole(userID, teamName string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -863,3 +863,72 @@ func TestGroupETags(t *testing.T) {
 		}
 	})
 }
+
+// TestCreateUserByDeployment: Multi-tenant Cloud creates users with W&B's teams extension schema,
+// joining the teams it lists; elsewhere the plain shape is taken.
+func TestCreateUserByDeployment(t *testing.T) {
+	plain := func(name string) map[string]any {
+		return map[string]any{"schemas": []string{wandb.SchemaUser}, "userName": name,
+			"emails": []map[string]any{{"primary": true, "value": name + "@example.com"}}}
+	}
+	withTeams := func(name string, ext any) map[string]any {
+		u := plain(name)
+		u["schemas"] = []string{wandb.SchemaUser, wandb.SchemaTeamsUser}
+		if ext != nil {
+			u[wandb.SchemaTeamsUser] = ext
+		}
+		return u
+	}
+	tests := []struct {
+		name       string
+		deployment string
+		body       map[string]any
+		status     int
+		scimType   string
+		detail     string
+		inTeam     bool // the user joined team "ml" (role member) and ml has a new ETag
+	}{
+		{"multi-tenant, plain shape", "multi-tenant", plain("ada"), 400, "invalidSyntax", wandb.SchemaTeamsUser, false},
+		{"multi-tenant, schema without the extension object", "multi-tenant", withTeams("ada", nil), 400, "invalidValue", `{"teams"`, false},
+		{"multi-tenant, extension object without teams", "multi-tenant", withTeams("ada", map[string]any{}), 400, "invalidValue", `{"teams"`, false},
+		{"multi-tenant, teams not a list", "multi-tenant", withTeams("ada", map[string]any{"teams": "ml"}), 400, "invalidValue", `{"teams"`, false},
+		{"multi-tenant, unknown team", "multi-tenant", withTeams("ada", map[string]any{"teams": []string{"nope"}}), 400, "invalidValue", `team "nope" not found`, false},
+		{"multi-tenant, no teams", "multi-tenant", withTeams("ada", map[string]any{"teams": []string{}}), 201, "", "", false},
+		{"multi-tenant, one team", "multi-tenant", withTeams("ada", map[string]any{"teams": []string{"ml"}}), 201, "", "", true},
+		{"dedicated, plain shape", "dedicated", plain("ada"), 201, "", "", false},
+		{"self-managed (default), plain shape", "", plain("ada"), 201, "", "", false},
+		{"dedicated, teams extension is ignored", "dedicated", withTeams("ada", map[string]any{"teams": []string{"ml"}}), 201, "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, wandbemu.Options{Deployment: tt.deployment})
+			team := e.do("POST", "/scim/Groups", newGroup("ml", nil))
+			teamID, before := team.body["id"].(string), team.header.Get("ETag")
+			r := e.do("POST", "/scim/Users", tt.body)
+			if tt.status != 201 {
+				r.wantError(t, tt.status, tt.scimType, tt.detail)
+				if got := e.do("GET", "/scim/Users", nil).body["totalResults"]; got != float64(0) {
+					t.Fatalf("a refused create left %v users", got)
+				}
+				return
+			}
+			if r.status != 201 {
+				t.Fatalf("status %d: %s", r.status, r.raw)
+			}
+			id := r.body["id"].(string)
+			wantSchemas := fmt.Sprint([]string{wandb.SchemaUser})
+			if tt.deployment == "multi-tenant" {
+				wantSchemas = fmt.Sprint([]string{wandb.SchemaUser, wandb.SchemaTeamsUser})
+			}
+			if got := fmt.Sprint(r.body["schemas"]); got != wantSchemas {
+				t.Errorf("schemas %s, want %s", got, wantSchemas)
+			}
+			g := e.emu.Groups()[0]
+			joined := len(g.Members) == 1 && g.Members[0].Value == id
+			after := e.do("GET", "/scim/Groups/"+teamID, nil).header.Get("ETag")
+			if joined != tt.inTeam || (e.emu.TeamRole(id, "ml") == "member") != tt.inTeam || (after != before) != tt.inTeam {
+				t.Fatalf("in team %v (members %v), role %q, ETag %s -> %s; want in team: %v", joined, g.Members, e.emu.TeamRole(id, "ml"), before, after, tt.inTeam)
+			}
+		})
+	}
+}
