@@ -31,10 +31,9 @@ type Group struct {
 	DisplayName string   `json:"displayName"`
 	Members     []Member `json:"members"`
 	// ETag is the team's version as W&B last showed it: the ETag header of a single-team answer, else
-	// meta.version (RFC 7644 3.14 makes the two the same value). "" when W&B sent neither. W&B
-	// documents "ETag Support: Conditional updates using ETags for conflict detection"
-	// (https://docs.wandb.ai/platform/hosting/iam/scim, Supported features) but not the value's form:
-	// it is opaque and only ever sent back verbatim, in If-Match.
+	// meta.version. "" when W&B sent neither. W&B: "ETags are returned in the ETag response header and
+	// the meta.version field" (https://docs.wandb.ai/platform/hosting/iam/scim#etag-support; its example
+	// is weak, W/"xyz123"). It is opaque and only ever sent back verbatim, in If-Match.
 	ETag string `json:"-"`
 }
 

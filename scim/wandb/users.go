@@ -230,15 +230,16 @@ func hasMember(g *Group, userID string) bool {
 	return false
 }
 
-// patchMembers sends a membership PATCH of a team with If-Match: <the team's last ETag>. W&B documents
-// "ETag Support: Conditional updates using ETags for conflict detection" and 412 for an If-Match that
-// does not match (https://docs.wandb.ai/platform/hosting/iam/scim, Supported features; docs/wandb.md).
+// patchMembers sends a membership PATCH of a team with If-Match: <the team's last ETag>, as W&B's
+// "ETag Support" shows (https://docs.wandb.ai/platform/hosting/iam/scim#etag-support: GET, note the
+// ETag header, send it as If-Match; "A 412 Precondition Failed error response indicates that the
+// resources has been modified since you retrieved it").
 //
 // The ETag is the one of W&B's last answer about the team (list, lookup, create, read or PATCH); with
 // none yet, the team is read first. op builds the operation from the team as last read (nil: not read
 // by this call, send everything asked); it returns nil when nothing is left to do. On 412 the team is
 // re-read and op asked again, at most maxMemberPatchAttempts PATCHes in all. When W&B shows no ETag
-// for the team (a version without ETag support, an inference) the PATCH is sent without If-Match.
+// for the team (a W&B version without ETag support: an inference) the PATCH is sent without If-Match.
 func (c *Client) patchMembers(ctx context.Context, groupID string, op func(current *Group) map[string]any) error {
 	var current *Group
 	etag, known := c.knownETag(groupID)

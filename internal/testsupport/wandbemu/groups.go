@@ -61,15 +61,19 @@ func (s *Server) groupOut(g *group) groupOut {
 	return out
 }
 
-// ETags. W&B documents "ETag Support: Conditional updates using ETags for conflict detection"
-// (https://docs.wandb.ai/platform/hosting/iam/scim, Supported features) and 412 for an If-Match that
-// does not match (the page's error codes; docs/wandb.md). Inferences, since W&B shows neither header:
-//   - the form of the value: a weak ETag W/"<n>" as in RFC 7644 3.14, also shown as meta.version,
-//     sent as the ETag header of every single-team answer (GET, POST, PATCH, PUT of a team);
-//   - the version changes when the member list changes, and only then;
-//   - If-Match is honoured on PATCH and PUT of /Groups/{id}; "*" matches any team, a list matches if one
-//     entry does, and W/ is ignored in the comparison (RFC 7644 3.14 sends weak ETags in If-Match);
-//   - a request without If-Match is applied unconditionally (RFC 7644 3.14: versioning is optional).
+// ETags. W&B documents them in "ETag Support" (https://docs.wandb.ai/platform/hosting/iam/scim#etag-support):
+// "ETags are returned in the ETag response header and the meta.version field"; its example shows a weak
+// ETag (ETag: W/"xyz123") sent back as If-Match on a PATCH; "A 412 Precondition Failed error response
+// indicates that the resource has been modified since you retrieved it" (also in the page's error table:
+// "412 Precondition Failed - ETag mismatch"). The emulator sends the header on every single-team answer
+// (GET, POST, PATCH, PUT of a team) and meta.version everywhere, lists included.
+// Inferences, since the page does not say:
+//   - the value: W/"<n>", n a per-team counter; it changes when the member list changes, and only then;
+//   - If-Match is honoured on PATCH and PUT of /Groups/{id} (the page's example is a PATCH of a user);
+//     "*" matches any team, a list matches if one entry does, and W/ is ignored when comparing (as
+//     RFC 7644 3.14 does, which sends weak ETags in If-Match);
+//   - a request without If-Match is applied unconditionally (the page presents ETags as opt-in: "To use
+//     ETags"; RFC 7644 3.14 makes versioning optional).
 
 // etag is the team's current ETag.
 func (g *group) etag() string { return `W/"` + strconv.Itoa(g.version) + `"` }
