@@ -570,3 +570,36 @@ func TestClientReadsTeamRoles(t *testing.T) {
 		t.Fatalf("unknown user: %v, want ErrNotFound", err)
 	}
 }
+
+// TestClientLostPatchAnswer: W&B applied a membership PATCH but its answer was lost (503 after the
+// fact). The client's retry carries the same If-Match, so W&B refuses it with 412 instead of applying
+// it again; the re-read shows the change done and nothing more is sent.
+func TestClientLostPatchAnswer(t *testing.T) {
+	var failed atomic.Bool
+	emu, c := startWithClient(t, wandbemu.Options{Fault: func(r *http.Request) wandbemu.Fault {
+		if r.Method == http.MethodPatch && failed.CompareAndSwap(false, true) {
+			return wandbemu.Fault{Status: http.StatusServiceUnavailable, AfterApply: true}
+		}
+		return wandbemu.Fault{}
+	}}, nil)
+	ctx := t.Context()
+	ada, bob := emu.AddUser("ada", "ada@example.com"), emu.AddUser("bob", "bob@example.com")
+	g, err := c.CreateGroup(ctx, wandb.NewGroup{DisplayName: "ml", Members: []wandb.Member{{Value: ada}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu.ResetCounts()
+	if err := c.RemoveMember(ctx, g.ID, ada); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddMembers(ctx, g.ID, []string{bob}); err != nil {
+		t.Fatal(err)
+	}
+	if got := emu.Groups()[0].Members; len(got) != 1 || got[0].Value != bob {
+		t.Fatalf("members %v, want only bob", got)
+	}
+	// RemoveMember: the applied PATCH, its retry (412), a read. AddMembers: one PATCH with the read's ETag.
+	if n := emu.Counts(); n["PATCH /scim/Groups/{id}"] != 3 || n["GET /scim/Groups/{id}"] != 1 {
+		t.Fatalf("requests %v, want 3 PATCH and 1 GET of the team", n)
+	}
+}
