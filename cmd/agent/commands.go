@@ -126,12 +126,13 @@ func openAgent(ctx context.Context, g *globals, stderr io.Writer) (*agent, error
 func (a *agent) wandbClient(m *metrics.Metrics) (*wandb.Client, error) {
 	cfg := a.cfg
 	o := wandb.Options{
-		BaseURL:   cfg.Wandb.SCIMURL,
-		Auth:      wandb.AuthMode(cfg.Wandb.Auth.Mode),
-		Username:  cfg.Wandb.Auth.Username,
-		APIKey:    cfg.Wandb.Auth.APIKey.Reveal(),
-		Timeout:   cfg.Wandb.Timeout,
-		UserAgent: "byob-agent/" + version,
+		BaseURL:    cfg.Wandb.SCIMURL,
+		Auth:       wandb.AuthMode(cfg.Wandb.Auth.Mode),
+		Username:   cfg.Wandb.Auth.Username,
+		APIKey:     cfg.Wandb.Auth.APIKey.Reveal(),
+		Timeout:    cfg.Wandb.Timeout,
+		UserAgent:  "byob-agent/" + version,
+		Deployment: cfg.Wandb.Deployment,
 	}
 	base, err := transport.New(transport.Options{CAFile: cfg.Wandb.CAFile})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/byob-agent/byob-agent/internal/retry"
@@ -61,6 +62,11 @@ type Options struct {
 	// carrying RetryAfter, so a caller with a work queue can requeue instead of blocking a worker.
 	MinBackoff, MaxBackoff time.Duration
 	UserAgent              string
+
+	// Deployment is the W&B deployment: DeploymentMultiTenant, DeploymentDedicated or
+	// DeploymentSelfManaged ("" is taken as dedicated or self-managed, which share a wire format).
+	// Multi-tenant Cloud creates users with W&B's teams extension schema (see CreateUserInTeams).
+	Deployment string
 }
 
 // Client talks to W&B's SCIM API. It is safe for concurrent use.
@@ -70,14 +76,20 @@ type Options struct {
 // but the response was lost, the retry gets 409 (ErrConflict). Callers must treat ErrConflict from
 // CreateGroup as "look the team up by name" (FindGroup), never as proof that someone else owns it.
 type Client struct {
-	base       string
-	authHeader string
-	secrets    []string // substrings scrubbed from every error
-	hc         *http.Client
-	timeout    time.Duration
-	policy     retry.Policy
-	userAgent  string
-	sleep      func(ctx context.Context, d time.Duration) error // replaced in tests
+	base        string
+	authHeader  string
+	secrets     []string // substrings scrubbed from every error
+	hc          *http.Client
+	timeout     time.Duration
+	policy      retry.Policy
+	userAgent   string
+	multiTenant bool
+	sleep       func(ctx context.Context, d time.Duration) error // replaced in tests
+
+	// etags holds the last ETag W&B showed per team id, for the If-Match of membership PATCHes.
+	// An entry with "" means W&B answered for that team without an ETag: PATCHes go unconditional.
+	etagMu sync.Mutex
+	etags  map[string]string
 }
 
 // NewClient checks o and returns a Client.
@@ -97,6 +109,11 @@ func NewClient(o Options) (*Client, error) {
 	if o.APIKey == "" {
 		return nil, errors.New("scim: API key is empty")
 	}
+	switch o.Deployment {
+	case "", DeploymentMultiTenant, DeploymentDedicated, DeploymentSelfManaged:
+	default:
+		return nil, fmt.Errorf("scim: unknown deployment %q (want %s, %s or %s)", o.Deployment, DeploymentMultiTenant, DeploymentDedicated, DeploymentSelfManaged)
+	}
 	var cred string
 	switch o.Auth {
 	case AuthBearer:
@@ -111,12 +128,14 @@ func NewClient(o Options) (*Client, error) {
 		return nil, fmt.Errorf("scim: unknown auth mode %q (want %s, %s or %s)", o.Auth, AuthBearer, AuthBasicUser, AuthBasicServiceAccount)
 	}
 	c := &Client{
-		base:      strings.TrimRight(u.String(), "/"),
-		secrets:   []string{o.APIKey},
-		hc:        o.HTTPClient,
-		timeout:   o.Timeout,
-		userAgent: o.UserAgent,
-		sleep:     retry.Wait,
+		base:        strings.TrimRight(u.String(), "/"),
+		secrets:     []string{o.APIKey},
+		hc:          o.HTTPClient,
+		timeout:     o.Timeout,
+		userAgent:   o.UserAgent,
+		multiTenant: o.Deployment == DeploymentMultiTenant,
+		sleep:       retry.Wait,
+		etags:       map[string]string{},
 	}
 	if cred == "" {
 		c.authHeader = "Bearer " + o.APIKey
@@ -184,6 +203,7 @@ func (c *Client) ListGroups(ctx context.Context) ([]Group, error) {
 		}
 		repeated := 0
 		for _, g := range page.Resources {
+			c.remember(g, false)
 			if seen[g.ID] {
 				repeated++
 				continue
@@ -236,6 +256,9 @@ func (c *Client) FindGroup(ctx context.Context, displayName string) (*Group, err
 	if err != nil {
 		return nil, fmt.Errorf("looking up team %q: %w", displayName, err)
 	}
+	for _, g := range page.Resources {
+		c.remember(g, false)
+	}
 	// Match again locally: a server that ignores the filter must not make another team look like ours.
 	for _, g := range page.Resources {
 		if g.DisplayName == displayName {
@@ -262,34 +285,87 @@ func (c *Client) CreateGroup(ctx context.Context, g NewGroup) (Group, error) {
 	if req.Members == nil {
 		req.Members = []Member{} // W&B documents a list, possibly empty
 	}
-	status, body, err := c.do(ctx, http.MethodPost, "/Groups", nil, req)
+	res, err := c.send(ctx, http.MethodPost, "/Groups", nil, req, nil)
 	if err != nil {
 		return Group{}, fmt.Errorf("creating team %q: %w", g.DisplayName, err)
 	}
-	if status != http.StatusCreated {
-		return Group{}, fmt.Errorf("creating team %q: got HTTP %d, want 201", g.DisplayName, status)
+	if res.status != http.StatusCreated {
+		return Group{}, fmt.Errorf("creating team %q: got HTTP %d, want 201", g.DisplayName, res.status)
 	}
-	created, err := decodeGroup(body)
+	created, err := decodeGroupResponse(res)
 	if err != nil {
 		return Group{}, fmt.Errorf("creating team %q: %w", g.DisplayName, err)
 	}
+	c.remember(created, true)
 	return created, nil
 }
 
 // GetGroup returns the team with the given id, or nil if W&B answers 404.
 func (c *Client) GetGroup(ctx context.Context, id string) (*Group, error) {
-	_, body, err := c.do(ctx, http.MethodGet, "/Groups/"+url.PathEscape(id), nil, nil)
+	g, err := c.readGroup(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading team %s: %w", id, err)
-	}
-	g, err := decodeGroup(body)
-	if err != nil {
-		return nil, fmt.Errorf("reading team %s: %w", id, err)
+		return nil, err
 	}
 	return &g, nil
+}
+
+// readGroup is GET /Groups/{id}; a 404 is an error matching ErrNotFound.
+func (c *Client) readGroup(ctx context.Context, id string) (Group, error) {
+	res, err := c.send(ctx, http.MethodGet, "/Groups/"+url.PathEscape(id), nil, nil, nil)
+	if errors.Is(err, ErrNotFound) {
+		c.forget(id)
+	}
+	if err != nil {
+		return Group{}, fmt.Errorf("reading team %s: %w", id, err)
+	}
+	g, err := decodeGroupResponse(res)
+	if err != nil {
+		return Group{}, fmt.Errorf("reading team %s: %w", id, err)
+	}
+	c.remember(g, true)
+	return g, nil
+}
+
+// decodeGroupResponse decodes a single-team answer; its ETag header, when present, is the version.
+func decodeGroupResponse(res response) (Group, error) {
+	g, err := decodeGroup(res.body)
+	if err != nil {
+		return Group{}, err
+	}
+	if et := res.header.Get("ETag"); et != "" {
+		g.ETag = et
+	}
+	return g, nil
+}
+
+// remember records the ETag W&B showed for g. A single-team answer (whole) without one is recorded as
+// "W&B sends none for this team"; a list entry without one leaves what is known alone, since a list
+// may leave meta.version out while single answers carry the ETag header.
+func (c *Client) remember(g Group, whole bool) {
+	if g.ID == "" || (g.ETag == "" && !whole) {
+		return
+	}
+	c.etagMu.Lock()
+	defer c.etagMu.Unlock()
+	c.etags[g.ID] = g.ETag
+}
+
+// forget drops what is known of a team's ETag, so the next membership PATCH reads the team first.
+func (c *Client) forget(id string) {
+	c.etagMu.Lock()
+	defer c.etagMu.Unlock()
+	delete(c.etags, id)
+}
+
+// knownETag is the team's last ETag; ok is false when no answer about the team was seen yet.
+func (c *Client) knownETag(id string) (etag string, ok bool) {
+	c.etagMu.Lock()
+	defer c.etagMu.Unlock()
+	etag, ok = c.etags[id]
+	return etag, ok
 }
 
 // quoteFilterValue renders s as a SCIM filter string literal, which uses JSON string syntax (RFC 7644 3.4.2.2).
@@ -301,13 +377,26 @@ func quoteFilterValue(s string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
+// response is a final answer: its status, body and headers.
+type response struct {
+	status int
+	body   []byte
+	header http.Header
+}
+
 // do sends one request, retrying as documented on Client. A non-2xx final answer is an *APIError.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in any) (int, []byte, error) {
+	res, err := c.send(ctx, method, path, query, in, nil)
+	return res.status, res.body, err
+}
+
+// send is do with extra request headers (such as If-Match), returning the answer's headers too.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, in any, hdr http.Header) (response, error) {
 	var payload []byte
 	if in != nil {
 		var err error
 		if payload, err = json.Marshal(in); err != nil {
-			return 0, nil, fmt.Errorf("encoding request: %w", err)
+			return response{}, fmt.Errorf("encoding request: %w", err)
 		}
 	}
 	target := c.base + path
@@ -317,11 +406,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		target += "?" + strings.ReplaceAll(query.Encode(), "+", "%20")
 	}
 	for attempt := 1; ; attempt++ {
-		status, body, retryAfter, err := c.attempt(ctx, method, target, payload)
+		res, retryAfter, err := c.attempt(ctx, method, target, payload, hdr)
+		status, body := res.status, res.body
 		var apiErr *APIError
 		switch {
 		case err == nil && status >= 200 && status < 300:
-			return status, body, nil
+			return res, nil
 		case err == nil:
 			apiErr = newAPIError(method, path, status, body, c.secrets)
 			apiErr.Attempts = attempt
@@ -329,26 +419,27 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 			err = apiErr
 		case transport.AsCertError(err) != nil:
 			// An untrusted certificate stays untrusted: say so once, without the URL layer around it.
-			return 0, nil, c.scrub(fmt.Errorf("scim: %s %s: %w", method, path, transport.AsCertError(err)))
+			return response{}, c.scrub(fmt.Errorf("scim: %s %s: %w", method, path, transport.AsCertError(err)))
 		default:
 			err = c.scrub(fmt.Errorf("scim: %s %s (attempt %d): %w", method, path, attempt, err))
 		}
+		failed := response{status: status, header: res.header}
 		if ctx.Err() != nil || !retryable(status) {
-			return status, nil, err
+			return failed, err
 		}
 		// Not ok: the retries are spent, or the server wants longer than we block for (the caller requeues).
 		wait, ok := c.policy.Delay(attempt, retryAfter, retryAfter > 0)
 		if !ok {
-			return status, nil, err
+			return failed, err
 		}
 		if serr := c.sleep(ctx, wait); serr != nil {
-			return status, nil, fmt.Errorf("%w (gave up waiting to retry: %w)", err, serr)
+			return failed, fmt.Errorf("%w (gave up waiting to retry: %w)", err, serr)
 		}
 	}
 }
 
 // attempt makes one HTTP exchange. status is 0 when no response arrived.
-func (c *Client) attempt(ctx context.Context, method, target string, payload []byte) (status int, body []byte, retryAfter time.Duration, err error) {
+func (c *Client) attempt(ctx context.Context, method, target string, payload []byte, hdr http.Header) (res response, retryAfter time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var rd io.Reader
@@ -357,7 +448,10 @@ func (c *Client) attempt(ctx context.Context, method, target string, payload []b
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return 0, nil, 0, err
+		return response{}, 0, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Authorization", c.authHeader)
 	req.Header.Set("Content-Type", "application/scim+json")
@@ -365,15 +459,15 @@ func (c *Client) attempt(ctx context.Context, method, target string, payload []b
 	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, nil, 0, err
+		return response{}, 0, err
 	}
 	defer resp.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
 		// A body cut short is a transport failure: retry it like one.
-		return 0, nil, 0, fmt.Errorf("reading response (HTTP %d): %w", resp.StatusCode, err)
+		return response{}, 0, fmt.Errorf("reading response (HTTP %d): %w", resp.StatusCode, err)
 	}
-	return resp.StatusCode, body, serverWait(resp.Header), nil
+	return response{status: resp.StatusCode, body: body, header: resp.Header}, serverWait(resp.Header), nil
 }
 
 // retryable reports whether an answer (0: none arrived) may succeed if asked again.

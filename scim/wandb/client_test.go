@@ -81,6 +81,7 @@ func TestNewClientRejectsBadOptions(t *testing.T) {
 		{"unknown mode", func(o *Options) { o.Auth = "token" }, "unknown auth mode"},
 		{"basic-user without user", func(o *Options) { o.Auth = AuthBasicUser }, "needs a username"},
 		{"backoff inverted", func(o *Options) { o.MinBackoff, o.MaxBackoff = time.Minute, time.Second }, "min backoff"},
+		{"unknown deployment", func(o *Options) { o.Deployment = "saas" }, "unknown deployment"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,8 +16,10 @@ var (
 	ErrForbidden    = errors.New("scim: forbidden")    // 403
 	ErrNotFound     = errors.New("scim: not found")    // 404
 	ErrConflict     = errors.New("scim: conflict")     // 409: the name is taken, possibly by our own lost POST
-	ErrRateLimited  = errors.New("scim: rate limited") // 429
-	ErrServer       = errors.New("scim: server error") // 5xx
+	// ErrPreconditionFailed is 412: an If-Match did not match, the resource changed since it was read.
+	ErrPreconditionFailed = errors.New("scim: precondition failed")
+	ErrRateLimited        = errors.New("scim: rate limited") // 429
+	ErrServer             = errors.New("scim: server error") // 5xx
 )
 
 // APIError is a non-2xx answer from the SCIM API.
@@ -65,6 +67,8 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == http.StatusNotFound
 	case ErrConflict:
 		return e.StatusCode == http.StatusConflict
+	case ErrPreconditionFailed:
+		return e.StatusCode == http.StatusPreconditionFailed
 	case ErrRateLimited:
 		return e.StatusCode == http.StatusTooManyRequests
 	case ErrServer:

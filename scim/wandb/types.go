@@ -2,7 +2,11 @@
 // home of W&B's wire format: the storageBucket value and W&B's provider names.
 package wandb
 
-import "github.com/byob-agent/byob-agent/team"
+import (
+	"encoding/json"
+
+	"github.com/byob-agent/byob-agent/team"
+)
 
 // StorageBucket is W&B's team-level bring-your-own-bucket value, sent when a team is created.
 type StorageBucket struct {
@@ -26,6 +30,32 @@ type Group struct {
 	ID          string   `json:"id"`
 	DisplayName string   `json:"displayName"`
 	Members     []Member `json:"members"`
+	// ETag is the team's version as W&B last showed it: the ETag header of a single-team answer, else
+	// meta.version. "" when W&B sent neither. W&B: "ETags are returned in the ETag response header and
+	// the meta.version field" (https://docs.wandb.ai/platform/hosting/iam/scim#etag-support; its example
+	// is weak, W/"xyz123"). It is opaque and only ever sent back verbatim, in If-Match.
+	ETag string `json:"-"`
+}
+
+// UnmarshalJSON decodes a group and takes ETag from meta.version. A meta that is not an object is
+// ignored: it is not needed to use the team.
+func (g *Group) UnmarshalJSON(data []byte) error {
+	type plain Group // no UnmarshalJSON: no recursion
+	var w struct {
+		plain
+		Meta json.RawMessage `json:"meta"`
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	*g = Group(w.plain)
+	var meta struct {
+		Version string `json:"version"`
+	}
+	if json.Unmarshal(w.Meta, &meta) == nil {
+		g.ETag = meta.Version
+	}
+	return nil
 }
 
 // NewGroup is what creating a team sends.
@@ -42,6 +72,17 @@ const (
 	SchemaListResponse = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 	SchemaError        = "urn:ietf:params:scim:api:messages:2.0:Error"
 	SchemaPatchOp      = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+	// SchemaTeamsUser is W&B's teams extension of the User resource, with which users are created on
+	// Multi-tenant Cloud ("Create User Request (Multi-tenant)",
+	// https://docs.wandb.ai/platform/hosting/iam/scim#create-user).
+	SchemaTeamsUser = "urn:ietf:params:scim:schemas:extension:teams:2.0:User"
+)
+
+// Deployments of W&B, as Options.Deployment and the config's wandb.deployment name them.
+const (
+	DeploymentMultiTenant = "multi-tenant"
+	DeploymentDedicated   = "dedicated"
+	DeploymentSelfManaged = "self-managed"
 )
 
 // Provider is the value W&B's storageBucket.provider takes for an agent provider (upper case, exact);

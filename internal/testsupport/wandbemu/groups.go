@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -51,12 +52,67 @@ func (s *Server) groupOut(g *group) groupOut {
 			Created:      g.created.Format(time.RFC3339),
 			LastModified: g.modified.Format(time.RFC3339),
 			Location:     s.location("Groups", g.ID),
+			Version:      g.etag(),
 		},
 	}
 	for _, m := range g.Members {
 		out.Members = append(out.Members, memberOut{Value: m.Value, Display: m.Display})
 	}
 	return out
+}
+
+// ETags. W&B documents them in "ETag Support" (https://docs.wandb.ai/platform/hosting/iam/scim#etag-support):
+// "ETags are returned in the ETag response header and the meta.version field"; its example shows a weak
+// ETag (ETag: W/"xyz123") sent back as If-Match on a PATCH; "A 412 Precondition Failed error response
+// indicates that the resource has been modified since you retrieved it" (also in the page's error table:
+// "412 Precondition Failed - ETag mismatch"). The emulator sends the header on every single-team answer
+// (GET, POST, PATCH, PUT of a team) and meta.version everywhere, lists included.
+// Inferences, since the page does not say:
+//   - the value: W/"<n>", n a per-team counter; it changes when the member list changes, and only then;
+//   - If-Match is honoured on PATCH and PUT of /Groups/{id} (the page's example is a PATCH of a user);
+//     "*" matches any team, a list matches if one entry does, and W/ is ignored when comparing (as
+//     RFC 7644 3.14 does, which sends weak ETags in If-Match);
+//   - a request without If-Match is applied unconditionally (the page presents ETags as opt-in: "To use
+//     ETags"; RFC 7644 3.14 makes versioning optional).
+
+// etag is the team's current ETag.
+func (g *group) etag() string { return `W/"` + strconv.Itoa(g.version) + `"` }
+
+// changed records that the team's members changed: a new lastModified and a new ETag.
+func (g *group) changed() {
+	g.modified = time.Now().UTC()
+	g.version++
+}
+
+// ifMatch reports whether the request's If-Match, if any, matches the team's current ETag.
+func ifMatch(r *http.Request, g *group) bool {
+	values := r.Header.Values("If-Match")
+	if len(values) == 0 {
+		return true
+	}
+	opaque := func(tag string) string { return strings.TrimPrefix(strings.TrimSpace(tag), "W/") }
+	current := opaque(g.etag())
+	for _, v := range values {
+		for tag := range strings.SplitSeq(v, ",") {
+			if t := strings.TrimSpace(tag); t == "*" || opaque(t) == current {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// preconditionFailed answers a PATCH or PUT whose If-Match does not match: 412 with a SCIM error.
+func preconditionFailed(w http.ResponseWriter, r *http.Request, g *group) {
+	w.Header().Set("ETag", g.etag())
+	writeError(w, http.StatusPreconditionFailed, "", "If-Match %q does not match the current version %s of team %q: it changed since it was read",
+		strings.Join(r.Header.Values("If-Match"), ", "), g.etag(), g.DisplayName)
+}
+
+// writeGroup answers with one team and its ETag header.
+func (s *Server) writeGroup(w http.ResponseWriter, status int, g *group) {
+	w.Header().Set("ETag", g.etag())
+	writeJSON(w, status, s.groupOut(g))
 }
 
 func (s *Server) groupsCollection(w http.ResponseWriter, r *http.Request) {
@@ -114,7 +170,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "team %s not found", r.PathValue("id"))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.groupOut(g))
+	s.writeGroup(w, http.StatusOK, g)
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
@@ -150,7 +206,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 		// Multi-tenant Cloud offers team-level storage on CoreWeave, AWS and GCS only
 		// (https://docs.wandb.ai/platform/hosting/data-security/secure-storage-connector, availability
 		// table). The error W&B returns is not documented; 400 is an inference.
-		if s.opts.Deployment == "multi-tenant" && (sb.Provider == "AZURE" || sb.Provider == "MINIO") {
+		if s.multiTenant() && (sb.Provider == "AZURE" || sb.Provider == "MINIO") {
 			writeError(w, http.StatusBadRequest, "invalidValue", "storageBucket.provider %q is not available on Multi-tenant Cloud", sb.Provider)
 			return
 		}
@@ -186,7 +242,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	s.nextGroup++
 	now := time.Now().UTC()
-	g := &group{EmuGroup: EmuGroup{ID: opaqueID("Group", s.nextGroup), DisplayName: name, Members: s.withServiceAccountsLocked(members)}, created: now, modified: now}
+	g := &group{EmuGroup: EmuGroup{ID: opaqueID("Group", s.nextGroup), DisplayName: name, Members: s.withServiceAccountsLocked(members)}, created: now, modified: now, version: 1}
 	if in.StorageBucket != nil {
 		sb := *in.StorageBucket
 		g.StorageBucket = &sb
@@ -195,7 +251,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 	if loc := s.location("Groups", g.ID); loc != "" {
 		w.Header().Set("Location", loc)
 	}
-	writeJSON(w, http.StatusCreated, s.groupOut(g))
+	s.writeGroup(w, http.StatusCreated, g)
 }
 
 // putGroup replaces the member list. displayName and storageBucket may be repeated but not changed.
@@ -215,6 +271,9 @@ func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) {
 	case g == nil:
 		writeError(w, http.StatusNotFound, "", "team %s not found", r.PathValue("id"))
 		return
+	case !ifMatch(r, g):
+		preconditionFailed(w, r, g)
+		return
 	case in.DisplayName != nil && *in.DisplayName != g.DisplayName:
 		writeError(w, http.StatusBadRequest, "mutability", "displayName cannot be changed (team %q)", g.DisplayName)
 		return
@@ -231,9 +290,8 @@ func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidValue", "member %q is a service account: member operations are for users only", sa)
 		return
 	}
-	g.Members = s.keepServiceAccounts(g.Members, members)
-	g.modified = time.Now().UTC()
-	writeJSON(w, http.StatusOK, s.groupOut(g))
+	s.setMembersLocked(g, s.keepServiceAccounts(g.Members, members))
+	s.writeGroup(w, http.StatusOK, g)
 }
 
 type patchIn struct {
@@ -274,6 +332,10 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
 	g := s.groupByID(r.PathValue("id"))
 	if g == nil {
 		writeError(w, http.StatusNotFound, "", "team %s not found", r.PathValue("id"))
+		return
+	}
+	if !ifMatch(r, g) {
+		preconditionFailed(w, r, g)
 		return
 	}
 	members := slices.Clone(g.Members)
@@ -345,12 +407,19 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	s.setMembersLocked(g, members)
+	s.writeGroup(w, http.StatusOK, g)
+}
+
+// setMembersLocked gives a team a new member list, and a new version when the list differs.
+func (s *Server) setMembersLocked(g *group, members []wandb.Member) {
 	if len(members) == 0 {
 		members = nil // W&B answers "members": null once the list is empty
 	}
+	if !slices.Equal(members, g.Members) {
+		g.changed()
+	}
 	g.Members = members
-	g.modified = time.Now().UTC()
-	writeJSON(w, http.StatusOK, s.groupOut(g))
 }
 
 // touchesImmutable reports whether a patch operation targets displayName or storageBucket, by path

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +66,8 @@ type Options struct {
 	// https://docs.wandb.ai/platform/hosting/iam/scim), so a client must cope with a server that has none.
 	IgnoreStartIndex bool
 	// Deployment is "multi-tenant", "dedicated" or "self-managed" (the default): multi-tenant refuses
-	// the team storage providers W&B does not offer there.
+	// the team storage providers W&B does not offer there, and requires users to be created with W&B's
+	// teams extension schema.
 	Deployment string
 	// ServiceAccounts are the organisation's service accounts (user names). W&B adds every one to each
 	// new team: "Teams made through SCIM automatically get every org-level service account"
@@ -105,6 +107,7 @@ type Server struct {
 type group struct {
 	EmuGroup
 	created, modified time.Time
+	version           int // the ETag's value; see etag
 }
 
 type user struct {
@@ -202,6 +205,8 @@ func (s *Server) authorized(r *http.Request) bool {
 	return false
 }
 
+func (s *Server) multiTenant() bool { return s.opts.Deployment == wandb.DeploymentMultiTenant }
+
 func secureEqual(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
 // count records the request under "METHOD <route pattern>", so ids collapse into {id}.
@@ -288,7 +293,32 @@ func (s *Server) ServiceAccountIDs() []string {
 	return ids
 }
 
-// TeamRole returns the role the teamRoles PATCH gave a user in a team ("" when never set).
+// ChangeMembers changes a team's members as another SCIM client or an admin in W&B's UI would: the
+// users with ids in add join, those in remove leave, and the team gets a new ETag if its list changed.
+// Tests use it for a change between a client's read and its PATCH.
+func (s *Server) ChangeMembers(groupID string, add, remove []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groupByID(groupID)
+	if g == nil {
+		return fmt.Errorf("team %s not found", groupID)
+	}
+	members := slices.DeleteFunc(slices.Clone(g.Members), func(m wandb.Member) bool { return slices.Contains(remove, m.Value) })
+	for _, id := range add {
+		u := s.userByID(id)
+		if u == nil {
+			return fmt.Errorf("user %s not found", id)
+		}
+		if !slices.ContainsFunc(members, func(m wandb.Member) bool { return m.Value == id }) {
+			members = append(members, wandb.Member{Value: u.id, Display: u.userName})
+		}
+	}
+	s.setMembersLocked(g, members)
+	return nil
+}
+
+// TeamRole returns the role the teamRoles PATCH, or joining the team when created on Multi-tenant
+// Cloud, gave a user in a team ("" when never set).
 func (s *Server) TeamRole(userID, teamName string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -347,6 +377,7 @@ type meta struct {
 	Created      string `json:"created"`
 	LastModified string `json:"lastModified"`
 	Location     string `json:"location,omitempty"`
+	Version      string `json:"version,omitempty"` // the resource's ETag (RFC 7644 3.14); teams only
 }
 
 func (s *Server) location(kind, id string) string {

@@ -767,3 +767,168 @@ func TestConcurrentCreatesOfOneName(t *testing.T) {
 		t.Fatalf("statuses %v, teams %d; want one 201 and the rest 409", got, len(e.emu.Groups()))
 	}
 }
+
+// TestGroupETags: single-team answers carry an ETag (also meta.version); PATCH and PUT of a team honour
+// If-Match, answering 412 when it does not match, and apply a request without one.
+func TestGroupETags(t *testing.T) {
+	const stale = `W/"0"`
+	addBob := patch(map[string]any{"op": "add", "path": "members", "value": []map[string]string{{"value": "bob@example.com"}}})
+	addAda := patch(map[string]any{"op": "add", "path": "members", "value": []map[string]string{{"value": "ada@example.com"}}})
+	putBob := map[string]any{"schemas": []string{wandb.SchemaGroup}, "displayName": "ml", "members": []map[string]string{{"value": "bob@example.com"}}}
+	tests := []struct {
+		name    string
+		method  string
+		body    any
+		ifMatch func(current string) string // "" sends no If-Match
+		status  int
+		members []string // user names after the request
+		newETag bool     // the team's ETag changed
+	}{
+		{"PATCH, no If-Match: applied", "PATCH", addBob, nil, 200, []string{"ada", "bob"}, true},
+		{"PATCH, current ETag", "PATCH", addBob, func(c string) string { return c }, 200, []string{"ada", "bob"}, true},
+		{"PATCH, stale ETag", "PATCH", addBob, func(string) string { return stale }, 412, []string{"ada"}, false},
+		{"PATCH, star", "PATCH", addBob, func(string) string { return "*" }, 200, []string{"ada", "bob"}, true},
+		{"PATCH, list holding the current ETag", "PATCH", addBob, func(c string) string { return stale + ", " + c }, 200, []string{"ada", "bob"}, true},
+		{"PATCH, strong form of the current ETag", "PATCH", addBob, func(c string) string { return strings.TrimPrefix(c, "W/") }, 200, []string{"ada", "bob"}, true},
+		{"PATCH, stale ETag, no-op change", "PATCH", addAda, func(string) string { return stale }, 412, []string{"ada"}, false},
+		{"PATCH, current ETag, no-op change: same version", "PATCH", addAda, func(c string) string { return c }, 200, []string{"ada"}, false},
+		{"PUT, no If-Match: applied", "PUT", putBob, nil, 200, []string{"bob"}, true},
+		{"PUT, current ETag", "PUT", putBob, func(c string) string { return c }, 200, []string{"bob"}, true},
+		{"PUT, stale ETag", "PUT", putBob, func(string) string { return stale }, 412, []string{"ada"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, wandbemu.Options{})
+			ids := map[string]string{"ada": e.emu.AddUser("ada", "ada@example.com"), "bob": e.emu.AddUser("bob", "bob@example.com")}
+			created := e.do("POST", "/scim/Groups", newGroup("ml", nil, "ada@example.com"))
+			id := created.body["id"].(string)
+			etag := created.header.Get("ETag")
+			if etag == "" || created.body["meta"].(map[string]any)["version"] != etag {
+				t.Fatalf("POST: ETag %q, meta %v: want an ETag equal to meta.version", etag, created.body["meta"])
+			}
+			if got := e.do("GET", "/scim/Groups/"+id, nil).header.Get("ETag"); got != etag {
+				t.Fatalf("GET ETag %q, POST said %q", got, etag)
+			}
+			hdr := map[string]string{"Authorization": "Bearer " + apiKey, "Content-Type": "application/scim+json"}
+			if tt.ifMatch != nil {
+				hdr["If-Match"] = tt.ifMatch(etag)
+			}
+			r := e.doWith(tt.method, "/scim/Groups/"+id, tt.body, hdr)
+			if tt.status == 412 {
+				r.wantError(t, 412, "", "does not match")
+			} else if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.raw)
+			}
+			after := e.do("GET", "/scim/Groups/"+id, nil)
+			now := after.header.Get("ETag")
+			if (now != etag) != tt.newETag {
+				t.Fatalf("ETag went from %q to %q; want a change: %v", etag, now, tt.newETag)
+			}
+			if tt.status == 200 && (r.header.Get("ETag") != now || r.body["meta"].(map[string]any)["version"] != now) {
+				t.Fatalf("%s answer: ETag %q, meta %v; the team's ETag is %q", tt.method, r.header.Get("ETag"), r.body["meta"], now)
+			}
+			var want []string
+			for _, n := range tt.members {
+				want = append(want, ids[n])
+			}
+			if got := memberIDs(t, e.emu.Groups()[0]); !reflect.DeepEqual(got, want) {
+				t.Fatalf("members %v, want %v", got, want)
+			}
+		})
+	}
+	t.Run("unknown team with If-Match: 404", func(t *testing.T) {
+		e := start(t, wandbemu.Options{})
+		hdr := map[string]string{"Authorization": "Bearer " + apiKey, "Content-Type": "application/scim+json", "If-Match": stale}
+		e.doWith("PATCH", "/scim/Groups/R3JvdXA6OQ==", patch(map[string]any{"op": "remove", "path": "members"}), hdr).wantError(t, 404, "", "not found")
+	})
+	t.Run("lists show meta.version; ChangeMembers makes a new one", func(t *testing.T) {
+		e := start(t, wandbemu.Options{})
+		bob := e.emu.AddUser("bob", "bob@example.com")
+		id := e.do("POST", "/scim/Groups", newGroup("ml", nil)).body["id"].(string)
+		version := func() any {
+			return e.do("GET", "/scim/Groups", nil).body["Resources"].([]any)[0].(map[string]any)["meta"].(map[string]any)["version"]
+		}
+		before := version()
+		if before != e.do("GET", "/scim/Groups/"+id, nil).header.Get("ETag") {
+			t.Fatalf("list meta.version %v is not the team's ETag", before)
+		}
+		if err := e.emu.ChangeMembers(id, []string{bob}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if after := version(); after == before {
+			t.Fatalf("version still %v after a member change", after)
+		}
+		if err := e.emu.ChangeMembers("R3JvdXA6OQ==", nil, nil); err == nil {
+			t.Fatal("ChangeMembers of an unknown team: no error")
+		}
+	})
+}
+
+// TestCreateUserByDeployment: Multi-tenant Cloud creates users with W&B's teams extension schema,
+// joining the teams it lists; elsewhere the plain shape is taken.
+func TestCreateUserByDeployment(t *testing.T) {
+	plain := func(name string) map[string]any {
+		return map[string]any{"schemas": []string{wandb.SchemaUser}, "userName": name,
+			"emails": []map[string]any{{"primary": true, "value": name + "@example.com"}}}
+	}
+	withTeams := func(name string, ext any) map[string]any {
+		u := plain(name)
+		u["schemas"] = []string{wandb.SchemaUser, wandb.SchemaTeamsUser}
+		if ext != nil {
+			u[wandb.SchemaTeamsUser] = ext
+		}
+		return u
+	}
+	tests := []struct {
+		name       string
+		deployment string
+		body       map[string]any
+		status     int
+		scimType   string
+		detail     string
+		inTeam     bool // the user joined team "ml" (role member) and ml has a new ETag
+	}{
+		{"multi-tenant, plain shape", "multi-tenant", plain("ada"), 400, "invalidSyntax", wandb.SchemaTeamsUser, false},
+		{"multi-tenant, schema without the extension object", "multi-tenant", withTeams("ada", nil), 400, "invalidValue", `{"teams"`, false},
+		{"multi-tenant, extension object without teams", "multi-tenant", withTeams("ada", map[string]any{}), 400, "invalidValue", `{"teams"`, false},
+		{"multi-tenant, teams not a list", "multi-tenant", withTeams("ada", map[string]any{"teams": "ml"}), 400, "invalidValue", `{"teams"`, false},
+		{"multi-tenant, unknown team", "multi-tenant", withTeams("ada", map[string]any{"teams": []string{"nope"}}), 400, "invalidValue", `team "nope" not found`, false},
+		{"multi-tenant, no teams", "multi-tenant", withTeams("ada", map[string]any{"teams": []string{}}), 201, "", "", false},
+		{"multi-tenant, one team", "multi-tenant", withTeams("ada", map[string]any{"teams": []string{"ml"}}), 201, "", "", true},
+		{"dedicated, plain shape", "dedicated", plain("ada"), 201, "", "", false},
+		{"self-managed (default), plain shape", "", plain("ada"), 201, "", "", false},
+		{"dedicated, teams extension is ignored", "dedicated", withTeams("ada", map[string]any{"teams": []string{"ml"}}), 201, "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, wandbemu.Options{Deployment: tt.deployment})
+			team := e.do("POST", "/scim/Groups", newGroup("ml", nil))
+			teamID, before := team.body["id"].(string), team.header.Get("ETag")
+			r := e.do("POST", "/scim/Users", tt.body)
+			if tt.status != 201 {
+				r.wantError(t, tt.status, tt.scimType, tt.detail)
+				if got := e.do("GET", "/scim/Users", nil).body["totalResults"]; got != float64(0) {
+					t.Fatalf("a refused create left %v users", got)
+				}
+				return
+			}
+			if r.status != 201 {
+				t.Fatalf("status %d: %s", r.status, r.raw)
+			}
+			id := r.body["id"].(string)
+			wantSchemas := fmt.Sprint([]string{wandb.SchemaUser})
+			if tt.deployment == "multi-tenant" {
+				wantSchemas = fmt.Sprint([]string{wandb.SchemaUser, wandb.SchemaTeamsUser})
+			}
+			if got := fmt.Sprint(r.body["schemas"]); got != wantSchemas {
+				t.Errorf("schemas %s, want %s", got, wantSchemas)
+			}
+			g := e.emu.Groups()[0]
+			joined := len(g.Members) == 1 && g.Members[0].Value == id
+			after := e.do("GET", "/scim/Groups/"+teamID, nil).header.Get("ETag")
+			if joined != tt.inTeam || (e.emu.TeamRole(id, "ml") == "member") != tt.inTeam || (after != before) != tt.inTeam {
+				t.Fatalf("in team %v (members %v), role %q, ETag %s -> %s; want in team: %v", joined, g.Members, e.emu.TeamRole(id, "ml"), before, after, tt.inTeam)
+			}
+		})
+	}
+}

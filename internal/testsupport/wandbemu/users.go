@@ -40,6 +40,34 @@ type userIn struct {
 	Schemas  []string `json:"schemas"`
 	UserName string   `json:"userName"`
 	Emails   emailsIn `json:"emails"`
+	// Teams is W&B's teams extension, with which Multi-tenant Cloud creates users; raw, so that its
+	// shape is checked where it matters.
+	Teams json.RawMessage `json:"urn:ietf:params:scim:schemas:extension:teams:2.0:User"`
+}
+
+// teamsIn reads the teams extension of a POST /Users on Multi-tenant Cloud. W&B's "Create User Request
+// (Multi-tenant)" (https://docs.wandb.ai/platform/hosting/iam/scim#create-user) sends
+//
+//	"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:teams:2.0:User"],
+//	"urn:ietf:params:scim:schemas:extension:teams:2.0:User": {"teams": ["my-team"]}
+//
+// and answers with the user in those teams (teamRoles [{"teamName": "my-team", "roleName": "member"}]).
+// Inferences, since the page only shows this shape: that W&B refuses the plain shape there (400), that
+// an empty teams list is accepted, and that an unknown team is refused (400). It answers the error
+// itself when it returns false.
+func (s *Server) teamsIn(w http.ResponseWriter, in userIn) (teams []string, ok bool) {
+	if !slices.Contains(in.Schemas, wandb.SchemaTeamsUser) {
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "on Multi-tenant Cloud users are created with the teams extension: schemas must contain %s and %s", wandb.SchemaUser, wandb.SchemaTeamsUser)
+		return nil, false
+	}
+	var ext struct {
+		Teams *[]string `json:"teams"`
+	}
+	if len(in.Teams) == 0 || json.Unmarshal(in.Teams, &ext) != nil || ext.Teams == nil { // absent, null, or no teams list
+		writeError(w, http.StatusBadRequest, "invalidValue", `on Multi-tenant Cloud the body must carry "%s": {"teams": ["<team name>", ...]}`, wandb.SchemaTeamsUser)
+		return nil, false
+	}
+	return *ext.Teams, true
 }
 
 type emailIn struct {
@@ -81,9 +109,13 @@ func (s *Server) userOut(u *user) userOut {
 	for _, t := range slices.Sorted(maps.Keys(u.teamRoles)) {
 		roles = append(roles, teamRole{RoleName: u.teamRoles[t], TeamName: t})
 	}
+	schemas := []string{wandb.SchemaUser}
+	if s.multiTenant() {
+		schemas = append(schemas, wandb.SchemaTeamsUser) // as the page's "Create User Response (Multi-tenant)"
+	}
 	return userOut{
 		TeamRoles: roles,
-		Schemas:   []string{wandb.SchemaUser},
+		Schemas:   schemas,
 		ID:        u.id,
 		UserName:  u.userName,
 		Active:    true,
@@ -168,6 +200,15 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidValue", "emails must hold an email address")
 		return
 	}
+	// Dedicated and Self-Managed take the plain shape (the page's "Create User Request
+	// (Dedicated/Self-Managed)"); a teams extension sent there is ignored (inference).
+	var teams []string
+	if s.multiTenant() {
+		var ok bool
+		if teams, ok = s.teamsIn(w, in); !ok {
+			return
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, u := range s.users {
@@ -176,7 +217,25 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var joins []*group
+	for _, name := range teams {
+		g := s.groupByName(name)
+		if g == nil {
+			writeError(w, http.StatusBadRequest, "invalidValue", "team %q not found", name)
+			return
+		}
+		joins = append(joins, g)
+	}
 	u := s.addUserLocked(in.UserName, email)
+	for _, g := range joins {
+		if !slices.ContainsFunc(g.Members, func(m wandb.Member) bool { return m.Value == u.id }) {
+			s.setMembersLocked(g, append(slices.Clone(g.Members), wandb.Member{Value: u.id, Display: u.userName}))
+		}
+		if u.teamRoles == nil {
+			u.teamRoles = map[string]string{}
+		}
+		u.teamRoles[g.DisplayName] = "member"
+	}
 	if loc := s.location("Users", u.id); loc != "" {
 		w.Header().Set("Location", loc)
 	}
