@@ -219,8 +219,7 @@ func planTeam(in Input, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan 
 			p.Steps = []Step{StepAdoptTeam, StepMarkInSync}
 			return p
 		}
-		p.Conflict = fmt.Sprintf("W&B already has a team named %q (id %s) that byob-agent did not create; "+
-			"its storage is unknown and cannot be changed: rename the team in the configuration, or remove it from the configuration", t.Name, g.ID)
+		p.Conflict = ForeignTeam(t.Name, g.ID)
 		return p
 	}
 
@@ -261,6 +260,16 @@ func planTeam(in Input, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan 
 		p.Members = memberChanges(t, nil, nil, in.Authoritative)
 	}
 	return p
+}
+
+// ForeignTeam is the conflict of a desired team whose name W&B already gives to a team (id) that
+// byob-agent cannot prove it created. GET never shows a team's storage
+// (https://docs.wandb.ai/platform/hosting/iam/scim), so taking it over would leave the team on
+// unknown storage that can never be changed.
+func ForeignTeam(name, id string) string {
+	return fmt.Sprintf("W&B already has a team named %q (id %s) that byob-agent did not create; "+
+		"its storage is unknown and cannot be changed: check who created it in W&B, then rename the team in the configuration, "+
+		"or remove it from the configuration", name, id)
 }
 
 // membersChanged reports whether the source's members or W&B's differ from what the last sync left.
