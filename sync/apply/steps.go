@@ -24,8 +24,11 @@ type teamRun struct {
 	factory bucketfactory.Factory
 	adopt   bool
 	changes []string
-	created bool
-	group   *wandb.Group // the team's W&B group: from the plan's listing, or as just created
+	// warnings are what went wrong without failing the team (a member skipped, another team's role
+	// changed): logged, and reported in the result.
+	warnings []string
+	created  bool
+	group    *wandb.Group // the team's W&B group: from the plan's listing, or as just created
 }
 
 func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
@@ -87,7 +90,7 @@ func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 }
 
 func (t *teamRun) result() Result {
-	res := Result{Team: t.p.Team, Changes: t.changes, Detail: t.p.Summary()}
+	res := Result{Team: t.p.Team, Changes: t.changes, Warnings: t.warnings, Detail: t.p.Summary()}
 	switch {
 	case t.created:
 		res.Outcome = OutcomeCreated
@@ -340,6 +343,13 @@ func (t *teamRun) noteChanges(changes []bucketfactory.Change) {
 	}
 }
 
+// warn logs a problem that does not fail the team and keeps it for the result.
+func (t *teamRun) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	t.log.Warn(msg)
+	t.warnings = append(t.warnings, msg)
+}
+
 // conflict records a conflict found while carrying the steps out; the team waits for an operator.
 func (t *teamRun) conflict(ctx context.Context, msg string) Result {
 	t.log.Warn("conflict: the agent will not touch this team", "reason", msg)
@@ -372,5 +382,5 @@ func (t *teamRun) fail(ctx context.Context, s plan.Step, err error) Result {
 	}); uerr != nil {
 		msg += "; and recording the failure failed: " + uerr.Error()
 	}
-	return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg, Changes: t.changes, Err: err, RetryAt: next}
+	return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg, Changes: t.changes, Warnings: t.warnings, Err: err, RetryAt: next}
 }
