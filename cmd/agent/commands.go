@@ -275,6 +275,9 @@ func syncOnce(ctx context.Context, a *agent, g *globals, stdout, stderr io.Write
 			for _, c := range r.Changes {
 				fmt.Fprintf(tw, "\t\t  changed %s\n", oneLine(c))
 			}
+			for _, w := range r.Warnings {
+				fmt.Fprintf(tw, "\t\t  warning: %s\n", oneLine(w))
+			}
 		}
 		tw.Flush()
 		fmt.Fprintf(stdout, "\n%d teams: %s\n", len(results), summarize(counts))

@@ -26,6 +26,7 @@ import (
 
 	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
 )
 
@@ -84,7 +85,13 @@ type e2e struct {
 	fault  atomic.Pointer[func(*http.Request) wandbemu.Fault]
 	proc   atomic.Pointer[os.Process] // the running agent, for kill-at-a-point tests
 	env    []string                   // more environment for the agent's runs
+	// emuOptions, when set, adjusts the options of the next emulator startEmulator starts.
+	emuOptions func(*wandbemu.Options)
 }
+
+// serviceAccount is the organisation service account of every emulator startEmulator starts: W&B adds
+// it to each new team, and membership sync must leave it alone (https://docs.wandb.ai/platform/hosting/iam/scim).
+const serviceAccount = "e2e-bot"
 
 var prefixSeq atomic.Int32
 
@@ -107,16 +114,21 @@ func newE2E(t *testing.T) *e2e {
 // startEmulator gives the test a new W&B emulator that checks buckets with checker and asks e.fault
 // about every request; it returns the emulator's SCIM URL.
 func (e *e2e) startEmulator(checker wandbemu.BucketChecker) string {
-	e.emu = wandbemu.New(wandbemu.Options{
-		APIKey:  apiKey,
-		Checker: checker,
+	o := wandbemu.Options{
+		APIKey:          apiKey,
+		Checker:         checker,
+		ServiceAccounts: []string{serviceAccount},
 		Fault: func(r *http.Request) wandbemu.Fault {
 			if f := e.fault.Load(); f != nil {
 				return (*f)(r)
 			}
 			return wandbemu.Fault{}
 		},
-	})
+	}
+	if e.emuOptions != nil {
+		e.emuOptions(&o)
+	}
+	e.emu = wandbemu.New(o)
 	srv := httptest.NewServer(e.emu)
 	e.t.Cleanup(srv.Close)
 	e.t.Cleanup(e.emu.Close)
@@ -373,6 +385,14 @@ func (e *e2e) assertRecordsInSync(teams []string) {
 		if g.StorageBucket == nil || g.StorageBucket.Name != r.Storage.Bucket {
 			e.t.Errorf("team %s was created with storage %+v, state records bucket %s", r.Name, g.StorageBucket, r.Storage.Bucket)
 		}
+		// The service accounts W&B put in the team are recorded as such, however the team came to be
+		// recorded (created, or adopted after a crash or a lost answer): member sync leaves them alone.
+		for _, sa := range e.emu.ServiceAccountIDs() {
+			inTeam := slices.ContainsFunc(g.Members, func(m wandb.Member) bool { return m.Value == sa })
+			if inTeam && !slices.Contains(r.InitialMemberIDs, sa) {
+				e.t.Errorf("record %s does not record W&B's service account %s among the members W&B put in (%v)", r.Name, sa, r.InitialMemberIDs)
+			}
+		}
 	}
 }
 
@@ -503,6 +523,69 @@ func TestForeignTeamIsAConflict(t *testing.T) {
 	}
 	if n := len(e.emu.Groups()); n != 4 {
 		t.Errorf("W&B has %d teams, want 4 (3 created + the foreign one)", n)
+	}
+}
+
+// TestHandMadeTeamDuringBucketSetupIsAConflict: someone creates beta's team by hand in W&B while the
+// agent sets beta's bucket up. The agent's first POST gets 409; nothing says that POST ever reached W&B
+// before, so the team is not adopted (its storage is unknown and immutable): a conflict naming the team,
+// recorded, and the same on the next run, which changes nothing.
+func TestHandMadeTeamDuringBucketSetupIsAConflict(t *testing.T) {
+	e := newE2E(t)
+	beta := e.team("beta")
+	var once atomic.Bool
+	backends.SetS3Fault(func(r *http.Request) (int, bool) {
+		if r.Method == http.MethodPut && r.URL.Query().Has("policy") && strings.Contains(r.URL.Path, e.prefix+"-"+beta) && once.CompareAndSwap(false, true) {
+			emuClientCreate(t, e, beta)
+		}
+		return 0, false
+	})
+	res := e.run("sync")
+	backends.SetS3Fault(nil)
+	if !once.Load() {
+		t.Fatal("beta's bucket policy was never written")
+	}
+	if res.code != 1 || !strings.Contains(res.stdout, fmt.Sprintf("W&B already has a team named %q", beta)) || !strings.Contains(res.stdout, "did not create") {
+		t.Fatalf("sync: exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	show := e.mustRun("state", "show", beta).stdout
+	if !strings.Contains(show, `"conflict": "W\u0026B already has a team named`) || strings.Contains(show, `"groupId"`) || strings.Contains(show, `"intent"`) {
+		t.Errorf("beta's record: a conflict, no W&B team, no intent left:\n%s", show)
+	}
+	e.assertRecordsInSync([]string{e.team("alpha"), e.team("gamma"), e.team("delta")})
+	e.emu.ResetCounts()
+	if again := e.run("sync"); again.code != 1 || !strings.Contains(again.stdout, "did not create") || e.emu.MutatingCount() != 0 {
+		t.Errorf("second sync: exit %d, %d W&B mutations\n%s", again.code, e.emu.MutatingCount(), again.stdout)
+	}
+	if n := len(e.emu.Groups()); n != 4 {
+		t.Errorf("W&B has %d teams, want 4 (3 created + the hand-made one)", n)
+	}
+}
+
+// TestPartialTeamListChangesNothing: W&B documents no paging on /Groups, only "maximum 9999 results per
+// request" (https://docs.wandb.ai/platform/hosting/iam/scim). Against a W&B that caps pages and ignores
+// startIndex, with more teams than a page holds, plan and sync refuse the partial list: a team missing
+// from it would look absent. Nothing is created anywhere.
+func TestPartialTeamListChangesNothing(t *testing.T) {
+	e := newE2E(t)
+	e.emuOptions = func(o *wandbemu.Options) { o.MaxPageSize, o.IgnoreStartIndex = 2, true }
+	e.writeConfig(e.startEmulator(wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey).ForS3Providers()), "{{ .Team }}")
+	for _, n := range []string{"x1", "x2", "x3"} {
+		emuClientCreate(t, e, e.team(n))
+	}
+	backends.ResetCounts()
+	e.emu.ResetCounts()
+	for _, cmd := range []string{"plan", "sync"} {
+		res := e.run(cmd)
+		if res.code == 0 || !strings.Contains(res.stderr, "W&B's list is partial") || !strings.Contains(res.stderr, "nothing is planned on a partial list") {
+			t.Errorf("%s against a partial team list: exit %d\nstdout:\n%s\nstderr:\n%s", cmd, res.code, res.stdout, res.stderr)
+		}
+	}
+	if got := e.emu.Counts()["GET /scim/Groups"]; got < 4 {
+		t.Errorf("W&B's team list was read %d times, want at least 2 pages per command", got)
+	}
+	if s, k, w := backends.S3Mutations(), backends.KMSMutations(), e.emu.MutatingCount(); s+k+w != 0 || len(e.buckets()) != 0 || len(e.emu.Groups()) != 3 {
+		t.Errorf("a partial list led to changes: S3 %d, KMS %d, W&B %d mutations; buckets %v; %d W&B teams", s, k, w, e.buckets(), len(e.emu.Groups()))
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/byob-agent/byob-agent/internal/testsupport/graphfake"
 	"github.com/byob-agent/byob-agent/internal/testsupport/oktafake"
 	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
+	"github.com/byob-agent/byob-agent/scim/wandb"
 )
 
 // TestDaemonOktaSource reads a group from an Okta fake (TLS, trusted through SSL_CERT_FILE), makes it a
@@ -98,36 +99,71 @@ members:
 }
 
 // TestOneShotReadsIdP: plan and sync run by hand read the IdP too; plan names the members it would
-// add; an IdP that cannot be read leaves its teams alone instead of orphaning them.
+// add; an IdP that cannot be read leaves its teams alone instead of orphaning them. In owned and
+// authoritative mode alike, the organisation's service account W&B put in the team stays, and plan
+// never shows it as a change.
 func TestOneShotReadsIdP(t *testing.T) {
-	e := newE2E(t)
-	fake, groupID, caFile := e.oktaSource(t)
-	e.writeDaemonConfig(freePort(t))
-	e.appendOktaConfig(fake.URL)
-	e.env = append(e.env, "SSL_CERT_FILE="+caFile)
-	teamName := "search-" + e.sfx
+	for _, mode := range []string{"owned", "authoritative"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newE2E(t)
+			fake, groupID, caFile := e.oktaSource(t)
+			e.writeDaemonConfig(freePort(t))
+			e.appendOktaConfig(fake.URL)
+			appendToConfig(t, e, "  mode: "+mode+"\n") // inside the members block appendOktaConfig ends with
+			e.env = append(e.env, "SSL_CERT_FILE="+caFile)
+			teamName := "search-" + e.sfx
+			planLine := func(out string) string {
+				for _, l := range strings.Split(out, "\n") {
+					if strings.HasPrefix(l, teamName+" ") {
+						return l
+					}
+				}
+				t.Fatalf("plan has no line for %s:\n%s", teamName, out)
+				return ""
+			}
 
-	out := e.mustRun("plan")
-	if !strings.Contains(out.stdout, teamName) || !strings.Contains(out.stdout, "members: add ada@example.com, bob@example.com") {
-		t.Errorf("plan does not show the IdP team's members:\n%s", out.stdout)
-	}
-	e.mustRun("sync")
-	if got := e.memberEmails(teamName); !slices.Equal(got, []string{"ada@example.com", "bob@example.com"}) {
-		t.Errorf("members after sync = %v", got)
-	}
-	fake.AddMember(groupID, "00ucarol")
-	if out := e.mustRun("plan"); !strings.Contains(out.stdout, "members: add carol@example.com") {
-		t.Errorf("plan after carol joined:\n%s", out.stdout)
-	}
+			out := e.mustRun("plan")
+			if !strings.Contains(planLine(out.stdout), "members: add ada@example.com, bob@example.com") {
+				t.Errorf("plan does not show the IdP team's members:\n%s", out.stdout)
+			}
+			e.mustRun("sync")
+			if got := e.memberEmails(teamName); !slices.Equal(got, []string{"ada@example.com", "bob@example.com"}) || !e.hasServiceAccount(teamName) {
+				t.Errorf("members after sync = %v, service account kept: %v", got, e.hasServiceAccount(teamName))
+			}
+			if line := planLine(e.mustRun("plan").stdout); !strings.HasSuffix(strings.TrimSpace(line), "no change") {
+				t.Errorf("plan of the synced team: %q; the service account is no change", line)
+			}
+			fake.AddMember(groupID, "00ucarol")
+			if line := planLine(e.mustRun("plan").stdout); !strings.HasSuffix(strings.TrimSpace(line), "members: add carol@example.com") {
+				t.Errorf("plan after carol joined: %q", line)
+			}
+			fake.RemoveMember(groupID, "00ubob")
+			e.mustRun("sync")
+			if got := e.memberEmails(teamName); !slices.Equal(got, []string{"ada@example.com", "carol@example.com"}) || !e.hasServiceAccount(teamName) {
+				t.Errorf("members after bob left = %v, service account kept: %v", got, e.hasServiceAccount(teamName))
+			}
 
-	// Okta refuses the token: a warning, and the team is neither orphaned nor changed.
-	fake.RevokeAPIToken("okta-api-token-0123456789")
-	out = e.mustRun("sync")
-	if !strings.Contains(out.stderr, "the teams of okta are left alone") || strings.Contains(out.stdout, teamName) {
-		t.Errorf("sync with Okta down:\nstdout %s\nstderr %s", out.stdout, out.stderr)
+			// Okta refuses the token: a warning, and the team is neither orphaned nor changed.
+			fake.RevokeAPIToken("okta-api-token-0123456789")
+			out = e.mustRun("sync")
+			if !strings.Contains(out.stderr, "the teams of okta are left alone") || strings.Contains(out.stdout, teamName) {
+				t.Errorf("sync with Okta down:\nstdout %s\nstderr %s", out.stdout, out.stderr)
+			}
+			if rec := e.mustRun("state", "show", teamName); strings.Contains(rec.stdout, `"orphaned": true`) {
+				t.Errorf("the team was orphaned while Okta was down: %s", rec.stdout)
+			}
+		})
 	}
-	if rec := e.mustRun("state", "show", teamName); strings.Contains(rec.stdout, `"orphaned": true`) {
-		t.Errorf("the team was orphaned while Okta was down: %s", rec.stdout)
+}
+
+func appendToConfig(t *testing.T, e *e2e, text string) {
+	t.Helper()
+	raw, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.config, append(raw, text...), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -145,7 +181,8 @@ func (d *daemonProc) oktaEvent(t *testing.T, eventType, groupID string) {
 	resp.Body.Close()
 }
 
-// memberEmails are the emails of a W&B team's members in the emulator, sorted.
+// memberEmails are the emails of a W&B team's user members in the emulator, sorted; the
+// organisation's service accounts are left out (hasServiceAccount says whether they are there).
 func (e *e2e) memberEmails(teamName string) []string {
 	var out []string
 	for _, g := range e.emu.Groups() {
@@ -153,11 +190,28 @@ func (e *e2e) memberEmails(teamName string) []string {
 			continue
 		}
 		for _, m := range g.Members {
-			out = append(out, e.emu.UserEmail(m.Value))
+			if !slices.Contains(e.emu.ServiceAccountIDs(), m.Value) {
+				out = append(out, e.emu.UserEmail(m.Value))
+			}
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// hasServiceAccount says whether W&B's team still has every organisation service account.
+func (e *e2e) hasServiceAccount(teamName string) bool {
+	for _, g := range e.emu.Groups() {
+		if g.DisplayName == teamName {
+			for _, sa := range e.emu.ServiceAccountIDs() {
+				if !slices.ContainsFunc(g.Members, func(m wandb.Member) bool { return m.Value == sa }) {
+					return false
+				}
+			}
+			return len(e.emu.ServiceAccountIDs()) > 0
+		}
+	}
+	return false
 }
 
 // TestDaemonEntraAndGoogleSources runs the daemon with Entra ID (Graph fake) and Google Workspace

@@ -35,6 +35,7 @@ type WandB interface {
 	AddMembers(ctx context.Context, groupID string, userIDs []string) error
 	RemoveMember(ctx context.Context, groupID, userID string) error
 	SetTeamRole(ctx context.Context, userID, teamName, role string) error
+	UserTeamRoles(ctx context.Context, userID string) (map[string]string, error)
 }
 
 // MembersPolicy says how team members are synced.
@@ -174,7 +175,9 @@ type Result struct {
 	Outcome Outcome  `json:"outcome"`
 	Detail  string   `json:"detail,omitempty"`
 	Changes []string `json:"changes,omitempty"` // bucket settings written
-	Err     error    `json:"-"`
+	// Warnings are problems that did not fail the team: a member skipped, another team's role changed.
+	Warnings []string `json:"warnings,omitempty"`
+	Err      error    `json:"-"`
 	// RetryAt is when a failed team should be tried again.
 	RetryAt time.Time `json:"retryAt,omitzero"`
 }

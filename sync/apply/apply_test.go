@@ -396,7 +396,7 @@ func TestMembersSync(t *testing.T) {
 	sorted := func(ids ...string) []string { slices.Sort(ids); return ids }
 
 	res := e.Sync(t, []team.Team{memberTeam("ml", "ada@example.com", "bob@example.com", "carol@example.com", "zed@example.com")})
-	if res["ml"].Outcome != apply.OutcomeCreated || !slices.Equal(e.Members(t, "ml"), sorted(ada, bob, carol)) {
+	if res["ml"].Outcome != apply.OutcomeCreated || !slices.Equal(e.Members(t, "ml"), sorted(ada, bob, carol, e.ServiceAccount)) {
 		t.Fatalf("after create: %+v, members %v", res["ml"], e.Members(t, "ml"))
 	}
 	if !strings.Contains(strings.Join(res["ml"].Changes, ";"), "zed@example.com") {
@@ -420,8 +420,8 @@ func TestMembersSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Sync(t, []team.Team{memberTeam("ml", "ada@example.com", "carol@example.com")})
-	if got := e.Members(t, "ml"); !slices.Equal(got, sorted(ada, carol, dave)) {
-		t.Errorf("owned mode: members %v, want ada, carol, dave", got)
+	if got := e.Members(t, "ml"); !slices.Equal(got, sorted(ada, carol, dave, e.ServiceAccount)) {
+		t.Errorf("owned mode: members %v, want ada, carol, dave and the service account", got)
 	}
 
 	// An IdP outage returns the group empty: refused, nothing removed.
@@ -429,7 +429,7 @@ func TestMembersSync(t *testing.T) {
 	if res["ml"].Outcome != apply.OutcomeFailed || !strings.Contains(res["ml"].Detail, "refusing to remove 2 of the team's 3 members") {
 		t.Errorf("outage: %+v", res["ml"])
 	}
-	if got := e.Members(t, "ml"); len(got) != 3 {
+	if got := e.Members(t, "ml"); len(got) != 4 {
 		t.Errorf("members after a refused sync: %v", got)
 	}
 
@@ -437,7 +437,7 @@ func TestMembersSync(t *testing.T) {
 	e.Rec.Members = apply.MembersPolicy{Sync: true, Authoritative: true, CreateUsers: true, MaxRemove: 0.5}
 	res = e.Sync(t, []team.Team{memberTeam("ml", "ada@example.com", "carol@example.com", "erin@example.com")})
 	got := e.Members(t, "ml")
-	if len(got) != 3 || slices.Contains(got, dave) || !strings.Contains(strings.Join(res["ml"].Changes, ";"), "created W&B user erin@example.com") {
+	if len(got) != 4 || slices.Contains(got, dave) || !slices.Contains(got, e.ServiceAccount) || !strings.Contains(strings.Join(res["ml"].Changes, ";"), "created W&B user erin@example.com") {
 		t.Errorf("authoritative: members %v, result %+v", got, res["ml"])
 	}
 }
@@ -497,7 +497,8 @@ func TestOrphanMembersPolicy(t *testing.T) {
 		e.Sync(t, []team.Team{memberTeam("ml", "ada@example.com")})
 		e.Sync(t, nil) // the group is gone
 		got := len(e.Members(t, "ml"))
-		if want := map[bool]int{false: 1, true: 0}[remove]; got != want || !e.Record(t, "ml").Orphaned {
+		// The service account W&B put in the team stays either way.
+		if want := map[bool]int{false: 2, true: 1}[remove]; got != want || !slices.Contains(e.Members(t, "ml"), e.ServiceAccount) || !e.Record(t, "ml").Orphaned {
 			t.Errorf("RemoveOnOrphan=%v: %d members left, want %d; record %+v", remove, got, want, e.Record(t, "ml"))
 		}
 	}

@@ -2,8 +2,10 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -25,7 +27,7 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 	current := memberIDs(t.group.Members)
 	wanted := map[string]bool{}
 	users := map[string]string{} // email -> W&B user id, of the wanted members W&B knows
-	var unknown []string
+	var unknown, seatless []string
 	for _, email := range t.p.Desired.Members {
 		u, err := t.r.WandB.FindUser(ctx, email)
 		if err != nil {
@@ -33,6 +35,13 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 		}
 		if u == nil && pol.CreateUsers {
 			created, err := t.r.WandB.CreateUser(ctx, email)
+			if seatLimit(err) {
+				// One user W&B cannot take must not cost the team its other members: skip them, say
+				// so, and try again next run (they stay out of the record, like unknown members).
+				t.warn("members: W&B user %s was not created, the organisation's seat limit looks reached; skipped, tried again next run: %v", email, err)
+				seatless = append(seatless, email)
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -43,8 +52,14 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 			unknown = append(unknown, email)
 			continue
 		}
-		wanted[u.ID] = true
 		users[email] = u.ID
+		if plan.Protected(&t.rec, u.ID) {
+			// A member W&B put in the team at creation (an organisation service account): member
+			// operations are for users only, so it is never added, removed or given a role.
+			t.log.Info("member is a W&B service account of the team: left alone", "member", email, "user_id", u.ID)
+			continue
+		}
+		wanted[u.ID] = true
 	}
 	var add, remove []string
 	for id := range wanted {
@@ -59,9 +74,12 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 	}
 	slices.Sort(add)
 	slices.Sort(remove)
-	if len(current) > 0 && float64(len(remove)) > pol.MaxRemove*float64(len(current)) {
+	// The share is of the team's users: its service accounts are never removed, and counting them
+	// would let an outage empty a team that has several.
+	userCount := len(slices.DeleteFunc(slices.Clone(current), func(id string) bool { return plan.Protected(&t.rec, id) }))
+	if userCount > 0 && float64(len(remove)) > pol.MaxRemove*float64(userCount) {
 		return fmt.Errorf("sync members: refusing to remove %d of the team's %d members (more than %.0f%%): "+
-			"if the source really lost them, raise members.maxRemoveShare for one run", len(remove), len(current), 100*pol.MaxRemove)
+			"if the source really lost them, raise members.maxRemoveShare for one run", len(remove), userCount, 100*pol.MaxRemove)
 	}
 	// Record the additions first: a crash after the PATCH must not leave members we added unowned.
 	if err := t.update(ctx, func(rec *state.Record) { rec.MembersAdded = union(rec.MembersAdded, add) }); err != nil {
@@ -88,7 +106,9 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 	if err := t.update(ctx, func(rec *state.Record) {
 		// Unknown emails stay out of the record, so later runs look for them again (a user may appear
 		// in W&B after their first login).
-		rec.MemberEmails = slices.DeleteFunc(slices.Clone(t.p.Desired.Members), func(e string) bool { return slices.Contains(unknown, e) })
+		rec.MemberEmails = slices.DeleteFunc(slices.Clone(t.p.Desired.Members), func(e string) bool {
+			return slices.Contains(unknown, e) || slices.Contains(seatless, e)
+		})
 		rec.MemberIDs = after
 		rec.MemberUsers = users
 		rec.MembersAdded = slices.DeleteFunc(rec.MembersAdded, func(id string) bool { return slices.Contains(remove, id) })
@@ -103,10 +123,16 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 // is made, so a crash repeats at most one PATCH, which is idempotent.
 func (t *teamRun) syncRoles(ctx context.Context, users map[string]string) error {
 	set := func(email, role string) error {
-		if err := t.r.WandB.SetTeamRole(ctx, users[email], t.p.Team, role); err != nil {
+		id := users[email]
+		before, err := t.r.WandB.UserTeamRoles(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := t.r.WandB.SetTeamRole(ctx, id, t.p.Team, role); err != nil {
 			return err
 		}
 		t.changes = append(t.changes, fmt.Sprintf("members: %s is now %s", email, role))
+		t.checkOtherTeamRoles(ctx, email, id, before)
 		return t.update(ctx, func(rec *state.Record) {
 			if role == team.RoleMember {
 				delete(rec.MemberRoles, email)
@@ -130,7 +156,7 @@ func (t *teamRun) syncRoles(ctx context.Context, users map[string]string) error 
 		if _, still := want[email]; still {
 			continue
 		}
-		if _, member := users[email]; !member {
+		if id, member := users[email]; !member || plan.Protected(&t.rec, id) {
 			// No longer wanted in the team (or unknown): nothing to reset; forget the role.
 			if err := t.update(ctx, func(rec *state.Record) { delete(rec.MemberRoles, email) }); err != nil {
 				return err
@@ -142,6 +168,69 @@ func (t *teamRun) syncRoles(ctx context.Context, users map[string]string) error 
 		}
 	}
 	return nil
+}
+
+// checkOtherTeamRoles re-reads a user after a teamRoles PATCH of this team and warns when their role in
+// another team changed. W&B documents the PATCH as a "replace" of teamRoles
+// (https://docs.wandb.ai/platform/hosting/iam/scim, "Assign a team role"); that a replace naming one
+// team leaves the user's other teams alone is an inference, so it is checked, not trusted. A change is
+// reported (log, result warning), not undone: the agent does not own the other teams' roles.
+func (t *teamRun) checkOtherTeamRoles(ctx context.Context, email, id string, before map[string]string) {
+	after, err := t.r.WandB.UserTeamRoles(ctx, id)
+	if err != nil {
+		t.warn("members: could not re-read %s after setting their role, so a change to their roles in other teams would go unseen: %v", email, err)
+		return
+	}
+	var changed []string
+	for _, other := range slices.Sorted(maps.Keys(union2(before, after))) {
+		if other == t.p.Team || before[other] == after[other] {
+			continue
+		}
+		changed = append(changed, fmt.Sprintf("%s: %s -> %s", other, roleOrNone(before[other]), roleOrNone(after[other])))
+	}
+	if len(changed) > 0 {
+		t.warn("members: setting the role of %s in this team changed their role in other W&B teams (%s); "+
+			"W&B does not document that a teamRoles replace leaves other teams alone: check those teams", email, strings.Join(changed, "; "))
+	}
+}
+
+func roleOrNone(r string) string {
+	if r == "" {
+		return "(none)"
+	}
+	return r
+}
+
+// union2 is the set of keys of a and b.
+func union2(a, b map[string]string) map[string]bool {
+	out := make(map[string]bool, len(a)+len(b))
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+// seatLimit reports whether creating a user failed because the organisation has no seat left. W&B
+// says user operations "may fail if organization seat limits are reached"
+// (https://docs.wandb.ai/platform/hosting/iam/scim) but documents neither the status nor the words.
+// Inference: a 402, or any other 4xx but 401 (the key), 404, 409 (exists) and 429 (throttled) whose
+// detail mentions a seat, a licence or a limit.
+func seatLimit(err error) bool {
+	var ae *wandb.APIError
+	if !errors.As(err, &ae) || ae.StatusCode < 400 || ae.StatusCode >= 500 {
+		return false
+	}
+	switch ae.StatusCode {
+	case http.StatusPaymentRequired:
+		return true
+	case http.StatusUnauthorized, http.StatusNotFound, http.StatusConflict, http.StatusTooManyRequests:
+		return false
+	}
+	d := strings.ToLower(ae.Detail)
+	return strings.Contains(d, "seat") || strings.Contains(d, "licen") || strings.Contains(d, "limit")
 }
 
 func memberIDs(ms []wandb.Member) []string {

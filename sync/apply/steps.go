@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/byob-agent/byob-agent/bucketfactory"
@@ -23,8 +24,11 @@ type teamRun struct {
 	factory bucketfactory.Factory
 	adopt   bool
 	changes []string
-	created bool
-	group   *wandb.Group // the team's W&B group: from the plan's listing, or as just created
+	// warnings are what went wrong without failing the team (a member skipped, another team's role
+	// changed): logged, and reported in the result.
+	warnings []string
+	created  bool
+	group    *wandb.Group // the team's W&B group: from the plan's listing, or as just created
 }
 
 func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
@@ -74,6 +78,10 @@ func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 		if r.OnStep != nil {
 			r.OnStep(s, err)
 		}
+		var ce *conflictError
+		if errors.As(err, &ce) {
+			return t.conflict(ctx, ce.msg)
+		}
 		if err != nil {
 			return t.fail(ctx, s, err)
 		}
@@ -82,7 +90,7 @@ func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 }
 
 func (t *teamRun) result() Result {
-	res := Result{Team: t.p.Team, Changes: t.changes, Detail: t.p.Summary()}
+	res := Result{Team: t.p.Team, Changes: t.changes, Warnings: t.warnings, Detail: t.p.Summary()}
 	switch {
 	case t.created:
 		res.Outcome = OutcomeCreated
@@ -176,30 +184,34 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 		})
 
 	case plan.StepCreateTeam:
+		// An intent to create this team found now was left by an earlier run (or an earlier attempt of
+		// the daemon) whose POST may have reached W&B: a team of this name may be that POST's.
+		earlierIntent := t.rec.Intent != nil && t.rec.Intent.Op == state.OpCreateTeam && t.rec.Intent.Target == t.p.Team
 		if err := t.begin(ctx, state.OpCreateTeam, t.p.Team, false); err != nil {
 			return err
 		}
 		g, err := t.r.WandB.CreateGroup(ctx, wandb.NewGroup{DisplayName: t.p.Team, StorageBucket: wandb.BucketFor(t.rec.Storage, t.rec.KMSKeyARN)})
-		if errors.Is(err, wandb.ErrConflict) {
-			// W&B says the name is taken, but it was free when we planned: most likely our own POST,
-			// retried after a lost response. Only a team W&B shows us by name can be ours.
-			found, ferr := t.r.WandB.FindGroup(ctx, t.p.Team)
-			if ferr != nil {
-				return fmt.Errorf("create W&B team: %w; then look it up: %w", err, ferr)
+		switch {
+		case errors.Is(err, wandb.ErrConflict):
+			if g, err = t.createConflict(ctx, err, earlierIntent); err != nil {
+				return err
 			}
-			if found == nil {
-				return fmt.Errorf("create W&B team: W&B says the name %q is taken but shows no such team in this organisation "+
-					"(team names are global: another organisation may have it); rename the team: %w", t.p.Team, err)
+		case err != nil && !earlierIntent && refusedAtOnce(err):
+			// W&B answered the only request with a refusal: this POST created nothing, so the intent
+			// must not later make a team of this name look like ours.
+			if uerr := t.update(ctx, func(rec *state.Record) { rec.Intent = nil }); uerr != nil {
+				return fmt.Errorf("create W&B team: %w; and clearing the intent failed: %w", err, uerr)
 			}
-			g, err = *found, nil
-		}
-		if err != nil {
+			return fmt.Errorf("create W&B team: %w", err)
+		case err != nil:
 			return fmt.Errorf("create W&B team: %w", err)
 		}
 		t.created, t.group = true, &g
 		t.log.Info("created W&B team", "group_id", g.ID, "bucket", t.rec.Storage.Bucket)
 		return t.update(ctx, func(rec *state.Record) {
 			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, g.ID, nil, now
+			// The members W&B put in at creation: its organisation service accounts (the agent sends
+			// none). Membership sync never touches them.
 			rec.InitialMemberIDs = memberIDs(g.Members)
 		})
 
@@ -208,6 +220,9 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 		t.log.Info("adopted W&B team created by an interrupted attempt", "group_id", t.p.Group.ID)
 		return t.update(ctx, func(rec *state.Record) {
 			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, t.p.Group.ID, nil, now
+			// Our POST sent no members: whoever is in the team now, W&B put there (its service
+			// accounts) or someone added by hand. Either way the agent did not add them.
+			rec.InitialMemberIDs = memberIDs(t.p.Group.Members)
 		})
 
 	case plan.StepMarkInSync:
@@ -250,6 +265,54 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 	return fmt.Errorf("unknown step %q", s)
 }
 
+// createConflict decides what a 409 on POST /Groups means. W&B answers 409 when the name is taken
+// ("already exists", https://docs.wandb.ai/platform/hosting/iam/scim, error codes). GET never shows a
+// team's storage, so a team of that name is adopted only when it is provably ours: this POST, or one an
+// earlier run recorded an intent for, may have reached W&B. That is the case when the intent was found
+// at the start of the step (earlierIntent), or when the client retried this POST: it retries only
+// after a timeout, a dropped connection, a 5xx or a 429, and W&B may have carried out the attempt
+// whose answer was lost. (A 429 answer presumably means W&B did nothing, but the client does not say
+// which failure came first: counting it as "may have reached W&B" is an inference, on the side of
+// adopting; see *wandb.APIError.Attempts.) A 409 to the first and only attempt, with no earlier
+// intent, is somebody else's team: a conflict.
+func (t *teamRun) createConflict(ctx context.Context, err error, earlierIntent bool) (wandb.Group, error) {
+	var ae *wandb.APIError
+	retried := errors.As(err, &ae) && ae.Attempts > 1
+	found, ferr := t.r.WandB.FindGroup(ctx, t.p.Team)
+	if ferr != nil {
+		return wandb.Group{}, fmt.Errorf("create W&B team: %w; then look it up: %w", err, ferr)
+	}
+	if found == nil {
+		return wandb.Group{}, fmt.Errorf("create W&B team: W&B says the name %q is taken but shows no such team in this organisation "+
+			"(team names are global: another organisation may have it); rename the team: %w", t.p.Team, err)
+	}
+	if earlierIntent || retried {
+		t.log.Info("W&B answered 409 to a create that may have reached it before: adopting the team by name",
+			"group_id", found.ID, "earlier_run", earlierIntent, "retried", retried)
+		return *found, nil
+	}
+	// The planner's words for a foreign team, so the next run finds this conflict already recorded.
+	msg := plan.ForeignTeam(t.p.Team, found.ID)
+	// This POST created nothing: the intent goes, so no later run takes the team for ours.
+	if uerr := t.update(ctx, func(rec *state.Record) { rec.Intent = nil }); uerr != nil {
+		return wandb.Group{}, fmt.Errorf("%s; and clearing the intent failed: %w", msg, uerr)
+	}
+	return wandb.Group{}, &conflictError{msg: msg}
+}
+
+// conflictError stops a team's steps as a conflict (the operator must act), not a failure to retry.
+type conflictError struct{ msg string }
+
+func (e *conflictError) Error() string { return e.msg }
+
+// refusedAtOnce reports whether W&B refused a request with a definite answer to its only attempt: a
+// 4xx other than 409 (taken) and 429 (throttled). Such a request did nothing.
+func refusedAtOnce(err error) bool {
+	var ae *wandb.APIError
+	return errors.As(err, &ae) && ae.Attempts == 1 && ae.StatusCode >= 400 && ae.StatusCode < 500 &&
+		ae.StatusCode != http.StatusConflict && ae.StatusCode != http.StatusTooManyRequests
+}
+
 // begin records the intent of an external mutation before it is made. withStorage also (re)records
 // the storage spec the mutation works from; it is only allowed before the team exists.
 func (t *teamRun) begin(ctx context.Context, op state.Op, target string, withStorage bool) error {
@@ -280,6 +343,22 @@ func (t *teamRun) noteChanges(changes []bucketfactory.Change) {
 	}
 }
 
+// warn logs a problem that does not fail the team and keeps it for the result.
+func (t *teamRun) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	t.log.Warn(msg)
+	t.warnings = append(t.warnings, msg)
+}
+
+// conflict records a conflict found while carrying the steps out; the team waits for an operator.
+func (t *teamRun) conflict(ctx context.Context, msg string) Result {
+	t.log.Warn("conflict: the agent will not touch this team", "reason", msg)
+	if err := t.update(context.WithoutCancel(ctx), func(rec *state.Record) { rec.Conflict = msg }); err != nil {
+		return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg + "; and recording the conflict failed: " + err.Error(), Err: err, Changes: t.changes}
+	}
+	return Result{Team: t.p.Team, Outcome: OutcomeConflict, Detail: msg, Changes: t.changes}
+}
+
 // fail records the failure (keeping any intent, so the next attempt knows what may have happened).
 func (t *teamRun) fail(ctx context.Context, s plan.Step, err error) Result {
 	attempts := t.rec.Attempts + 1
@@ -303,5 +382,5 @@ func (t *teamRun) fail(ctx context.Context, s plan.Step, err error) Result {
 	}); uerr != nil {
 		msg += "; and recording the failure failed: " + uerr.Error()
 	}
-	return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg, Changes: t.changes, Err: err, RetryAt: next}
+	return Result{Team: t.p.Team, Outcome: OutcomeFailed, Detail: msg, Changes: t.changes, Warnings: t.warnings, Err: err, RetryAt: next}
 }

@@ -219,8 +219,7 @@ func planTeam(in Input, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan 
 			p.Steps = []Step{StepAdoptTeam, StepMarkInSync}
 			return p
 		}
-		p.Conflict = fmt.Sprintf("W&B already has a team named %q (id %s) that byob-agent did not create; "+
-			"its storage is unknown and cannot be changed: rename the team in the configuration, or remove it from the configuration", t.Name, g.ID)
+		p.Conflict = ForeignTeam(t.Name, g.ID)
 		return p
 	}
 
@@ -263,6 +262,16 @@ func planTeam(in Input, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan 
 	return p
 }
 
+// ForeignTeam is the conflict of a desired team whose name W&B already gives to a team (id) that
+// byob-agent cannot prove it created. GET never shows a team's storage
+// (https://docs.wandb.ai/platform/hosting/iam/scim), so taking it over would leave the team on
+// unknown storage that can never be changed.
+func ForeignTeam(name, id string) string {
+	return fmt.Sprintf("W&B already has a team named %q (id %s) that byob-agent did not create; "+
+		"its storage is unknown and cannot be changed: check who created it in W&B, then rename the team in the configuration, "+
+		"or remove it from the configuration", name, id)
+}
+
 // membersChanged reports whether the source's members or W&B's differ from what the last sync left.
 // Only then is anything looked up: a converged team costs no call.
 func membersChanged(t *team.Team, r *state.Record, g *wandb.Group) bool {
@@ -279,7 +288,7 @@ func WantedRoles(t *team.Team, r *state.Record) map[string]string {
 	var out map[string]string
 	for email, role := range t.Roles {
 		// member is W&B's default role: the agent only records the other roles it set.
-		if _, known := r.MemberUsers[email]; known && role != team.RoleMember && slices.Contains(t.Members, email) {
+		if id, known := r.MemberUsers[email]; known && !Protected(r, id) && role != team.RoleMember && slices.Contains(t.Members, email) {
 			if out == nil {
 				out = map[string]string{}
 			}
@@ -324,7 +333,18 @@ func abbreviate(list []string, n int) string {
 // Removable says whether the agent may remove user id from a team: a member it added, or in
 // authoritative mode anyone but the members W&B put in at creation (its org service accounts).
 func Removable(r *state.Record, id string, authoritative bool) bool {
-	return slices.Contains(r.MembersAdded, id) || (authoritative && !slices.Contains(r.InitialMemberIDs, id))
+	if Protected(r, id) {
+		return false
+	}
+	return slices.Contains(r.MembersAdded, id) || authoritative
+}
+
+// Protected says whether user id is a member W&B put in the team when it was created: W&B adds every
+// organisation service account to a new team and documents member operations for users only
+// (https://docs.wandb.ai/platform/hosting/iam/scim), so membership sync never adds, removes or
+// re-roles one, in any mode.
+func Protected(r *state.Record, id string) bool {
+	return slices.Contains(r.InitialMemberIDs, id)
 }
 
 // memberChanges works out a members sync from the state alone; r and g are nil for a team not created yet.
@@ -344,7 +364,7 @@ func memberChanges(t *team.Team, r *state.Record, g *wandb.Group, authoritative 
 	}
 	m := &MemberChanges{}
 	for _, email := range t.Members {
-		if id, ok := r.MemberUsers[email]; !ok || !current[id] {
+		if id, ok := r.MemberUsers[email]; !ok || !current[id] && !Protected(r, id) {
 			m.Add = append(m.Add, email)
 		}
 	}
@@ -359,6 +379,9 @@ func memberChanges(t *team.Team, r *state.Record, g *wandb.Group, authoritative 
 		m.Remove = append(m.Remove, email)
 	}
 	for _, email := range t.Members {
+		if id, ok := r.MemberUsers[email]; ok && Protected(r, id) {
+			continue // a service account: never re-roled
+		}
 		want, had := t.Roles[email], r.MemberRoles[email]
 		if want == team.RoleMember {
 			want = ""

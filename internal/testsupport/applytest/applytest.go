@@ -105,6 +105,10 @@ func (f *FakeFactory) CallCount() int {
 	return len(f.Calls)
 }
 
+// ServiceAccountName is the organisation service account every Env's W&B has: W&B adds it to each new
+// team, and member operations must leave it alone (https://docs.wandb.ai/platform/hosting/iam/scim).
+const ServiceAccountName = "ci-bot"
+
 // Env is a Reconciler on a fresh state, with FakeFactory as profile main's storage and the W&B
 // emulator behind a real W&B client; Fault, when set, injects faults into the emulator.
 type Env struct {
@@ -114,19 +118,30 @@ type Env struct {
 	Rec     *apply.Reconciler
 	Clock   time.Time
 	Fault   atomic.Pointer[func(*http.Request) wandbemu.Fault]
+	// Answer, when set, may answer a request itself instead of the emulator (returning true): for
+	// answers W&B may give that the emulator does not make, such as an error with a given detail.
+	Answer atomic.Pointer[func(w http.ResponseWriter, r *http.Request) bool]
+	// ServiceAccount is the user id of the organisation's service account (ServiceAccountName).
+	ServiceAccount string
 }
 
 // NewEnv starts the emulator and opens the state; both are closed when the test ends.
 func NewEnv(t testing.TB) *Env {
 	t.Helper()
 	e := &Env{Factory: &FakeFactory{FailOn: map[string]error{}}, Clock: Now}
-	e.Emu = wandbemu.New(wandbemu.Options{APIKey: "k", Fault: func(r *http.Request) wandbemu.Fault {
+	e.Emu = wandbemu.New(wandbemu.Options{APIKey: "k", ServiceAccounts: []string{ServiceAccountName}, Fault: func(r *http.Request) wandbemu.Fault {
 		if f := e.Fault.Load(); f != nil {
 			return (*f)(r)
 		}
 		return wandbemu.Fault{}
 	}})
-	srv := httptest.NewServer(e.Emu)
+	e.ServiceAccount = e.Emu.ServiceAccountIDs()[0]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := e.Answer.Load(); a != nil && (*a)(w, r) {
+			return
+		}
+		e.Emu.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(e.Emu.Close)
 	client, err := wandb.NewClient(wandb.Options{BaseURL: srv.URL + "/scim", Auth: wandb.AuthBearer, APIKey: "k",
