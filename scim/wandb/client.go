@@ -73,8 +73,10 @@ type Options struct {
 //
 // Retries: 429, 5xx, per-attempt timeouts and connection errors are retried with backoff; other
 // statuses are not. POST /Groups is retried too although it is not idempotent: if W&B created the team
-// but the response was lost, the retry gets 409 (ErrConflict). Callers must treat ErrConflict from
-// CreateGroup as "look the team up by name" (FindGroup), never as proof that someone else owns it.
+// but the response was lost, the retry gets 409 (ErrConflict). A 409 is our own team only when an
+// earlier attempt of the same request may have been carried out (APIError.EarlierAttemptMayHaveApplied)
+// or the caller's own records say an earlier POST may have reached W&B; otherwise the name was taken by
+// someone else.
 type Client struct {
 	base        string
 	authHeader  string
@@ -405,6 +407,7 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 		// read literally. A '+' in a value is already %2B, so the replacement is exact.
 		target += "?" + strings.ReplaceAll(query.Encode(), "+", "%20")
 	}
+	mayHaveApplied := false // an earlier attempt got no answer or a 5xx: W&B may have carried it out
 	for attempt := 1; ; attempt++ {
 		res, retryAfter, err := c.attempt(ctx, method, target, payload, hdr)
 		status, body := res.status, res.body
@@ -415,6 +418,7 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 		case err == nil:
 			apiErr = newAPIError(method, path, status, body, c.secrets)
 			apiErr.Attempts = attempt
+			apiErr.EarlierAttemptMayHaveApplied = mayHaveApplied
 			apiErr.RetryAfter = retryAfter
 			err = apiErr
 		case transport.AsCertError(err) != nil:
@@ -423,6 +427,8 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 		default:
 			err = c.scrub(fmt.Errorf("scim: %s %s (attempt %d): %w", method, path, attempt, err))
 		}
+		// A 429 is W&B declining to do anything; no answer, or a 5xx, may come after the work was done.
+		mayHaveApplied = mayHaveApplied || status == 0 || status >= 500
 		failed := response{status: status, header: res.header}
 		if ctx.Err() != nil || !retryable(status) {
 			return failed, err

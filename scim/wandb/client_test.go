@@ -317,12 +317,15 @@ func TestCreateGroupStatuses(t *testing.T) {
 		wantErr      error
 		wantAttempts int
 		wantRequests int32
+		mayHave      bool // EarlierAttemptMayHaveApplied
 	}{
-		{"409 is ErrConflict", []int{409}, ErrConflict, 1, 1},
-		{"lost response then 409: retried, ErrConflict", []int{500, 409}, ErrConflict, 2, 2},
-		{"400 is not retried", []int{400}, ErrBadRequest, 1, 1},
-		{"429 then 201", []int{429, 201}, nil, 0, 2},
-		{"200 is not 201", []int{200}, nil, 0, 1},
+		{"409 is ErrConflict", []int{409}, ErrConflict, 1, 1, false},
+		{"lost response then 409: retried, ErrConflict", []int{500, 409}, ErrConflict, 2, 2, true},
+		{"throttled then 409: nothing of ours was applied", []int{429, 409}, ErrConflict, 2, 2, false},
+		{"throttled, 503, then 409", []int{429, 503, 409}, ErrConflict, 3, 3, true},
+		{"400 is not retried", []int{400}, ErrBadRequest, 1, 1, false},
+		{"429 then 201", []int{429, 201}, nil, 0, 2, false},
+		{"200 is not 201", []int{200}, nil, 0, 1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -350,8 +353,8 @@ func TestCreateGroupStatuses(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
 			var ae *APIError
-			if tt.wantErr != nil && (!errors.As(err, &ae) || ae.Attempts != tt.wantAttempts || ae.Method != "POST" || ae.Path != "/Groups") {
-				t.Fatalf("APIError = %+v, want %d attempts on POST /Groups", ae, tt.wantAttempts)
+			if tt.wantErr != nil && (!errors.As(err, &ae) || ae.Attempts != tt.wantAttempts || ae.Method != "POST" || ae.Path != "/Groups" || ae.EarlierAttemptMayHaveApplied != tt.mayHave) {
+				t.Fatalf("APIError = %+v, want %d attempts on POST /Groups, EarlierAttemptMayHaveApplied %v", ae, tt.wantAttempts, tt.mayHave)
 			}
 		})
 	}

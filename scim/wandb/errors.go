@@ -28,8 +28,12 @@ type APIError struct {
 	StatusCode   int
 	SCIMType     string // RFC 7644 scimType, when the server sent one
 	Detail       string // the server's detail, with any secret removed
-	// Attempts is how many requests were made; above 1 a 409 on create may be our own earlier POST.
+	// Attempts is how many requests were made.
 	Attempts int
+	// EarlierAttemptMayHaveApplied is set when an earlier attempt of this request got no answer (a
+	// timeout, a dropped connection) or a 5xx: W&B may have carried it out, so a 409 to a create may
+	// be our own earlier POST. Attempts refused with 429 did nothing.
+	EarlierAttemptMayHaveApplied bool
 	// RetryAfter is the server's Retry-After, when it sent one.
 	RetryAfter time.Duration
 }

@@ -105,11 +105,6 @@ func (c *Client) FindUser(ctx context.Context, email string) (*User, error) {
 	return nil, nil
 }
 
-// CreateUser creates a user with email as user name and primary email: CreateUserInTeams with no teams.
-func (c *Client) CreateUser(ctx context.Context, email string) (User, error) {
-	return c.CreateUserInTeams(ctx, email, nil)
-}
-
 // CreateUserInTeams creates a user with email as user name and primary email, in the shape W&B's
 // "Create user" shows for the deployment (https://docs.wandb.ai/platform/hosting/iam/scim#create-user):
 //
@@ -283,12 +278,6 @@ func (c *Client) patchMembers(ctx context.Context, groupID string, op func(curre
 		}
 		current, etag = &g, g.ETag
 	}
-}
-
-// SetTeamRole gives a user a role in one team: AssignTeamRole without the answer.
-func (c *Client) SetTeamRole(ctx context.Context, userID, teamName, role string) error {
-	_, err := c.AssignTeamRole(ctx, userID, teamName, role)
-	return err
 }
 
 // AssignTeamRole gives a user a role (admin, member, viewer or a custom role) in one team, with the

@@ -31,10 +31,10 @@ type WandB interface {
 	FindGroup(ctx context.Context, displayName string) (*wandb.Group, error)
 	CreateGroup(ctx context.Context, g wandb.NewGroup) (wandb.Group, error)
 	FindUser(ctx context.Context, email string) (*wandb.User, error)
-	CreateUser(ctx context.Context, email string) (wandb.User, error)
+	CreateUserInTeams(ctx context.Context, email string, teams []string) (wandb.User, error)
 	AddMembers(ctx context.Context, groupID string, userIDs []string) error
 	RemoveMember(ctx context.Context, groupID, userID string) error
-	SetTeamRole(ctx context.Context, userID, teamName, role string) error
+	AssignTeamRole(ctx context.Context, userID, teamName, role string) (map[string]string, error)
 	UserTeamRoles(ctx context.Context, userID string) (map[string]string, error)
 }
 

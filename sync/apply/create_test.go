@@ -60,6 +60,9 @@ func TestCreateConflictProvenance(t *testing.T) {
 			e.Fault.Store(nil)
 			handMade()
 		}},
+		{name: "first attempt throttled, a team made by hand meanwhile: the retry's 409 is not ours", arm: func(t *testing.T, e *applytest.Env, handMade func()) {
+			e.Fault.Store(onFirstAgentPost(handMade, wandbemu.Fault{Status: http.StatusTooManyRequests}))
+		}},
 		{name: "retried attempt: W&B created the team, the answer was lost", wantAdopt: true, arm: func(t *testing.T, e *applytest.Env, handMade func()) {
 			e.Fault.Store(onFirstAgentPost(func() {}, wandbemu.Fault{Status: http.StatusBadGateway, AfterApply: true}))
 		}},

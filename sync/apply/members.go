@@ -34,7 +34,9 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 			return err
 		}
 		if u == nil && pol.CreateUsers {
-			created, err := t.r.WandB.CreateUser(ctx, email)
+			// On Multi-tenant Cloud the user is created in this team (the client sends the teams
+			// extension only there); adding them again below is harmless.
+			created, err := t.r.WandB.CreateUserInTeams(ctx, email, []string{t.p.Team})
 			if seatLimit(err) {
 				// One user W&B cannot take must not cost the team its other members: skip them, say
 				// so, and try again next run (they stay out of the record, like unknown members).
@@ -128,11 +130,12 @@ func (t *teamRun) syncRoles(ctx context.Context, users map[string]string) error 
 		if err != nil {
 			return err
 		}
-		if err := t.r.WandB.SetTeamRole(ctx, id, t.p.Team, role); err != nil {
+		after, err := t.r.WandB.AssignTeamRole(ctx, id, t.p.Team, role)
+		if err != nil {
 			return err
 		}
 		t.changes = append(t.changes, fmt.Sprintf("members: %s is now %s", email, role))
-		t.checkOtherTeamRoles(ctx, email, id, before)
+		t.checkOtherTeamRoles(ctx, email, id, before, after)
 		return t.update(ctx, func(rec *state.Record) {
 			if role == team.RoleMember {
 				delete(rec.MemberRoles, email)
@@ -170,16 +173,19 @@ func (t *teamRun) syncRoles(ctx context.Context, users map[string]string) error 
 	return nil
 }
 
-// checkOtherTeamRoles re-reads a user after a teamRoles PATCH of this team and warns when their role in
-// another team changed. W&B documents the PATCH as a "replace" of teamRoles
+// checkOtherTeamRoles compares a user's roles after a teamRoles PATCH of this team (as the PATCH answer
+// lists them, or re-read when it does not) with before, and warns when their role in another team
+// changed. W&B documents the PATCH as a "replace" of teamRoles
 // (https://docs.wandb.ai/platform/hosting/iam/scim, "Assign a team role"); that a replace naming one
 // team leaves the user's other teams alone is an inference, so it is checked, not trusted. A change is
 // reported (log, result warning), not undone: the agent does not own the other teams' roles.
-func (t *teamRun) checkOtherTeamRoles(ctx context.Context, email, id string, before map[string]string) {
-	after, err := t.r.WandB.UserTeamRoles(ctx, id)
-	if err != nil {
-		t.warn("members: could not re-read %s after setting their role, so a change to their roles in other teams would go unseen: %v", email, err)
-		return
+func (t *teamRun) checkOtherTeamRoles(ctx context.Context, email, id string, before, after map[string]string) {
+	if after == nil {
+		var err error
+		if after, err = t.r.WandB.UserTeamRoles(ctx, id); err != nil {
+			t.warn("members: could not re-read %s after setting their role, so a change to their roles in other teams would go unseen: %v", email, err)
+			return
+		}
 	}
 	var changed []string
 	for _, other := range slices.Sorted(maps.Keys(union2(before, after))) {

@@ -125,7 +125,7 @@ func TestRoleChangeInAnotherTeamIsReported(t *testing.T) {
 			if _, err := client.CreateGroup(t.Context(), wandb.NewGroup{DisplayName: "other", Members: []wandb.Member{{Value: ada}}}); err != nil {
 				t.Fatal(err)
 			}
-			if err := client.SetTeamRole(t.Context(), ada, "other", team.RoleAdmin); err != nil {
+			if _, err := client.AssignTeamRole(t.Context(), ada, "other", team.RoleAdmin); err != nil {
 				t.Fatal(err)
 			}
 			if otherChanges {
@@ -133,7 +133,7 @@ func TestRoleChangeInAnotherTeamIsReported(t *testing.T) {
 				var once atomic.Bool
 				fault := func(r *http.Request) wandbemu.Fault {
 					if r.Method == http.MethodPatch && r.URL.Path == "/scim/Users/"+url.PathEscape(ada) && once.CompareAndSwap(false, true) {
-						if err := client.SetTeamRole(context.Background(), ada, "other", team.RoleViewer); err != nil {
+						if _, err := client.AssignTeamRole(context.Background(), ada, "other", team.RoleViewer); err != nil {
 							t.Errorf("change the other team's role: %v", err)
 						}
 					}

@@ -269,15 +269,12 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 // ("already exists", https://docs.wandb.ai/platform/hosting/iam/scim, error codes). GET never shows a
 // team's storage, so a team of that name is adopted only when it is provably ours: this POST, or one an
 // earlier run recorded an intent for, may have reached W&B. That is the case when the intent was found
-// at the start of the step (earlierIntent), or when the client retried this POST: it retries only
-// after a timeout, a dropped connection, a 5xx or a 429, and W&B may have carried out the attempt
-// whose answer was lost. (A 429 answer presumably means W&B did nothing, but the client does not say
-// which failure came first: counting it as "may have reached W&B" is an inference, on the side of
-// adopting; see *wandb.APIError.Attempts.) A 409 to the first and only attempt, with no earlier
-// intent, is somebody else's team: a conflict.
+// at the start of the step (earlierIntent), or when an earlier attempt of this POST got no answer or a
+// 5xx (W&B may have carried it out; *wandb.APIError.EarlierAttemptMayHaveApplied). Attempts refused
+// with 429 did nothing. A 409 otherwise, with no earlier intent, is somebody else's team: a conflict.
 func (t *teamRun) createConflict(ctx context.Context, err error, earlierIntent bool) (wandb.Group, error) {
 	var ae *wandb.APIError
-	retried := errors.As(err, &ae) && ae.Attempts > 1
+	retried := errors.As(err, &ae) && ae.EarlierAttemptMayHaveApplied
 	found, ferr := t.r.WandB.FindGroup(ctx, t.p.Team)
 	if ferr != nil {
 		return wandb.Group{}, fmt.Errorf("create W&B team: %w; then look it up: %w", err, ferr)

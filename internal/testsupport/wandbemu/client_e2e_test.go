@@ -230,7 +230,7 @@ func TestClientUsersAndMembersAgainstEmulator(t *testing.T) {
 	if u, err := c.FindUser(ctx, "nobody@example.com"); err != nil || u != nil {
 		t.Fatalf("FindUser of a missing user: %+v %v", u, err)
 	}
-	bob, err := c.CreateUser(ctx, "bob@example.com")
+	bob, err := c.CreateUserInTeams(ctx, "bob@example.com", nil)
 	if err != nil || bob.ID == "" {
 		t.Fatalf("CreateUser: %+v %v", bob, err)
 	}
@@ -240,7 +240,7 @@ func TestClientUsersAndMembersAgainstEmulator(t *testing.T) {
 	}
 	ids := []string{ada, bob.ID}
 	for i := range 150 { // more than one chunk
-		u, err := c.CreateUser(ctx, fmt.Sprintf("u%d@example.com", i))
+		u, err := c.CreateUserInTeams(ctx, fmt.Sprintf("u%d@example.com", i), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestClientTeamRoles(t *testing.T) {
 		{"ml reviewer", "ML Reviewer", "does not exist"}, // custom names compare as written (inference)
 		{"owner", "ML Reviewer", "does not exist"},
 	} {
-		err := c.SetTeamRole(ctx, ada, "ml", tt.role)
+		_, err := c.AssignTeamRole(ctx, ada, "ml", tt.role)
 		if (tt.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.err) {
 			t.Errorf("SetTeamRole(%q) = %v, want error %q", tt.role, err, tt.err)
 		}
