@@ -30,7 +30,7 @@ type Options struct {
 	APIToken string // sent as `Authorization: SSWS <token>`
 	// OAuth 2.0 client credentials with private_key_jwt: the service app's client id, its RSA private key
 	// (PKCS#1 or PKCS#8 PEM) and, optionally, the key's kid as registered in Okta. The app needs the
-	// okta.groups.read and okta.users.read scopes, and must not require DPoP.
+	// okta.groups.read scope and an admin role that can read groups, and must not require DPoP.
 	ClientID      string
 	PrivateKeyPEM []byte
 	KeyID         string

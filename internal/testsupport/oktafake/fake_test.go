@@ -315,3 +315,72 @@ func FuzzParseExpr(f *testing.F) {
 		}
 	})
 }
+
+// TestDPoPAndAdminRole: an app requiring DPoP gets no token without a proof; an app without an admin role
+// gets a token the Groups API refuses; a request carrying a DPoP header is refused (the fake does no DPoP).
+func TestDPoPAndAdminRole(t *testing.T) {
+	tests := []struct {
+		name        string
+		setup       func(s *Server)
+		tokenStatus int
+		tokenWant   string
+		apiStatus   int // 0: not called
+		apiWant     string
+		dpopHeader  bool
+	}{
+		{name: "defaults", setup: func(*Server) {}, tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 200, apiWant: "00g1"},
+		{name: "DPoP required", setup: func(s *Server) { s.RequireDPoP("0oac", true) },
+			tokenStatus: 400, tokenWant: `{"error":"invalid_dpop_proof","error_description":"The DPoP proof JWT header is missing."}`},
+		{name: "DPoP turned off again", setup: func(s *Server) { s.RequireDPoP("0oac", true); s.RequireDPoP("0oac", false) },
+			tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 200, apiWant: "00g1"},
+		{name: "no admin role", setup: func(s *Server) { s.SetAdminRole("0oac", false) },
+			tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 403, apiWant: "E0000006"},
+		{name: "role given back", setup: func(s *Server) { s.SetAdminRole("0oac", false); s.SetAdminRole("0oac", true) },
+			tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 200, apiWant: "00g1"},
+		{name: "DPoP header on an API call", setup: func(*Server) {}, dpopHeader: true,
+			tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 401, apiWant: "E0000011"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t)
+			tt.setup(s)
+			c := map[string]any{"iss": "0oac", "sub": "0oac", "aud": s.URL + "/oauth2/v1/token",
+				"iat": start.Unix(), "exp": start.Add(5 * time.Minute).Unix(), "jti": "j-" + tt.name}
+			f := url.Values{"grant_type": {"client_credentials"}, "scope": {"okta.groups.read"},
+				"client_assertion_type": {assertionType}, "client_assertion": {sign(t, clientKey(), map[string]any{"alg": "RS256", "kid": "kid1"}, c)}}
+			status, body := postToken(t, s, f)
+			if status != tt.tokenStatus || !strings.Contains(body, tt.tokenWant) {
+				t.Fatalf("token = %d %s, want %d containing %s", status, body, tt.tokenStatus, tt.tokenWant)
+			}
+			if tt.apiStatus == 0 {
+				return
+			}
+			var tr struct {
+				AccessToken string `json:"access_token"`
+			}
+			if err := json.Unmarshal([]byte(body), &tr); err != nil {
+				t.Fatal(err)
+			}
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL+"/api/v1/groups", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+			if tt.dpopHeader {
+				req.Header.Set("DPoP", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+			}
+			resp, err := s.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.apiStatus || !strings.Contains(string(got), tt.apiWant) {
+				t.Errorf("groups = %d %s, want %d containing %s", resp.StatusCode, got, tt.apiStatus, tt.apiWant)
+			}
+		})
+	}
+}
