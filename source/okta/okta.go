@@ -18,7 +18,9 @@ import (
 )
 
 const (
-	// pageLimit is Okta's recommended page size for both listings (idp.md: at most 200).
+	// pageLimit is the page size for both listings: Okta "strongly encourages" at most 200 groups a page
+	// (larger pages hurt performance and accuracy) though it serves more
+	// (https://developer.okta.com/docs/api/resources/groups).
 	pageLimit      = 200
 	defaultMaxWait = 2 * time.Minute
 	defaultTimeout = 30 * time.Second

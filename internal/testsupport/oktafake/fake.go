@@ -33,17 +33,21 @@ import (
 	"time"
 )
 
-// Page-size maxima the fake enforces: Okta recommends at most 200 groups a page (idp.md takes it as the
-// maximum), and documents 1000 as the member listing's default.
+// Page-size maxima the fake enforces, each also the page size when limit is absent. Okta documents 10000
+// as the group listing's default and "strongly encourages" a limit of at most 200 without refusing more
+// (https://developer.okta.com/docs/api/resources/groups); it documents 1000 as the member listing's
+// default. Inference: the defaults are the largest pages Okta serves, so larger limits are refused.
 const (
-	MaxGroupsLimit  = 200
+	MaxGroupsLimit  = 10000
 	MaxMembersLimit = 1000
 )
 
 // Group is a group as the fake stores it.
 type Group struct {
 	ID, Name, Description                       string
-	Type                                        string // OKTA_GROUP when empty
+	Type                                        string            // OKTA_GROUP when empty
+	SourceID                                    string            // APP_GROUP: the id of the app it is imported from (search: source.id)
+	Profile                                     map[string]string // custom profile attributes (search: profile.<name>)
 	Created, LastUpdated, LastMembershipUpdated time.Time
 }
 
@@ -189,7 +193,10 @@ func (s *Server) client(id string) *oauthClient {
 func (s *Server) RevokeAccessTokens() { s.with(func() { clear(s.access) }) }
 
 // AddGroup adds or replaces a group.
-func (s *Server) AddGroup(g Group) { s.with(func() { s.groups[g.ID] = &g }) }
+func (s *Server) AddGroup(g Group) {
+	g.Profile = maps.Clone(g.Profile)
+	s.with(func() { s.groups[g.ID] = &g })
+}
 
 // RemoveGroup deletes a group and its memberships.
 func (s *Server) RemoveGroup(id string) {
@@ -401,7 +408,11 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 		if filter != "" {
 			expr, mode = filter, modeFilter
 		}
-		pred, err := parseExpr(expr, mode)
+		var custom []string
+		for _, g := range s.groups {
+			custom = append(custom, slices.Collect(maps.Keys(g.Profile))...)
+		}
+		pred, err := parseExpr(expr, mode, custom...)
 		if err != nil {
 			apiError(w, http.StatusBadRequest, "E0000031", "Invalid search criteria: "+err.Error())
 			return
