@@ -23,8 +23,9 @@ type OktaOptions struct {
 // in the Authorization header, so every request, the one-time verification GET included, must carry it.
 //
 // GET with x-okta-verification-challenge: 200 {"verification":"<challenge>"}.
-// POST: the group events of the batch enqueue queuekey.Group("okta", <group id>), a user deactivation
-// enqueues queuekey.All (the user may be in any team), other event types are ignored; 204.
+// POST: the group events of the batch enqueue queuekey.Group("okta", <group id>); a user's deactivation,
+// activation or reactivation enqueues queuekey.All (the user may be in any team, and a deprovisioned
+// user is no member); other event types are ignored; 204.
 func NewOkta(o OktaOptions) http.Handler {
 	return &okta{receiver: newReceiver(SourceOkta, o.Queue, o.Observe, o.MaxBody, o.Logger), secrets: newSecretSet(o.Secrets)}
 }
@@ -44,6 +45,16 @@ var oktaGroupEvents = map[string]bool{
 	"group.lifecycle.create":       true,
 	"group.lifecycle.delete":       true,
 	"group.profile.update":         true,
+}
+
+// oktaUserEvents change whether a user counts as a member of every group they are in (the source skips
+// DEPROVISIONED users). Okta logs an admin's activation as user.lifecycle.activate, and a reactivation
+// by provisioning or import as user.lifecycle.reactivate followed by user.lifecycle.activate
+// (https://support.okta.com/help/s/article/Why-Reactivating-an-Okta-User-Account-Appears-as-an-Activation-Event-in-System-Log).
+var oktaUserEvents = map[string]bool{
+	"user.lifecycle.deactivate": true,
+	"user.lifecycle.activate":   true,
+	"user.lifecycle.reactivate": true,
 }
 
 // oktaDelivery is the part of an event hook delivery the receiver reads. Events need no sorting by
@@ -88,7 +99,7 @@ func (h *okta) deliver(w http.ResponseWriter, r *http.Request) {
 	var ks keySet
 	for _, e := range d.Data.Events {
 		switch {
-		case e.EventType == "user.lifecycle.deactivate":
+		case oktaUserEvents[e.EventType]:
 			ks.add(queuekey.All)
 		case oktaGroupEvents[e.EventType]:
 			key := queuekey.All // a group event whose group cannot be told: reconcile everything

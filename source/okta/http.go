@@ -28,7 +28,20 @@ type APIError struct {
 	Summary string    // errorSummary or error_description
 	ErrorID string    // errorId, for Okta support
 	Reset   time.Time // on 429: when Okta's rate-limit window resets
+
+	hint string // what to change, when the request's context tells better than the status
 }
+
+// dpopFix is the setting to change when Okta wants DPoP proofs, which the agent does not send. Okta turns
+// it on by default for new API service apps (https://developer.okta.com/docs/guides/dpop/oktaresourceserver/main/).
+const dpopFix = `the agent does not send DPoP proofs: in the Okta Admin Console open the service app, General tab, ` +
+	`Client Credentials, Edit, and clear "Require Demonstrating Proof of Possession (DPoP) header in token requests" ` +
+	`(API: settings.oauthClient.dpop_bound_access_tokens false)`
+
+// roleFix is what a service app needs besides the scope: Okta assigns no admin role to a service app
+// (https://developer.okta.com/docs/reference/api/roles), and without one every management call is refused.
+const roleFix = `the service app needs the okta.groups.read scope granted (Okta API Scopes tab) and an admin role ` +
+	`assigned (Admin roles tab, Edit assignments: Read-Only Administrator, or a custom role that can view groups and their members)`
 
 func (e *APIError) Error() string {
 	var b strings.Builder
@@ -43,12 +56,16 @@ func (e *APIError) Error() string {
 		b.WriteString(" (errorId " + e.ErrorID + ")")
 	}
 	switch {
+	case e.hint != "":
+		b.WriteString("; " + e.hint)
 	case e.Code == "invalid_dpop_proof" || e.Code == "use_dpop_nonce":
-		b.WriteString("; turn off \"Require DPoP\" on the service app, the agent does not send DPoP proofs")
+		b.WriteString("; " + dpopFix)
+	case e.Code == "invalid_scope":
+		b.WriteString("; the agent requests only the scope " + scopes + ": grant it to the service app (Okta API Scopes tab)")
 	case e.Status == http.StatusUnauthorized:
 		b.WriteString("; check the API token, or the client id and its registered public key")
 	case e.Status == http.StatusForbidden:
-		b.WriteString("; the token needs okta.groups.read and okta.users.read (or a read-only admin)")
+		b.WriteString("; the API token's admin needs read access to groups and their members (e.g. Read-Only Administrator)")
 	case e.Status == http.StatusTooManyRequests && !e.Reset.IsZero():
 		b.WriteString("; rate limit resets at " + e.Reset.UTC().Format(time.RFC3339))
 	}
@@ -185,6 +202,9 @@ func (s *Source) get(ctx context.Context, u *url.URL) (*response, error) {
 		if !retried && s.oauth != nil && tokenErr == nil && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 			s.oauth.forget(bearer)
 			continue
+		}
+		if s.oauth != nil && tokenErr == nil && errors.As(err, &ae) && ae.Status == http.StatusForbidden {
+			ae.hint = roleFix
 		}
 		return resp, err
 	}

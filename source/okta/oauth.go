@@ -17,7 +17,10 @@ import (
 )
 
 const (
-	scopes        = "okta.groups.read okta.users.read"
+	// scopes is the least the agent's calls need: okta.groups.read covers listing groups, reading one
+	// and listing a group's member users (Okta's Groups API names it for all three); okta.users.read
+	// would only add the Users API, which the agent does not call.
+	scopes        = "okta.groups.read"
 	assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 	// assertionLife is well inside Okta's one-hour maximum: an assertion is used once, right away.
 	assertionLife = 5 * time.Minute
@@ -81,7 +84,7 @@ func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Durati
 	case json.Unmarshal(resp.body, &tr) != nil:
 		return "", 0, errors.New("getting an access token: the token endpoint's answer is not JSON")
 	case !strings.EqualFold(tr.TokenType, "Bearer"):
-		return "", 0, fmt.Errorf("getting an access token: token type %q, want Bearer (turn off \"Require DPoP\" on the service app)", clean(tr.TokenType))
+		return "", 0, fmt.Errorf("getting an access token: token type %q, want Bearer; %s", clean(tr.TokenType), dpopFix)
 	case !headerSafe(tr.AccessToken) || tr.ExpiresIn <= 0:
 		return "", 0, errors.New("getting an access token: the answer lacks a usable access_token or expires_in")
 	}

@@ -18,7 +18,9 @@ import (
 )
 
 const (
-	// pageLimit is Okta's recommended page size for both listings (idp.md: at most 200).
+	// pageLimit is the page size for both listings: Okta "strongly encourages" at most 200 groups a page
+	// (larger pages hurt performance and accuracy) though it serves more
+	// (https://developer.okta.com/docs/api/resources/groups).
 	pageLimit      = 200
 	defaultMaxWait = 2 * time.Minute
 	defaultTimeout = 30 * time.Second
@@ -30,7 +32,7 @@ type Options struct {
 	APIToken string // sent as `Authorization: SSWS <token>`
 	// OAuth 2.0 client credentials with private_key_jwt: the service app's client id, its RSA private key
 	// (PKCS#1 or PKCS#8 PEM) and, optionally, the key's kid as registered in Okta. The app needs the
-	// okta.groups.read and okta.users.read scopes, and must not require DPoP.
+	// okta.groups.read scope and an admin role that can read groups, and must not require DPoP.
 	ClientID      string
 	PrivateKeyPEM []byte
 	KeyID         string

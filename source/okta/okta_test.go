@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -419,27 +420,40 @@ func TestAuthFailures(t *testing.T) {
 	tests := []struct {
 		name     string
 		opts     func(o *Options)
+		setup    func(f *oktafake.Server)
 		wantCode string
 		status   int
+		wantText string // what the error must tell the admin
 	}{
-		{name: "wrong API token", opts: func(o *Options) { o.APIToken = "00SSWS-wrong-secret" }, status: 401, wantCode: "E0000011"},
+		{name: "wrong API token", opts: func(o *Options) { o.APIToken = "00SSWS-wrong-secret" }, status: 401, wantCode: "E0000011", wantText: "check the API token"},
 		{name: "key not registered", opts: func(o *Options) {
 			o.ClientID, o.PrivateKeyPEM = clientID, pkcs8PEM(t, otherKey())
-		}, status: 401, wantCode: "invalid_client"},
+		}, status: 401, wantCode: "invalid_client", wantText: "registered public key"},
 		{name: "unknown client", opts: func(o *Options) {
 			o.ClientID, o.PrivateKeyPEM = "0oaunknown", pkcs8PEM(t, testKey())
 		}, status: 401, wantCode: "invalid_client"},
 		{name: "wrong kid", opts: func(o *Options) {
 			o.ClientID, o.PrivateKeyPEM, o.KeyID = clientID, pkcs8PEM(t, testKey()), "kid-other"
 		}, status: 401, wantCode: "invalid_client"},
-		{name: "scopes not granted", opts: func(o *Options) {
-			o.ClientID, o.PrivateKeyPEM = "0oagroupsonly", pkcs8PEM(t, testKey())
-		}, status: 400, wantCode: "invalid_scope"},
+		{name: "okta.groups.read not granted", opts: func(o *Options) {
+			o.ClientID, o.PrivateKeyPEM = "0oausersonly", pkcs8PEM(t, testKey())
+		}, status: 400, wantCode: "invalid_scope", wantText: "requests only the scope okta.groups.read: grant it"},
+		{name: "DPoP required", opts: func(o *Options) {
+			o.ClientID, o.PrivateKeyPEM, o.KeyID = clientID, pkcs8PEM(t, testKey()), keyID
+		}, setup: func(f *oktafake.Server) { f.RequireDPoP(clientID, true) },
+			status: 400, wantCode: "invalid_dpop_proof", wantText: `clear "Require Demonstrating Proof of Possession (DPoP) header in token requests"`},
+		{name: "no admin role", opts: func(o *Options) {
+			o.ClientID, o.PrivateKeyPEM, o.KeyID = clientID, pkcs8PEM(t, testKey()), keyID
+		}, setup: func(f *oktafake.Server) { f.SetAdminRole(clientID, false) },
+			status: 403, wantCode: "E0000006", wantText: "an admin role assigned (Admin roles tab"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			e.fake.AddClient("0oagroupsonly", &testKey().PublicKey, "", "okta.groups.read")
+			e.fake.AddClient("0oausersonly", &testKey().PublicKey, "", "okta.users.read")
+			if tt.setup != nil {
+				tt.setup(e.fake)
+			}
 			o := Options{OrgURL: e.fake.URL, HTTPClient: e.fake.Client(), Sleep: e.clock.Sleep, Now: e.clock.Now}
 			tt.opts(&o)
 			s, err := New(o)
@@ -451,11 +465,29 @@ func TestAuthFailures(t *testing.T) {
 			if !errors.As(err, &ae) || ae.Status != tt.status || ae.Code != tt.wantCode {
 				t.Fatalf("err = %v, want %d %s", err, tt.status, tt.wantCode)
 			}
+			if !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("err = %v, want it to say %q", err, tt.wantText)
+			}
 			assertNoSecrets(t, err.Error(), o)
 			if len(e.clock.Slept()) != 0 || e.fake.TokenRequests() > 1 {
 				t.Error("retried an authentication failure")
 			}
 		})
+	}
+}
+
+// TestLeastScope: a service app granted only okta.groups.read reads groups and their members, because
+// that is all the agent asks for (the fake refuses a token request naming a scope not granted).
+func TestLeastScope(t *testing.T) {
+	e := newEnv(t)
+	e.fake.AddClient("0oagroupsonly", &testKey().PublicKey, "", "okta.groups.read")
+	s := e.source(t, oauth, func(o *Options) { o.ClientID, o.KeyID = "0oagroupsonly", "" })
+	got, err := s.Groups(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || !slices.Equal(got[0].Members, wantML.Members) {
+		t.Errorf("groups = %v, want %v first", got, wantML)
 	}
 }
 

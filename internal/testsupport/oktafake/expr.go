@@ -3,6 +3,7 @@ package oktafake
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +13,12 @@ import (
 // `attr op "value"` joined by `and`/`or` (and binds tighter), grouped with parentheses. `search` takes
 // sw, eq and co (co only on profile.name and profile.description) plus date comparisons; `filter` takes only
 // id, type, lastUpdated and lastMembershipUpdated. Anything else is rejected, as Okta rejects it.
+//
+// `search` covers, per Okta's List all groups (https://developer.okta.com/docs/api/resources/groups): any
+// group profile attribute, custom and imported ones included; the top-level id, created,
+// lastMembershipUpdated, lastUpdated and type; and `source.id`, the app an APP_GROUP comes from (as in
+// `type eq "APP_GROUP" and source.id eq "0oa…"`). Inferences: a custom profile attribute must be set on
+// some group in the fake (its stand-in for the group profile schema) and takes eq and sw; source.id takes eq.
 
 type exprMode int
 
@@ -38,6 +45,7 @@ var (
 		"created":               {get: func(g *Group) string { return stamp(g.Created) }, ops: dateOps, dates: true},
 		"lastUpdated":           {get: func(g *Group) string { return stamp(g.LastUpdated) }, ops: dateOps, dates: true},
 		"lastMembershipUpdated": {get: func(g *Group) string { return stamp(g.LastMembershipUpdated) }, ops: dateOps, dates: true},
+		"source.id":             {get: func(g *Group) string { return g.SourceID }, ops: []string{"eq"}},
 	}
 	filterAttrs = map[string]attr{
 		"id":                    {get: func(g *Group) string { return g.ID }, ops: []string{"eq"}},
@@ -57,14 +65,21 @@ type token struct {
 // maxDepth bounds parenthesis nesting so a hostile expression cannot exhaust the stack.
 const maxDepth = 32
 
-func parseExpr(s string, mode exprMode) (predicate, error) {
+// parseExpr parses a search or filter expression; custom names the custom group profile attributes
+// (without the profile. prefix) a search may use.
+func parseExpr(s string, mode exprMode, custom ...string) (predicate, error) {
 	toks, err := tokenize(s)
 	if err != nil {
 		return nil, err
 	}
-	p := &parser{toks: toks, attrs: searchAttrs}
-	if mode == modeFilter {
-		p.attrs = filterAttrs
+	p := &parser{toks: toks, attrs: filterAttrs}
+	if mode == modeSearch {
+		p.attrs = maps.Clone(searchAttrs)
+		for _, k := range custom {
+			if _, builtIn := p.attrs["profile."+k]; !builtIn {
+				p.attrs["profile."+k] = attr{get: func(g *Group) string { return g.Profile[k] }, ops: []string{"eq", "sw"}, fold: true}
+			}
+		}
 	}
 	pred, err := p.or(0)
 	if err != nil {

@@ -6,6 +6,8 @@
 // It rejects what Okta rejects (bad expressions, page sizes over the maximum, bad or expired credentials,
 // malformed or replayed client assertions) and, so that tests cannot pass by accident, also the documented
 // parameters it does not implement (q, expand, sortBy, sortOrder) and any parameter Okta does not document.
+// Service apps: RequireDPoP and SetAdminRole reproduce Okta's two service-app settings that break a client
+// without DPoP or an app without an admin role; the fake itself implements no DPoP.
 // Simplifications: one rate-limit bucket for all API endpoints; profile comparisons are case-insensitive.
 package oktafake
 
@@ -31,17 +33,21 @@ import (
 	"time"
 )
 
-// Page-size maxima the fake enforces: Okta recommends at most 200 groups a page (idp.md takes it as the
-// maximum), and documents 1000 as the member listing's default.
+// Page-size maxima the fake enforces, each also the page size when limit is absent. Okta documents 10000
+// as the group listing's default and "strongly encourages" a limit of at most 200 without refusing more
+// (https://developer.okta.com/docs/api/resources/groups); it documents 1000 as the member listing's
+// default. Inference: the defaults are the largest pages Okta serves, so larger limits are refused.
 const (
-	MaxGroupsLimit  = 200
+	MaxGroupsLimit  = 10000
 	MaxMembersLimit = 1000
 )
 
 // Group is a group as the fake stores it.
 type Group struct {
 	ID, Name, Description                       string
-	Type                                        string // OKTA_GROUP when empty
+	Type                                        string            // OKTA_GROUP when empty
+	SourceID                                    string            // APP_GROUP: the id of the app it is imported from (search: source.id)
+	Profile                                     map[string]string // custom profile attributes (search: profile.<name>)
 	Created, LastUpdated, LastMembershipUpdated time.Time
 }
 
@@ -63,11 +69,19 @@ type oauthClient struct {
 	key    *rsa.PublicKey
 	keyID  string
 	scopes []string
+	// dpop: the app has "Require Demonstrating Proof of Possession (DPoP) header in token requests" on
+	// (settings.oauthClient.dpop_bound_access_tokens); Okta turns it on by default for new API service
+	// apps. https://developer.okta.com/docs/guides/dpop/oktaresourceserver/main/
+	dpop bool
+	// noRole: the app has no admin role. Okta assigns none to a service app by default; without one the
+	// app gets tokens but every management call is refused. https://developer.okta.com/docs/reference/api/roles
+	noRole bool
 }
 
 type accessToken struct {
 	scopes []string
 	expiry time.Time
+	noRole bool // issued to a service app without an admin role
 }
 
 // Server is a running fake Okta org on 127.0.0.1 with TLS (Okta serves only HTTPS).
@@ -150,11 +164,39 @@ func (s *Server) AddClient(clientID string, key *rsa.PublicKey, keyID string, sc
 	s.with(func() { s.clients[clientID] = &oauthClient{key: key, keyID: keyID, scopes: scopes} })
 }
 
+// RequireDPoP turns the service app's "Require DPoP header in token requests" setting on or off. The
+// fake implements no DPoP: with it on, a token request is refused as Okta refuses one without a DPoP
+// proof (400 invalid_dpop_proof, "The DPoP proof JWT header is missing."), and a request that carries a
+// DPoP header is refused too (inference: the agent sends none, so any such request is a test mistake).
+func (s *Server) RequireDPoP(clientID string, on bool) {
+	s.with(func() { s.client(clientID).dpop = on })
+}
+
+// SetAdminRole gives the service app an admin role (true, the default of AddClient, so that existing
+// tests read groups) or takes every role away (false). Without one, Okta still issues tokens, but the
+// Groups API answers 403 E0000006 (inference from Okta's "admin roles aren't automatically assigned to
+// apps", https://developer.okta.com/docs/reference/api/roles; the exact error body is the one Okta
+// gives any call without permission).
+func (s *Server) SetAdminRole(clientID string, assigned bool) {
+	s.with(func() { s.client(clientID).noRole = !assigned })
+}
+
+func (s *Server) client(id string) *oauthClient {
+	c := s.clients[id]
+	if c == nil {
+		panic(fmt.Sprintf("oktafake: unknown client %q", id))
+	}
+	return c
+}
+
 // RevokeAccessTokens invalidates every access token issued so far.
 func (s *Server) RevokeAccessTokens() { s.with(func() { clear(s.access) }) }
 
 // AddGroup adds or replaces a group.
-func (s *Server) AddGroup(g Group) { s.with(func() { s.groups[g.ID] = &g }) }
+func (s *Server) AddGroup(g Group) {
+	g.Profile = maps.Clone(g.Profile)
+	s.with(func() { s.groups[g.ID] = &g })
+}
 
 // RemoveGroup deletes a group and its memberships.
 func (s *Server) RemoveGroup(id string) {
@@ -240,7 +282,7 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 		apiError(w, http.StatusMethodNotAllowed, "E0000022", "The endpoint does not support the provided HTTP method")
 		return
 	}
-	scopes, ok := s.authenticate(r, now)
+	scopes, noRole, ok := s.authenticate(r, now)
 	if !ok {
 		if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="IdpError", error="invalid_token", error_description="The token is not valid."`)
@@ -250,6 +292,10 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 	}
 	if scopes != nil && !slices.Contains(scopes, "okta.groups.read") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="IdpError", error="insufficient_scope", error_description="The access token provided does not contain the required scopes."`)
+		apiError(w, http.StatusForbidden, "E0000006", "You do not have permission to perform the requested action")
+		return
+	}
+	if noRole {
 		apiError(w, http.StatusForbidden, "E0000006", "You do not have permission to perform the requested action")
 		return
 	}
@@ -277,19 +323,19 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 	}
 }
 
-// authenticate returns the access token's scopes for OAuth, nil for an API token (which carries the
-// permissions of its admin), and false when neither is valid.
-func (s *Server) authenticate(r *http.Request, now time.Time) ([]string, bool) {
+// authenticate returns the access token's scopes for OAuth (and whether its app lacks an admin role),
+// nil for an API token (which carries the permissions of its admin), and false when neither is valid.
+func (s *Server) authenticate(r *http.Request, now time.Time) (scopes []string, noRole, ok bool) {
 	h := r.Header.Get("Authorization")
 	if tok, ok := strings.CutPrefix(h, "SSWS "); ok && s.apiTokens[tok] {
-		return nil, true
+		return nil, false, true
 	}
-	if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+	if tok, ok := strings.CutPrefix(h, "Bearer "); ok && r.Header.Get("DPoP") == "" {
 		if at, found := s.access[tok]; found && now.Before(at.expiry) {
-			return at.scopes, true
+			return at.scopes, at.noRole, true
 		}
 	}
-	return nil, false
+	return nil, false, false
 }
 
 // admit counts the request against the current minute's budget and sets Okta's rate-limit headers.
@@ -362,7 +408,11 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 		if filter != "" {
 			expr, mode = filter, modeFilter
 		}
-		pred, err := parseExpr(expr, mode)
+		var custom []string
+		for _, g := range s.groups {
+			custom = append(custom, slices.Collect(maps.Keys(g.Profile))...)
+		}
+		pred, err := parseExpr(expr, mode, custom...)
 		if err != nil {
 			apiError(w, http.StatusBadRequest, "E0000031", "Invalid search criteria: "+err.Error())
 			return

@@ -40,8 +40,9 @@ func newServer(t *testing.T) *Server {
 	s.SetNow(func() time.Time { return start })
 	s.AddAPIToken(apiToken)
 	s.AddClient("0oac", &clientKey().PublicKey, "kid1", "okta.groups.read", "okta.users.read")
-	s.AddGroup(Group{ID: "00g1", Name: "wandb-a", LastUpdated: start.Add(-time.Hour)})
-	s.AddGroup(Group{ID: "00g2", Name: "wandb-b", Type: "APP_GROUP", LastUpdated: start.Add(-2 * time.Hour)})
+	s.AddGroup(Group{ID: "00g1", Name: "wandb-a", LastUpdated: start.Add(-time.Hour), Profile: map[string]string{"department": "ml-platform"}})
+	s.AddGroup(Group{ID: "00g2", Name: "wandb-b", Type: "APP_GROUP", SourceID: "0oaad", LastUpdated: start.Add(-2 * time.Hour),
+		Profile: map[string]string{"department": "ml-infra"}})
 	s.AddGroup(Group{ID: "00g3", Name: "Other", Description: "not wandb"})
 	s.AddUser(User{ID: "00u1", Login: "a@x.io", Email: "a@x.io"})
 	s.AddMember("00g1", "00u1")
@@ -83,7 +84,9 @@ func TestAPIStrictness(t *testing.T) {
 		{name: "wrong token", path: "/api/v1/groups", auth: "SSWS nope", status: 401, contains: "E0000011"},
 		{name: "unknown bearer", path: "/api/v1/groups", auth: "Bearer nope", status: 401, contains: "E0000011"},
 		{name: "write method", method: http.MethodPost, path: "/api/v1/groups", status: 405, contains: "E0000022"},
-		{name: "limit over 200", path: "/api/v1/groups?limit=201", status: 400, contains: "limit"},
+		{name: "limit over 200 is Okta's advice, not a refusal", path: "/api/v1/groups?limit=201", status: 200, contains: "00g1"},
+		{name: "limit 10000", path: "/api/v1/groups?limit=10000", status: 200, contains: "00g1"},
+		{name: "limit over 10000", path: "/api/v1/groups?limit=10001", status: 400, contains: "limit"},
 		{name: "limit zero", path: "/api/v1/groups?limit=0", status: 400, contains: "limit"},
 		{name: "limit not a number", path: "/api/v1/groups?limit=ten", status: 400, contains: "limit"},
 		{name: "member limit over 1000", path: "/api/v1/groups/00g1/users?limit=1001", status: 400, contains: "limit"},
@@ -95,6 +98,10 @@ func TestAPIStrictness(t *testing.T) {
 		{name: "bad operator", path: "/api/v1/groups?search=" + q(`profile.name zz "a"`), status: 400, contains: "E0000031"},
 		{name: "co only on profile", path: "/api/v1/groups?search=" + q(`id co "00"`), status: 400, contains: "E0000031"},
 		{name: "filter on profile", path: "/api/v1/groups?filter=" + q(`profile.name eq "a"`), status: 400, contains: "E0000031"},
+		{name: "filter on source.id", path: "/api/v1/groups?filter=" + q(`source.id eq "0oaad"`), status: 400, contains: "E0000031"},
+		{name: "unknown profile attribute", path: "/api/v1/groups?search=" + q(`profile.costCenter eq "1"`), status: 400, contains: "E0000031"},
+		{name: "co on a custom attribute", path: "/api/v1/groups?search=" + q(`profile.department co "ML"`), status: 400, contains: "E0000031"},
+		{name: "sw on source.id", path: "/api/v1/groups?search=" + q(`source.id sw "0oa"`), status: 400, contains: "E0000031"},
 		{name: "unquoted value", path: "/api/v1/groups?search=" + q(`id eq 00g1`), status: 400, contains: "E0000031"},
 		{name: "unbalanced parens", path: "/api/v1/groups?search=" + q(`(id eq "00g1"`), status: 400, contains: "E0000031"},
 		{name: "bad timestamp", path: "/api/v1/groups?filter=" + q(`lastUpdated gt "yesterday"`), status: 400, contains: "E0000031"},
@@ -132,6 +139,14 @@ func TestSearchAndFilter(t *testing.T) {
 		{"search", `profile.name sw "wandb-" and type eq "APP_GROUP" or id eq "00g3"`, []string{"00g2", "00g3"}},
 		{"search", `profile.name sw "wandb-" and (type eq "APP_GROUP" or id eq "00g3")`, []string{"00g2"}},
 		{"search", `profile.name eq "wandb-a" OR profile.name eq "Other"`, []string{"00g1", "00g3"}},
+		// Okta's documented examples (https://developer.okta.com/docs/api/resources/groups).
+		{"search", `type eq "APP_GROUP" and source.id eq "0oaad"`, []string{"00g2"}},
+		{"search", `source.id eq "0oaother"`, nil},
+		{"search", `type eq "OKTA_GROUP"`, []string{"00g1", "00g3"}},
+		{"search", `lastUpdated gt "2026-03-02T08:30:00.000Z"`, []string{"00g1"}},
+		{"search", `profile.department eq "ml-platform"`, []string{"00g1"}},
+		{"search", `profile.department sw "ML-"`, []string{"00g1", "00g2"}},
+		{"search", `profile.department sw "ml-" and source.id eq "0oaad"`, []string{"00g2"}},
 		{"filter", `type eq "APP_GROUP"`, []string{"00g2"}},
 		{"filter", `lastUpdated gt "2026-03-02T08:30:00.000Z"`, []string{"00g1"}},
 		{"filter", `id eq "00g1" or id eq "00g3"`, []string{"00g1", "00g3"}},
@@ -314,4 +329,73 @@ func FuzzParseExpr(f *testing.F) {
 			pred(g)
 		}
 	})
+}
+
+// TestDPoPAndAdminRole: an app requiring DPoP gets no token without a proof; an app without an admin role
+// gets a token the Groups API refuses; a request carrying a DPoP header is refused (the fake does no DPoP).
+func TestDPoPAndAdminRole(t *testing.T) {
+	tests := []struct {
+		name        string
+		setup       func(s *Server)
+		tokenStatus int
+		tokenWant   string
+		apiStatus   int // 0: not called
+		apiWant     string
+		dpopHeader  bool
+	}{
+		{name: "defaults", setup: func(*Server) {}, tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 200, apiWant: "00g1"},
+		{name: "DPoP required", setup: func(s *Server) { s.RequireDPoP("0oac", true) },
+			tokenStatus: 400, tokenWant: `{"error":"invalid_dpop_proof","error_description":"The DPoP proof JWT header is missing."}`},
+		{name: "DPoP turned off again", setup: func(s *Server) { s.RequireDPoP("0oac", true); s.RequireDPoP("0oac", false) },
+			tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 200, apiWant: "00g1"},
+		{name: "no admin role", setup: func(s *Server) { s.SetAdminRole("0oac", false) },
+			tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 403, apiWant: "E0000006"},
+		{name: "role given back", setup: func(s *Server) { s.SetAdminRole("0oac", false); s.SetAdminRole("0oac", true) },
+			tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 200, apiWant: "00g1"},
+		{name: "DPoP header on an API call", setup: func(*Server) {}, dpopHeader: true,
+			tokenStatus: 200, tokenWant: `"token_type":"Bearer"`, apiStatus: 401, apiWant: "E0000011"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t)
+			tt.setup(s)
+			c := map[string]any{"iss": "0oac", "sub": "0oac", "aud": s.URL + "/oauth2/v1/token",
+				"iat": start.Unix(), "exp": start.Add(5 * time.Minute).Unix(), "jti": "j-" + tt.name}
+			f := url.Values{"grant_type": {"client_credentials"}, "scope": {"okta.groups.read"},
+				"client_assertion_type": {assertionType}, "client_assertion": {sign(t, clientKey(), map[string]any{"alg": "RS256", "kid": "kid1"}, c)}}
+			status, body := postToken(t, s, f)
+			if status != tt.tokenStatus || !strings.Contains(body, tt.tokenWant) {
+				t.Fatalf("token = %d %s, want %d containing %s", status, body, tt.tokenStatus, tt.tokenWant)
+			}
+			if tt.apiStatus == 0 {
+				return
+			}
+			var tr struct {
+				AccessToken string `json:"access_token"`
+			}
+			if err := json.Unmarshal([]byte(body), &tr); err != nil {
+				t.Fatal(err)
+			}
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL+"/api/v1/groups", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+			if tt.dpopHeader {
+				req.Header.Set("DPoP", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+			}
+			resp, err := s.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.apiStatus || !strings.Contains(string(got), tt.apiWant) {
+				t.Errorf("groups = %d %s, want %d containing %s", resp.StatusCode, got, tt.apiStatus, tt.apiWant)
+			}
+		})
+	}
 }

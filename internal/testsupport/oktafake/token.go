@@ -69,6 +69,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, now time.Time) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "The client_id does not match the client_assertion.")
 		return
 	}
+	c := s.clients[clientID]
+	if c.dpop {
+		// Okta's answer to a token request without a DPoP proof from an app that requires one (seen from
+		// live orgs; the setting is described at https://developer.okta.com/docs/guides/dpop/oktaresourceserver/main/).
+		// The order relative to the scope check is an inference.
+		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "The DPoP proof JWT header is missing.")
+		return
+	}
 	scopes := strings.Fields(f.Get("scope"))
 	if len(scopes) == 0 {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "The authorization server requires a scope for the client credentials flow.")
@@ -76,7 +84,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, now time.Time) {
 	}
 	var denied []string
 	for _, sc := range scopes {
-		if !slices.Contains(s.clients[clientID].scopes, sc) {
+		if !slices.Contains(c.scopes, sc) {
 			denied = append(denied, sc)
 		}
 	}
@@ -85,7 +93,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, now time.Time) {
 		return
 	}
 	tok := randomHex(24)
-	s.access[tok] = accessToken{scopes: scopes, expiry: now.Add(tokenLifetime)}
+	s.access[tok] = accessToken{scopes: scopes, expiry: now.Add(tokenLifetime), noRole: c.noRole}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token_type": "Bearer", "expires_in": int(tokenLifetime.Seconds()), "access_token": tok, "scope": strings.Join(scopes, " "),
 	})
