@@ -2,7 +2,6 @@ package config
 
 import (
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/byob-agent/byob-agent/team"
+	"github.com/byob-agent/byob-agent/webhook"
 )
 
 // Defaults and bounds of the daemon's settings (`byob-agent run`); the one-shot commands ignore them.
@@ -87,8 +87,9 @@ type GraphHook struct {
 	ClientStates []Secret
 }
 
-// GenericHook authenticates Standard Webhooks signatures. Each secret is as written: "whsec_<base64>"
-// (the key is the decoded base64) or a raw key (used as its bytes).
+// GenericHook authenticates Standard Webhooks signatures. Each secret is as the sender shows it: the
+// base64 of the key, optionally prefixed "whsec_" (webhook.SigningKey decodes it as the reference
+// libraries do); anything else is refused at load.
 type GenericHook struct {
 	Secrets   []Secret
 	Tolerance time.Duration // how far webhook-timestamp may be from now
@@ -322,11 +323,11 @@ func checkClientState(v string) string {
 	return ""
 }
 
+// checkWebhookSecret refuses a Standard Webhooks secret the receiver could not decode: the receiver
+// and this check share webhook.SigningKey, so what loads is what verifies.
 func checkWebhookSecret(v string) string {
-	if b64, ok := strings.CutPrefix(v, "whsec_"); ok {
-		if k, err := base64.StdEncoding.DecodeString(b64); err != nil || len(k) == 0 {
-			return "starts with whsec_ but what follows is not a base64 key: write the secret exactly as the sender shows it"
-		}
+	if _, err := webhook.SigningKey([]byte(v)); err != nil {
+		return "is not a Standard Webhooks secret (" + err.Error() + "): write it as the sender shows it, whsec_<base64> or <base64>"
 	}
 	return ""
 }

@@ -89,7 +89,7 @@ scim:
 webhooks:
   okta: {secretFiles: [okta.secret]}
   graph: {clientStateFiles: [graph.state], clientStates: [inline-state]}
-  generic: {secrets: [raw-generic-key]}
+  generic: {secrets: [cmF3LWdlbmVyaWMta2V5]} # unprefixed base64, as the reference libraries also accept
 `,
 			files: map[string]string{"tls/server.crt": cert, "/etc/byob/tls.key": key, "admin.token": "admin-token-from-file-0123\n", "scim/old.token": "old-scim-token-0123456789\n",
 				"okta.secret": "Bearer okta-from-file\n", "graph.state": "state-from-file"},
@@ -276,10 +276,13 @@ func TestLoadBadDaemon(t *testing.T) {
 		{name: "graph clientState too long", yaml: base + "webhooks:\n  graph: {clientStates: [\"${LONG}\"]} #<\n", env: map[string]string{"LONG": strings.Repeat("s", 129)},
 			field: "webhooks.graph.clientStates[0]", msg: "is longer than 128 characters, Microsoft Graph's limit"},
 		{name: "graph with secrets", yaml: base + "webhooks:\n  graph: {secrets: [x]} #<\n", count: 2, field: "webhooks.graph.secrets", msg: "unknown key; expected one of: clientStates, clientStateFiles"},
-		{name: "generic secret bad base64", yaml: base + "webhooks:\n  generic: {secrets: [\"whsec_not base64!\"]} #<\n", field: "webhooks.generic.secrets[0]", msg: "starts with whsec_ but what follows is not a base64 key"},
-		{name: "generic secret empty key", yaml: base + "webhooks:\n  generic: {secrets: [whsec_]} #<\n", field: "webhooks.generic.secrets[0]", msg: "starts with whsec_"},
-		{name: "generic tolerance zero", yaml: base + "webhooks:\n  generic:\n    secrets: [k]\n    tolerance: 0s #<\n", field: "webhooks.generic.tolerance", msg: "must be positive, got 0s"},
-		{name: "generic tolerance bad", yaml: base + "webhooks:\n  generic:\n    secrets: [k]\n    tolerance: five #<\n", field: "webhooks.generic.tolerance", msg: `expected a duration such as 30s or 24h, got "five"`},
+		{name: "generic secret bad base64", yaml: base + "webhooks:\n  generic: {secrets: [\"whsec_not base64!\"]} #<\n", field: "webhooks.generic.secrets[0]", msg: "is not a Standard Webhooks secret (not base64)"},
+		{name: "generic secret raw key", yaml: base + "webhooks:\n  generic: {secrets: [raw-generic-key]} #<\n", field: "webhooks.generic.secrets[0]", msg: "is not a Standard Webhooks secret (not base64): write it as the sender shows it, whsec_<base64> or <base64>"},
+		{name: "generic secret unpadded base64", yaml: base + "webhooks:\n  generic: {secrets: [whsec_a2V5cw]} #<\n", field: "webhooks.generic.secrets[0]", msg: "(not base64)"},
+		{name: "generic secret prefix only", yaml: base + "webhooks:\n  generic: {secrets: [whsec_]} #<\n", field: "webhooks.generic.secrets[0]", msg: "is not a Standard Webhooks secret (empty)"},
+		{name: "generic secret empty key", yaml: base + "webhooks:\n  generic: {secrets: [\"whsec_====\"]} #<\n", field: "webhooks.generic.secrets[0]", msg: "(not base64)"},
+		{name: "generic tolerance zero", yaml: base + "webhooks:\n  generic:\n    secrets: [a2V5]\n    tolerance: 0s #<\n", field: "webhooks.generic.tolerance", msg: "must be positive, got 0s"},
+		{name: "generic tolerance bad", yaml: base + "webhooks:\n  generic:\n    secrets: [a2V5]\n    tolerance: five #<\n", field: "webhooks.generic.tolerance", msg: `expected a duration such as 30s or 24h, got "five"`},
 	})
 }
 

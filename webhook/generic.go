@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,8 +22,9 @@ import (
 
 // GenericOptions configures a receiver of Standard Webhooks (https://www.standardwebhooks.com) calls.
 type GenericOptions struct {
-	// Secrets are the accepted signing keys (several during a rotation), each either "whsec_<base64>"
-	// (the key is the decoded base64) or raw key bytes. Empty and undecodable entries are ignored.
+	// Secrets are the accepted signing secrets (several during a rotation) as senders show them:
+	// base64 of the key, optionally prefixed "whsec_", as the Standard Webhooks reference libraries
+	// read them. Empty and undecodable entries are ignored (and logged).
 	Secrets [][]byte
 	// Tolerance is how far webhook-timestamp may be from now (5 minutes if zero).
 	Tolerance time.Duration
@@ -42,13 +45,17 @@ const (
 )
 
 // NewGeneric returns the receiver of signed triggers from anything else (a CI job, a script). The
-// body names what to reconcile:
+// signature is checked over the raw body whatever its content type. A JSON body (application/json or
+// a +json type) names what to reconcile:
 //
 //	{"teams": ["ml-research"]}     -> queuekey.Team per name (W&B team names)
 //	{"groups": ["okta:00g1abc"]}   -> queuekey.Group per "<source>:<group id>", as an IdP webhook would enqueue
 //	{}                             -> queuekey.All
 //
-// Unknown fields are refused (400) so that a typo does not silently become "reconcile everything".
+// Unknown fields and invalid JSON are refused (400) so that a typo does not silently become
+// "reconcile everything". The specification recommends JSON payloads but allows other content types
+// (spec/standard-webhooks.md, "Payload structure"): an empty body, or a body of any other content type
+// (or none), is a signed trigger whose content the agent cannot read, and enqueues queuekey.All.
 // Answers: 204 accepted; 204 for a replayed webhook-id too, with nothing enqueued, because a sender
 // retrying after a lost answer must stop retrying; 401 for a missing or wrong signature or a
 // timestamp out of tolerance.
@@ -65,7 +72,7 @@ func NewGeneric(o GenericOptions) http.Handler {
 	}
 	var keys [][]byte
 	for i, s := range o.Secrets {
-		k, err := signingKey(s)
+		k, err := SigningKey(s)
 		if err != nil {
 			rc.log.Error("generic webhook secret ignored", "index", i, "err", err)
 			continue
@@ -83,19 +90,24 @@ type generic struct {
 	seen      *replayCache
 }
 
-// signingKey decodes a secret as Standard Webhooks libraries do.
-func signingKey(secret []byte) ([]byte, error) {
-	b64, ok := bytes.CutPrefix(secret, []byte("whsec_"))
-	if !ok {
-		if len(secret) == 0 {
-			return nil, fmt.Errorf("decoding signing key: empty")
-		}
-		return secret, nil
+// SigningKey decodes a Standard Webhooks secret into the HMAC key as the specification's reference
+// libraries do (github.com/standard-webhooks/standard-webhooks, libraries/go NewWebhook, libraries/javascript
+// and libraries/python alike): strip an optional "whsec_" prefix, then base64-decode (standard alphabet,
+// padded) what is left; an empty key is refused. The spec serializes HMAC secrets as "base64 encoded,
+// prefixed with whsec_". Config validation calls it so that a secret the receiver would drop is refused
+// at load. Errors never quote the secret.
+func SigningKey(secret []byte) ([]byte, error) {
+	b64, _ := bytes.CutPrefix(secret, []byte("whsec_"))
+	if len(b64) == 0 {
+		return nil, errors.New("empty")
 	}
 	k := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
 	n, err := base64.StdEncoding.Decode(k, b64)
-	if err != nil || n == 0 {
-		return nil, fmt.Errorf("decoding signing key: what follows whsec_ is not base64")
+	switch {
+	case err != nil:
+		return nil, errors.New("not base64")
+	case n == 0:
+		return nil, errors.New("decodes to an empty key")
 	}
 	return k[:n], nil
 }
@@ -113,7 +125,7 @@ func (h *generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.methodNotAllowed(w, http.MethodPost)
 		return
 	}
-	body, ok := h.readJSON(w, r)
+	body, ok := h.readBody(w, r)
 	if !ok {
 		return
 	}
@@ -136,7 +148,7 @@ func (h *generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusUnauthorized, OutcomeStale)
 		return
 	}
-	ks, err := genericKeys(body)
+	ks, err := genericKeys(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		h.observe(h.source, OutcomeBadRequest)
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -183,8 +195,14 @@ func (h *generic) signed(id, ts string, body []byte, header string) bool {
 	return found
 }
 
-// genericKeys reads the body of a signed call; the error is meant for the sender.
-func genericKeys(body []byte) (*keySet, error) {
+// genericKeys reads the body of a signed call; the error is meant for the sender. Only a JSON body
+// names teams or groups; an empty or non-JSON one asks for everything (see NewGeneric).
+func genericKeys(contentType string, body []byte) (*keySet, error) {
+	if len(bytes.TrimSpace(body)) == 0 || !isJSON(contentType) {
+		var ks keySet
+		ks.add(queuekey.All)
+		return &ks, nil
+	}
 	var b genericBody
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -213,4 +231,11 @@ func genericKeys(body []byte) (*keySet, error) {
 		ks.add(queuekey.Group(source, id))
 	}
 	return &ks, nil
+}
+
+// isJSON reports whether a Content-Type is JSON: application/json or a structured +json type. A
+// missing or unparsable type is not.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")))
 }

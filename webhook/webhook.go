@@ -90,6 +90,12 @@ func (rc receiver) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, boo
 		rc.fail(w, http.StatusUnsupportedMediaType, OutcomeBadRequest)
 		return nil, false
 	}
+	return rc.readBody(w, r)
+}
+
+// readBody reads r's body whatever its content type, at most maxBody bytes. On failure it has answered
+// (413 or 400) and returns false.
+func (rc receiver) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if r.ContentLength > rc.maxBody {
 		rc.fail(w, http.StatusRequestEntityTooLarge, OutcomeTooLarge)
 		return nil, false

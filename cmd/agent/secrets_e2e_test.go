@@ -605,7 +605,7 @@ func (w *leakWorld) startIdPs(t *testing.T) *idpFakes {
 }
 
 // daemonConfig is the daemon's configuration: SCIM with two tokens, the three webhooks (the generic
-// one with a raw and a whsec_ secret), Okta (OAuth private key), Entra (client secret, a subscription)
+// one with an unprefixed base64 and a whsec_ secret), Okta (OAuth private key), Entra (client secret, a subscription)
 // and Google (service account key) sources, member sync, one YAML team.
 func (w *leakWorld) daemonConfig(port int, f *idpFakes, s map[string]string) string {
 	return fmt.Sprintf(`wandb:
@@ -665,7 +665,7 @@ members: {sync: true, createUsers: true}
 teams:
   - name: %[19]s
 `, w.wandbURL, port, backends.Region, backends.Endpoint, backends.AccessKey, w.prefix,
-		s["scim"], s["okta hook"], s["client state"], s["generic raw"], s["generic whsec"],
+		s["scim"], s["okta hook"], s["client state"], s["generic base64"], s["generic whsec"],
 		f.okta.URL, entraTenant, entraClient, f.entraSecret, f.graphURL, f.google.Admin, f.google.URL, w.team("yaml"), s["admin"])
 }
 
@@ -713,13 +713,14 @@ func (w *leakWorld) daemonScenario(t *testing.T) {
 	defer lc.check(t)
 	f := w.startIdPs(t)
 	genericKey := lc.secret("generic webhook key (decoded whsec_)", "SECRET-generic-whsec-key-8a2c0f")
+	genericKey2 := lc.secret("generic webhook key (decoded unprefixed base64)", "SECRET-generic-webhook-raw-77b0e4")
 	s := map[string]string{
-		"scim":          lc.secret("SCIM token", "SECRET-scim-token-1f9b3c7d5e"),
-		"okta hook":     lc.secret("Okta event hook secret", "SECRET-okta-hook-secret-6e2a94"),
-		"client state":  lc.secret("Graph clientState", "SECRET-graph-client-state-c31d8"),
-		"generic raw":   lc.secret("generic webhook secret", "SECRET-generic-webhook-raw-77b0e4"),
-		"generic whsec": lc.secret("generic webhook secret (whsec_)", "whsec_"+base64.StdEncoding.EncodeToString([]byte(genericKey))),
-		"admin":         lc.secret("admin token", "SECRET-admin-token-4d8e2b7a9c1f"),
+		"scim":           lc.secret("SCIM token", "SECRET-scim-token-1f9b3c7d5e"),
+		"okta hook":      lc.secret("Okta event hook secret", "SECRET-okta-hook-secret-6e2a94"),
+		"client state":   lc.secret("Graph clientState", "SECRET-graph-client-state-c31d8"),
+		"generic base64": lc.secret("generic webhook secret (base64, no whsec_)", base64.StdEncoding.EncodeToString([]byte(genericKey2))),
+		"generic whsec":  lc.secret("generic webhook secret (whsec_)", "whsec_"+base64.StdEncoding.EncodeToString([]byte(genericKey))),
+		"admin":          lc.secret("admin token", "SECRET-admin-token-4d8e2b7a9c1f"),
 	}
 	scimFileToken := lc.secret("SCIM token (file)", "SECRET-scim-token-from-file-2a6d0")
 	w.writeSecretFile(t, "scim.token", scimFileToken+"\n")
@@ -822,7 +823,7 @@ func (w *leakWorld) daemonScenario(t *testing.T) {
 		id   string
 		key  string
 		want int
-	}{{"m1", s["generic raw"], http.StatusNoContent}, {"m2", genericKey, http.StatusNoContent}, {"m1", s["generic raw"], http.StatusNoContent}, {"m3", forgedKey, http.StatusUnauthorized}} {
+	}{{"m1", genericKey2, http.StatusNoContent}, {"m2", genericKey, http.StatusNoContent}, {"m1", genericKey2, http.StatusNoContent}, {"m3", forgedKey, http.StatusUnauthorized}} {
 		h := jsonCT(map[string]string{"webhook-id": c.id, "webhook-timestamp": ts, "webhook-signature": signGeneric(c.id, ts, []byte(body), []byte(c.key))})
 		if code, _ := w.send(t, d, http.MethodPost, "/webhooks/generic", h, body); code != c.want {
 			t.Errorf("generic webhook %s: %d, want %d", c.id, code, c.want)
@@ -842,7 +843,7 @@ func (w *leakWorld) daemonScenario(t *testing.T) {
 	// one with a wrong W&B key, then one with wrong IdP credentials, fail the reconcile.
 	hookCtl := lc.secret("Okta hook secret (control character)", "SECRET-okta-hook-ctl-9e0f")
 	bad := replace(t, cfg, `okta: {secrets: ["`+s["okta hook"]+`"]}`, `okta: {secrets: ["`+hookCtl+`\u0007"]}`)
-	bad = replace(t, bad, `"`+s["generic whsec"]+`"`, `"whsec_`+s["generic raw"]+`!"`)
+	bad = replace(t, bad, `"`+s["generic whsec"]+`"`, `"whsec_`+s["generic base64"]+`!"`)
 	w.reload(t, d, bad, "configuration reload failed")
 
 	wrongS3 := lc.secret("S3 secret access key (daemon, wrong)", "SECRET-s3-daemon-wrong-secret-2f8e")

@@ -15,10 +15,14 @@ import (
 )
 
 const (
-	// Scopes are the two read-only scopes the admin grants the service account's client ID under
-	// domain-wide delegation (Security > API controls); nothing more is requested.
-	Scopes = "https://www.googleapis.com/auth/admin.directory.group.readonly " +
-		"https://www.googleapis.com/auth/admin.directory.group.member.readonly"
+	// Scopes is the one scope the admin grants the service account's client ID under domain-wide
+	// delegation (Security > API controls), and all the agent requests. admin.directory.group.readonly is
+	// the least scope that every call the agent makes accepts: groups.list and groups.get take it or
+	// admin.directory.group, members.list takes it or one of the member scopes ("Authorization scopes" on
+	// developers.google.com/workspace/admin/directory/reference/rest/v1/groups/list, .../groups/get and
+	// .../members/list). Requesting a scope that was not delegated fails the whole token request
+	// (unauthorized_client), so asking for less than this would break, and more would ask admins for more.
+	Scopes = "https://www.googleapis.com/auth/admin.directory.group.readonly"
 
 	defaultTokenURI = "https://oauth2.googleapis.com/token"
 	jwtBearerGrant  = "urn:ietf:params:oauth:grant-type:jwt-bearer"

@@ -221,7 +221,9 @@ func TestGroupsWaitsOutThrottling(t *testing.T) {
 	}{
 		{"429 in the middle of the group listing", afterFirstPage("/groups"), directoryfake.RateLimitExceeded, 2, time.Second, 2},
 		{"403 userRateLimitExceeded in the middle of a member listing", afterFirstPage("/members"), directoryfake.UserRateLimitExceeded, 3, time.Second, 3},
-		{"403 rateLimitExceeded", afterFirstPage("/members"), directoryfake.Fault{Status: 403, Reason: "rateLimitExceeded"}, 1, time.Second, 1},
+		{"403 quotaExceeded in the middle of a member listing", afterFirstPage("/members"), directoryfake.QuotaExceeded, 3, time.Second, 3},
+		{"403 quotaExceeded in the middle of the group listing", afterFirstPage("/groups"), directoryfake.QuotaExceeded, 1, time.Second, 1},
+		{"403 rateLimitExceeded", afterFirstPage("/members"), directoryfake.RateLimitExceeded403, 1, time.Second, 1},
 		{"503 backendError", afterFirstPage("/members"), directoryfake.BackendError, 1, time.Second, 1},
 		{"429 with Retry-After longer than the backoff", afterFirstPage("/groups"),
 			directoryfake.Fault{Status: 429, Reason: "rateLimitExceeded", RetryAfter: 7 * time.Second}, 1, 7 * time.Second, 1},
@@ -256,16 +258,42 @@ func TestGroupsWaitsOutThrottling(t *testing.T) {
 	}
 }
 
+// A quota answer that does not go away ends in an error that names the quota and is never read as a
+// permission problem, although Google sends most of them with 403.
 func TestGroupsGivesUpOnPersistentThrottling(t *testing.T) {
-	f := newFake(t, directoryfake.Options{PageSize: 2})
-	f.FailWhen(afterFirstPage("/members"), directoryfake.UserRateLimitExceeded, 100)
-	sl := &sleeps{}
-	_, err := newSource(t, f, sl, nil).Groups(t.Context())
-	if err == nil || !strings.Contains(err.Error(), "giving up after 6 attempts") || !strings.Contains(err.Error(), "userRateLimitExceeded") {
-		t.Fatalf("err = %v, want giving up on userRateLimitExceeded", err)
+	tests := []struct {
+		fault     directoryfake.Fault
+		wantWaits int
+		want      []string
+	}{
+		{directoryfake.QuotaExceeded, 5, []string{"giving up after 6 attempts", "HTTP 403 quotaExceeded", "not a permission problem"}},
+		{directoryfake.UserRateLimitExceeded, 5, []string{"giving up after 6 attempts", "HTTP 403 userRateLimitExceeded", "not a permission problem"}},
+		{directoryfake.RateLimitExceeded, 5, []string{"giving up after 6 attempts", "HTTP 429 rateLimitExceeded", "not a permission problem"}},
+		{directoryfake.RateLimitExceeded403, 5, []string{"giving up after 6 attempts", "HTTP 403 rateLimitExceeded", "not a permission problem"}},
+		// Not to be retried (earlier versions of the limits page), and not a permission problem either.
+		{directoryfake.DailyLimitExceeded, 0, []string{"HTTP 403 dailyLimitExceeded", "daily Admin SDK quota", "not a permission problem"}},
 	}
-	if n := len(sl.get()); n != 5 {
-		t.Errorf("waited %d times, want 5", n)
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.fault.Status, " ", tt.fault.Reason), func(t *testing.T) {
+			f := newFake(t, directoryfake.Options{PageSize: 2})
+			f.FailWhen(afterFirstPage("/members"), tt.fault, 100)
+			sl := &sleeps{}
+			_, err := newSource(t, f, sl, nil).Groups(t.Context())
+			if err == nil {
+				t.Fatal("Groups succeeded, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant it to contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "Subject an admin") {
+				t.Errorf("err = %v: a quota answer is reported as a permission problem", err)
+			}
+			if n := len(sl.get()); n != tt.wantWaits {
+				t.Errorf("waited %d times, want %d", n, tt.wantWaits)
+			}
+		})
 	}
 }
 
@@ -383,9 +411,9 @@ func TestAuthFailures(t *testing.T) {
 			wantErr: []string{"as someone@example.com", "invalid_grant: Invalid email or User ID"},
 		},
 		{
-			name:     "delegation lacks the member scope",
-			fakeOpts: directoryfake.Options{DelegatedScopes: []string{directoryfake.ScopeGroupReadonly}},
-			wantErr:  []string{"HTTP 401: unauthorized_client", "domain-wide delegation"},
+			name:     "delegation lacks the group scope",
+			fakeOpts: directoryfake.Options{DelegatedScopes: []string{directoryfake.ScopeMemberReadonly}},
+			wantErr:  []string{"HTTP 401: unauthorized_client", "domain-wide delegation", "admin.directory.group.readonly"},
 		},
 		{
 			name: "access token refused even after a fresh one",

@@ -49,7 +49,7 @@ func TestAssertion(t *testing.T) {
 	want := map[string]any{
 		"iss":   "sa@p.iam.gserviceaccount.com",
 		"sub":   "admin@example.com",
-		"scope": "https://www.googleapis.com/auth/admin.directory.group.readonly https://www.googleapis.com/auth/admin.directory.group.member.readonly",
+		"scope": "https://www.googleapis.com/auth/admin.directory.group.readonly", // the one scope the README says to delegate
 		"aud":   "https://oauth2.googleapis.com/token",
 		"iat":   float64(iat),
 		"exp":   float64(iat + 3600),

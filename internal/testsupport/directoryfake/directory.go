@@ -46,7 +46,7 @@ func maxResults(w http.ResponseWriter, r *http.Request) (int, bool) {
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, ScopeGroupReadonly) ||
+	if !s.authorize(w, r, groupScopes...) ||
 		!checkParams(w, r, "customer", "domain", "maxResults", "orderBy", "pageToken", "query", "sortOrder", "userKey") {
 		return
 	}
@@ -112,7 +112,7 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, ScopeGroupReadonly) || !checkParams(w, r) {
+	if !s.authorize(w, r, groupScopes...) || !checkParams(w, r) {
 		return
 	}
 	s.mu.Lock()
@@ -126,7 +126,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listMembers(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, ScopeGroupReadonly, ScopeMemberReadonly) ||
+	if !s.authorize(w, r, memberScopes...) ||
 		!checkParams(w, r, "includeDerivedMembership", "maxResults", "pageToken", "roles") {
 		return
 	}

@@ -3,8 +3,9 @@
 // members.list. It behaves as Google documents: RS256 assertions checked for signature, issuer,
 // audience, lifetime (≤ 1 h), subject and delegated scopes; maxResults in [1, 200]; opaque pageToken
 // paging bound to the listing that issued it; derived (nested) membership; the groups search syntax;
-// unknown query parameters refused; and throttling answers (429, 403 userRateLimitExceeded) that tests
-// inject in the middle of a listing.
+// unknown query parameters refused; and the quota answers of the Directory API's limits page (403
+// quotaExceeded, 403 userRateLimitExceeded, 429 rateLimitExceeded) that tests inject in the middle of a
+// listing.
 package directoryfake
 
 import (
@@ -24,10 +25,25 @@ import (
 	"time"
 )
 
-// Scopes the fake knows. Listing groups needs ScopeGroupReadonly; listing members either scope.
+// Scopes the fake knows, and which methods accept them, as each method's "Authorization scopes" section
+// says (https://developers.google.com/workspace/admin/directory/reference/rest/v1/groups/list, .../groups/get,
+// .../members/list; the discovery document admin:directory_v1 lists the same):
+//
+//	groups.list, groups.get: ScopeGroup or ScopeGroupReadonly
+//	members.list:            ScopeGroup, ScopeMember, ScopeMemberReadonly or ScopeGroupReadonly
+//
+// So ScopeGroupReadonly alone covers every call the agent makes. (members.list also accepts the legacy
+// https://apps-apis.google.com/a/feeds/groups/ scope; the fake does not know it.)
 const (
+	ScopeGroup          = "https://www.googleapis.com/auth/admin.directory.group"
 	ScopeGroupReadonly  = "https://www.googleapis.com/auth/admin.directory.group.readonly"
+	ScopeMember         = "https://www.googleapis.com/auth/admin.directory.group.member"
 	ScopeMemberReadonly = "https://www.googleapis.com/auth/admin.directory.group.member.readonly"
+)
+
+var (
+	groupScopes  = []string{ScopeGroup, ScopeGroupReadonly}
+	memberScopes = []string{ScopeGroup, ScopeMember, ScopeMemberReadonly, ScopeGroupReadonly}
 )
 
 // Member types and statuses as the Directory API spells them.
@@ -72,11 +88,27 @@ type Fault struct {
 	RetryAfter time.Duration // sent as Retry-After when non-zero
 }
 
-// The throttling answers Google documents for the Directory API, and a server error.
+// The quota answers of the Directory API's limits page
+// (https://developers.google.com/workspace/admin/directory/v1/limits), each sent in Google's error
+// envelope {"error":{"code":403,"message":...,"errors":[{"reason":"quotaExceeded",...}],"status":...}}.
+// The page recommends "exponential backoff" for the first three; a client must never read them as a
+// permission problem although most come with 403.
 var (
-	RateLimitExceeded     = Fault{Status: http.StatusTooManyRequests, Reason: "rateLimitExceeded", Message: "Rate Limit Exceeded"}
+	// 403 quotaExceeded: "the limit of concurrent requests for a certain operation has been reached.
+	// Retry using exponential back-off."
+	QuotaExceeded = Fault{Status: http.StatusForbidden, Reason: "quotaExceeded", Message: "Quota exceeded"}
+	// 403 userRateLimitExceeded: the per-user rate (2,400 queries a minute by default) was exceeded.
 	UserRateLimitExceeded = Fault{Status: http.StatusForbidden, Reason: "userRateLimitExceeded", Message: "User Rate Limit Exceeded"}
-	BackendError          = Fault{Status: http.StatusServiceUnavailable, Reason: "backendError", Message: "Backend Error"}
+	// 429 rateLimitExceeded: the per-account limit, which cannot be raised.
+	RateLimitExceeded = Fault{Status: http.StatusTooManyRequests, Reason: "rateLimitExceeded", Message: "Rate Limit Exceeded"}
+	// 403 rateLimitExceeded: inferred, not on the limits page: Google's older APIs answer rateLimitExceeded
+	// with 403, and a client that keys on the reason treats both alike.
+	RateLimitExceeded403 = Fault{Status: http.StatusForbidden, Reason: "rateLimitExceeded", Message: "Rate Limit Exceeded"}
+	// 403 dailyLimitExceeded: on earlier versions of the limits page only ("Do not retry without fixing
+	// the problem"); kept so a test can check it is neither retried nor called a permission problem.
+	DailyLimitExceeded = Fault{Status: http.StatusForbidden, Reason: "dailyLimitExceeded", Message: "Daily Limit Exceeded"}
+	// A server error, retried like throttling.
+	BackendError = Fault{Status: http.StatusServiceUnavailable, Reason: "backendError", Message: "Backend Error"}
 )
 
 // Options configure a Server; every field has a default.
@@ -84,7 +116,8 @@ type Options struct {
 	ClientEmail string // the service account; default agent@fake-project.iam.gserviceaccount.com
 	Admin       string // the only subject that may be impersonated; default admin@example.com
 	CustomerID  string // the customer's ID, also reachable as my_customer; default C00fake
-	// DelegatedScopes are the scopes domain-wide delegation grants; both read-only scopes by default.
+	// DelegatedScopes are the scopes domain-wide delegation grants; ScopeGroupReadonly alone by default,
+	// the one scope the README tells admins to delegate. A token request for any other scope is refused.
 	DelegatedScopes []string
 	// PageSize caps a page below maxResults, as the real API may; 0 means maxResults alone decides.
 	PageSize int
@@ -150,7 +183,7 @@ func New(o Options) *Server {
 	}
 	scopes := o.DelegatedScopes
 	if scopes == nil {
-		scopes = []string{ScopeGroupReadonly, ScopeMemberReadonly}
+		scopes = []string{ScopeGroupReadonly}
 	}
 	for _, sc := range scopes {
 		s.delegated[sc] = true
@@ -304,7 +337,8 @@ var statusNames = map[int]string{
 // apiErr writes Google's JSON error envelope.
 func apiErr(w http.ResponseWriter, status int, reason, message string) {
 	domain := "global"
-	if reason == "rateLimitExceeded" || reason == "userRateLimitExceeded" {
+	switch reason {
+	case "rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded":
 		domain = "usageLimits"
 	}
 	if status == http.StatusUnauthorized {

@@ -27,6 +27,7 @@ func newTestServer(t *testing.T) (*Server, string) {
 	tok := "test-token"
 	s.tokens[tok] = issued{scopes: map[string]bool{ScopeGroupReadonly: true}, expiry: time.Now().Add(time.Hour)}
 	s.tokens["members-only"] = issued{scopes: map[string]bool{ScopeMemberReadonly: true}, expiry: time.Now().Add(time.Hour)}
+	s.tokens["group-rw"] = issued{scopes: map[string]bool{ScopeGroup: true}, expiry: time.Now().Add(time.Hour)}
 	return s, tok
 }
 
@@ -93,6 +94,11 @@ func TestAPIRefusals(t *testing.T) {
 		{"members of an unknown group", tok, "/admin/directory/v1/groups/nope/members", 404, "notFound"},
 		{"unknown group", tok, "/admin/directory/v1/groups/nope", 404, "notFound"},
 		{"members with the member scope only", "members-only", "/admin/directory/v1/groups/g1/members", 200, ""},
+		{"get group without a group scope", "members-only", "/admin/directory/v1/groups/g1", 403, "insufficientPermissions"},
+		{"members with the group read-only scope", tok, "/admin/directory/v1/groups/g1/members", 200, ""},
+		{"get group with the group read-only scope", tok, "/admin/directory/v1/groups/g1", 200, ""},
+		{"groups with the read-write group scope", "group-rw", "/admin/directory/v1/groups?customer=my_customer", 200, ""},
+		{"members with the read-write group scope", "group-rw", "/admin/directory/v1/groups/g1/members", 200, ""},
 		{"groups by domain", tok, "/admin/directory/v1/groups?domain=example.com&maxResults=1", 200, ""},
 	}
 	for _, tt := range tests {
