@@ -58,7 +58,7 @@ test: tools build vet
 # Says what a first run builds before it spends minutes on it.
 demo-notice:
 	@for f in $(DEMO_TOOLS) $(BIN)/byob-agent; do [ -e "$$f" ] || missing=1; done; \
-	if [ -n "$$missing" ]; then echo "make demo: first run: building SeaweedFS and local-kms from their Go modules, Azurite with npm ci, and the agent (about 6 minutes on 2 cores with empty Go caches; seconds later on)"; fi
+	if [ -n "$$missing" ]; then echo "make demo: first run: building SeaweedFS and local-kms from their Go modules, Azurite with npm ci, and the agent (about 10 minutes on 2 cores with empty Go caches; seconds later on)"; fi
 
 demo: demo-notice demo-tools build
 	./scripts/demo.sh
