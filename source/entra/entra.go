@@ -302,20 +302,42 @@ func (s *Source) withMembers(ctx context.Context, h groupHead) (source.Group, bo
 
 // member is one transitive member of a group: a user, group, device, contact or service principal.
 type member struct {
-	Type string `json:"@odata.type"`
-	Mail string `json:"mail"`
-	UPN  string `json:"userPrincipalName"`
+	Type           string `json:"@odata.type"`
+	ID             string `json:"id"`
+	Mail           string `json:"mail"`
+	UPN            string `json:"userPrincipalName"`
+	AccountEnabled *bool  `json:"accountEnabled"`
 }
 
-// members reads the users among the transitive members of a group as sorted unique emails.
+// ErrUserReadPermission is matched (errors.Is) when Graph listed user members without their
+// details: the app registration lacks the application permission User.Read.All. It matches ErrAuth too.
+//
+// Graph lists a member the app may not read with only its @odata.type and id, every other property
+// null (learn.microsoft.com/graph/permissions-overview#limited-information-returned-for-inaccessible-member-objects),
+// so with GroupMember.Read.All alone every user has neither mail nor userPrincipalName. A user always
+// has a userPrincipalName, so a null one means the permission is missing, not that the user has no
+// address. accountEnabled is not part of the basic profile that User.ReadBasic.All covers, so that
+// permission is not enough either.
+var ErrUserReadPermission = fmt.Errorf("%w: graph withheld the members' user details; the app registration needs the admin-consented application permission User.Read.All", ErrAuth)
+
+// memberSelect are the member properties read: the addresses, and accountEnabled to leave out
+// disabled users.
+const memberSelect = "id,mail,userPrincipalName,accountEnabled"
+
+// members reads the users among the transitive members of a group as sorted unique emails. Disabled
+// users (accountEnabled false) are not members, as Okta's deprovisioned and Google's suspended users
+// are not.
 //
 // It lists every transitive member and keeps the users itself: the OData cast
 // .../transitiveMembers/microsoft.graph.user needs the advanced query parameters, whose index is
 // only eventually consistent, so a read triggered by a change notification could miss that change.
 func (s *Source) members(ctx context.Context, id string) ([]string, bool, error) {
-	q := url.Values{"$select": {"mail,userPrincipalName"}, "$top": {maxTop}}
+	q := url.Values{"$select": {memberSelect}, "$top": {maxTop}}
 	set := map[string]bool{}
 	err := listAll(ctx, s, s.endpoint("/v1.0/groups/"+url.PathEscape(id)+"/transitiveMembers", q), false, func(m member) error {
+		if err := m.check(); err != nil {
+			return err
+		}
 		if e, ok := m.email(); ok {
 			set[e] = true
 		}
@@ -335,11 +357,25 @@ func (s *Source) members(ctx context.Context, id string) ([]string, bool, error)
 	return emails, true, nil
 }
 
+// check refuses a user member whose details Graph withheld (see ErrUserReadPermission).
+func (m member) check() error {
+	if m.Type != "#microsoft.graph.user" {
+		return nil
+	}
+	switch {
+	case strings.TrimSpace(m.UPN) == "":
+		return fmt.Errorf("user %.40s came without userPrincipalName or mail: %w", m.ID, ErrUserReadPermission)
+	case m.AccountEnabled == nil:
+		return fmt.Errorf("user %.40s came without accountEnabled (User.ReadBasic.All does not cover it): %w", m.ID, ErrUserReadPermission)
+	}
+	return nil
+}
+
 // email is a user's mail, else its userPrincipalName when that is an address. A guest's UPN
 // (alice_example.com#EXT#@tenant.onmicrosoft.com) is not one. Other member types have no email here:
-// a nested group's own mail address is not a person.
+// a nested group's own mail address is not a person. A disabled user has none either.
 func (m member) email() (string, bool) {
-	if m.Type != "#microsoft.graph.user" {
+	if m.Type != "#microsoft.graph.user" || m.AccountEnabled != nil && !*m.AccountEnabled {
 		return "", false
 	}
 	if e, ok := normalizeEmail(m.Mail); ok {

@@ -236,7 +236,7 @@ func TestEnsureErrors(t *testing.T) {
 		{"load fails", func(o *SubscriptionOptions) {
 			o.Load = func(context.Context) (string, error) { return "", errors.New("disk on fire") }
 		}, nil, "disk on fire"},
-		{"no permission", nil, func(e *env) { e.fake.SetForbidden(true) }, "HTTP 403"},
+		{"no permission", nil, func(e *env) { e.fake.SetPermissions(graphfake.GroupMemberReadAll, graphfake.UserReadAll) }, "HTTP 403"},
 		{"lifetime refused by Graph", func(o *SubscriptionOptions) { o.Lifetime = MaxSubscriptionLifetime }, func(e *env) {
 			// Graph's clock is ahead of ours: the requested expiry exceeds its limit.
 			e.serve(graphfake.New(graphfake.Config{TenantID: tenant, ClientID: clientID, ClientSecret: secret,
