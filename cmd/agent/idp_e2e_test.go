@@ -233,7 +233,9 @@ func TestDaemonEntraAndGoogleSources(t *testing.T) {
 	pool.AppendCertsFromPEM(certPEM)
 	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
-	graph := graphfake.New(graphfake.Config{TenantID: tenant, ClientID: clientID, ClientSecret: entraSecret, ValidationClient: tlsClient})
+	// The app registration starts without Group.Read.All: groups are read, the subscription is refused.
+	graph := graphfake.New(graphfake.Config{TenantID: tenant, ClientID: clientID, ClientSecret: entraSecret, ValidationClient: tlsClient,
+		Permissions: []graphfake.Permission{graphfake.GroupMemberReadAll, graphfake.UserReadAll}})
 	graphSrv := httptest.NewServer(graph)
 	t.Cleanup(graphSrv.Close)
 	guid := func(n int) string { return fmt.Sprintf("aaaaaaaa-0000-4000-8000-%012d", n) } // Graph ids are GUIDs
@@ -311,9 +313,27 @@ members:
 	if e.hasTeam("admins-vision-" + e.sfx) {
 		t.Error("the admins group became a team of its own")
 	}
-	if subs := graph.Subscriptions(); len(subs) != 1 {
-		t.Errorf("Graph subscriptions = %+v, want the daemon's one", subs)
+	// Without Group.Read.All the subscription is refused: a metric and /readyz say so (ready still:
+	// Graph's validation handshake must reach the agent once the permission is granted).
+	if subs := graph.Subscriptions(); len(subs) != 0 {
+		t.Errorf("Graph subscriptions = %+v without Group.Read.All, want none", subs)
 	}
+	if code, body := d.do(t, http.MethodGet, "/readyz", "", ""); code != http.StatusOK || !strings.Contains(body, "degraded") || !strings.Contains(body, "Group.Read.All") {
+		t.Errorf("readyz without Group.Read.All: %d %s", code, body)
+	}
+	if _, body := d.do(t, http.MethodGet, "/metrics", "", ""); !strings.Contains(body, `byob_idp_subscription_errors_total{reason="forbidden",source="entra"}`) ||
+		!strings.Contains(body, `byob_idp_subscription_up{source="entra"} 0`) {
+		t.Errorf("metrics do not report the refused subscription:\n%s", body)
+	}
+	// Granted, the next full read creates it.
+	graph.SetPermissions(graphfake.DefaultPermissions...)
+	d.genericWebhook(t, genericKey, `{}`)
+	waitFor(t, "the subscription once Group.Read.All is granted", func() bool { return len(graph.Subscriptions()) == 1 })
+	waitFor(t, "readyz and the metric to drop the subscription problem", func() bool {
+		code, ready := d.do(t, http.MethodGet, "/readyz", "", "")
+		_, metrics := d.do(t, http.MethodGet, "/metrics", "", "")
+		return code == http.StatusOK && !strings.Contains(ready, "degraded") && strings.Contains(metrics, `byob_idp_subscription_up{source="entra"} 1`)
+	})
 	waitFor(t, "the conflict to be reported", func() bool { return strings.Contains(d.logs(), `entra group \"wandb-shared-`+e.sfx) })
 	if e.hasTeam("shared-" + e.sfx) {
 		t.Error("a team claimed by two IdPs was created")

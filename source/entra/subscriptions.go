@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,6 +20,21 @@ const (
 	groupChangeTypes = "updated,deleted"
 	groupsResource   = "/groups"
 )
+
+// ErrSubscriptionPermission is matched (errors.Is) when Graph refuses (403) to create, read, renew or
+// reauthorize the /groups subscription: Graph's create-subscription permissions table lists
+// Group.Read.All as the application permission for the group resource
+// (learn.microsoft.com/graph/api/subscription-post-subscriptions#permissions); GroupMember.Read.All
+// is not enough. It matches ErrAuth too.
+var ErrSubscriptionPermission = fmt.Errorf("%w: graph refused the /groups change-notification subscription; the app registration needs the admin-consented application permission Group.Read.All", ErrAuth)
+
+// subscriptionError names the missing permission on a 403.
+func subscriptionError(what string, err error) error {
+	if statusIs(err, http.StatusForbidden) {
+		return fmt.Errorf("%s: %w (%v)", what, ErrSubscriptionPermission, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
 
 // SubscriptionOptions configures the change-notification subscription on /groups.
 type SubscriptionOptions struct {
@@ -50,6 +66,9 @@ type Subscriptions struct {
 	id      string    // current subscription, "" if none known
 	expires time.Time // its expirationDateTime as Graph last said
 	unsaved bool      // id has not reached Save yet
+
+	errMu   sync.Mutex // guards lastErr alone, so that Err never waits for a Graph call
+	lastErr error      // the outcome of the last Ensure or Reauthorize
 }
 
 // NewSubscriptions returns the keeper of the /groups subscription read and renewed through src.
@@ -93,10 +112,27 @@ func (s *Subscriptions) Ensure(ctx context.Context) error {
 		return err
 	}
 	defer s.mu.release()
-	if err := s.ensure(ctx); err != nil {
-		return fmt.Errorf("entra: keeping the /groups change-notification subscription: %w", err)
+	return s.done(s.ensure(ctx))
+}
+
+// done records and returns the outcome of Ensure or Reauthorize.
+func (s *Subscriptions) done(err error) error {
+	if err != nil {
+		err = fmt.Errorf("entra: keeping the /groups change-notification subscription: %w", err)
 	}
-	return nil
+	s.errMu.Lock()
+	s.lastErr = err
+	s.errMu.Unlock()
+	return err
+}
+
+// Err is the error of the last Ensure or Reauthorize, nil when it succeeded or none ran yet: while
+// it is not nil, change notifications may not arrive and only the schedule reads the groups. It does
+// not wait for a running Ensure.
+func (s *Subscriptions) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.lastErr
 }
 
 // Reauthorize answers a reauthorizationRequired lifecycle notification: it reauthorizes the
@@ -112,13 +148,10 @@ func (s *Subscriptions) Reauthorize(ctx context.Context) error {
 		case statusIs(err, http.StatusNotFound):
 			s.forget()
 		case err != nil:
-			return fmt.Errorf("entra: reauthorizing subscription %s: %w", s.id, err)
+			return s.done(subscriptionError("reauthorizing subscription "+s.id, err))
 		}
 	}
-	if err := s.ensure(ctx); err != nil {
-		return fmt.Errorf("entra: keeping the /groups change-notification subscription: %w", err)
-	}
-	return nil
+	return s.done(s.ensure(ctx))
 }
 
 func (s *Subscriptions) ensure(ctx context.Context) error {
@@ -142,7 +175,7 @@ func (s *Subscriptions) ensure(ctx context.Context) error {
 		case statusIs(err, http.StatusNotFound):
 			s.forget()
 		case err != nil:
-			return fmt.Errorf("reading subscription %s: %w", s.id, err)
+			return subscriptionError("reading subscription "+s.id, err)
 		case !s.ours(sub):
 			// The stored id names a subscription for another URL (the configuration changed): it
 			// lapses by itself; ours is adopted or created below.
@@ -224,7 +257,7 @@ func (s *Subscriptions) adopt(ctx context.Context) error {
 	})
 	if err != nil {
 		s.forget()
-		return fmt.Errorf("listing subscriptions: %w", err)
+		return subscriptionError("listing subscriptions", err)
 	}
 	return nil
 }
@@ -241,7 +274,7 @@ func (s *Subscriptions) create(ctx context.Context) error {
 	}
 	var out subscription
 	if err := s.src.call(ctx, http.MethodPost, s.src.endpoint("/v1.0/subscriptions", nil), in, &out, false); err != nil {
-		return fmt.Errorf("creating the subscription for %s: %w", s.o.NotificationURL, err)
+		return subscriptionError("creating the subscription for "+s.o.NotificationURL, err)
 	}
 	if out.ID == "" || out.ExpirationDateTime == nil {
 		return errors.New("creating the subscription: graph answered without id or expirationDateTime")
@@ -260,7 +293,7 @@ func (s *Subscriptions) renew(ctx context.Context) error {
 		return s.create(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("renewing subscription %s: %w", s.id, err)
+		return subscriptionError("renewing subscription "+s.id, err)
 	}
 	if out.ExpirationDateTime == nil {
 		return fmt.Errorf("renewing subscription %s: graph answered without expirationDateTime", s.id)

@@ -318,3 +318,52 @@ func countReauth(e *env) int {
 	}
 	return n
 }
+
+// TestSubscriptionNeedsGroupReadAll: Graph's create-subscription table asks Group.Read.All for
+// /groups. A 403 at any step is ErrSubscriptionPermission, naming the permission, and stays visible
+// through Err until a later Ensure succeeds.
+func TestSubscriptionNeedsGroupReadAll(t *testing.T) {
+	readOnly := []graphfake.Permission{graphfake.GroupMemberReadAll, graphfake.UserReadAll}
+	tests := []struct {
+		name string
+		// before runs with every permission granted; then the app is left with readOnly.
+		before func(t *testing.T, e *env, s *Subscriptions)
+		call   func(s *Subscriptions) error
+	}{
+		{"create", nil, func(s *Subscriptions) error { return s.Ensure(context.Background()) }},
+		{"renew", func(t *testing.T, e *env, s *Subscriptions) {
+			ensure(t, s)
+			e.clock.Advance(DefaultSubscriptionLifetime * 3 / 4) // due for renewal
+		}, func(s *Subscriptions) error { return s.Ensure(context.Background()) }},
+		{"reauthorize", func(t *testing.T, e *env, s *Subscriptions) { ensure(t, s) },
+			func(s *Subscriptions) error { return s.Reauthorize(context.Background()) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			s := e.subscriptions(t, nil, nil)
+			if tt.before != nil {
+				tt.before(t, e, s)
+			}
+			e.fake.SetPermissions(readOnly...)
+			err := tt.call(s)
+			if !errors.Is(err, ErrSubscriptionPermission) || !errors.Is(err, ErrAuth) {
+				t.Fatalf("error %v, want ErrSubscriptionPermission", err)
+			}
+			if !strings.Contains(err.Error(), "Group.Read.All") || !strings.Contains(err.Error(), "403") {
+				t.Errorf("error %q does not name Group.Read.All and the 403", err)
+			}
+			if !errors.Is(s.Err(), ErrSubscriptionPermission) {
+				t.Errorf("Err() = %v, want the last failure", s.Err())
+			}
+			e.fake.SetPermissions(graphfake.DefaultPermissions...)
+			ensure(t, s)
+			if s.Err() != nil {
+				t.Errorf("Err() = %v after a successful Ensure, want nil", s.Err())
+			}
+			if len(e.fake.Subscriptions()) != 1 {
+				t.Errorf("subscriptions %+v, want one", e.fake.Subscriptions())
+			}
+		})
+	}
+}
