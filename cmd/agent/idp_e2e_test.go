@@ -353,6 +353,30 @@ members:
 	}
 	waitFor(t, "the Entra team to follow the group", func() bool { return slices.Contains(e.memberEmails(visionTeam), "dan@example.com") })
 
+	// Lifecycle notifications: reauthorizationRequired reauthorizes the subscription, subscriptionRemoved
+	// creates it again.
+	lifecycle := func(event, sub string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"value":[{"subscriptionId":%q,"clientState":%q,"lifecycleEvent":%q,"resource":"groups","tenantId":%q}]}`, sub, clientState, event, tenant)
+		resp, err := d.client.Post(d.base+"/webhooks/graph", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("graph %s: %s", event, resp.Status)
+		}
+	}
+	subID := graph.Subscriptions()[0].ID
+	lifecycle("reauthorizationRequired", subID)
+	waitFor(t, "the subscription to be reauthorized", func() bool { return graph.Reauthorizations(subID) == 1 })
+	graph.DeleteSubscription(subID)
+	lifecycle("subscriptionRemoved", subID)
+	waitFor(t, "the removed subscription to be created again", func() bool {
+		subs := graph.Subscriptions()
+		return len(subs) == 1 && subs[0].ID != subID
+	})
+
 	// Google: fay joins; a signed generic webhook names the group.
 	dir.AddMembers(speech, directoryfake.Member{Email: "fay@example.com"})
 	d.genericWebhook(t, genericKey, fmt.Sprintf(`{"groups":["google:%s"]}`, speech))

@@ -175,7 +175,13 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Han
 		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Logger: d.log}))
 	}
 	if gr := cfg.Webhooks.Graph; gr != nil {
-		mux.Handle("/webhooks/graph", webhook.NewGraph(webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log}))
+		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log}
+		if subs != nil {
+			o.Lifecycle = func(ctx context.Context, event, id string) error {
+				return d.kept("entra", subs.Lifecycle(ctx, event, id))
+			}
+		}
+		mux.Handle("/webhooks/graph", webhook.NewGraph(o))
 	}
 	if gen := cfg.Webhooks.Generic; gen != nil {
 		secrets := make([][]byte, len(gen.Secrets))

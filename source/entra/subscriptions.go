@@ -50,8 +50,8 @@ type SubscriptionOptions struct {
 }
 
 // Subscriptions keeps one Graph change-notification subscription for /groups alive: call Ensure at
-// start and then periodically (hourly is plenty), and Reauthorize when a reauthorizationRequired
-// lifecycle notification arrives. It is safe for concurrent use.
+// start and then periodically (hourly is plenty), and Lifecycle when a lifecycle notification arrives
+// (the daemon's Graph webhook does). It is safe for concurrent use.
 //
 // Without a stored id it adopts an existing subscription of this app with the same notificationUrl
 // and resource rather than creating a duplicate. Graph never returns a subscription's clientState, so
@@ -152,6 +152,30 @@ func (s *Subscriptions) Reauthorize(ctx context.Context) error {
 		}
 	}
 	return s.done(s.ensure(ctx))
+}
+
+// Lifecycle acts on a lifecycle notification Graph sent for a subscription
+// (learn.microsoft.com/graph/change-notifications-lifecycle-events): reauthorizationRequired
+// reauthorizes it (Reauthorize); subscriptionRemoved forgets it, when it is ours or none is known,
+// and creates one again; missed, and any other event, makes sure the subscription exists and is not
+// due (Ensure). Catching up on changes that went unnotified is the caller's: a full read. That page
+// lists only reauthorizationRequired for groups; the other two are handled should Graph send them.
+func (s *Subscriptions) Lifecycle(ctx context.Context, event, subscriptionID string) error {
+	switch event {
+	case "reauthorizationRequired":
+		return s.Reauthorize(ctx)
+	case "subscriptionRemoved":
+		if err := s.mu.acquire(ctx); err != nil {
+			return err
+		}
+		defer s.mu.release()
+		if s.id == "" || strings.EqualFold(s.id, subscriptionID) {
+			s.forget()
+		}
+		return s.done(s.ensure(ctx))
+	default:
+		return s.Ensure(ctx)
+	}
 }
 
 func (s *Subscriptions) ensure(ctx context.Context) error {

@@ -367,3 +367,55 @@ func TestSubscriptionNeedsGroupReadAll(t *testing.T) {
 		})
 	}
 }
+
+// TestLifecycle: each lifecycle event Graph sends is acted on.
+func TestLifecycle(t *testing.T) {
+	tests := []struct {
+		name       string
+		event      string
+		graphDrops bool // Graph removed our subscription before notifying
+		otherID    bool // the notification names another subscription
+		wantReauth int
+		wantNewID  bool
+		wantPosts  int // POST /v1.0/subscriptions after the first Ensure (creation and reauthorize)
+	}{
+		{"reauthorizationRequired reauthorizes", "reauthorizationRequired", false, false, 1, false, 1},
+		{"subscriptionRemoved creates it again", "subscriptionRemoved", true, false, 0, true, 1},
+		{"subscriptionRemoved of another subscription keeps ours", "subscriptionRemoved", false, true, 0, false, 0},
+		{"missed checks the subscription", "missed", false, false, 0, false, 0},
+		{"missed after Graph dropped it creates it again", "missed", true, false, 0, true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			st := &store{}
+			s := e.subscriptions(t, st, nil)
+			ensure(t, s)
+			id := s.ID()
+			if tt.graphDrops {
+				e.fake.DeleteSubscription(id)
+			}
+			posts := e.count(http.MethodPost)
+			named := id
+			if tt.otherID {
+				named = "dddddddd-0000-0000-0000-000000000001"
+			}
+			if err := s.Lifecycle(context.Background(), tt.event, named); err != nil {
+				t.Fatalf("Lifecycle: %v", err)
+			}
+			if n := e.fake.Reauthorizations(id); n != tt.wantReauth {
+				t.Errorf("%d reauthorize calls, want %d", n, tt.wantReauth)
+			}
+			if n := e.count(http.MethodPost) - posts; n != tt.wantPosts {
+				t.Errorf("%d POSTs, want %d", n, tt.wantPosts)
+			}
+			subs := e.fake.Subscriptions()
+			if len(subs) != 1 || subs[0].ID != s.ID() || (s.ID() != id) != tt.wantNewID {
+				t.Errorf("after %s: ours %q (was %q), Graph has %+v", tt.event, s.ID(), id, subs)
+			}
+			if st.id != s.ID() {
+				t.Errorf("stored id %q, want %q", st.id, s.ID())
+			}
+		})
+	}
+}
