@@ -240,12 +240,13 @@ func TestDaemonEntraAndGoogleSources(t *testing.T) {
 	t.Cleanup(graphSrv.Close)
 	guid := func(n int) string { return fmt.Sprintf("aaaaaaaa-0000-4000-8000-%012d", n) } // Graph ids are GUIDs
 	users := map[string]string{}
-	for i, u := range []string{"ada", "bob", "carol", "dan"} {
+	for i, u := range []string{"ada", "bob", "carol", "dan", "eve"} {
 		users[u] = guid(i + 1)
 		graph.AddUser(users[u], u+"@example.com", u+"@example.com")
 	}
-	vision, admins, sharedE := guid(101), guid(102), guid(103)
-	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"])
+	vision, admins, sharedE, contractors := guid(101), guid(102), guid(103), guid(104)
+	graph.AddGroup(contractors, "contractors-"+e.sfx, "") // nested in vision, not selected itself
+	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"], contractors)
 	graph.AddGroup(admins, "wandb-admins-vision-"+e.sfx, "", users["carol"])
 	graph.AddGroup(sharedE, "wandb-shared-"+e.sfx, "", users["ada"])
 
@@ -340,7 +341,7 @@ members:
 	}
 
 	// Entra: dan joins; Graph notifies the daemon, which re-reads that group.
-	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"], users["dan"])
+	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"], users["dan"], contractors)
 	body := fmt.Sprintf(`{"value":[{"subscriptionId":"s","clientState":%q,"changeType":"updated","resource":"Groups/%s","resourceData":{"id":%q},"tenantId":%q}]}`,
 		clientState, vision, vision, tenant)
 	resp, err := d.client.Post(d.base+"/webhooks/graph", "application/json", strings.NewReader(body))
@@ -352,6 +353,17 @@ members:
 		t.Fatalf("graph notification: %s", resp.Status)
 	}
 	waitFor(t, "the Entra team to follow the group", func() bool { return slices.Contains(e.memberEmails(visionTeam), "dan@example.com") })
+
+	// eve joins the nested contractors group: the notification names only contractors, and the daemon
+	// re-reads the selected group that contains it (the schedule is an hour away).
+	graph.AddGroup(contractors, "contractors-"+e.sfx, "", users["eve"])
+	body = fmt.Sprintf(`{"value":[{"subscriptionId":"s","clientState":%q,"changeType":"updated","resource":"Groups/%s","resourceData":{"id":%q},"tenantId":%q}]}`,
+		clientState, contractors, contractors, tenant)
+	if resp, err = d.client.Post(d.base+"/webhooks/graph", "application/json", strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the Entra team to follow its nested group", func() bool { return slices.Contains(e.memberEmails(visionTeam), "eve@example.com") })
 
 	// Lifecycle notifications: reauthorizationRequired reauthorizes the subscription, subscriptionRemoved
 	// creates it again.

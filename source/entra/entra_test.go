@@ -657,3 +657,53 @@ func TestMemberDetailsNeedUserRead(t *testing.T) {
 		})
 	}
 }
+
+// TestContaining: the selected groups that hold a nested group are known from their last read, and
+// follow changes to the nesting.
+func TestContaining(t *testing.T) {
+	e := newEnv(t)
+	src := e.source(t, nil)
+	if got := src.Containing(gNested); got != nil {
+		t.Errorf("Containing before any read = %v", got)
+	}
+	if _, err := src.Groups(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		id   string
+		want []string
+	}{
+		{gNested, []string{gML}},
+		{strings.ToUpper(gNested), []string{gML}},
+		{gML, nil},
+		{gOther, nil},
+	}
+	for _, tt := range tests {
+		if got := src.Containing(tt.id); !slices.Equal(got, tt.want) {
+			t.Errorf("Containing(%s) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+	// contractors now also nests in wandb-vision; wandb-ml drops it. Re-reading each group updates it.
+	e.fake.AddGroup(gVision, "wandb-vision", "", uDave, gNested)
+	e.fake.AddGroup(gML, "wandb-ml", "wandb-ml@contoso.com", uAlice, uBob)
+	if _, _, err := src.Group(context.Background(), gVision); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.Containing(gNested); !slices.Equal(got, []string{gML, gVision}) {
+		t.Errorf("after re-reading wandb-vision: %v, want both", got)
+	}
+	if _, err := src.Groups(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.Containing(gNested); !slices.Equal(got, []string{gVision}) {
+		t.Errorf("after a full read: %v, want wandb-vision only", got)
+	}
+	// A group that leaves the selection is forgotten.
+	e.fake.AddGroup(gVision, "renamed", "", uDave, gNested)
+	if _, found, err := src.Group(context.Background(), gVision); err != nil || found {
+		t.Fatalf("Group(renamed) = %v, %v", found, err)
+	}
+	if got := src.Containing(gNested); got != nil {
+		t.Errorf("after wandb-vision left the selection: %v", got)
+	}
+}
