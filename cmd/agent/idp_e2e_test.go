@@ -401,6 +401,17 @@ members:
 	if !strings.Contains(out.stdout, "claimed by entra group") || !strings.Contains(out.stdout, "google group") {
 		t.Errorf("state show of the contested team: %s", out.stdout)
 	}
+
+	// doctor reads the IdPs too: without User.Read.All Graph withholds the members' details, and doctor
+	// says which permission is missing.
+	graph.SetPermissions(graphfake.GroupMemberReadAll, graphfake.GroupReadAll)
+	if doc := e.run("doctor"); doc.code == 0 || !strings.Contains(doc.stdout, "identity provider entra: FAIL") || !strings.Contains(doc.stdout, "User.Read.All") {
+		t.Errorf("doctor without User.Read.All: exit %d\n%s", doc.code, doc.stdout)
+	}
+	graph.SetPermissions(graphfake.DefaultPermissions...)
+	if doc := e.run("doctor"); !strings.Contains(doc.stdout, "identity provider entra: ok") || !strings.Contains(doc.stdout, "identity provider google: ok") {
+		t.Errorf("doctor with every permission:\n%s", doc.stdout)
+	}
 }
 
 // genericWebhook sends a Standard Webhooks call signed with key.
