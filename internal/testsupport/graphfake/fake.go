@@ -4,7 +4,9 @@
 // 999, @odata.nextLink paging with opaque skip tokens, the advanced query parameters (ConsistencyLevel:
 // eventual and $count=true) that endsWith, ne, not and OData casts require, 429/503 with Retry-After,
 // and Graph's error bodies. It rejects what Graph rejects: unknown query options, unknown $select
-// properties, malformed ids, subscriptions beyond 41,760 minutes.
+// properties, malformed ids, subscriptions beyond 41,760 minutes. The app's application permissions
+// (Config.Permissions, SetPermissions) are checked per endpoint as each Graph page lists them, and
+// members the app may not read come back with @odata.type and id only (permissions.go).
 package graphfake
 
 import (
