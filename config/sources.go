@@ -221,7 +221,7 @@ func checkPrivateKey(v string) error {
 func (f *file) entra(m mapping, graph *GraphHook, webhooksOK bool) *EntraSource {
 	e := &EntraSource{}
 	e.TenantID = f.guid(m, "tenantId", "is required: the directory (tenant) id of your Entra ID tenant")
-	e.ClientID = f.guid(m, "clientId", "is required: the application (client) id of the app registration with GroupMember.Read.All")
+	e.ClientID = f.guid(m, "clientId", "is required: the application (client) id of the app registration with GroupMember.Read.All and User.Read.All (and Group.Read.All for a subscription)")
 	e.ClientSecret = f.secret(m, "clientSecret", "is required: set clientSecret or clientSecretFile, a client secret of the app registration")
 	if m.has("filter") && m.has("groupIds") {
 		f.problem(m.keys["groupIds"], m.at("groupIds"), "set either filter or groupIds, not both")

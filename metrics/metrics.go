@@ -26,6 +26,10 @@ type Metrics struct {
 	Webhooks         *prometheus.CounterVec
 	WebhookToSynced  *prometheus.HistogramVec // by source
 	LastWandbContact prometheus.Gauge         // unix seconds of the last successful W&B request
+	// Subscriptions is 1 while an IdP's change-notification subscription is kept, 0 while keeping it
+	// fails; SubscriptionErrors counts the failures by source and reason (forbidden, error).
+	Subscriptions      *prometheus.GaugeVec
+	SubscriptionErrors *prometheus.CounterVec
 }
 
 // New registers every collector, with the Go and process collectors.
@@ -61,9 +65,15 @@ func New() *Metrics {
 		LastWandbContact: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "byob_wandb_last_success_timestamp_seconds", Help: "When a W&B request last succeeded (unix seconds).",
 		}),
+		Subscriptions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "byob_idp_subscription_up", Help: "1 while an IdP's change-notification subscription is kept, 0 while keeping it fails (notifications may not arrive), by source.",
+		}, []string{"source"}),
+		SubscriptionErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_idp_subscription_errors_total", Help: "Failures to create, renew or reauthorize an IdP's change-notification subscription, by source and reason (forbidden: a permission is missing; error).",
+		}, []string{"source", "reason"}),
 	}
 	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.TeamsByPhase,
-		m.Webhooks, m.WebhookToSynced, m.LastWandbContact,
+		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

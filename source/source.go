@@ -20,3 +20,12 @@ type Source interface {
 	// Group reads one group by id; found is false when it no longer exists (or is no longer selected).
 	Group(ctx context.Context, id string) (g Group, found bool, err error)
 }
+
+// Nesting is implemented by a Source whose groups can contain other groups. A change to a nested
+// group that is not selected itself changes the members of the selected groups that contain it:
+// Containing names those, so that a webhook about the nested group re-reads them.
+type Nesting interface {
+	// Containing returns the ids of the selected groups that held the group id, directly or deeper,
+	// when they were read last; nil when none did.
+	Containing(id string) []string
+}

@@ -1,10 +1,13 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
@@ -18,22 +21,57 @@ type GraphOptions struct {
 	Observe      Observer // optional
 	MaxBody      int64    // DefaultMaxBody if zero
 	Logger       *slog.Logger
+	// Lifecycle, when set, acts on an authentic lifecycle notification (the agent's subscription
+	// keeper: reauthorize on reauthorizationRequired, create again on subscriptionRemoved, check on
+	// missed). It runs after the answer, in the background (Graph waits 3 s at most), with a context
+	// of LifecycleTimeout; events of one kind that arrive while it runs for that kind make it run once
+	// more afterwards, with the latest subscription id.
+	Lifecycle        func(ctx context.Context, event, subscriptionID string) error
+	LifecycleTimeout time.Duration // DefaultLifecycleTimeout if zero
 }
+
+// DefaultLifecycleTimeout bounds one run of GraphOptions.Lifecycle.
+const DefaultLifecycleTimeout = 2 * time.Minute
+
+// Graph's lifecycle events (learn.microsoft.com/graph/change-notifications-lifecycle-events).
+const (
+	LifecycleReauthorizationRequired = "reauthorizationRequired"
+	LifecycleSubscriptionRemoved     = "subscriptionRemoved"
+	LifecycleMissed                  = "missed"
+)
 
 // NewGraph returns the receiver of Microsoft Graph change notifications for groups. Use its URL as
 // both notificationUrl and lifecycleNotificationUrl.
 //
 // POST ?validationToken=<t>: 200 text/plain <t> (Graph's subscription handshake, which carries no
 // clientState). POST notifications: items whose clientState does not match are dropped; the others
-// enqueue queuekey.Group("graph", <group id>), and lifecycle events (reauthorizationRequired, missed, ...)
-// enqueue queuekey.All. 202 when at least one item was authentic, 401 when none was.
+// enqueue queuekey.Group("graph", <group id>). Lifecycle events go to o.Lifecycle; missed and
+// subscriptionRemoved (changes may have gone unnotified) and unknown events also enqueue queuekey.All
+// to catch up, and so does reauthorizationRequired when there is no o.Lifecycle to act on it. 202 when
+// at least one item was authentic, 401 when none was.
 func NewGraph(o GraphOptions) http.Handler {
-	return &graph{receiver: newReceiver(SourceGraph, o.Queue, o.Observe, o.MaxBody, o.Logger), states: newSecretSet(o.ClientStates)}
+	if o.LifecycleTimeout <= 0 {
+		o.LifecycleTimeout = DefaultLifecycleTimeout
+	}
+	return &graph{receiver: newReceiver(SourceGraph, o.Queue, o.Observe, o.MaxBody, o.Logger), states: newSecretSet(o.ClientStates),
+		lifecycle: o.Lifecycle, timeout: o.LifecycleTimeout, runs: map[string]*lifecycleRun{}}
 }
 
 type graph struct {
 	receiver
-	states secretSet
+	states    secretSet
+	lifecycle func(ctx context.Context, event, subscriptionID string) error
+	timeout   time.Duration
+
+	mu   sync.Mutex
+	runs map[string]*lifecycleRun // by event
+}
+
+// lifecycleRun is the background run of the lifecycle hook for one kind of event.
+type lifecycleRun struct {
+	running bool
+	again   bool   // an event came while running: run once more
+	sub     string // the latest subscription id
 }
 
 // maxValidationTokenLength bounds the echoed token; Graph's are a few hundred characters at most.
@@ -70,6 +108,7 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ks keySet
+	events := map[string]string{} // lifecycle event -> subscription id, acted on after the answer
 	authentic, forged := 0, 0
 	for _, item := range n.Value {
 		if !h.states.match(item.ClientState) {
@@ -79,11 +118,16 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		authentic++
 		switch {
 		case item.LifecycleEvent != "":
-			// Lost notifications or a subscription about to lapse: only a full reconcile is safe, and an
-			// operator must renew the subscription if the daemon does not.
-			h.log.Warn("graph lifecycle notification: reconciling everything; the subscription may need reauthorizing",
-				"event", item.LifecycleEvent, "subscription", item.SubscriptionID)
-			ks.add(queuekey.All)
+			h.log.Info("graph lifecycle notification", "event", item.LifecycleEvent, "subscription", item.SubscriptionID)
+			if h.lifecycle == nil {
+				h.log.Warn("graph lifecycle notification with no subscription keeper: reconciling everything; an operator must reauthorize or recreate the subscription",
+					"event", item.LifecycleEvent, "subscription", item.SubscriptionID)
+			}
+			if h.lifecycle == nil || item.LifecycleEvent != LifecycleReauthorizationRequired {
+				// Notifications may have been lost (missed, removed) or will stop: catch up by reading everything.
+				ks.add(queuekey.All)
+			}
+			events[item.LifecycleEvent] = item.SubscriptionID
 		default:
 			ks.add(graphGroupKey(item.ResourceData.ID, item.Resource))
 		}
@@ -98,6 +142,54 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.enqueue(r, &ks)
 	w.WriteHeader(http.StatusAccepted)
+	for event, sub := range events {
+		h.act(event, sub)
+	}
+}
+
+// act runs the lifecycle hook for event in the background, or marks the running one to run again.
+func (h *graph) act(event, sub string) {
+	if h.lifecycle == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	run := h.runs[event]
+	if run == nil {
+		run = &lifecycleRun{}
+		h.runs[event] = run
+	}
+	run.sub = sub
+	if run.running {
+		run.again = true
+		return
+	}
+	run.running = true
+	go h.loop(event, run)
+}
+
+func (h *graph) loop(event string, run *lifecycleRun) {
+	for {
+		h.mu.Lock()
+		sub := run.sub
+		run.again = false
+		h.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		err := h.lifecycle(ctx, event, sub)
+		cancel()
+		if err != nil {
+			h.log.Error("acting on a graph lifecycle notification failed; the schedule still reads every group", "event", event, "subscription", sub, "error", err)
+		} else {
+			h.log.Info("graph lifecycle notification acted on", "event", event, "subscription", sub)
+		}
+		h.mu.Lock()
+		if !run.again {
+			run.running = false
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+	}
 }
 
 // graphGroupKey names the group of a notification by resourceData.id, else by the end of resource

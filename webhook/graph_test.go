@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"slices"
 	"strings"
@@ -22,6 +24,7 @@ type graphItem struct {
 	Resource       string            `json:"resource,omitempty"`
 	ResourceData   map[string]string `json:"resourceData,omitempty"`
 	LifecycleEvent string            `json:"lifecycleEvent,omitempty"`
+	SubscriptionID string            `json:"subscriptionId,omitempty"`
 }
 
 func graphBody(t testing.TB, items ...graphItem) string {
@@ -84,6 +87,104 @@ func TestGraph(t *testing.T) {
 			h := NewGraph(GraphOptions{ClientStates: []string{graphState1, "", graphState2}, Queue: rec, Observe: rec.observer(SourceGraph), MaxBody: 4096})
 			tt.want.check(t, tt.call.do(h), rec, graphState1, graphState2)
 		})
+	}
+}
+
+// lifecycleCall is one run of the lifecycle hook.
+type lifecycleCall struct{ event, sub string }
+
+func TestGraphLifecycle(t *testing.T) {
+	post := func(items ...graphItem) call {
+		return call{contentType: "application/json", body: graphBody(t, items...)}
+	}
+	life := func(event, sub string) graphItem {
+		return graphItem{ClientState: graphState1, LifecycleEvent: event, Resource: "groups", SubscriptionID: sub}
+	}
+	tests := []struct {
+		name      string
+		call      call
+		wantKeys  []queuekey.Key
+		wantCalls []lifecycleCall
+	}{
+		{"reauthorizationRequired reauthorizes, nothing was missed", post(life(LifecycleReauthorizationRequired, "s1")),
+			nil, []lifecycleCall{{LifecycleReauthorizationRequired, "s1"}}},
+		{"subscriptionRemoved recreates and catches up", post(life(LifecycleSubscriptionRemoved, "s1")),
+			[]queuekey.Key{queuekey.All}, []lifecycleCall{{LifecycleSubscriptionRemoved, "s1"}}},
+		{"missed catches up", post(life(LifecycleMissed, "s1")),
+			[]queuekey.Key{queuekey.All}, []lifecycleCall{{LifecycleMissed, "s1"}}},
+		{"with a group change", post(graphGroup(graphState1, "g1"), life(LifecycleReauthorizationRequired, "s2")),
+			[]queuekey.Key{"group:graph:g1"}, []lifecycleCall{{LifecycleReauthorizationRequired, "s2"}}},
+		{"forged lifecycle events are not acted on", post(graphItem{ClientState: "forged", LifecycleEvent: LifecycleSubscriptionRemoved}, graphGroup(graphState1, "g1")),
+			[]queuekey.Key{"group:graph:g1"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			calls := make(chan lifecycleCall, 10)
+			h := NewGraph(GraphOptions{ClientStates: []string{graphState1}, Queue: rec, Lifecycle: func(ctx context.Context, event, sub string) error {
+				if _, ok := ctx.Deadline(); !ok {
+					t.Error("the lifecycle hook runs without a deadline")
+				}
+				calls <- lifecycleCall{event, sub}
+				return errors.New("logged, not answered")
+			}})
+			if w := tt.call.do(h); w.Code != 202 {
+				t.Fatalf("status %d, want 202", w.Code)
+			}
+			for _, want := range tt.wantCalls {
+				if got := <-calls; got != want {
+					t.Errorf("lifecycle hook called with %+v, want %+v", got, want)
+				}
+			}
+			if !slices.Equal(rec.keys, tt.wantKeys) {
+				t.Errorf("keys = %q, want %q", rec.keys, tt.wantKeys)
+			}
+			// Runs start (or are marked to run again) before the answer: their number is known now.
+			g := h.(*graph)
+			g.mu.Lock()
+			if len(g.runs) != len(tt.wantCalls) {
+				t.Errorf("%d lifecycle runs started, want %d", len(g.runs), len(tt.wantCalls))
+			}
+			g.mu.Unlock()
+		})
+	}
+}
+
+// TestGraphLifecycleCoalesced: an event of the kind being acted on makes the hook run once more
+// afterwards, with the latest subscription id, instead of running concurrently.
+func TestGraphLifecycleCoalesced(t *testing.T) {
+	started := make(chan string)
+	release := make(chan struct{})
+	var running, overlaps int
+	h := NewGraph(GraphOptions{ClientStates: []string{graphState1}, Queue: &recorder{}, Lifecycle: func(_ context.Context, _, sub string) error {
+		running++ // guarded by the hook never running concurrently, which -race checks
+		if running > 1 {
+			overlaps++
+		}
+		started <- sub
+		<-release
+		running--
+		return nil
+	}})
+	send := func(sub string) {
+		body := graphBody(t, graphItem{ClientState: graphState1, LifecycleEvent: LifecycleReauthorizationRequired, SubscriptionID: sub})
+		if w := (call{contentType: "application/json", body: body}).do(h); w.Code != 202 {
+			t.Fatalf("status %d", w.Code)
+		}
+	}
+	send("s1")
+	if sub := <-started; sub != "s1" {
+		t.Fatalf("first run for %q", sub)
+	}
+	send("s2") // while s1 runs
+	send("s3")
+	release <- struct{}{}
+	if sub := <-started; sub != "s3" {
+		t.Errorf("second run for %q, want the latest, s3", sub)
+	}
+	release <- struct{}{}
+	if overlaps != 0 {
+		t.Errorf("the hook ran concurrently %d times", overlaps)
 	}
 }
 

@@ -53,6 +53,10 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	w := a.doctorWandb(ctx)
+	idps, err := a.doctorIdPs(ctx)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	reports := make([]doctorReport, len(recs))
 	sem := make(chan struct{}, max(a.cfg.Sync.Concurrency, 1))
 	var wg sync.WaitGroup
@@ -66,22 +70,32 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	wg.Wait()
 
-	failed := 0
+	failed, idpsFailed := 0, 0
 	for _, r := range reports {
 		if !r.OK {
 			failed++
 		}
 	}
+	for _, r := range idps {
+		if !r.OK {
+			idpsFailed++
+		}
+	}
 	if g.json {
 		if err := writeJSON(stdout, struct {
 			Wandb wandbReport    `json:"wandb"`
+			IdPs  []idpReport    `json:"idps,omitempty"`
 			Teams []doctorReport `json:"teams"`
-		}{w, reports}); err != nil {
+		}{w, idps, reports}); err != nil {
 			return err
 		}
 	} else {
 		printWandb(stdout, w)
+		printIdPs(stdout, idps)
 		printDoctor(stdout, reports)
+	}
+	if idpsFailed > 0 && w.OK && failed == 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d identity providers cannot be read", idpsFailed, len(idps))}
 	}
 	switch {
 	case !w.OK && failed > 0:
@@ -92,6 +106,46 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return &exitError{code: 1, err: fmt.Errorf("%d of %d buckets do not meet W&B's requirements", failed, len(reports))}
 	}
 	return nil
+}
+
+// idpReport is doctor's check of one identity provider source: its selected groups are read once
+// with their members, as the daemon reads them at start. The readers name a missing permission
+// (Entra: User.Read.All for the members' details, GroupMember.Read.All for the groups).
+type idpReport struct {
+	Source string `json:"source"`
+	OK     bool   `json:"ok"`
+	Groups int    `json:"groups"`
+	Error  string `json:"error,omitempty"`
+}
+
+func (a *agent) doctorIdPs(ctx context.Context) ([]idpReport, error) {
+	idps, _, err := newSources(a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	var out []idpReport
+	for _, p := range idps {
+		groups, err := p.Source.Groups(ctx)
+		r := idpReport{Source: p.Name, OK: err == nil, Groups: len(groups)}
+		if err != nil {
+			r.Error = err.Error()
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func printIdPs(w io.Writer, reports []idpReport) {
+	for _, r := range reports {
+		if r.OK {
+			fmt.Fprintf(w, "identity provider %s: ok (%d groups selected)\n", r.Source, r.Groups)
+		} else {
+			fmt.Fprintf(w, "identity provider %s: FAIL\n  %s\n", r.Source, oneLine(r.Error))
+		}
+	}
+	if len(reports) > 0 {
+		fmt.Fprintln(w)
+	}
 }
 
 // wandbReport is doctor's check of W&B itself: reachable, taking the credentials, and what the

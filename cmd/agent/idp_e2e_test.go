@@ -233,17 +233,20 @@ func TestDaemonEntraAndGoogleSources(t *testing.T) {
 	pool.AppendCertsFromPEM(certPEM)
 	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
-	graph := graphfake.New(graphfake.Config{TenantID: tenant, ClientID: clientID, ClientSecret: entraSecret, ValidationClient: tlsClient})
+	// The app registration starts without Group.Read.All: groups are read, the subscription is refused.
+	graph := graphfake.New(graphfake.Config{TenantID: tenant, ClientID: clientID, ClientSecret: entraSecret, ValidationClient: tlsClient,
+		Permissions: []graphfake.Permission{graphfake.GroupMemberReadAll, graphfake.UserReadAll}})
 	graphSrv := httptest.NewServer(graph)
 	t.Cleanup(graphSrv.Close)
 	guid := func(n int) string { return fmt.Sprintf("aaaaaaaa-0000-4000-8000-%012d", n) } // Graph ids are GUIDs
 	users := map[string]string{}
-	for i, u := range []string{"ada", "bob", "carol", "dan"} {
+	for i, u := range []string{"ada", "bob", "carol", "dan", "eve"} {
 		users[u] = guid(i + 1)
 		graph.AddUser(users[u], u+"@example.com", u+"@example.com")
 	}
-	vision, admins, sharedE := guid(101), guid(102), guid(103)
-	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"])
+	vision, admins, sharedE, contractors := guid(101), guid(102), guid(103), guid(104)
+	graph.AddGroup(contractors, "contractors-"+e.sfx, "") // nested in vision, not selected itself
+	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"], contractors)
 	graph.AddGroup(admins, "wandb-admins-vision-"+e.sfx, "", users["carol"])
 	graph.AddGroup(sharedE, "wandb-shared-"+e.sfx, "", users["ada"])
 
@@ -311,16 +314,34 @@ members:
 	if e.hasTeam("admins-vision-" + e.sfx) {
 		t.Error("the admins group became a team of its own")
 	}
-	if subs := graph.Subscriptions(); len(subs) != 1 {
-		t.Errorf("Graph subscriptions = %+v, want the daemon's one", subs)
+	// Without Group.Read.All the subscription is refused: a metric and /readyz say so (ready still:
+	// Graph's validation handshake must reach the agent once the permission is granted).
+	if subs := graph.Subscriptions(); len(subs) != 0 {
+		t.Errorf("Graph subscriptions = %+v without Group.Read.All, want none", subs)
 	}
+	if code, body := d.do(t, http.MethodGet, "/readyz", "", ""); code != http.StatusOK || !strings.Contains(body, "degraded") || !strings.Contains(body, "Group.Read.All") {
+		t.Errorf("readyz without Group.Read.All: %d %s", code, body)
+	}
+	if _, body := d.do(t, http.MethodGet, "/metrics", "", ""); !strings.Contains(body, `byob_idp_subscription_errors_total{reason="forbidden",source="entra"}`) ||
+		!strings.Contains(body, `byob_idp_subscription_up{source="entra"} 0`) {
+		t.Errorf("metrics do not report the refused subscription:\n%s", body)
+	}
+	// Granted, the next full read creates it.
+	graph.SetPermissions(graphfake.DefaultPermissions...)
+	d.genericWebhook(t, genericKey, `{}`)
+	waitFor(t, "the subscription once Group.Read.All is granted", func() bool { return len(graph.Subscriptions()) == 1 })
+	waitFor(t, "readyz and the metric to drop the subscription problem", func() bool {
+		code, ready := d.do(t, http.MethodGet, "/readyz", "", "")
+		_, metrics := d.do(t, http.MethodGet, "/metrics", "", "")
+		return code == http.StatusOK && !strings.Contains(ready, "degraded") && strings.Contains(metrics, `byob_idp_subscription_up{source="entra"} 1`)
+	})
 	waitFor(t, "the conflict to be reported", func() bool { return strings.Contains(d.logs(), `entra group \"wandb-shared-`+e.sfx) })
 	if e.hasTeam("shared-" + e.sfx) {
 		t.Error("a team claimed by two IdPs was created")
 	}
 
 	// Entra: dan joins; Graph notifies the daemon, which re-reads that group.
-	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"], users["dan"])
+	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["bob"], users["dan"], contractors)
 	body := fmt.Sprintf(`{"value":[{"subscriptionId":"s","clientState":%q,"changeType":"updated","resource":"Groups/%s","resourceData":{"id":%q},"tenantId":%q}]}`,
 		clientState, vision, vision, tenant)
 	resp, err := d.client.Post(d.base+"/webhooks/graph", "application/json", strings.NewReader(body))
@@ -333,6 +354,41 @@ members:
 	}
 	waitFor(t, "the Entra team to follow the group", func() bool { return slices.Contains(e.memberEmails(visionTeam), "dan@example.com") })
 
+	// eve joins the nested contractors group: the notification names only contractors, and the daemon
+	// re-reads the selected group that contains it (the schedule is an hour away).
+	graph.AddGroup(contractors, "contractors-"+e.sfx, "", users["eve"])
+	body = fmt.Sprintf(`{"value":[{"subscriptionId":"s","clientState":%q,"changeType":"updated","resource":"Groups/%s","resourceData":{"id":%q},"tenantId":%q}]}`,
+		clientState, contractors, contractors, tenant)
+	if resp, err = d.client.Post(d.base+"/webhooks/graph", "application/json", strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the Entra team to follow its nested group", func() bool { return slices.Contains(e.memberEmails(visionTeam), "eve@example.com") })
+
+	// Lifecycle notifications: reauthorizationRequired reauthorizes the subscription, subscriptionRemoved
+	// creates it again.
+	lifecycle := func(event, sub string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"value":[{"subscriptionId":%q,"clientState":%q,"lifecycleEvent":%q,"resource":"groups","tenantId":%q}]}`, sub, clientState, event, tenant)
+		resp, err := d.client.Post(d.base+"/webhooks/graph", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("graph %s: %s", event, resp.Status)
+		}
+	}
+	subID := graph.Subscriptions()[0].ID
+	lifecycle("reauthorizationRequired", subID)
+	waitFor(t, "the subscription to be reauthorized", func() bool { return graph.Reauthorizations(subID) == 1 })
+	graph.DeleteSubscription(subID)
+	lifecycle("subscriptionRemoved", subID)
+	waitFor(t, "the removed subscription to be created again", func() bool {
+		subs := graph.Subscriptions()
+		return len(subs) == 1 && subs[0].ID != subID
+	})
+
 	// Google: fay joins; a signed generic webhook names the group.
 	dir.AddMembers(speech, directoryfake.Member{Email: "fay@example.com"})
 	d.genericWebhook(t, genericKey, fmt.Sprintf(`{"groups":["google:%s"]}`, speech))
@@ -344,6 +400,17 @@ members:
 	out := e.mustRun("state", "show", "shared-"+e.sfx)
 	if !strings.Contains(out.stdout, "claimed by entra group") || !strings.Contains(out.stdout, "google group") {
 		t.Errorf("state show of the contested team: %s", out.stdout)
+	}
+
+	// doctor reads the IdPs too: without User.Read.All Graph withholds the members' details, and doctor
+	// says which permission is missing.
+	graph.SetPermissions(graphfake.GroupMemberReadAll, graphfake.GroupReadAll)
+	if doc := e.run("doctor"); doc.code == 0 || !strings.Contains(doc.stdout, "identity provider entra: FAIL") || !strings.Contains(doc.stdout, "User.Read.All") {
+		t.Errorf("doctor without User.Read.All: exit %d\n%s", doc.code, doc.stdout)
+	}
+	graph.SetPermissions(graphfake.DefaultPermissions...)
+	if doc := e.run("doctor"); !strings.Contains(doc.stdout, "identity provider entra: ok") || !strings.Contains(doc.stdout, "identity provider google: ok") {
+		t.Errorf("doctor with every permission:\n%s", doc.stdout)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim/server"
 	"github.com/byob-agent/byob-agent/source/desired"
+	"github.com/byob-agent/byob-agent/source/entra"
 	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/state/admin"
@@ -60,6 +61,7 @@ type world struct {
 	cfg     *config.Config
 	rec     *apply.Reconciler
 	sources *desired.Sources
+	subs    *entra.Subscriptions // the Entra subscription's keeper; nil without one
 }
 
 type enqueue struct {
@@ -114,20 +116,40 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 		d.metrics.Steps.WithLabelValues(string(s), outcome).Inc()
 	}
-	idps, err := newSources(cfg)
+	idps, subs, err := newSources(cfg)
 	if err != nil {
 		return nil, err
 	}
+	for i := range idps {
+		if keep, name := idps[i].Keep, idps[i].Name; keep != nil {
+			idps[i].Keep = func(ctx context.Context) error { return d.kept(name, keep(ctx)) }
+		}
+	}
 	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
-	h, err := d.routes(cfg)
+	h, err := d.routes(cfg, subs)
 	if err != nil {
 		return nil, err
 	}
 	d.handler.Store(&h)
-	return &world{cfg: cfg, rec: rec, sources: sources}, nil
+	return &world{cfg: cfg, rec: rec, sources: sources, subs: subs}, nil
 }
 
-func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
+// kept records the outcome of keeping an IdP's change-notification subscription in the metrics.
+func (d *daemon) kept(source string, err error) error {
+	if err == nil {
+		d.metrics.Subscriptions.WithLabelValues(source).Set(1)
+		return nil
+	}
+	reason := "error"
+	if errors.Is(err, entra.ErrSubscriptionPermission) {
+		reason = "forbidden"
+	}
+	d.metrics.Subscriptions.WithLabelValues(source).Set(0)
+	d.metrics.SubscriptionErrors.WithLabelValues(source, reason).Inc()
+	return err
+}
+
+func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
@@ -153,7 +175,13 @@ func (d *daemon) routes(cfg *config.Config) (http.Handler, error) {
 		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Logger: d.log}))
 	}
 	if gr := cfg.Webhooks.Graph; gr != nil {
-		mux.Handle("/webhooks/graph", webhook.NewGraph(webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log}))
+		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log}
+		if subs != nil {
+			o.Lifecycle = func(ctx context.Context, event, id string) error {
+				return d.kept("entra", subs.Lifecycle(ctx, event, id))
+			}
+		}
+		mux.Handle("/webhooks/graph", webhook.NewGraph(o))
 	}
 	if gen := cfg.Webhooks.Generic; gen != nil {
 		secrets := make([][]byte, len(gen.Secrets))
@@ -235,6 +263,14 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the last reconcile failed: "+*msg, http.StatusServiceUnavailable)
 	default:
 		fmt.Fprintln(w, "ok")
+	}
+	// A subscription that cannot be kept is reported but does not make the agent unready: Graph's
+	// validation handshake must reach this agent's /webhooks/graph to create the subscription again,
+	// which an unready pod behind a Service would never get.
+	if wd := d.world.Load(); wd != nil && wd.subs != nil {
+		if err := wd.subs.Err(); err != nil {
+			fmt.Fprintln(w, "degraded: change notifications may not arrive, the schedule still reads every group:", err)
+		}
 	}
 }
 

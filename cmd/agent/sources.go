@@ -10,14 +10,16 @@ import (
 	"github.com/byob-agent/byob-agent/source/okta"
 )
 
-// newSources builds the clients of the configured IdP sources. It makes no request.
-func newSources(cfg *config.Config) ([]desired.IdP, error) {
+// newSources builds the clients of the configured IdP sources, and the keeper of the Entra
+// subscription when one is configured (nil otherwise). It makes no request.
+func newSources(cfg *config.Config) ([]desired.IdP, *entra.Subscriptions, error) {
+	var subs *entra.Subscriptions
 	var out []desired.IdP
 	if o := cfg.Sources.Okta; o != nil {
 		src, err := okta.New(okta.Options{OrgURL: o.OrgURL, APIToken: o.APIToken.Reveal(), ClientID: o.ClientID,
 			PrivateKeyPEM: []byte(o.PrivateKey.Reveal()), KeyID: o.KeyID, Search: o.Search, Filter: o.Filter})
 		if err != nil {
-			return nil, fmt.Errorf("okta source: %w", err)
+			return nil, nil, fmt.Errorf("okta source: %w", err)
 		}
 		out = append(out, desired.IdP{Key: "okta", Name: "okta", Source: src, Rule: o.Groups})
 	}
@@ -25,13 +27,14 @@ func newSources(cfg *config.Config) ([]desired.IdP, error) {
 		src, err := entra.New(entra.Options{TenantID: e.TenantID, ClientID: e.ClientID, ClientSecret: e.ClientSecret.Reveal(),
 			AuthorityURL: e.AuthorityURL, GraphURL: e.GraphURL, Filter: e.Filter, GroupIDs: e.GroupIDs})
 		if err != nil {
-			return nil, fmt.Errorf("entra source: %w", err)
+			return nil, nil, fmt.Errorf("entra source: %w", err)
 		}
 		s := desired.IdP{Key: "graph", Name: "entra", Source: src, Rule: e.Groups}
 		if sub := e.Subscription; sub != nil {
 			// Graph lists existing subscriptions, so a restart adopts ours instead of adding one.
-			s.Keep = entra.NewSubscriptions(src, entra.SubscriptionOptions{
-				NotificationURL: sub.NotificationURL, ClientState: sub.ClientState.Reveal()}).Ensure
+			subs = entra.NewSubscriptions(src, entra.SubscriptionOptions{
+				NotificationURL: sub.NotificationURL, ClientState: sub.ClientState.Reveal()})
+			s.Keep = subs.Ensure
 		}
 		out = append(out, s)
 	}
@@ -39,9 +42,9 @@ func newSources(cfg *config.Config) ([]desired.IdP, error) {
 		src, err := google.New(google.Options{CredentialsJSON: []byte(g.ServiceAccountKey.Reveal()), Subject: g.Subject,
 			Customer: g.Customer, Query: g.Query, BaseURL: g.BaseURL})
 		if err != nil {
-			return nil, fmt.Errorf("google source: %w", err)
+			return nil, nil, fmt.Errorf("google source: %w", err)
 		}
 		out = append(out, desired.IdP{Key: "google", Name: "google", Source: src, Rule: g.Groups})
 	}
-	return out, nil
+	return out, subs, nil
 }

@@ -59,8 +59,32 @@ func (s *idpSource) refresh(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
-// refreshOne re-reads one group, as a webhook asked.
+// refreshOne re-reads one group, as a webhook asked, and the selected groups that contain it when
+// the source nests groups (their members changed with it).
 func (s *idpSource) refreshOne(ctx context.Context, id string) error {
+	if err := s.readOne(ctx, id); err != nil {
+		return err
+	}
+	for _, parent := range s.containing(id) {
+		if parent != id {
+			if err := s.readOne(ctx, parent); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// containing are the selected groups that contain group id, as the source read them last.
+func (s *idpSource) containing(id string) []string {
+	if n, ok := s.src.(source.Nesting); ok {
+		return n.Containing(id)
+	}
+	return nil
+}
+
+// readOne re-reads one group.
+func (s *idpSource) readOne(ctx context.Context, id string) error {
 	g, found, err := s.src.Group(ctx, id)
 	if err != nil {
 		return fmt.Errorf("read group %s from %s: %w", id, s.team, err)
@@ -91,12 +115,20 @@ func (s *idpSource) remember(id, name string) {
 	s.gone[id] = name
 }
 
-// teamNames are the team names a group key concerns: its group now, and the name it had.
+// teamNames are the team names a group key concerns: its group now, and the name it had, and those
+// of the selected groups that contain it.
 func (s *idpSource) teamNames(id string) []string {
+	parents := s.containing(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var names []string
-	for _, display := range []string{s.groups[id].Name, s.gone[id]} {
+	displays := []string{s.groups[id].Name, s.gone[id]}
+	for _, p := range parents {
+		if p != id {
+			displays = append(displays, s.groups[p].Name)
+		}
+	}
+	for _, display := range displays {
 		if name, _, ok, err := s.rule.Classify(display); display != "" && ok && err == nil {
 			names = append(names, name)
 		}

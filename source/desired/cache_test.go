@@ -71,3 +71,51 @@ func TestIdPSourceCache(t *testing.T) {
 		t.Errorf("after delete: cached %v, names %v", s.groups, s.teamNames("g1"))
 	}
 }
+
+// nestingStub is a stubSource whose groups nest: parents maps a group to the selected groups holding it.
+type nestingStub struct {
+	stubSource
+	parents map[string][]string
+}
+
+func (s *nestingStub) Containing(id string) []string { return s.parents[id] }
+
+// TestNestedGroupChange: a webhook about a nested group that is not selected re-reads, and names the
+// teams of, the selected groups that contain it.
+func TestNestedGroupChange(t *testing.T) {
+	tests := []struct {
+		name      string
+		key       string
+		wantNames []string
+		wantML    []string // wandb-ml's members after the re-read
+	}{
+		{"nested group re-reads its container", "n1", []string{"ml"}, []string{"ada@example.com", "bob@example.com"}},
+		{"selected group nested in another re-reads both", "g2", []string{"vision", "ml"}, []string{"ada@example.com", "bob@example.com"}},
+		{"unrelated group re-reads nothing else", "x9", nil, []string{"ada@example.com"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			stub := &nestingStub{parents: map[string][]string{"n1": {"g1"}, "g2": {"g1"}}}
+			stub.groups = []source.Group{
+				{ID: "g1", Name: "wandb-ml", Members: []string{"ada@example.com"}},
+				{ID: "g2", Name: "wandb-vision", Members: []string{"ada@example.com"}},
+			}
+			s := &idpSource{key: "graph", team: "entra", src: stub, rule: &config.GroupRule{Prefix: "wandb-"}}
+			if err := s.refresh(ctx, slog.New(slog.DiscardHandler)); err != nil {
+				t.Fatal(err)
+			}
+			// bob joins the nested group: Graph's transitive members of g1 now hold him.
+			stub.groups[0].Members = []string{"ada@example.com", "bob@example.com"}
+			if err := s.refreshOne(ctx, tt.key); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.groups["g1"].Members; !slices.Equal(got, tt.wantML) {
+				t.Errorf("wandb-ml members = %v, want %v", got, tt.wantML)
+			}
+			if got := s.teamNames(tt.key); !slices.Equal(got, tt.wantNames) {
+				t.Errorf("team names of %s = %v, want %v", tt.key, got, tt.wantNames)
+			}
+		})
+	}
+}

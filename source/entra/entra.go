@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,12 +64,21 @@ type Source struct {
 	policy                   retry.Policy
 
 	tokens *oauth.Cache
+
+	// nestedMu guards nested: for each selected group read, the ids of the groups nested in it at any
+	// depth (from its transitiveMembers), for Containing.
+	nestedMu sync.Mutex
+	nested   map[string]map[string]bool
+
 	// advanced is set once Graph has said the filter needs its advanced query parameters, which are
 	// then always sent. They are not sent before: their results are only eventually consistent.
 	advanced atomic.Bool
 }
 
-var _ source.Source = (*Source)(nil)
+var (
+	_ source.Source  = (*Source)(nil)
+	_ source.Nesting = (*Source)(nil)
+)
 
 // New checks the options and returns a Source. It makes no request.
 func New(o Options) (*Source, error) {
@@ -89,6 +99,7 @@ func New(o Options) (*Source, error) {
 	case s.filter == "" && len(o.GroupIDs) == 0:
 		return nil, errors.New("entra: a group filter or a list of group ids is required: selecting every group of a tenant is refused")
 	}
+	s.nested = map[string]map[string]bool{}
 	s.idSet = map[string]bool{}
 	for _, id := range o.GroupIDs {
 		id = strings.ToLower(strings.TrimSpace(id))
@@ -211,7 +222,51 @@ func (s *Source) Groups(ctx context.Context) ([]source.Group, error) {
 		}
 	}
 	slices.SortFunc(groups, func(a, b source.Group) int { return strings.Compare(a.ID, b.ID) })
+	s.keepOnly(groups)
 	return groups, nil
+}
+
+// Containing returns the selected groups that held id nested in them (at any depth) when they were
+// read last, sorted. Graph notifies a change to a nested group under that group's id only; its
+// containing groups' members changed as well.
+func (s *Source) Containing(id string) []string {
+	id = strings.ToLower(id)
+	s.nestedMu.Lock()
+	defer s.nestedMu.Unlock()
+	var out []string
+	for parent, nested := range s.nested {
+		if nested[id] {
+			out = append(out, parent)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// setNested records the groups nested in a selected group; nil forgets the group.
+func (s *Source) setNested(id string, nested map[string]bool) {
+	s.nestedMu.Lock()
+	defer s.nestedMu.Unlock()
+	if nested == nil {
+		delete(s.nested, strings.ToLower(id))
+	} else {
+		s.nested[strings.ToLower(id)] = nested
+	}
+}
+
+// keepOnly forgets the nesting of groups a full read did not return.
+func (s *Source) keepOnly(groups []source.Group) {
+	keep := map[string]bool{}
+	for _, g := range groups {
+		keep[strings.ToLower(g.ID)] = true
+	}
+	s.nestedMu.Lock()
+	defer s.nestedMu.Unlock()
+	for id := range s.nested {
+		if !keep[id] {
+			delete(s.nested, id)
+		}
+	}
 }
 
 // Group reads one group with its members. found is false when the group does not exist or is not
@@ -240,6 +295,7 @@ func (s *Source) Group(ctx context.Context, id string) (source.Group, bool, erro
 		}
 	}
 	if !found {
+		s.setNested(id, nil)
 		return source.Group{}, false, nil
 	}
 	return s.withMembers(ctx, h)
@@ -293,53 +349,98 @@ func (s *Source) getGroup(ctx context.Context, id string) (groupHead, bool, erro
 
 // withMembers reads the members of a listed group; found is false when the group is gone by now.
 func (s *Source) withMembers(ctx context.Context, h groupHead) (source.Group, bool, error) {
-	members, found, err := s.members(ctx, h.ID)
+	members, nested, found, err := s.members(ctx, h.ID)
 	if err != nil {
 		return source.Group{}, false, fmt.Errorf("entra: reading the members of group %s (%q): %w", h.ID, h.DisplayName, err)
+	}
+	if found {
+		s.setNested(h.ID, nested)
+	} else {
+		s.setNested(h.ID, nil)
 	}
 	return source.Group{ID: h.ID, Name: h.DisplayName, Members: members}, found, nil
 }
 
 // member is one transitive member of a group: a user, group, device, contact or service principal.
 type member struct {
-	Type string `json:"@odata.type"`
-	Mail string `json:"mail"`
-	UPN  string `json:"userPrincipalName"`
+	Type           string `json:"@odata.type"`
+	ID             string `json:"id"`
+	Mail           string `json:"mail"`
+	UPN            string `json:"userPrincipalName"`
+	AccountEnabled *bool  `json:"accountEnabled"`
 }
 
-// members reads the users among the transitive members of a group as sorted unique emails.
+// ErrUserReadPermission is matched (errors.Is) when Graph listed user members without their
+// details: the app registration lacks the application permission User.Read.All. It matches ErrAuth too.
+//
+// Graph lists a member the app may not read with only its @odata.type and id, every other property
+// null (learn.microsoft.com/graph/permissions-overview#limited-information-returned-for-inaccessible-member-objects),
+// so with GroupMember.Read.All alone every user has neither mail nor userPrincipalName. A user always
+// has a userPrincipalName, so a null one means the permission is missing, not that the user has no
+// address. accountEnabled is not part of the basic profile that User.ReadBasic.All covers, so that
+// permission is not enough either.
+var ErrUserReadPermission = fmt.Errorf("%w: graph withheld the members' user details; the app registration needs the admin-consented application permission User.Read.All", ErrAuth)
+
+// memberSelect are the member properties read: the addresses, and accountEnabled to leave out
+// disabled users.
+const memberSelect = "id,mail,userPrincipalName,accountEnabled"
+
+// members reads the users among the transitive members of a group as sorted unique emails, and the
+// ids of the groups nested in it (lowercase). Disabled
+// users (accountEnabled false) are not members, as Okta's deprovisioned and Google's suspended users
+// are not.
 //
 // It lists every transitive member and keeps the users itself: the OData cast
 // .../transitiveMembers/microsoft.graph.user needs the advanced query parameters, whose index is
 // only eventually consistent, so a read triggered by a change notification could miss that change.
-func (s *Source) members(ctx context.Context, id string) ([]string, bool, error) {
-	q := url.Values{"$select": {"mail,userPrincipalName"}, "$top": {maxTop}}
-	set := map[string]bool{}
+func (s *Source) members(ctx context.Context, id string) ([]string, map[string]bool, bool, error) {
+	q := url.Values{"$select": {memberSelect}, "$top": {maxTop}}
+	set, nested := map[string]bool{}, map[string]bool{}
 	err := listAll(ctx, s, s.endpoint("/v1.0/groups/"+url.PathEscape(id)+"/transitiveMembers", q), false, func(m member) error {
+		if err := m.check(); err != nil {
+			return err
+		}
+		if m.Type == "#microsoft.graph.group" && isGUID(m.ID) {
+			nested[strings.ToLower(m.ID)] = true
+		}
 		if e, ok := m.email(); ok {
 			set[e] = true
 		}
 		return nil
 	})
 	if statusIs(err, http.StatusNotFound) {
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	emails := make([]string, 0, len(set))
 	for e := range set {
 		emails = append(emails, e)
 	}
 	slices.Sort(emails)
-	return emails, true, nil
+	return emails, nested, true, nil
+}
+
+// check refuses a user member whose details Graph withheld (see ErrUserReadPermission).
+func (m member) check() error {
+	if m.Type != "#microsoft.graph.user" {
+		return nil
+	}
+	switch {
+	case strings.TrimSpace(m.UPN) == "":
+		return fmt.Errorf("user %.40s came without userPrincipalName or mail: %w", m.ID, ErrUserReadPermission)
+	case m.AccountEnabled == nil:
+		return fmt.Errorf("user %.40s came without accountEnabled (User.ReadBasic.All does not cover it): %w", m.ID, ErrUserReadPermission)
+	}
+	return nil
 }
 
 // email is a user's mail, else its userPrincipalName when that is an address. A guest's UPN
 // (alice_example.com#EXT#@tenant.onmicrosoft.com) is not one. Other member types have no email here:
-// a nested group's own mail address is not a person.
+// a nested group's own mail address is not a person. A disabled user has none either.
 func (m member) email() (string, bool) {
-	if m.Type != "#microsoft.graph.user" {
+	if m.Type != "#microsoft.graph.user" || m.AccountEnabled != nil && !*m.AccountEnabled {
 		return "", false
 	}
 	if e, ok := normalizeEmail(m.Mail); ok {

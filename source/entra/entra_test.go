@@ -36,6 +36,7 @@ const (
 	uEve      = "bbbbbbbb-0000-0000-0000-000000000005"
 	uFrank    = "bbbbbbbb-0000-0000-0000-000000000006"
 	uNoMail   = "bbbbbbbb-0000-0000-0000-000000000007"
+	uGrace    = "bbbbbbbb-0000-0000-0000-000000000008" // disabled (accountEnabled false): in wandb-vision and contractors
 	oContact  = "cccccccc-0000-0000-0000-000000000001"
 	oDevice   = "cccccccc-0000-0000-0000-000000000002"
 	wandbOnly = "startswith(displayName,'wandb-')"
@@ -102,11 +103,13 @@ func newEnv(t *testing.T) *env {
 	f.AddUser(uEve, "", "eve_partner.example#EXT#@contoso.onmicrosoft.com")
 	f.AddUser(uFrank, "Frank@Contoso.COM", "frank@contoso.com")
 	f.AddUser(uNoMail, "", "service-account") // neither is an address
+	f.AddUser(uGrace, "grace@contoso.com", "grace@contoso.com")
+	f.SetAccountEnabled(uGrace, false)
 	f.AddObject(oContact, "#microsoft.graph.orgContact", "vendor@example.org")
 	f.AddObject(oDevice, "#microsoft.graph.device", "")
 	f.AddGroup(gML, "wandb-ml", "wandb-ml@contoso.com", uAlice, uBob, gNested)
-	f.AddGroup(gNested, "contractors", "contractors@contoso.com", uCarol, uAlice, oContact, oDevice)
-	f.AddGroup(gVision, "wandb-vision", "", uDave, uEve, uFrank, uNoMail)
+	f.AddGroup(gNested, "contractors", "contractors@contoso.com", uCarol, uAlice, oContact, oDevice, uGrace)
+	f.AddGroup(gVision, "wandb-vision", "", uDave, uEve, uFrank, uNoMail, uGrace)
 	f.AddGroup(gEmpty, "WANDB-empty", "")
 	f.AddGroup(gOther, "other-team", "", uBob)
 	e := &env{fake: f, clock: c, handler: f}
@@ -294,7 +297,8 @@ func TestAuthFailures(t *testing.T) {
 		{"wrong client secret", func(o *Options) { o.ClientSecret = "wrong-" + secret }, nil, []string{"HTTP 401 invalid_client", "AADSTS7000215", clientID, tenant}},
 		{"unknown client", func(o *Options) { o.ClientID = "99999999-0000-0000-0000-000000000000" }, nil, []string{"unauthorized_client", "AADSTS700016"}},
 		{"unknown tenant", func(o *Options) { o.TenantID = "fabrikam.onmicrosoft.com" }, nil, []string{"AADSTS90002", "fabrikam"}},
-		{"missing permission", nil, func(f *graphfake.Fake) { f.SetForbidden(true) }, []string{"HTTP 403 Authorization_RequestDenied", "GroupMember.Read.All", "request-id"}},
+		{"no permission at all", nil, func(f *graphfake.Fake) { f.SetPermissions() }, []string{"HTTP 403 Authorization_RequestDenied", "GroupMember.Read.All", "request-id"}},
+		{"no group permission", nil, func(f *graphfake.Fake) { f.SetPermissions(graphfake.UserReadAll) }, []string{"HTTP 403 Authorization_RequestDenied", "GroupMember.Read.All"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -598,11 +602,108 @@ func TestMemberEmail(t *testing.T) {
 		{member{Type: "#microsoft.graph.user", Mail: "a@localhost"}, ""},
 		{member{Type: "#microsoft.graph.group", Mail: "team@contoso.com"}, ""},
 		{member{Type: "#microsoft.graph.orgContact", Mail: "v@example.org"}, ""},
+		{member{Type: "#microsoft.graph.user", Mail: "g@contoso.com", UPN: "g@contoso.com", AccountEnabled: new(false)}, ""},
+		{member{Type: "#microsoft.graph.user", Mail: "g@contoso.com", UPN: "g@contoso.com", AccountEnabled: new(true)}, "g@contoso.com"},
 	}
 	for _, tt := range tests {
 		got, ok := tt.m.email()
 		if got != tt.want || ok != (tt.want != "") {
 			t.Errorf("%+v.email() = %q, %v; want %q", tt.m, got, ok, tt.want)
 		}
+	}
+}
+
+// TestMemberDetailsNeedUserRead follows Graph's limited-information rule: without a permission to
+// read users, every user member comes with @odata.type and id only. The reader must say which
+// permission is missing instead of reading the groups as empty.
+func TestMemberDetailsNeedUserRead(t *testing.T) {
+	tests := []struct {
+		name     string
+		perms    []graphfake.Permission
+		wantErr  string // "" when the groups read normally
+		wantWhat string
+	}{
+		{"GroupMember.Read.All only", []graphfake.Permission{graphfake.GroupMemberReadAll}, "User.Read.All", "without userPrincipalName"},
+		{"User.ReadBasic.All hides accountEnabled", []graphfake.Permission{graphfake.GroupMemberReadAll, graphfake.UserReadBasicAll}, "User.Read.All", "without accountEnabled"},
+		{"GroupMember.Read.All and User.Read.All", []graphfake.Permission{graphfake.GroupMemberReadAll, graphfake.UserReadAll}, "", ""},
+		{"Directory.Read.All", []graphfake.Permission{graphfake.DirectoryReadAll}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.fake.SetPermissions(tt.perms...)
+			src := e.source(t, nil)
+			got, err := src.Groups(context.Background())
+			_, _, oneErr := src.Group(context.Background(), gML)
+			if tt.wantErr == "" {
+				if err != nil || oneErr != nil {
+					t.Fatalf("Groups = %v, Group = %v; want no error", err, oneErr)
+				}
+				if !equalGroups(got, []source.Group{wantML, wantVision, wantEmpty}) {
+					t.Errorf("Groups = %v", got)
+				}
+				return
+			}
+			for _, err := range []error{err, oneErr} {
+				if !errors.Is(err, ErrUserReadPermission) || !errors.Is(err, ErrAuth) {
+					t.Fatalf("error %v, want ErrUserReadPermission and ErrAuth", err)
+				}
+				for _, w := range []string{tt.wantErr, tt.wantWhat, "wandb-ml"} {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not say %q", err, w)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestContaining: the selected groups that hold a nested group are known from their last read, and
+// follow changes to the nesting.
+func TestContaining(t *testing.T) {
+	e := newEnv(t)
+	src := e.source(t, nil)
+	if got := src.Containing(gNested); got != nil {
+		t.Errorf("Containing before any read = %v", got)
+	}
+	if _, err := src.Groups(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		id   string
+		want []string
+	}{
+		{gNested, []string{gML}},
+		{strings.ToUpper(gNested), []string{gML}},
+		{gML, nil},
+		{gOther, nil},
+	}
+	for _, tt := range tests {
+		if got := src.Containing(tt.id); !slices.Equal(got, tt.want) {
+			t.Errorf("Containing(%s) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+	// contractors now also nests in wandb-vision; wandb-ml drops it. Re-reading each group updates it.
+	e.fake.AddGroup(gVision, "wandb-vision", "", uDave, gNested)
+	e.fake.AddGroup(gML, "wandb-ml", "wandb-ml@contoso.com", uAlice, uBob)
+	if _, _, err := src.Group(context.Background(), gVision); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.Containing(gNested); !slices.Equal(got, []string{gML, gVision}) {
+		t.Errorf("after re-reading wandb-vision: %v, want both", got)
+	}
+	if _, err := src.Groups(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.Containing(gNested); !slices.Equal(got, []string{gVision}) {
+		t.Errorf("after a full read: %v, want wandb-vision only", got)
+	}
+	// A group that leaves the selection is forgotten.
+	e.fake.AddGroup(gVision, "renamed", "", uDave, gNested)
+	if _, found, err := src.Group(context.Background(), gVision); err != nil || found {
+		t.Fatalf("Group(renamed) = %v, %v", found, err)
+	}
+	if got := src.Containing(gNested); got != nil {
+		t.Errorf("after wandb-vision left the selection: %v", got)
 	}
 }

@@ -53,7 +53,7 @@ func (e *apiError) Error() string {
 		b.WriteString(": " + e.message)
 	}
 	if e.status == http.StatusForbidden {
-		b.WriteString(" (the app registration needs the admin-consented application permission GroupMember.Read.All, and Group.Read.All for subscriptions)")
+		b.WriteString(" (the app registration needs the admin-consented application permissions GroupMember.Read.All and User.Read.All, and Group.Read.All for subscriptions)")
 	}
 	if e.requestID != "" {
 		b.WriteString(" (request-id " + e.requestID + ")")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,6 +20,21 @@ const (
 	groupChangeTypes = "updated,deleted"
 	groupsResource   = "/groups"
 )
+
+// ErrSubscriptionPermission is matched (errors.Is) when Graph refuses (403) to create, read, renew or
+// reauthorize the /groups subscription: Graph's create-subscription permissions table lists
+// Group.Read.All as the application permission for the group resource
+// (learn.microsoft.com/graph/api/subscription-post-subscriptions#permissions); GroupMember.Read.All
+// is not enough. It matches ErrAuth too.
+var ErrSubscriptionPermission = fmt.Errorf("%w: graph refused the /groups change-notification subscription; the app registration needs the admin-consented application permission Group.Read.All", ErrAuth)
+
+// subscriptionError names the missing permission on a 403.
+func subscriptionError(what string, err error) error {
+	if statusIs(err, http.StatusForbidden) {
+		return fmt.Errorf("%s: %w (%v)", what, ErrSubscriptionPermission, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
 
 // SubscriptionOptions configures the change-notification subscription on /groups.
 type SubscriptionOptions struct {
@@ -34,8 +50,8 @@ type SubscriptionOptions struct {
 }
 
 // Subscriptions keeps one Graph change-notification subscription for /groups alive: call Ensure at
-// start and then periodically (hourly is plenty), and Reauthorize when a reauthorizationRequired
-// lifecycle notification arrives. It is safe for concurrent use.
+// start and then periodically (hourly is plenty), and Lifecycle when a lifecycle notification arrives
+// (the daemon's Graph webhook does). It is safe for concurrent use.
 //
 // Without a stored id it adopts an existing subscription of this app with the same notificationUrl
 // and resource rather than creating a duplicate. Graph never returns a subscription's clientState, so
@@ -50,6 +66,9 @@ type Subscriptions struct {
 	id      string    // current subscription, "" if none known
 	expires time.Time // its expirationDateTime as Graph last said
 	unsaved bool      // id has not reached Save yet
+
+	errMu   sync.Mutex // guards lastErr alone, so that Err never waits for a Graph call
+	lastErr error      // the outcome of the last Ensure or Reauthorize
 }
 
 // NewSubscriptions returns the keeper of the /groups subscription read and renewed through src.
@@ -93,10 +112,27 @@ func (s *Subscriptions) Ensure(ctx context.Context) error {
 		return err
 	}
 	defer s.mu.release()
-	if err := s.ensure(ctx); err != nil {
-		return fmt.Errorf("entra: keeping the /groups change-notification subscription: %w", err)
+	return s.done(s.ensure(ctx))
+}
+
+// done records and returns the outcome of Ensure or Reauthorize.
+func (s *Subscriptions) done(err error) error {
+	if err != nil {
+		err = fmt.Errorf("entra: keeping the /groups change-notification subscription: %w", err)
 	}
-	return nil
+	s.errMu.Lock()
+	s.lastErr = err
+	s.errMu.Unlock()
+	return err
+}
+
+// Err is the error of the last Ensure or Reauthorize, nil when it succeeded or none ran yet: while
+// it is not nil, change notifications may not arrive and only the schedule reads the groups. It does
+// not wait for a running Ensure.
+func (s *Subscriptions) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.lastErr
 }
 
 // Reauthorize answers a reauthorizationRequired lifecycle notification: it reauthorizes the
@@ -112,13 +148,34 @@ func (s *Subscriptions) Reauthorize(ctx context.Context) error {
 		case statusIs(err, http.StatusNotFound):
 			s.forget()
 		case err != nil:
-			return fmt.Errorf("entra: reauthorizing subscription %s: %w", s.id, err)
+			return s.done(subscriptionError("reauthorizing subscription "+s.id, err))
 		}
 	}
-	if err := s.ensure(ctx); err != nil {
-		return fmt.Errorf("entra: keeping the /groups change-notification subscription: %w", err)
+	return s.done(s.ensure(ctx))
+}
+
+// Lifecycle acts on a lifecycle notification Graph sent for a subscription
+// (learn.microsoft.com/graph/change-notifications-lifecycle-events): reauthorizationRequired
+// reauthorizes it (Reauthorize); subscriptionRemoved forgets it, when it is ours or none is known,
+// and creates one again; missed, and any other event, makes sure the subscription exists and is not
+// due (Ensure). Catching up on changes that went unnotified is the caller's: a full read. That page
+// lists only reauthorizationRequired for groups; the other two are handled should Graph send them.
+func (s *Subscriptions) Lifecycle(ctx context.Context, event, subscriptionID string) error {
+	switch event {
+	case "reauthorizationRequired":
+		return s.Reauthorize(ctx)
+	case "subscriptionRemoved":
+		if err := s.mu.acquire(ctx); err != nil {
+			return err
+		}
+		defer s.mu.release()
+		if s.id == "" || strings.EqualFold(s.id, subscriptionID) {
+			s.forget()
+		}
+		return s.done(s.ensure(ctx))
+	default:
+		return s.Ensure(ctx)
 	}
-	return nil
 }
 
 func (s *Subscriptions) ensure(ctx context.Context) error {
@@ -142,7 +199,7 @@ func (s *Subscriptions) ensure(ctx context.Context) error {
 		case statusIs(err, http.StatusNotFound):
 			s.forget()
 		case err != nil:
-			return fmt.Errorf("reading subscription %s: %w", s.id, err)
+			return subscriptionError("reading subscription "+s.id, err)
 		case !s.ours(sub):
 			// The stored id names a subscription for another URL (the configuration changed): it
 			// lapses by itself; ours is adopted or created below.
@@ -224,7 +281,7 @@ func (s *Subscriptions) adopt(ctx context.Context) error {
 	})
 	if err != nil {
 		s.forget()
-		return fmt.Errorf("listing subscriptions: %w", err)
+		return subscriptionError("listing subscriptions", err)
 	}
 	return nil
 }
@@ -241,7 +298,7 @@ func (s *Subscriptions) create(ctx context.Context) error {
 	}
 	var out subscription
 	if err := s.src.call(ctx, http.MethodPost, s.src.endpoint("/v1.0/subscriptions", nil), in, &out, false); err != nil {
-		return fmt.Errorf("creating the subscription for %s: %w", s.o.NotificationURL, err)
+		return subscriptionError("creating the subscription for "+s.o.NotificationURL, err)
 	}
 	if out.ID == "" || out.ExpirationDateTime == nil {
 		return errors.New("creating the subscription: graph answered without id or expirationDateTime")
@@ -260,7 +317,7 @@ func (s *Subscriptions) renew(ctx context.Context) error {
 		return s.create(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("renewing subscription %s: %w", s.id, err)
+		return subscriptionError("renewing subscription "+s.id, err)
 	}
 	if out.ExpirationDateTime == nil {
 		return fmt.Errorf("renewing subscription %s: graph answered without expirationDateTime", s.id)

@@ -236,7 +236,7 @@ func TestEnsureErrors(t *testing.T) {
 		{"load fails", func(o *SubscriptionOptions) {
 			o.Load = func(context.Context) (string, error) { return "", errors.New("disk on fire") }
 		}, nil, "disk on fire"},
-		{"no permission", nil, func(e *env) { e.fake.SetForbidden(true) }, "HTTP 403"},
+		{"no permission", nil, func(e *env) { e.fake.SetPermissions(graphfake.GroupMemberReadAll, graphfake.UserReadAll) }, "HTTP 403"},
 		{"lifetime refused by Graph", func(o *SubscriptionOptions) { o.Lifetime = MaxSubscriptionLifetime }, func(e *env) {
 			// Graph's clock is ahead of ours: the requested expiry exceeds its limit.
 			e.serve(graphfake.New(graphfake.Config{TenantID: tenant, ClientID: clientID, ClientSecret: secret,
@@ -317,4 +317,105 @@ func countReauth(e *env) int {
 		}
 	}
 	return n
+}
+
+// TestSubscriptionNeedsGroupReadAll: Graph's create-subscription table asks Group.Read.All for
+// /groups. A 403 at any step is ErrSubscriptionPermission, naming the permission, and stays visible
+// through Err until a later Ensure succeeds.
+func TestSubscriptionNeedsGroupReadAll(t *testing.T) {
+	readOnly := []graphfake.Permission{graphfake.GroupMemberReadAll, graphfake.UserReadAll}
+	tests := []struct {
+		name string
+		// before runs with every permission granted; then the app is left with readOnly.
+		before func(t *testing.T, e *env, s *Subscriptions)
+		call   func(s *Subscriptions) error
+	}{
+		{"create", nil, func(s *Subscriptions) error { return s.Ensure(context.Background()) }},
+		{"renew", func(t *testing.T, e *env, s *Subscriptions) {
+			ensure(t, s)
+			e.clock.Advance(DefaultSubscriptionLifetime * 3 / 4) // due for renewal
+		}, func(s *Subscriptions) error { return s.Ensure(context.Background()) }},
+		{"reauthorize", func(t *testing.T, e *env, s *Subscriptions) { ensure(t, s) },
+			func(s *Subscriptions) error { return s.Reauthorize(context.Background()) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			s := e.subscriptions(t, nil, nil)
+			if tt.before != nil {
+				tt.before(t, e, s)
+			}
+			e.fake.SetPermissions(readOnly...)
+			err := tt.call(s)
+			if !errors.Is(err, ErrSubscriptionPermission) || !errors.Is(err, ErrAuth) {
+				t.Fatalf("error %v, want ErrSubscriptionPermission", err)
+			}
+			if !strings.Contains(err.Error(), "Group.Read.All") || !strings.Contains(err.Error(), "403") {
+				t.Errorf("error %q does not name Group.Read.All and the 403", err)
+			}
+			if !errors.Is(s.Err(), ErrSubscriptionPermission) {
+				t.Errorf("Err() = %v, want the last failure", s.Err())
+			}
+			e.fake.SetPermissions(graphfake.DefaultPermissions...)
+			ensure(t, s)
+			if s.Err() != nil {
+				t.Errorf("Err() = %v after a successful Ensure, want nil", s.Err())
+			}
+			if len(e.fake.Subscriptions()) != 1 {
+				t.Errorf("subscriptions %+v, want one", e.fake.Subscriptions())
+			}
+		})
+	}
+}
+
+// TestLifecycle: each lifecycle event Graph sends is acted on.
+func TestLifecycle(t *testing.T) {
+	tests := []struct {
+		name       string
+		event      string
+		graphDrops bool // Graph removed our subscription before notifying
+		otherID    bool // the notification names another subscription
+		wantReauth int
+		wantNewID  bool
+		wantPosts  int // POST /v1.0/subscriptions after the first Ensure (creation and reauthorize)
+	}{
+		{"reauthorizationRequired reauthorizes", "reauthorizationRequired", false, false, 1, false, 1},
+		{"subscriptionRemoved creates it again", "subscriptionRemoved", true, false, 0, true, 1},
+		{"subscriptionRemoved of another subscription keeps ours", "subscriptionRemoved", false, true, 0, false, 0},
+		{"missed checks the subscription", "missed", false, false, 0, false, 0},
+		{"missed after Graph dropped it creates it again", "missed", true, false, 0, true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			st := &store{}
+			s := e.subscriptions(t, st, nil)
+			ensure(t, s)
+			id := s.ID()
+			if tt.graphDrops {
+				e.fake.DeleteSubscription(id)
+			}
+			posts := e.count(http.MethodPost)
+			named := id
+			if tt.otherID {
+				named = "dddddddd-0000-0000-0000-000000000001"
+			}
+			if err := s.Lifecycle(context.Background(), tt.event, named); err != nil {
+				t.Fatalf("Lifecycle: %v", err)
+			}
+			if n := e.fake.Reauthorizations(id); n != tt.wantReauth {
+				t.Errorf("%d reauthorize calls, want %d", n, tt.wantReauth)
+			}
+			if n := e.count(http.MethodPost) - posts; n != tt.wantPosts {
+				t.Errorf("%d POSTs, want %d", n, tt.wantPosts)
+			}
+			subs := e.fake.Subscriptions()
+			if len(subs) != 1 || subs[0].ID != s.ID() || (s.ID() != id) != tt.wantNewID {
+				t.Errorf("after %s: ours %q (was %q), Graph has %+v", tt.event, s.ID(), id, subs)
+			}
+			if st.id != s.ID() {
+				t.Errorf("stored id %q, want %q", st.id, s.ID())
+			}
+		})
+	}
 }

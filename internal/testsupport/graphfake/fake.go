@@ -4,7 +4,9 @@
 // 999, @odata.nextLink paging with opaque skip tokens, the advanced query parameters (ConsistencyLevel:
 // eventual and $count=true) that endsWith, ne, not and OData casts require, 429/503 with Retry-After,
 // and Graph's error bodies. It rejects what Graph rejects: unknown query options, unknown $select
-// properties, malformed ids, subscriptions beyond 41,760 minutes.
+// properties, malformed ids, subscriptions beyond 41,760 minutes. The app's application permissions
+// (Config.Permissions, SetPermissions) are checked per endpoint as each Graph page lists them, and
+// members the app may not read come back with @odata.type and id only (permissions.go).
 package graphfake
 
 import (
@@ -33,6 +35,10 @@ type Config struct {
 	// ValidationClient, when set, is used for Graph's validation handshake on subscription creation:
 	// a POST of ?validationToken=... to each notification URL, which must echo the token.
 	ValidationClient *http.Client
+	// Permissions are the application permissions the app holds (admin consented);
+	// DefaultPermissions if nil. Each endpoint checks the ones its Graph page requires (see
+	// permissions.go): a missing one is a 403 there, or members with limited information.
+	Permissions []Permission
 }
 
 // Throttle makes the fake answer some requests as throttled.
@@ -59,7 +65,7 @@ type Fake struct {
 	mu          sync.Mutex
 	tokens      map[string]time.Time // access token -> expiry
 	tokenCalls  int
-	forbidden   bool
+	perms       []Permission
 	groups      map[string]*group
 	objects     map[string]*object // users and other directory objects, by id
 	skipTokens  map[string]cursor
@@ -76,6 +82,7 @@ type group struct {
 
 type object struct {
 	id, typ, mail, upn string
+	disabled           bool // accountEnabled false
 }
 
 // cursor is where a skip token continues: the request it belongs to and the offset.
@@ -95,8 +102,11 @@ func New(c Config) *Fake {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Permissions == nil {
+		c.Permissions = DefaultPermissions
+	}
 	return &Fake{
-		cfg: c, tokens: map[string]time.Time{}, groups: map[string]*group{}, objects: map[string]*object{},
+		cfg: c, perms: slices.Clone(c.Permissions), tokens: map[string]time.Time{}, groups: map[string]*group{}, objects: map[string]*object{},
 		skipTokens: map[string]cursor{}, subs: map[string]*Subscription{}, reauthCalls: map[string]int{},
 	}
 }
@@ -106,6 +116,16 @@ func (f *Fake) AddUser(id, mail, userPrincipalName string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.objects[strings.ToLower(id)] = &object{id: id, typ: "#microsoft.graph.user", mail: mail, upn: userPrincipalName}
+}
+
+// SetAccountEnabled enables or disables a user's sign-in (accountEnabled), as an administrator
+// blocking a leaver does. The user stays in its groups.
+func (f *Fake) SetAccountEnabled(id string, enabled bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if o, ok := f.objects[strings.ToLower(id)]; ok {
+		o.disabled = !enabled
+	}
 }
 
 // AddObject adds a member that is not a user, e.g. "#microsoft.graph.orgContact" with a mail, or
@@ -148,13 +168,6 @@ func (f *Fake) RevokeTokens() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.tokens)
-}
-
-// SetForbidden makes Graph answer 403 Authorization_RequestDenied, as for an app without permissions.
-func (f *Fake) SetForbidden(forbidden bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.forbidden = forbidden
 }
 
 // TokenRequests counts the successful token requests.
@@ -272,12 +285,11 @@ func tokenError(w http.ResponseWriter, status int, code string, aadsts int, msg 
 	})
 }
 
-// authorized checks the bearer token (and the app's permissions) of a Graph request.
+// authorized checks the bearer token of a Graph request; each endpoint checks its permissions.
 func (f *Fake) authorized(w http.ResponseWriter, r *http.Request) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	f.mu.Lock()
 	exp, known := f.tokens[tok]
-	forbidden := f.forbidden
 	f.mu.Unlock()
 	switch {
 	case !ok || tok == "":
@@ -286,8 +298,6 @@ func (f *Fake) authorized(w http.ResponseWriter, r *http.Request) bool {
 		writeError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
 	case !f.cfg.Now().Before(exp):
 		writeError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
-	case forbidden:
-		writeError(w, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 	default:
 		return true
 	}

@@ -91,6 +91,7 @@ func (o *object) props() map[string]any {
 	p := map[string]any{"id": o.id, "mail": nullable(o.mail)}
 	if o.typ == "#microsoft.graph.user" {
 		p["userPrincipalName"] = o.upn
+		p["accountEnabled"] = !o.disabled
 	}
 	return p
 }
@@ -98,6 +99,9 @@ func (o *object) props() map[string]any {
 func (f *Fake) serveGroups(w http.ResponseWriter, r *http.Request, segs []string) {
 	if r.Method != http.MethodGet {
 		writeError(w, http.StatusMethodNotAllowed, "Request_BadRequest", "The fake serves groups read-only.")
+		return
+	}
+	if !f.permit(w, readGroups...) {
 		return
 	}
 	if len(segs) == 0 {
@@ -163,7 +167,7 @@ func (f *Fake) listGroups(w http.ResponseWriter, r *http.Request) {
 // transitiveMembers lists the members of g and of its nested groups, each once. The cast to
 // microsoft.graph.user needs the advanced query parameters, as Graph documents.
 func (f *Fake) transitiveMembers(w http.ResponseWriter, r *http.Request, g *group, usersOnly bool) {
-	q, ok := checkQuery(w, r, []string{"id", "displayName", "mail", "userPrincipalName"}, "$select", "$top", "$count", "$skiptoken")
+	q, ok := checkQuery(w, r, []string{"id", "displayName", "mail", "userPrincipalName", "accountEnabled"}, "$select", "$top", "$count", "$skiptoken")
 	if !ok {
 		return
 	}
@@ -183,14 +187,14 @@ func (f *Fake) transitiveMembers(w http.ResponseWriter, r *http.Request, g *grou
 		if ng, ok := f.groups[id]; ok {
 			queue = append(queue, ng.members...)
 			if !usersOnly {
-				items = append(items, render(ng.props(), q, "#microsoft.graph.group"))
+				items = append(items, render(f.limited("#microsoft.graph.group", ng.props()), q, "#microsoft.graph.group"))
 			}
 		} else if o, ok := f.objects[id]; ok && (!usersOnly || o.typ == "#microsoft.graph.user") {
 			typ := o.typ
 			if usersOnly {
 				typ = "" // a cast collection is of one type
 			}
-			items = append(items, render(o.props(), q, typ))
+			items = append(items, render(f.limited(o.typ, o.props()), q, typ))
 		}
 	}
 	f.mu.Unlock()

@@ -99,6 +99,9 @@ func (f *Fake) serveSubscriptions(w http.ResponseWriter, r *http.Request, segs [
 	if !ok {
 		return
 	}
+	if !(len(segs) == 0 && r.Method == http.MethodGet) && !f.permit(w, manageGroupSubscriptions...) {
+		return
+	}
 	switch {
 	case len(segs) == 0 && r.Method == http.MethodGet:
 		f.mu.Lock()
