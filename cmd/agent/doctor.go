@@ -94,16 +94,18 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		printIdPs(stdout, idps)
 		printDoctor(stdout, reports)
 	}
-	if idpsFailed > 0 && w.OK && failed == 0 {
-		return &exitError{code: 1, err: fmt.Errorf("%d of %d identity providers cannot be read", idpsFailed, len(idps))}
+	var problems []string
+	if !w.OK {
+		problems = append(problems, "W&B's SCIM API cannot be used: "+w.Error)
 	}
-	switch {
-	case !w.OK && failed > 0:
-		return &exitError{code: 1, err: fmt.Errorf("W&B's SCIM API cannot be used, and %d of %d buckets do not meet W&B's requirements", failed, len(reports))}
-	case !w.OK:
-		return &exitError{code: 1, err: fmt.Errorf("W&B's SCIM API cannot be used: %s", w.Error)}
-	case failed > 0:
-		return &exitError{code: 1, err: fmt.Errorf("%d of %d buckets do not meet W&B's requirements", failed, len(reports))}
+	if idpsFailed > 0 {
+		problems = append(problems, fmt.Sprintf("%d of %d identity providers cannot be read", idpsFailed, len(idps)))
+	}
+	if failed > 0 {
+		problems = append(problems, fmt.Sprintf("%d of %d buckets do not meet W&B's requirements", failed, len(reports)))
+	}
+	if len(problems) > 0 {
+		return &exitError{code: 1, err: errors.New(strings.Join(problems, "; "))}
 	}
 	return nil
 }

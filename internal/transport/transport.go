@@ -75,8 +75,10 @@ type explainer struct {
 
 func (e explainer) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := e.base.RoundTrip(r)
-	if err != nil && isCertError(err) {
-		return nil, &CertError{Host: r.URL.Host, Trusted: e.trusted, Err: err}
+	// crypto/tls reports every failed verification as a *tls.CertificateVerificationError around the
+	// x509 error that says why.
+	if verify := (*tls.CertificateVerificationError)(nil); err != nil && errors.As(err, &verify) {
+		return nil, &CertError{Host: r.URL.Host, Trusted: e.trusted, Err: verify.Err}
 	}
 	return resp, err
 }
@@ -85,11 +87,11 @@ func (e explainer) RoundTrip(r *http.Request) (*http.Response, error) {
 type CertError struct {
 	Host    string // host[:port] of the endpoint
 	Trusted string // which CAs were trusted
-	Err     error
+	Err     error  // why verification failed (an x509 error)
 }
 
 func (e *CertError) Error() string {
-	return fmt.Sprintf("TLS certificate of %s not accepted (%s); trusted: %s", e.Host, certReason(e.Err), e.Trusted)
+	return fmt.Sprintf("TLS certificate of %s not accepted (%v); trusted: %s", e.Host, e.Err, e.Trusted)
 }
 
 func (e *CertError) Unwrap() error { return e.Err }
@@ -102,39 +104,6 @@ func AsCertError(err error) *CertError {
 		return ce
 	}
 	return nil
-}
-
-func isCertError(err error) bool {
-	var (
-		unknown  x509.UnknownAuthorityError
-		hostname x509.HostnameError
-		invalid  x509.CertificateInvalidError
-		verify   *tls.CertificateVerificationError
-	)
-	return errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify)
-}
-
-// certReason is the x509 part of a verification error, without the URL and "tls: failed to verify
-// certificate" around it.
-func certReason(err error) string {
-	var (
-		unknown  x509.UnknownAuthorityError
-		hostname x509.HostnameError
-		invalid  x509.CertificateInvalidError
-	)
-	switch {
-	case errors.As(err, &unknown):
-		return unknown.Error()
-	case errors.As(err, &hostname):
-		return hostname.Error()
-	case errors.As(err, &invalid):
-		return invalid.Error()
-	}
-	msg := err.Error()
-	if i := strings.Index(msg, "x509: "); i >= 0 {
-		return msg[i:]
-	}
-	return msg
 }
 
 // Trusted describes the CAs a transport from New trusts, for Explain: the configured CA file (named with

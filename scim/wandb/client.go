@@ -244,7 +244,8 @@ func (e *PartialListError) Error() string {
 	if e.Repeated == 0 {
 		why = fmt.Sprintf("the pages ended at startIndex %d", e.StartIndex)
 	}
-	return fmt.Sprintf("listing teams: W&B's list is partial: %d of %s teams collected, %s; nothing is planned on a partial list, since a team missing from it would look absent", e.Listed, total, why)
+	return fmt.Sprintf("listing teams: W&B's list is partial: %d of %s teams collected, %s; nothing is planned on a partial list, since a team missing from it would look absent. "+
+		"If the next run says the same, W&B does not page /Groups for this organisation: report it to W&B support with this message", e.Listed, total, why)
 }
 
 // FindGroup returns the team named displayName, or nil if there is none.

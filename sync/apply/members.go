@@ -26,7 +26,8 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 	pol := t.r.Members
 	current := memberIDs(t.group.Members)
 	wanted := map[string]bool{}
-	users := map[string]string{} // email -> W&B user id, of the wanted members W&B knows
+	users := map[string]string{}            // email -> W&B user id, of the wanted members W&B knows
+	roles := map[string]map[string]string{} // email -> team roles as the lookup showed them (nil: not shown)
 	var unknown, seatless []string
 	for _, email := range t.p.Desired.Members {
 		u, err := t.r.WandB.FindUser(ctx, email)
@@ -54,7 +55,7 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 			unknown = append(unknown, email)
 			continue
 		}
-		users[email] = u.ID
+		users[email], roles[email] = u.ID, u.TeamRoles
 		if plan.Protected(&t.rec, u.ID) {
 			// A member W&B put in the team at creation (an organisation service account): member
 			// operations are for users only, so it is never added, removed or given a role.
@@ -117,18 +118,22 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	return t.syncRoles(ctx, users)
+	return t.syncRoles(ctx, users, roles)
 }
 
 // syncRoles sets the team role of every member a role rule names, and sets members whose rule went
 // away back to member. Roles set by hand in W&B are left alone. Each change is recorded right after it
 // is made, so a crash repeats at most one PATCH, which is idempotent.
-func (t *teamRun) syncRoles(ctx context.Context, users map[string]string) error {
+// known holds each user's team roles as this run's lookup showed them; a user it has none for is read.
+func (t *teamRun) syncRoles(ctx context.Context, users map[string]string, known map[string]map[string]string) error {
 	set := func(email, role string) error {
 		id := users[email]
-		before, err := t.r.WandB.UserTeamRoles(ctx, id)
-		if err != nil {
-			return err
+		before := known[email]
+		if before == nil {
+			var err error
+			if before, err = t.r.WandB.UserTeamRoles(ctx, id); err != nil {
+				return err
+			}
 		}
 		after, err := t.r.WandB.AssignTeamRole(ctx, id, t.p.Team, role)
 		if err != nil {
