@@ -60,7 +60,8 @@ func (d *Delta) deltaStart() string {
 	return d.src.endpoint("/v1.0/groups/delta", url.Values{"$select": {"displayName,members"}, "$deltatoken": {"latest"}})
 }
 
-// Changed returns what changed since the last call and stores the new delta link. Without a stored
+// Changed returns what changed since the last call and stores the new delta link. Before the
+// source's first full read (Groups) it returns nothing and keeps the link. Without a stored
 // link, or when Graph no longer knows it (410 Gone, syncStateNotFound, resyncRequired: seven days
 // unused, or a reset), it starts a new one and answers Full: the link predates the full read the
 // caller then makes, so nothing falls between the two.
@@ -79,6 +80,11 @@ func (d *Delta) Changed(ctx context.Context) (Changes, error) {
 		reason = "no delta link stored yet"
 	case d.src.checkLink("@odata.deltaLink", link) != nil:
 		reason = "the stored delta link is not under the Graph URL (the configuration changed)"
+	case !d.src.fullyRead.Load():
+		// Which groups are selected and nested is not known before the first full read, which is
+		// due (the daemon reads everything first) and covers every change until it reads a group.
+		// The link is kept: the next catch-up replays from it, with the selection known.
+		return Changes{}, nil
 	default:
 		ids, next, err := d.round(ctx, link)
 		switch {

@@ -233,6 +233,26 @@ func TestDeltaForeignLinks(t *testing.T) {
 	}
 }
 
+// TestDeltaBeforeFirstRead: before the source read its groups, a catch-up keeps the link and names
+// nothing (the due full read covers it); after the read, the changes are replayed from the link.
+func TestDeltaBeforeFirstRead(t *testing.T) {
+	e := newEnv(t)
+	_, _, st := e.started(t, nil)
+	src := e.source(t, nil) // as after a restart: the link is stored, nothing read yet
+	d := NewDelta(src, st)
+	before := st.link()
+	e.fake.AddGroup(gML, "wandb-ml", "", uAlice)
+	if ch, err := d.Changed(context.Background()); err != nil || ch.Full || len(ch.Groups) != 0 || st.link() != before {
+		t.Fatalf("before the first read: %+v, %v, link replaced: %v", ch, err, st.link() != before)
+	}
+	if _, err := src.Groups(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := d.Changed(context.Background()); err != nil || !slices.Equal(ch.Groups, []string{gML}) {
+		t.Errorf("after the first read: %+v, %v", ch, err)
+	}
+}
+
 // TestDeltaErrors: a missing permission names it; a store that fails is reported.
 func TestDeltaErrors(t *testing.T) {
 	e := newEnv(t)

@@ -73,6 +73,8 @@ type Source struct {
 	// advanced is set once Graph has said the filter needs its advanced query parameters, which are
 	// then always sent. They are not sent before: their results are only eventually consistent.
 	advanced atomic.Bool
+	// fullyRead is set once Groups succeeded: from then on the selection and its nesting are known.
+	fullyRead atomic.Bool
 }
 
 var (
@@ -223,6 +225,7 @@ func (s *Source) Groups(ctx context.Context) ([]source.Group, error) {
 	}
 	slices.SortFunc(groups, func(a, b source.Group) int { return strings.Compare(a.ID, b.ID) })
 	s.keepOnly(groups)
+	s.fullyRead.Store(true)
 	return groups, nil
 }
 
