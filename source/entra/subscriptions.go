@@ -158,7 +158,7 @@ func (s *Subscriptions) Reauthorize(ctx context.Context) error {
 // (learn.microsoft.com/graph/change-notifications-lifecycle-events): reauthorizationRequired
 // reauthorizes it (Reauthorize); subscriptionRemoved forgets it, when it is ours or none is known,
 // and creates one again; missed, and any other event, makes sure the subscription exists and is not
-// due (Ensure). Catching up on changes that went unnotified is the caller's: a full read. That page
+// due (Ensure). Catching up on changes that went unnotified is the caller's (Delta). That page
 // lists only reauthorizationRequired for groups; the other two are handled should Graph send them.
 func (s *Subscriptions) Lifecycle(ctx context.Context, event, subscriptionID string) error {
 	switch event {
