@@ -133,7 +133,7 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case item.LifecycleEvent != "":
 			h.log.Info("graph lifecycle notification", "event", item.LifecycleEvent, "subscription", item.SubscriptionID)
 			if h.lifecycle == nil {
-				h.log.Warn("graph lifecycle notification with no subscription keeper: reconciling everything; an operator must reauthorize or recreate the subscription",
+				h.log.Warn("graph lifecycle notification with no subscription keeper: an operator must reauthorize or recreate the subscription",
 					"event", item.LifecycleEvent, "subscription", item.SubscriptionID)
 			}
 			switch event := item.LifecycleEvent; {
