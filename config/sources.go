@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
@@ -25,6 +26,9 @@ const (
 	DefaultGraphURL          = "https://graph.microsoft.com" // without the API version
 	DefaultGoogleBaseURL     = "https://admin.googleapis.com"
 	DefaultGoogleCustomer    = "my_customer" // the customer of the impersonated admin
+	// DefaultEntraCatchUpInterval: a change Graph did not notify reaches W&B within minutes, for one
+	// cheap request when nothing changed.
+	DefaultEntraCatchUpInterval = 5 * time.Minute
 )
 
 // Membership modes (members.mode).
@@ -68,7 +72,11 @@ type EntraSource struct {
 	// (national clouds, tests); without a trailing slash.
 	AuthorityURL, GraphURL string
 	Subscription           *GraphSubscription // nil: no change notifications, only the schedule
-	Groups                 *GroupRule         // never nil
+	// CatchUpInterval is how often the daemon asks Graph's delta query which groups changed, so a
+	// change without a notification is picked up between full reads; DefaultEntraCatchUpInterval
+	// unless set, 0 disables it.
+	CatchUpInterval time.Duration
+	Groups          *GroupRule // never nil
 }
 
 // GraphSubscription is the change-notification subscription the agent keeps on /groups.
@@ -112,7 +120,7 @@ func (f *file) sources(root mapping, profiles map[string]*profileDef, defaultPro
 		s.Okta = f.okta(om)
 		s.Okta.Groups = rule(om)
 	}
-	if em, ok := f.enabled(m, "entra", "tenantId", "clientId", "clientSecret", "clientSecretFile", "filter", "groupIds", "authorityURL", "graphURL", "subscription", "groups"); ok {
+	if em, ok := f.enabled(m, "entra", "tenantId", "clientId", "clientSecret", "clientSecretFile", "filter", "groupIds", "authorityURL", "graphURL", "subscription", "catchUpInterval", "groups"); ok {
 		s.Entra = f.entra(em, graph, webhooksOK)
 		s.Entra.Groups = rule(em)
 	}
@@ -231,6 +239,13 @@ func (f *file) entra(m mapping, graph *GraphHook, webhooksOK bool) *EntraSource 
 	}
 	e.AuthorityURL = cmp.Or(f.httpsURL(m, "authorityURL", true), DefaultEntraAuthorityURL)
 	e.GraphURL = cmp.Or(f.httpsURL(m, "graphURL", true), DefaultGraphURL)
+	e.CatchUpInterval = DefaultEntraCatchUpInterval
+	if d, n := f.duration(m, "catchUpInterval"); n != nil {
+		if d < 0 || d > 0 && d < time.Minute {
+			f.problem(n, m.at("catchUpInterval"), "must be at least 1m (or 0 to disable the catch-up), got %s", d)
+		}
+		e.CatchUpInterval = d
+	}
 	sm, ok := f.enabled(m, "subscription", "notificationURL", "clientState", "clientStateFile")
 	if !ok {
 		return e

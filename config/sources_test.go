@@ -138,7 +138,8 @@ func TestLoadSources(t *testing.T) {
 				e := c.Sources.Entra
 				if e == nil || e.TenantID != "11111111-2222-3333-4444-555555555555" || e.ClientSecret.Reveal() != "entra-secret-value" ||
 					e.Filter != "startswith(displayName,'wandb-')" || e.GroupIDs != nil || e.AuthorityURL != DefaultEntraAuthorityURL ||
-					e.GraphURL != DefaultGraphURL || e.Subscription != nil || !reflect.DeepEqual(e.Groups, &GroupRule{Profile: "main"}) {
+					e.GraphURL != DefaultGraphURL || e.Subscription != nil || !reflect.DeepEqual(e.Groups, &GroupRule{Profile: "main"}) ||
+					e.CatchUpInterval != DefaultEntraCatchUpInterval {
 					t.Errorf("entra = %+v", e)
 				}
 				g := c.Sources.Google
@@ -214,6 +215,7 @@ func TestLoadSources(t *testing.T) {
     subscription:
       notificationURL: https://byob.example.com/webhooks/graph
       clientStateFile: graph.state
+    catchUpInterval: 0
     groups: {names: [ML-Platform, Data-Eng], lowercase: true}
 `) + "webhooks:\n  graph: {clientStates: [other-state], clientStateFiles: [graph.state]}\nteams:\n  - name: ml\n",
 			files: map[string]string{"graph.state": "graph-state-from-file\n"},
@@ -221,7 +223,7 @@ func TestLoadSources(t *testing.T) {
 			check: func(t *testing.T, c *Config) {
 				e := c.Sources.Entra
 				if !reflect.DeepEqual(e.GroupIDs, []string{"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "AAAAAAAA-0000-0000-0000-000000000001"}) || e.Filter != "" ||
-					e.AuthorityURL != "http://127.0.0.1:8401" || e.GraphURL != "http://[::1]:8402/graph" {
+					e.AuthorityURL != "http://127.0.0.1:8401" || e.GraphURL != "http://[::1]:8402/graph" || e.CatchUpInterval != 0 {
 					t.Errorf("entra = %+v", e)
 				}
 				if s := e.Subscription; s == nil || s.NotificationURL != "https://byob.example.com/webhooks/graph" || s.ClientState.Reveal() != "graph-state-from-file" {
@@ -361,6 +363,7 @@ func TestLoadBadSources(t *testing.T) {
 			field: "sources.entra.clientSecret", msg: "is required: set clientSecret or clientSecretFile"},
 		{name: "entra secret twice", yaml: entra("    clientSecretFile: s #<\n"), field: "sources.entra.clientSecretFile", msg: "set either clientSecret or clientSecretFile, not both"},
 		{name: "entra filter and group ids", yaml: entra("    filter: x\n    groupIds: [11111111-2222-3333-4444-555555555555] #<\n"), field: "sources.entra.groupIds", msg: "set either filter or groupIds, not both"},
+		{name: "entra catch-up too often", yaml: entra("    catchUpInterval: 10s #<\n"), field: "sources.entra.catchUpInterval", msg: "must be at least 1m (or 0 to disable the catch-up), got 10s"},
 		{name: "entra group ids empty", yaml: entra("    groupIds: [] #<\n"), field: "sources.entra.groupIds", msg: "must list at least one group id"},
 		{name: "entra group id a name", yaml: entra("    groupIds:\n      - wandb-ml #<\n"), field: "sources.entra.groupIds[0]", msg: `"wandb-ml" is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx): the object id of a group`},
 		{name: "entra group id twice", yaml: entra("    groupIds:\n      - aaaaaaaa-0000-0000-0000-000000000001\n      - AAAAAAAA-0000-0000-0000-000000000001 #<\n"),

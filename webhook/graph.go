@@ -28,6 +28,10 @@ type GraphOptions struct {
 	// more afterwards, with the latest subscription id.
 	Lifecycle        func(ctx context.Context, event, subscriptionID string) error
 	LifecycleTimeout time.Duration // DefaultLifecycleTimeout if zero
+	// CatchUp, when set, enqueues only the groups that changed (Graph's delta query) after missed,
+	// subscriptionRemoved and reauthorizationRequired, once Lifecycle has acted on them, instead of
+	// queuekey.All.
+	CatchUp *GraphCatchUp
 }
 
 // DefaultLifecycleTimeout bounds one run of GraphOptions.Lifecycle.
@@ -46,15 +50,17 @@ const (
 // POST ?validationToken=<t>: 200 text/plain <t> (Graph's subscription handshake, which carries no
 // clientState). POST notifications: items whose clientState does not match are dropped; the others
 // enqueue queuekey.Group("graph", <group id>). Lifecycle events go to o.Lifecycle; missed and
-// subscriptionRemoved (changes may have gone unnotified) and unknown events also enqueue queuekey.All
-// to catch up, and so does reauthorizationRequired when there is no o.Lifecycle to act on it. 202 when
-// at least one item was authentic, 401 when none was.
+// subscriptionRemoved (changes may have gone unnotified) then catch up with o.CatchUp, and so does
+// reauthorizationRequired (delivery may have paused until it was acted on). Without o.CatchUp, missed,
+// subscriptionRemoved and unknown events enqueue queuekey.All instead, and so does
+// reauthorizationRequired when there is no o.Lifecycle to act on it. 202 when at least one item was
+// authentic, 401 when none was.
 func NewGraph(o GraphOptions) http.Handler {
 	if o.LifecycleTimeout <= 0 {
 		o.LifecycleTimeout = DefaultLifecycleTimeout
 	}
 	return &graph{receiver: newReceiver(SourceGraph, o.Queue, o.Observe, o.MaxBody, o.Logger), states: newSecretSet(o.ClientStates),
-		lifecycle: o.Lifecycle, timeout: o.LifecycleTimeout, runs: map[string]*lifecycleRun{}}
+		lifecycle: o.Lifecycle, timeout: o.LifecycleTimeout, catchUp: o.CatchUp, runs: map[string]*lifecycleRun{}}
 }
 
 type graph struct {
@@ -62,6 +68,7 @@ type graph struct {
 	states    secretSet
 	lifecycle func(ctx context.Context, event, subscriptionID string) error
 	timeout   time.Duration
+	catchUp   *GraphCatchUp
 
 	mu   sync.Mutex
 	runs map[string]*lifecycleRun // by event
@@ -69,9 +76,15 @@ type graph struct {
 
 // lifecycleRun is the background run of the lifecycle hook for one kind of event.
 type lifecycleRun struct {
-	running bool
-	again   bool   // an event came while running: run once more
-	sub     string // the latest subscription id
+	rerun
+	// Guarded by graph.mu: the latest subscription id, and whether a catch-up is due after the next run.
+	sub     string
+	catchUp bool
+}
+
+// catchesUp reports whether an event may mean lost notifications that a catch-up finds.
+func catchesUp(event string) bool {
+	return event == LifecycleMissed || event == LifecycleSubscriptionRemoved || event == LifecycleReauthorizationRequired
 }
 
 // maxValidationTokenLength bounds the echoed token; Graph's are a few hundred characters at most.
@@ -120,11 +133,15 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case item.LifecycleEvent != "":
 			h.log.Info("graph lifecycle notification", "event", item.LifecycleEvent, "subscription", item.SubscriptionID)
 			if h.lifecycle == nil {
-				h.log.Warn("graph lifecycle notification with no subscription keeper: reconciling everything; an operator must reauthorize or recreate the subscription",
+				h.log.Warn("graph lifecycle notification with no subscription keeper: an operator must reauthorize or recreate the subscription",
 					"event", item.LifecycleEvent, "subscription", item.SubscriptionID)
 			}
-			if h.lifecycle == nil || item.LifecycleEvent != LifecycleReauthorizationRequired {
-				// Notifications may have been lost (missed, removed) or will stop: catch up by reading everything.
+			switch event := item.LifecycleEvent; {
+			case !catchesUp(event), h.lifecycle == nil && event == LifecycleReauthorizationRequired:
+				// An unknown event, or notifications will stop: read everything.
+				ks.add(queuekey.All)
+			case h.catchUp == nil && event != LifecycleReauthorizationRequired:
+				// Notifications may have been lost (missed, removed): catch up by reading everything.
 				ks.add(queuekey.All)
 			}
 			events[item.LifecycleEvent] = item.SubscriptionID
@@ -143,36 +160,32 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.enqueue(r, &ks)
 	w.WriteHeader(http.StatusAccepted)
 	for event, sub := range events {
-		h.act(event, sub)
+		h.act(event, sub, h.catchUp != nil && catchesUp(event) && !ks.all)
 	}
 }
 
-// act runs the lifecycle hook for event in the background, or marks the running one to run again.
-func (h *graph) act(event, sub string) {
+// act runs the lifecycle hook for event in the background, or marks the running one to run again,
+// and then the catch-up when catchUp is set.
+func (h *graph) act(event, sub string, catchUp bool) {
 	if h.lifecycle == nil {
+		if catchUp {
+			h.catchUp.Trigger()
+		}
 		return
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	run := h.runs[event]
 	if run == nil {
 		run = &lifecycleRun{}
 		h.runs[event] = run
 	}
 	run.sub = sub
-	if run.running {
-		run.again = true
-		return
-	}
-	run.running = true
-	go h.loop(event, run)
-}
-
-func (h *graph) loop(event string, run *lifecycleRun) {
-	for {
+	run.catchUp = run.catchUp || catchUp
+	h.mu.Unlock()
+	run.trigger(func() {
 		h.mu.Lock()
-		sub := run.sub
-		run.again = false
+		sub, catchUp := run.sub, run.catchUp
+		run.catchUp = false
 		h.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
 		err := h.lifecycle(ctx, event, sub)
@@ -182,14 +195,10 @@ func (h *graph) loop(event string, run *lifecycleRun) {
 		} else {
 			h.log.Info("graph lifecycle notification acted on", "event", event, "subscription", sub)
 		}
-		h.mu.Lock()
-		if !run.again {
-			run.running = false
-			h.mu.Unlock()
-			return
+		if catchUp {
+			h.catchUp.Trigger()
 		}
-		h.mu.Unlock()
-	}
+	})
 }
 
 // graphGroupKey names the group of a notification by resourceData.id, else by the end of resource

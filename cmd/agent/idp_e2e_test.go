@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
@@ -24,6 +25,8 @@ import (
 	"github.com/byob-agent/byob-agent/internal/testsupport/oktafake"
 	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/scim/wandb"
+	"github.com/byob-agent/byob-agent/source/entra"
+	"github.com/byob-agent/byob-agent/state"
 )
 
 // TestDaemonOktaSource reads a group from an Okta fake (TLS, trusted through SSL_CERT_FILE), makes it a
@@ -389,6 +392,22 @@ members:
 		return len(subs) == 1 && subs[0].ID != subID
 	})
 
+	// A change Graph never notified: bob leaves vision; a missed lifecycle notification catches up
+	// with the delta query and re-reads that group alone, not every group.
+	fullReads := strings.Count(d.logs(), `"key":"all"`)
+	graph.AddGroup(vision, "wandb-vision-"+e.sfx, "", users["ada"], users["dan"], contractors)
+	lifecycle("missed", graph.Subscriptions()[0].ID)
+	waitFor(t, "the Entra team to follow a change caught up on", func() bool {
+		return !slices.Contains(e.memberEmails(visionTeam), "bob@example.com")
+	})
+	if n := strings.Count(d.logs(), `"key":"all"`); n != fullReads {
+		t.Errorf("the catch-up read every group (%d full reconciles logged, %d before)", n, fullReads)
+	}
+	if _, m := d.do(t, http.MethodGet, "/metrics", "", ""); !strings.Contains(m, `byob_idp_catchups_total{outcome="changes",source="entra"}`) ||
+		!strings.Contains(m, `byob_idp_catchup_groups_total{source="entra"}`) {
+		t.Errorf("metrics do not count the catch-up")
+	}
+
 	// Google: fay joins; a signed generic webhook names the group.
 	dir.AddMembers(speech, directoryfake.Member{Email: "fay@example.com"})
 	d.genericWebhook(t, genericKey, fmt.Sprintf(`{"groups":["google:%s"]}`, speech))
@@ -400,6 +419,20 @@ members:
 	out := e.mustRun("state", "show", "shared-"+e.sfx)
 	if !strings.Contains(out.stdout, "claimed by entra group") || !strings.Contains(out.stdout, "google group") {
 		t.Errorf("state show of the contested team: %s", out.stdout)
+	}
+	// ... and the delta link, which carries no secret.
+	db, err := state.Open(filepath.Join(e.dir, "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := db.Cursor(context.Background(), entra.DeltaCursor+tenant)
+	db.Close()
+	if err != nil || !strings.HasPrefix(link, graphSrv.URL+"/v1.0/groups/delta?") || !strings.Contains(link, "deltatoken") {
+		t.Errorf("stored delta link %q, %v", link, err)
+	}
+	raw, _ = os.ReadFile(filepath.Join(e.dir, "state.db"))
+	if strings.Contains(string(raw), entraSecret) || strings.Contains(string(raw), "Bearer") {
+		t.Error("the state file holds the client secret or a token")
 	}
 
 	// doctor reads the IdPs too: without User.Read.All Graph withholds the members' details, and doctor

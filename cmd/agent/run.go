@@ -61,7 +61,8 @@ type world struct {
 	cfg     *config.Config
 	rec     *apply.Reconciler
 	sources *desired.Sources
-	subs    *entra.Subscriptions // the Entra subscription's keeper; nil without one
+	subs    *entra.Subscriptions  // the Entra subscription's keeper; nil without one
+	catchUp *webhook.GraphCatchUp // the Entra delta catch-up; nil without an Entra source
 }
 
 type enqueue struct {
@@ -116,9 +117,16 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 		d.metrics.Steps.WithLabelValues(string(s), outcome).Inc()
 	}
-	idps, subs, err := newSources(cfg)
+	idps, ent, err := newSources(cfg)
 	if err != nil {
 		return nil, err
+	}
+	var (
+		subs    *entra.Subscriptions
+		catchUp *webhook.GraphCatchUp
+	)
+	if ent != nil {
+		subs, catchUp = ent.subs, d.graphCatchUp(ent.src)
 	}
 	for i := range idps {
 		if keep, name := idps[i].Keep, idps[i].Name; keep != nil {
@@ -126,12 +134,34 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 	}
 	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
-	h, err := d.routes(cfg, subs)
+	h, err := d.routes(cfg, subs, catchUp)
 	if err != nil {
 		return nil, err
 	}
 	d.handler.Store(&h)
-	return &world{cfg: cfg, rec: rec, sources: sources, subs: subs}, nil
+	return &world{cfg: cfg, rec: rec, sources: sources, subs: subs, catchUp: catchUp}, nil
+}
+
+// graphCatchUp asks Graph's delta query which Entra groups changed and queues them (everything when
+// it cannot tell), keeping the delta link in the state; it counts its outcomes in the metrics.
+func (d *daemon) graphCatchUp(src *entra.Source) *webhook.GraphCatchUp {
+	delta := entra.NewDelta(src, d.db)
+	return webhook.NewGraphCatchUp(func(ctx context.Context) ([]string, bool, error) {
+		ch, err := delta.Changed(ctx)
+		outcome := "changes"
+		switch {
+		case err != nil:
+			outcome = "error"
+		case ch.Full:
+			outcome = "full"
+			d.log.Info("entra catch-up cannot tell what changed: reading every group", "reason", ch.Reason)
+		case len(ch.Groups) > 0:
+			d.log.Info("entra catch-up found changed groups", "groups", len(ch.Groups))
+		}
+		d.metrics.CatchUps.WithLabelValues("entra", outcome).Inc()
+		d.metrics.CatchUpGroups.WithLabelValues("entra").Add(float64(len(ch.Groups)))
+		return ch.Groups, ch.Full, err
+	}, d.enqueuer("entra-catchup"), d.log, 0)
 }
 
 // kept records the outcome of keeping an IdP's change-notification subscription in the metrics.
@@ -149,7 +179,7 @@ func (d *daemon) kept(source string, err error) error {
 	return err
 }
 
-func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Handler, error) {
+func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, catchUp *webhook.GraphCatchUp) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
@@ -175,7 +205,7 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Han
 		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Logger: d.log}))
 	}
 	if gr := cfg.Webhooks.Graph; gr != nil {
-		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log}
+		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log, CatchUp: catchUp}
 		if subs != nil {
 			o.Lifecycle = func(ctx context.Context, event, id string) error {
 				return d.kept("entra", subs.Lifecycle(ctx, event, id))
@@ -297,10 +327,13 @@ func (d *daemon) serve(ctx context.Context) error {
 	}()
 	d.log.Info("listening", "addr", ln.Addr().String(), "tls", cfg.Server.TLSCertFile != "")
 
-	if err := d.schedule(cfg.Schedule); err != nil {
+	if err := d.schedule(cfg); err != nil {
 		return err
 	}
 	d.queue.Add(queuekey.All) // the first full reconcile runs at start
+	if w := d.world.Load(); w.catchUp != nil && cfg.Sources.Entra.CatchUpInterval > 0 {
+		w.catchUp.Trigger() // starts the delta link on the first run; a no-op until the full read otherwise
+	}
 
 	ctl := &controller.Controller{
 		Queue:      d.queue,
@@ -360,11 +393,19 @@ func (d *daemon) serve(ctx context.Context) error {
 	return nil
 }
 
-// schedule (re)starts the cron that enqueues full reconciles.
-func (d *daemon) schedule(spec string) error {
+// schedule (re)starts the cron that enqueues full reconciles, and runs the Entra catch-up every
+// sources.entra.catchUpInterval.
+func (d *daemon) schedule(cfg *config.Config) error {
 	c := cron.New()
-	if _, err := c.AddFunc(spec, func() { d.queue.Add(queuekey.All) }); err != nil {
-		return fmt.Errorf("schedule %q: %w", spec, err)
+	if _, err := c.AddFunc(cfg.Schedule, func() { d.queue.Add(queuekey.All) }); err != nil {
+		return fmt.Errorf("schedule %q: %w", cfg.Schedule, err)
+	}
+	if e := cfg.Sources.Entra; e != nil && e.CatchUpInterval > 0 {
+		c.Schedule(cron.Every(e.CatchUpInterval), cron.FuncJob(func() {
+			if w := d.world.Load(); w != nil && w.catchUp != nil {
+				w.catchUp.Trigger()
+			}
+		}))
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -391,7 +432,7 @@ func (d *daemon) reload(ctx context.Context) {
 		w, err = d.build(ctx, cfg)
 	}
 	if err == nil {
-		err = d.schedule(cfg.Schedule)
+		err = d.schedule(cfg)
 	}
 	if err != nil {
 		d.log.Error("configuration reload failed; keeping the running configuration", "file", d.path, "error", err)

@@ -10,10 +10,17 @@ import (
 	"github.com/byob-agent/byob-agent/source/okta"
 )
 
-// newSources builds the clients of the configured IdP sources, and the keeper of the Entra
-// subscription when one is configured (nil otherwise). It makes no request.
-func newSources(cfg *config.Config) ([]desired.IdP, *entra.Subscriptions, error) {
-	var subs *entra.Subscriptions
+// entraSource is the daemon's handle on the Entra source: the reader (for the delta catch-up) and
+// the keeper of its subscription (nil without one).
+type entraSource struct {
+	src  *entra.Source
+	subs *entra.Subscriptions
+}
+
+// newSources builds the clients of the configured IdP sources, and the Entra source's handle when
+// one is configured (nil otherwise). It makes no request.
+func newSources(cfg *config.Config) ([]desired.IdP, *entraSource, error) {
+	var ent *entraSource
 	var out []desired.IdP
 	if o := cfg.Sources.Okta; o != nil {
 		src, err := okta.New(okta.Options{OrgURL: o.OrgURL, APIToken: o.APIToken.Reveal(), ClientID: o.ClientID,
@@ -30,11 +37,12 @@ func newSources(cfg *config.Config) ([]desired.IdP, *entra.Subscriptions, error)
 			return nil, nil, fmt.Errorf("entra source: %w", err)
 		}
 		s := desired.IdP{Key: "graph", Name: "entra", Source: src, Rule: e.Groups}
+		ent = &entraSource{src: src}
 		if sub := e.Subscription; sub != nil {
 			// Graph lists existing subscriptions, so a restart adopts ours instead of adding one.
-			subs = entra.NewSubscriptions(src, entra.SubscriptionOptions{
+			ent.subs = entra.NewSubscriptions(src, entra.SubscriptionOptions{
 				NotificationURL: sub.NotificationURL, ClientState: sub.ClientState.Reveal()})
-			s.Keep = subs.Ensure
+			s.Keep = ent.subs.Ensure
 		}
 		out = append(out, s)
 	}
@@ -46,5 +54,5 @@ func newSources(cfg *config.Config) ([]desired.IdP, *entra.Subscriptions, error)
 		}
 		out = append(out, desired.IdP{Key: "google", Name: "google", Source: src, Rule: g.Groups})
 	}
-	return out, subs, nil
+	return out, ent, nil
 }

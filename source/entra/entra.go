@@ -73,6 +73,8 @@ type Source struct {
 	// advanced is set once Graph has said the filter needs its advanced query parameters, which are
 	// then always sent. They are not sent before: their results are only eventually consistent.
 	advanced atomic.Bool
+	// fullyRead is set once Groups succeeded: from then on the selection and its nesting are known.
+	fullyRead atomic.Bool
 }
 
 var (
@@ -223,6 +225,7 @@ func (s *Source) Groups(ctx context.Context) ([]source.Group, error) {
 	}
 	slices.SortFunc(groups, func(a, b source.Group) int { return strings.Compare(a.ID, b.ID) })
 	s.keepOnly(groups)
+	s.fullyRead.Store(true)
 	return groups, nil
 }
 
@@ -321,7 +324,11 @@ func (s *Source) listGroupsWith(ctx context.Context, filter string, advanced boo
 	}
 	var heads []groupHead
 	seen := map[string]bool{}
-	err := listAll(ctx, s, s.endpoint("/v1.0/groups", q), advanced, func(h groupHead) error {
+	var hdr http.Header
+	if advanced {
+		hdr = advancedQuery
+	}
+	err := listAll(ctx, s, s.endpoint("/v1.0/groups", q), hdr, func(h groupHead) error {
 		if !isGUID(h.ID) {
 			return fmt.Errorf("graph listed a group with the invalid id %.40q", h.ID)
 		}
@@ -337,7 +344,7 @@ func (s *Source) listGroupsWith(ctx context.Context, filter string, advanced boo
 // getGroup reads one group by id; found is false on 404.
 func (s *Source) getGroup(ctx context.Context, id string) (groupHead, bool, error) {
 	var h groupHead
-	err := s.call(ctx, http.MethodGet, s.endpoint("/v1.0/groups/"+url.PathEscape(id), url.Values{"$select": {"id,displayName"}}), nil, &h, false)
+	err := s.call(ctx, http.MethodGet, s.endpoint("/v1.0/groups/"+url.PathEscape(id), url.Values{"$select": {"id,displayName"}}), nil, &h, nil)
 	if statusIs(err, http.StatusNotFound) {
 		return groupHead{}, false, nil
 	}
@@ -396,7 +403,7 @@ const memberSelect = "id,mail,userPrincipalName,accountEnabled"
 func (s *Source) members(ctx context.Context, id string) ([]string, map[string]bool, bool, error) {
 	q := url.Values{"$select": {memberSelect}, "$top": {maxTop}}
 	set, nested := map[string]bool{}, map[string]bool{}
-	err := listAll(ctx, s, s.endpoint("/v1.0/groups/"+url.PathEscape(id)+"/transitiveMembers", q), false, func(m member) error {
+	err := listAll(ctx, s, s.endpoint("/v1.0/groups/"+url.PathEscape(id)+"/transitiveMembers", q), nil, func(m member) error {
 		if err := m.check(); err != nil {
 			return err
 		}

@@ -11,7 +11,7 @@ import (
 )
 
 // FuzzDecode feeds arbitrary bytes to every decoder of vendor answers: a page of members or groups,
-// the token response, Graph's and the token endpoint's error bodies, and Retry-After. None may panic,
+// a delta page, the token response, Graph's and the token endpoint's error bodies, and Retry-After. None may panic,
 // and every email that comes out is a lowercased plain address that normalizes to itself.
 func FuzzDecode(f *testing.F) {
 	seeds := []string{
@@ -24,6 +24,8 @@ func FuzzDecode(f *testing.F) {
 		`{"error":{"code":"Request_UnsupportedQuery","message":"Operator 'endsWith' is not supported"}}`,
 		`{"value":[{"@odata.type":"#microsoft.graph.user","mail":"a@b@c.d","userPrincipalName":" X@Y.Z "}]}`,
 		`{"value":null}`, `[]`, `"`, `{"value":[1,2]}`,
+		`{"value":[{"id":"aaaaaaaa-0000-0000-0000-000000000004","members@delta":[{"@odata.type":"#microsoft.graph.user","id":"b","@removed":{"reason":"deleted"}}]},{"id":"aaaaaaaa-0000-0000-0000-000000000009","displayName":"wandb-x"}],"@odata.deltaLink":"https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=x"}`,
+		`{"value":[{"id":"aaaaaaaa-0000-0000-0000-000000000001","@removed":{"reason":"changed"}}],"@odata.nextLink":"https://graph.microsoft.com/v1.0/groups/delta?$skiptoken=y"}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -48,11 +50,23 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 			if members.NextLink != "" {
-				_ = s.checkNextLink(members.NextLink)
+				_ = s.checkLink("@odata.nextLink", members.NextLink)
 			}
 		}
 		var groups page[groupHead]
 		_ = json.Unmarshal(data, &groups)
+		if p, err := decodeDeltaPage(data); err == nil {
+			if (p.NextLink == "") == (p.DeltaLink == "") {
+				t.Errorf("decodeDeltaPage accepted a page with links %q and %q", p.NextLink, p.DeltaLink)
+			}
+			for _, g := range p.Value {
+				for _, id := range s.concerns(g) {
+					if !isGUID(id) {
+						t.Errorf("concerns(%+v) named %q", g, id)
+					}
+				}
+			}
+		}
 		if tok, life, err := decodeToken(bytes.NewReader(data)); err == nil && (tok == "" || life <= 0 || life-refreshMargin(life) <= 0) {
 			t.Errorf("decodeToken accepted token %q with lifetime %v", tok, life)
 		}

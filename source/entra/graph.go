@@ -218,10 +218,18 @@ func (s *Source) send(ctx context.Context, repeatable bool, build func() (*http.
 	}
 }
 
-// call sends one Graph request with a bearer token and decodes a 2xx answer into out (when not nil).
-// advanced adds ConsistencyLevel: eventual, which Graph's advanced queries require. A 401 is retried
-// once with a fresh token, in case the cached one was revoked before its expiry.
-func (s *Source) call(ctx context.Context, method, u string, in, out any, advanced bool) error {
+// Extra request headers of call.
+var (
+	// advancedQuery is what Graph's advanced queries require besides $count=true.
+	advancedQuery = http.Header{"Consistencylevel": {"eventual"}}
+	// minimalReturn asks a delta query for the changed properties only (learn.microsoft.com/graph/api/group-delta#request-headers).
+	minimalReturn = http.Header{"Prefer": {"return=minimal"}}
+)
+
+// call sends one Graph request with a bearer token and the extra headers hdr (nil for none), and
+// decodes a 2xx answer into out (when not nil). A 401 is retried once with a fresh token, in case
+// the cached one was revoked before its expiry.
+func (s *Source) call(ctx context.Context, method, u string, in, out any, hdr http.Header) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -248,8 +256,8 @@ func (s *Source) call(ctx context.Context, method, u string, in, out any, advanc
 			if body != nil {
 				req.Header.Set("Content-Type", "application/json")
 			}
-			if advanced {
-				req.Header.Set("ConsistencyLevel", "eventual")
+			for k, v := range hdr {
+				req.Header[k] = v
 			}
 			return req, nil
 		})
@@ -295,14 +303,15 @@ type page[T any] struct {
 	NextLink string `json:"@odata.nextLink"`
 }
 
-// listAll reads every page of a Graph collection, following @odata.nextLink.
-func listAll[T any](ctx context.Context, s *Source, u string, advanced bool, each func(T) error) error {
+// listAll reads every page of a Graph collection, following @odata.nextLink; hdr are extra request
+// headers.
+func listAll[T any](ctx context.Context, s *Source, u string, hdr http.Header, each func(T) error) error {
 	for n := 0; ; n++ {
 		if n == maxPages {
 			return fmt.Errorf("more than %d pages", maxPages)
 		}
 		var p page[T]
-		if err := s.call(ctx, http.MethodGet, u, nil, &p, advanced); err != nil {
+		if err := s.call(ctx, http.MethodGet, u, nil, &p, hdr); err != nil {
 			return err
 		}
 		for _, v := range p.Value {
@@ -316,22 +325,23 @@ func listAll[T any](ctx context.Context, s *Source, u string, advanced bool, eac
 		if p.NextLink == u {
 			return errors.New("the @odata.nextLink repeats the page it is on")
 		}
-		if err := s.checkNextLink(p.NextLink); err != nil {
+		if err := s.checkLink("@odata.nextLink", p.NextLink); err != nil {
 			return err
 		}
 		u = p.NextLink
 	}
 }
 
-// checkNextLink accepts a next link only under the Graph base URL: the bearer token goes with it.
-func (s *Source) checkNextLink(link string) error {
+// checkLink accepts a link Graph gave (what: @odata.nextLink, @odata.deltaLink) only under the Graph
+// base URL: the bearer token goes with it.
+func (s *Source) checkLink(what, link string) error {
 	u, err := url.Parse(link)
 	if err != nil {
-		return errors.New("the @odata.nextLink is not a URL")
+		return fmt.Errorf("the %s is not a URL", what)
 	}
 	if !strings.EqualFold(u.Scheme, s.graph.Scheme) || !strings.EqualFold(u.Host, s.graph.Host) || u.User != nil ||
 		!strings.HasPrefix(u.Path, s.graph.Path+"/") || path.Clean(u.Path) != u.Path {
-		return fmt.Errorf("refusing an @odata.nextLink to %s://%s%s, which is not under the Graph URL %s", u.Scheme, u.Host, clip(u.Path), s.graphURL)
+		return fmt.Errorf("refusing an %s to %s://%s%s, which is not under the Graph URL %s", what, u.Scheme, u.Host, clip(u.Path), s.graphURL)
 	}
 	return nil
 }

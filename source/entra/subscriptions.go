@@ -143,7 +143,7 @@ func (s *Subscriptions) Reauthorize(ctx context.Context) error {
 	}
 	defer s.mu.release()
 	if s.id != "" {
-		err := s.src.call(ctx, http.MethodPost, s.src.endpoint("/v1.0/subscriptions/"+url.PathEscape(s.id)+"/reauthorize", nil), nil, nil, false)
+		err := s.src.call(ctx, http.MethodPost, s.src.endpoint("/v1.0/subscriptions/"+url.PathEscape(s.id)+"/reauthorize", nil), nil, nil, nil)
 		switch {
 		case statusIs(err, http.StatusNotFound):
 			s.forget()
@@ -158,7 +158,7 @@ func (s *Subscriptions) Reauthorize(ctx context.Context) error {
 // (learn.microsoft.com/graph/change-notifications-lifecycle-events): reauthorizationRequired
 // reauthorizes it (Reauthorize); subscriptionRemoved forgets it, when it is ours or none is known,
 // and creates one again; missed, and any other event, makes sure the subscription exists and is not
-// due (Ensure). Catching up on changes that went unnotified is the caller's: a full read. That page
+// due (Ensure). Catching up on changes that went unnotified is the caller's (Delta). That page
 // lists only reauthorizationRequired for groups; the other two are handled should Graph send them.
 func (s *Subscriptions) Lifecycle(ctx context.Context, event, subscriptionID string) error {
 	switch event {
@@ -194,7 +194,7 @@ func (s *Subscriptions) ensure(ctx context.Context) error {
 	}
 	if s.id != "" {
 		var sub subscription
-		err := s.src.call(ctx, http.MethodGet, s.src.endpoint("/v1.0/subscriptions/"+url.PathEscape(s.id), nil), nil, &sub, false)
+		err := s.src.call(ctx, http.MethodGet, s.src.endpoint("/v1.0/subscriptions/"+url.PathEscape(s.id), nil), nil, &sub, nil)
 		switch {
 		case statusIs(err, http.StatusNotFound):
 			s.forget()
@@ -273,7 +273,7 @@ func sameChangeTypes(a, b string) bool {
 
 // adopt takes over the existing subscription of this app that matches ours and lives longest.
 func (s *Subscriptions) adopt(ctx context.Context) error {
-	err := listAll(ctx, s.src, s.src.endpoint("/v1.0/subscriptions", nil), false, func(sub subscription) error {
+	err := listAll(ctx, s.src, s.src.endpoint("/v1.0/subscriptions", nil), nil, func(sub subscription) error {
 		if s.ours(sub) && sub.ExpirationDateTime.After(s.src.now()) && (s.id == "" || sub.ExpirationDateTime.After(s.expires)) {
 			s.id, s.expires, s.unsaved = sub.ID, *sub.ExpirationDateTime, true
 		}
@@ -297,7 +297,7 @@ func (s *Subscriptions) create(ctx context.Context) error {
 		Resource: groupsResource, ExpirationDateTime: s.expiry(), ClientState: s.o.ClientState,
 	}
 	var out subscription
-	if err := s.src.call(ctx, http.MethodPost, s.src.endpoint("/v1.0/subscriptions", nil), in, &out, false); err != nil {
+	if err := s.src.call(ctx, http.MethodPost, s.src.endpoint("/v1.0/subscriptions", nil), in, &out, nil); err != nil {
 		return subscriptionError("creating the subscription for "+s.o.NotificationURL, err)
 	}
 	if out.ID == "" || out.ExpirationDateTime == nil {
@@ -311,7 +311,7 @@ func (s *Subscriptions) create(ctx context.Context) error {
 func (s *Subscriptions) renew(ctx context.Context) error {
 	var out subscription
 	err := s.src.call(ctx, http.MethodPatch, s.src.endpoint("/v1.0/subscriptions/"+url.PathEscape(s.id), nil),
-		subscription{ExpirationDateTime: s.expiry()}, &out, false)
+		subscription{ExpirationDateTime: s.expiry()}, &out, nil)
 	if statusIs(err, http.StatusNotFound) {
 		s.forget()
 		return s.create(ctx)

@@ -1,7 +1,7 @@
 // Package graphfake is a strict in-memory Microsoft Graph (groups, transitive members, change
 // notification subscriptions) with the Microsoft identity platform's client-credentials token endpoint,
 // for tests. It follows Graph's documented behaviour: bearer tokens with an expiry, $top of at most
-// 999, @odata.nextLink paging with opaque skip tokens, the advanced query parameters (ConsistencyLevel:
+// 999, @odata.nextLink paging with opaque skip tokens, change tracking with /groups/delta (delta.go), the advanced query parameters (ConsistencyLevel:
 // eventual and $count=true) that endsWith, ne, not and OData casts require, 429/503 with Retry-After,
 // and Graph's error bodies. It rejects what Graph rejects: unknown query options, unknown $select
 // properties, malformed ids, subscriptions beyond 41,760 minutes. The app's application permissions
@@ -73,6 +73,8 @@ type Fake struct {
 	subs        map[string]*Subscription
 	reauthCalls map[string]int
 	log         []Request
+	deltaTokens map[string]*deltaState // $deltatoken -> the state it was issued for
+	deltaPages  map[string]*deltaPages // $skiptoken of a delta round -> the rest of the round
 }
 
 type group struct {
@@ -108,6 +110,7 @@ func New(c Config) *Fake {
 	return &Fake{
 		cfg: c, perms: slices.Clone(c.Permissions), tokens: map[string]time.Time{}, groups: map[string]*group{}, objects: map[string]*object{},
 		skipTokens: map[string]cursor{}, subs: map[string]*Subscription{}, reauthCalls: map[string]int{},
+		deltaTokens: map[string]*deltaState{}, deltaPages: map[string]*deltaPages{},
 	}
 }
 

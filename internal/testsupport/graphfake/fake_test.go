@@ -57,14 +57,23 @@ func newHarness(t *testing.T) *harness {
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	h := &harness{f: f, srv: srv, clock: c}
+	h.tok = h.newToken(t)
+	return h
+}
+
+// newToken gets an access token from the fake's token endpoint.
+func (h *harness) newToken(t *testing.T) string {
+	t.Helper()
+	tok := h.tok
+	h.tok = ""
+	defer func() { h.tok = tok }()
 	status, body := h.do(t, http.MethodPost, "/"+tenant+"/oauth2/v2.0/token", "", url.Values{
-		"grant_type": {"client_credentials"}, "client_id": {client}, "client_secret": {secret}, "scope": {srv.URL + "/.default"},
+		"grant_type": {"client_credentials"}, "client_id": {client}, "client_secret": {secret}, "scope": {h.srv.URL + "/.default"},
 	}.Encode())
 	if status != http.StatusOK {
 		t.Fatalf("token: %d %s", status, body)
 	}
-	h.tok = body["access_token"].(string)
-	return h
+	return body["access_token"].(string)
 }
 
 // do sends a request; body is form-encoded for the token endpoint and JSON elsewhere. hdr is a

@@ -108,6 +108,12 @@ func (f *Fake) serveGroups(w http.ResponseWriter, r *http.Request, segs []string
 		f.listGroups(w, r)
 		return
 	}
+	// group-delta#permissions: the same table as group-list (GroupMember.Read.All least privileged).
+	// "/delta is a shortcut for the fully qualified name /microsoft.graph.delta" (delta-query-overview).
+	if len(segs) == 1 && (segs[0] == "delta" || segs[0] == "microsoft.graph.delta") {
+		f.delta(w, r)
+		return
+	}
 	id := segs[0]
 	if !isGUID(id) {
 		writeError(w, http.StatusBadRequest, "Request_BadRequest", fmt.Sprintf("Invalid object identifier '%s'.", id))
@@ -122,7 +128,7 @@ func (f *Fake) serveGroups(w http.ResponseWriter, r *http.Request, segs []string
 	}
 	switch {
 	case len(segs) == 1:
-		q, ok := checkQuery(w, r, []string{"id", "displayName", "mail"}, "$select")
+		q, ok := checkQuery(w, r, groupProps, "$select")
 		if ok {
 			f.mu.Lock()
 			props := g.props()
@@ -137,7 +143,7 @@ func (f *Fake) serveGroups(w http.ResponseWriter, r *http.Request, segs []string
 }
 
 func (f *Fake) listGroups(w http.ResponseWriter, r *http.Request) {
-	q, ok := checkQuery(w, r, []string{"id", "displayName", "mail"}, "$filter", "$select", "$top", "$count", "$skiptoken")
+	q, ok := checkQuery(w, r, groupProps, "$filter", "$select", "$top", "$count", "$skiptoken")
 	if !ok {
 		return
 	}
