@@ -107,7 +107,7 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, OutcomeBadRequest)
 		return
 	}
-	var ks keySet
+	var ks queuekey.Set
 	events := map[string]string{} // lifecycle event -> subscription id, acted on after the answer
 	authentic, forged := 0, 0
 	for _, item := range n.Value {
@@ -125,11 +125,11 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			if h.lifecycle == nil || item.LifecycleEvent != LifecycleReauthorizationRequired {
 				// Notifications may have been lost (missed, removed) or will stop: catch up by reading everything.
-				ks.add(queuekey.All)
+				ks.Add(queuekey.All)
 			}
 			events[item.LifecycleEvent] = item.SubscriptionID
 		default:
-			ks.add(graphGroupKey(item.ResourceData.ID, item.Resource))
+			ks.Add(graphGroupKey(item.ResourceData.ID, item.Resource))
 		}
 	}
 	if forged > 0 {

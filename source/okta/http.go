@@ -60,8 +60,6 @@ func (e *APIError) Error() string {
 		b.WriteString("; " + e.hint)
 	case e.Code == "invalid_dpop_proof" || e.Code == "use_dpop_nonce":
 		b.WriteString("; " + dpopFix)
-	case e.Code == "invalid_scope":
-		b.WriteString("; the agent requests only the scope " + scopes + ": grant it to the service app (Okta API Scopes tab)")
 	case e.Status == http.StatusUnauthorized:
 		b.WriteString("; check the API token, or the client id and its registered public key")
 	case e.Status == http.StatusForbidden:
@@ -173,17 +171,28 @@ func (s *Source) untilReset(h http.Header) (d time.Duration, ok bool) {
 	return max(time.Unix(reset, 0).Sub(now), time.Second), true
 }
 
-// get GETs an API URL with the source's credentials. With OAuth, a 401 from the API gets one retry with a
-// fresh access token, in case the cached one was revoked.
+// get GETs a Groups API URL with the source's credentials.
 func (s *Source) get(ctx context.Context, u *url.URL) (*response, error) {
+	resp, err := s.getWith(ctx, u, s.oauth)
+	var ae *APIError
+	if s.oauth != nil && errors.As(err, &ae) && ae.Status == http.StatusForbidden && ae.hint == "" {
+		ae.hint = roleFix
+	}
+	return resp, err
+}
+
+// getWith GETs an API URL with the API token, or with an access token from oauth (nil with an API
+// token). With OAuth, a 401 from the API gets one retry with a fresh access token, in case the cached
+// one was revoked.
+func (s *Source) getWith(ctx context.Context, u *url.URL, oauth *tokenSource) (*response, error) {
 	raw := u.String()
 	for retried := false; ; retried = true {
 		var bearer string
 		var tokenErr error
 		resp, err := s.send(ctx, func() (*http.Request, error) {
 			auth := "SSWS " + s.apiToken
-			if s.oauth != nil {
-				bearer, tokenErr = s.oauth.token(ctx, s)
+			if oauth != nil {
+				bearer, tokenErr = oauth.token(ctx, s)
 				if tokenErr != nil {
 					return nil, tokenErr
 				}
@@ -199,12 +208,9 @@ func (s *Source) get(ctx context.Context, u *url.URL) (*response, error) {
 			return req, nil
 		})
 		var ae *APIError
-		if !retried && s.oauth != nil && tokenErr == nil && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
-			s.oauth.forget(bearer)
+		if !retried && oauth != nil && tokenErr == nil && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+			oauth.forget(bearer)
 			continue
-		}
-		if s.oauth != nil && tokenErr == nil && errors.As(err, &ae) && ae.Status == http.StatusForbidden {
-			ae.hint = roleFix
 		}
 		return resp, err
 	}

@@ -17,10 +17,13 @@ import (
 )
 
 const (
-	// scopes is the least the agent's calls need: okta.groups.read covers listing groups, reading one
+	// groupsScope is the least the group reads need: okta.groups.read covers listing groups, reading one
 	// and listing a group's member users (Okta's Groups API names it for all three); okta.users.read
 	// would only add the Users API, which the agent does not call.
-	scopes        = "okta.groups.read"
+	groupsScope = "okta.groups.read"
+	// logsScope is what GET /api/v1/logs needs (https://developer.okta.com/docs/api/resources/system_log),
+	// asked for in a token of its own so that the group reads keep working where it is not granted.
+	logsScope     = "okta.logs.read"
 	assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 	// assertionLife is well inside Okta's one-hour maximum: an assertion is used once, right away.
 	assertionLife = 5 * time.Minute
@@ -30,12 +33,13 @@ const (
 // private_key_jwt client assertion, and caches each until shortly before it expires.
 type tokenSource struct {
 	clientID, keyID, endpoint string
+	scope                     string // the one scope its tokens carry
 	key                       *rsa.PrivateKey
 	cache                     *shared.Cache
 }
 
-func newTokenSource(clientID, keyID string, key *rsa.PrivateKey, endpoint string, now func() time.Time) *tokenSource {
-	return &tokenSource{clientID: clientID, keyID: keyID, key: key, endpoint: endpoint, cache: shared.NewCache(shared.CacheOptions{
+func newTokenSource(clientID, keyID string, key *rsa.PrivateKey, endpoint, scope string, now func() time.Time) *tokenSource {
+	return &tokenSource{clientID: clientID, keyID: keyID, key: key, endpoint: endpoint, scope: scope, cache: shared.NewCache(shared.CacheOptions{
 		// Measured from before the request, and refreshed a minute early (half the lifetime if shorter),
 		// so that a request never starts with a token about to lapse.
 		Margin:    func(life time.Duration) time.Duration { return min(time.Minute, life/2) },
@@ -46,6 +50,11 @@ func newTokenSource(clientID, keyID string, key *rsa.PrivateKey, endpoint string
 
 // forget drops tok from the cache if it is still the cached token.
 func (t *tokenSource) forget(tok string) { t.cache.Forget(tok) }
+
+// withScope is a token source for the same client whose tokens carry scope, with a cache of its own.
+func (t *tokenSource) withScope(scope string, now func() time.Time) *tokenSource {
+	return newTokenSource(t.clientID, t.keyID, t.key, t.endpoint, scope, now)
+}
 
 func (t *tokenSource) token(ctx context.Context, s *Source) (string, error) {
 	return t.cache.Token(ctx, func(ctx context.Context) (string, time.Duration, error) { return t.fetch(ctx, s) })
@@ -59,7 +68,7 @@ func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Durati
 		}
 		form := url.Values{
 			"grant_type":            {"client_credentials"},
-			"scope":                 {scopes},
+			"scope":                 {t.scope},
 			"client_assertion_type": {assertionType},
 			"client_assertion":      {assertion},
 		}
@@ -72,6 +81,9 @@ func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Durati
 		req.Header.Set("User-Agent", userAgent)
 		return req, nil
 	})
+	if ae := (*APIError)(nil); errors.As(err, &ae) && ae.Code == "invalid_scope" {
+		ae.hint = "the agent requests only the scope " + t.scope + ": grant it to the service app (Okta API Scopes tab)"
+	}
 	if err != nil {
 		return "", 0, fmt.Errorf("getting an access token for client %s: %w", t.clientID, err)
 	}

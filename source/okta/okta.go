@@ -118,7 +118,7 @@ func New(o Options) (*Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("okta: private key: %w", err)
 		}
-		s.oauth = newTokenSource(o.ClientID, o.KeyID, key, base.JoinPath("/oauth2/v1/token").String(), func() time.Time { return s.now() })
+		s.oauth = newTokenSource(o.ClientID, o.KeyID, key, base.JoinPath("/oauth2/v1/token").String(), groupsScope, func() time.Time { return s.now() })
 	}
 	return s, nil
 }

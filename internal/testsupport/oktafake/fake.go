@@ -1,5 +1,6 @@
 // Package oktafake is a strict stand-in for the parts of Okta's management API that source/okta uses:
-// the Groups API (list with search or filter, get one, list members), paging by Link headers, the
+// the Groups API (list with search or filter, get one, list members), the System Log API's polling
+// requests (logs.go) with events recorded as groups and memberships change, paging by Link headers, the
 // per-minute rate limit answered with 429 and X-Rate-Limit-* headers, SSWS API tokens, and the org
 // authorization server's client-credentials token endpoint with private_key_jwt client authentication.
 //
@@ -107,6 +108,7 @@ type Server struct {
 	linkBase      string
 	requests      []string
 	tokenRequests int
+	events        []logEvent // the System Log, in the order stored
 }
 
 // New starts a fake org. Close it when done.
@@ -195,16 +197,49 @@ func (s *Server) RevokeAccessTokens() { s.with(func() { clear(s.access) }) }
 // AddGroup adds or replaces a group.
 func (s *Server) AddGroup(g Group) {
 	g.Profile = maps.Clone(g.Profile)
-	s.with(func() { s.groups[g.ID] = &g })
+	s.with(func() {
+		event := "group.lifecycle.create"
+		if s.groups[g.ID] != nil {
+			event = "group.profile.update"
+		}
+		s.groups[g.ID] = &g
+		s.logEvent(event, groupTarget(g.ID))
+	})
 }
 
 // RemoveGroup deletes a group and its memberships.
 func (s *Server) RemoveGroup(id string) {
-	s.with(func() { delete(s.groups, id); delete(s.members, id) })
+	s.with(func() {
+		if s.groups[id] != nil {
+			s.logEvent("group.lifecycle.delete", groupTarget(id))
+		}
+		delete(s.groups, id)
+		delete(s.members, id)
+	})
 }
 
-// AddUser adds or replaces a user.
-func (s *Server) AddUser(u User) { s.with(func() { s.users[u.ID] = &u }) }
+// AddUser adds or replaces a user. Replacing one that changes its status to DEPROVISIONED or back to
+// ACTIVE logs user.lifecycle.deactivate or user.lifecycle.activate.
+func (s *Server) AddUser(u User) {
+	s.with(func() {
+		if old := s.users[u.ID]; old != nil && status(old) != status(&u) {
+			switch status(&u) {
+			case "DEPROVISIONED":
+				s.logEvent("user.lifecycle.deactivate", userTarget(u.ID))
+			case "ACTIVE":
+				s.logEvent("user.lifecycle.activate", userTarget(u.ID))
+			}
+		}
+		s.users[u.ID] = &u
+	})
+}
+
+func status(u *User) string {
+	if u.Status == "" {
+		return "ACTIVE"
+	}
+	return u.Status
+}
 
 // AddMember puts a user into a group; both must exist.
 func (s *Server) AddMember(groupID, userID string) {
@@ -215,13 +250,21 @@ func (s *Server) AddMember(groupID, userID string) {
 		if s.members[groupID] == nil {
 			s.members[groupID] = map[string]bool{}
 		}
+		if !s.members[groupID][userID] {
+			s.logEvent("group.user_membership.add", userTarget(userID), groupTarget(groupID))
+		}
 		s.members[groupID][userID] = true
 	})
 }
 
 // RemoveMember takes a user out of a group.
 func (s *Server) RemoveMember(groupID, userID string) {
-	s.with(func() { delete(s.members[groupID], userID) })
+	s.with(func() {
+		if s.members[groupID][userID] {
+			s.logEvent("group.user_membership.remove", userTarget(userID), groupTarget(groupID))
+		}
+		delete(s.members[groupID], userID)
+	})
 }
 
 // SetPageSize caps the items per page below the requested limit (0: no cap), to get many pages cheaply.
@@ -269,7 +312,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/oauth2/v1/token":
 		s.tokenRequests++
 		s.token(w, r, now)
-	case r.URL.Path == "/api/v1/groups" || strings.HasPrefix(r.URL.Path, "/api/v1/groups/"):
+	case r.URL.Path == "/api/v1/groups" || strings.HasPrefix(r.URL.Path, "/api/v1/groups/") || r.URL.Path == "/api/v1/logs":
 		s.requests = append(s.requests, r.URL.Path+"?"+r.URL.RawQuery)
 		s.api(w, r, now)
 	default:
@@ -290,7 +333,14 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 		apiError(w, http.StatusUnauthorized, "E0000011", "Invalid token provided")
 		return
 	}
-	if scopes != nil && !slices.Contains(scopes, "okta.groups.read") {
+	// Each endpoint's scope, as its reference page names it: okta.groups.read for the Groups API
+	// (https://developer.okta.com/docs/api/resources/groups), okta.logs.read for the System Log
+	// (https://developer.okta.com/docs/api/resources/system_log).
+	scope := "okta.groups.read"
+	if r.URL.Path == "/api/v1/logs" {
+		scope = "okta.logs.read"
+	}
+	if scopes != nil && !slices.Contains(scopes, scope) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="IdpError", error="insufficient_scope", error_description="The access token provided does not contain the required scopes."`)
 		apiError(w, http.StatusForbidden, "E0000006", "You do not have permission to perform the requested action")
 		return
@@ -312,6 +362,8 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 	rest := strings.TrimPrefix(r.URL.Path, "/api/v1/groups")
 	parts := strings.Split(strings.TrimPrefix(rest, "/"), "/")
 	switch {
+	case r.URL.Path == "/api/v1/logs":
+		s.listLogs(w, r, now)
 	case rest == "":
 		s.listGroups(w, r)
 	case len(parts) == 1 && parts[0] != "":
@@ -488,17 +540,12 @@ func (s *Server) page(ids []string, after string, n int) (page []string, more bo
 // writePage answers a listing the way Okta does: a JSON array, a self link and, when more remain, a next
 // link carrying the same query with the `after` cursor. Each link is its own Link header.
 func (s *Server) writePage(w http.ResponseWriter, r *http.Request, q url.Values, body any, page []string, more bool) {
-	base := s.linkBase
-	if base == "" {
-		base = "https://" + r.Host
-	}
-	w.Header().Add("Link", fmt.Sprintf(`<%s%s?%s>; rel="self"`, base, r.URL.Path, q.Encode()))
+	var next url.Values
 	if more {
-		next := maps.Clone(q)
+		next = maps.Clone(q)
 		next.Set("after", page[len(page)-1])
-		w.Header().Add("Link", fmt.Sprintf(`<%s%s?%s>; rel="next"`, base, r.URL.Path, next.Encode()))
 	}
-	writeJSON(w, http.StatusOK, body)
+	s.writeLinked(w, r, q, next, body)
 }
 
 type link struct {

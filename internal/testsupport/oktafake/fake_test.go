@@ -109,6 +109,20 @@ func TestAPIStrictness(t *testing.T) {
 		{name: "missing group", path: "/api/v1/groups/00g9", status: 404, contains: "E0000007"},
 		{name: "members of missing group", path: "/api/v1/groups/00g9/users", status: 404, contains: "E0000007"},
 		{name: "unknown path", path: "/api/v1/groups/00g1/apps", status: 404, contains: "E0000007"},
+		{name: "logs", path: "/api/v1/logs?since=2026-03-02T09:00:00Z&filter=" + q(`eventType eq "group.user_membership.add"`), status: 200, contains: "00g1"},
+		{name: "logs limit 1000", path: "/api/v1/logs?limit=1000", status: 200, contains: "group.lifecycle.create"},
+		{name: "logs limit over 1000", path: "/api/v1/logs?limit=1001", status: 400, contains: "limit must be between 0 and 1000"},
+		{name: "logs since not a time", path: "/api/v1/logs?since=yesterday", status: 400, contains: "date format"},
+		{name: "logs since over 180 days", path: "/api/v1/logs?since=2025-09-01T00:00:00Z", status: 400, contains: "over 180 days"},
+		{name: "logs since and after", path: "/api/v1/logs?since=2026-03-02T09:00:00Z&after=x", status: 400, contains: "mutually exclusive"},
+		{name: "logs after unknown", path: "/api/v1/logs?after=x", status: 400, contains: "after"},
+		{name: "logs filter on published", path: "/api/v1/logs?filter=" + q(`published gt "2026-03-01T00:00:00Z"`), status: 400, contains: "E0000053"},
+		{name: "logs filter operator", path: "/api/v1/logs?filter=" + q(`eventType eqq "x"`), status: 400, contains: "E0000053"},
+		{name: "logs filter and", path: "/api/v1/logs?filter=" + q(`eventType eq "a" and eventType eq "b"`), status: 400, contains: "not implemented"},
+		{name: "logs filter dangling or", path: "/api/v1/logs?filter=" + q(`eventType eq "a" or`), status: 400, contains: "E0000053"},
+		{name: "logs bounded", path: "/api/v1/logs?until=2026-03-02T09:00:00Z", status: 400, contains: "not implemented"},
+		{name: "logs descending", path: "/api/v1/logs?sortOrder=DESCENDING", status: 400, contains: "not implemented"},
+		{name: "logs keyword", path: "/api/v1/logs?q=wandb", status: 400, contains: "not implemented"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -398,4 +412,87 @@ func TestDPoPAndAdminRole(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLogsPolling: the System Log records the fake's changes, filters them by type, pages them with a
+// next link that is always there, and needs okta.logs.read with OAuth.
+func TestLogsPolling(t *testing.T) {
+	s := newServer(t)
+	s.SetPageSize(1)
+	auth := "SSWS " + apiToken
+	filter := url.QueryEscape(`eventType eq "group.user_membership.add" or eventType eq "group.user_membership.remove"`)
+	path := "/api/v1/logs?since=2026-03-02T09:00:00Z&sortOrder=ASCENDING&filter=" + filter
+	var got []string
+	for range 4 {
+		status, body, h := do(t, s, http.MethodGet, path, auth)
+		if status != 200 {
+			t.Fatalf("%s = %d %s", path, status, body)
+		}
+		var page []struct {
+			EventType string
+			Target    []struct{ ID, Type string }
+		}
+		if err := json.Unmarshal([]byte(body), &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			got = append(got, e.EventType+" "+e.Target[1].ID)
+		}
+		next := nextOf(h)
+		if next == "" {
+			t.Fatalf("no next link on %s", path)
+		}
+		u, _ := url.Parse(next)
+		path = u.RequestURI()
+		if len(page) == 0 {
+			break
+		}
+		s.RemoveMember("00g1", "00u1") // recorded while polling: the next pages see it
+	}
+	if want := []string{"group.user_membership.add 00g1", "group.user_membership.remove 00g1"}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+
+	s.AddClient("0oagroups", &clientKey().PublicKey, "", "okta.groups.read")
+	tok := accessTokenFor(t, s, "0oagroups", "okta.groups.read")
+	if status, body, _ := do(t, s, http.MethodGet, "/api/v1/logs", "Bearer "+tok); status != 403 || !strings.Contains(body, "E0000006") {
+		t.Errorf("logs without okta.logs.read = %d %s", status, body)
+	}
+}
+
+func nextOf(h http.Header) string {
+	for _, v := range h.Values("Link") {
+		if target, ok := strings.CutSuffix(v, `>; rel="next"`); ok {
+			return strings.TrimPrefix(target, "<")
+		}
+	}
+	return ""
+}
+
+// accessTokenFor gets an access token for a client registered with clientKey.
+func accessTokenFor(t *testing.T, s *Server, clientID, scope string) string {
+	t.Helper()
+	c := map[string]any{"iss": clientID, "sub": clientID, "aud": s.URL + "/oauth2/v1/token",
+		"iat": start.Unix(), "exp": start.Add(5 * time.Minute).Unix(), "jti": randomHex(8)}
+	f := url.Values{"grant_type": {"client_credentials"}, "scope": {scope},
+		"client_assertion_type": {assertionType}, "client_assertion": {sign(t, clientKey(), map[string]any{"alg": "RS256"}, c)}}
+	status, body := postToken(t, s, f)
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &tr) != nil {
+		t.Fatalf("token: %d %s", status, body)
+	}
+	return tr.AccessToken
+}
+
+func FuzzParseLogFilter(f *testing.F) {
+	for _, seed := range []string{`eventType eq "a"`, `eventType eq "a" or eventType eq "b"`, `published gt "x"`, `eventType eq`, `(eventType eq "a")`, `or or or`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		if match, err := parseLogFilter(expr); err == nil {
+			match("group.user_membership.add")
+		}
+	})
 }
