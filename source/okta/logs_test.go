@@ -285,5 +285,7 @@ func TestLogPollCursorStoreFails(t *testing.T) {
 
 type failingStore struct{}
 
-func (failingStore) Cursor(context.Context, string) (string, error) { return "", errors.New("disk gone") }
+func (failingStore) Cursor(context.Context, string) (string, error) {
+	return "", errors.New("disk gone")
+}
 func (failingStore) SetCursor(context.Context, string, string) error { return errors.New("disk gone") }
