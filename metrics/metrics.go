@@ -30,6 +30,10 @@ type Metrics struct {
 	// fails; SubscriptionErrors counts the failures by source and reason (forbidden, error).
 	Subscriptions      *prometheus.GaugeVec
 	SubscriptionErrors *prometheus.CounterVec
+	// CatchUpPolls counts an IdP's catch-up polls (Okta's System Log) by source and outcome (ok, error);
+	// CatchUpEvents the events they read.
+	CatchUpPolls  *prometheus.CounterVec
+	CatchUpEvents *prometheus.CounterVec
 }
 
 // New registers every collector, with the Go and process collectors.
@@ -71,9 +75,16 @@ func New() *Metrics {
 		SubscriptionErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "byob_idp_subscription_errors_total", Help: "Failures to create, renew or reauthorize an IdP's change-notification subscription, by source and reason (forbidden: a permission is missing; error).",
 		}, []string{"source", "reason"}),
+		CatchUpPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_idp_catchup_polls_total", Help: "Polls of an IdP's change log that catch up on missed webhooks, by source and outcome (ok, error).",
+		}, []string{"source", "outcome"}),
+		CatchUpEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_idp_catchup_events_total", Help: "Events the catch-up polls read, by source.",
+		}, []string{"source"}),
 	}
 	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.TeamsByPhase,
 		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors,
+		m.CatchUpPolls, m.CatchUpEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -51,6 +51,10 @@ type daemon struct {
 	mu       sync.Mutex
 	cron     *cron.Cron
 	enqueued map[queuekey.Key]enqueue // first enqueue of a key still waiting, for the latency metric
+	// stopCatchUps stops the running configuration's catch-up pollers; catchUpErrs holds the last
+	// error of each that failed, by source, for readiness.
+	stopCatchUps context.CancelFunc
+	catchUpErrs  map[string]string
 
 	lastOK  atomic.Int64 // unix nanos of the last reconcile that reached W&B
 	lastErr atomic.Pointer[string]
@@ -58,10 +62,11 @@ type daemon struct {
 
 // world is everything built from one configuration.
 type world struct {
-	cfg     *config.Config
-	rec     *apply.Reconciler
-	sources *desired.Sources
-	subs    *entra.Subscriptions // the Entra subscription's keeper; nil without one
+	cfg      *config.Config
+	rec      *apply.Reconciler
+	sources  *desired.Sources
+	subs     *entra.Subscriptions // the Entra subscription's keeper; nil without one
+	catchUps []catchUp
 }
 
 type enqueue struct {
@@ -93,7 +98,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer db.Close()
-	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[queuekey.Key]enqueue{}}
+	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[queuekey.Key]enqueue{}, catchUpErrs: map[string]string{}}
 	d.queue = workqueue.NewQueue(workqueue.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
 	w, err := d.build(ctx, cfg)
 	if err != nil {
@@ -126,12 +131,16 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 	}
 	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
+	catchUps, err := newCatchUps(cfg, d.db)
+	if err != nil {
+		return nil, err
+	}
 	h, err := d.routes(cfg, subs)
 	if err != nil {
 		return nil, err
 	}
 	d.handler.Store(&h)
-	return &world{cfg: cfg, rec: rec, sources: sources, subs: subs}, nil
+	return &world{cfg: cfg, rec: rec, sources: sources, subs: subs, catchUps: catchUps}, nil
 }
 
 // kept records the outcome of keeping an IdP's change-notification subscription in the metrics.
@@ -272,6 +281,11 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintln(w, "degraded: change notifications may not arrive, the schedule still reads every group:", err)
 		}
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, msg := range d.catchUpErrs {
+		fmt.Fprintln(w, "degraded: missed webhooks are caught up only by the schedule:", msg)
+	}
 }
 
 func (d *daemon) serve(ctx context.Context) error {
@@ -301,6 +315,7 @@ func (d *daemon) serve(ctx context.Context) error {
 		return err
 	}
 	d.queue.Add(queuekey.All) // the first full reconcile runs at start
+	d.startCatchUps(ctx, d.world.Load().catchUps)
 
 	ctl := &controller.Controller{
 		Queue:      d.queue,
@@ -342,6 +357,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	d.log.Info("shutting down: finishing reconciles in flight", "timeout", timeout.String())
 	d.mu.Lock()
 	d.cron.Stop()
+	d.stopCatchUps()
 	d.mu.Unlock()
 	shutCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -398,6 +414,7 @@ func (d *daemon) reload(ctx context.Context) {
 		return
 	}
 	d.world.Store(w)
+	d.startCatchUps(ctx, w.catchUps)
 	d.log.Info("configuration reloaded", "file", d.path, "teams", len(cfg.DesiredTeams()))
 	d.queue.Add(queuekey.All)
 }
