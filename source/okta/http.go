@@ -33,9 +33,13 @@ type APIError struct {
 }
 
 // dpopFix is the setting to change when Okta wants DPoP proofs, which the agent does not send. Okta turns
-// it on by default for new API service apps (https://developer.okta.com/docs/guides/dpop/oktaresourceserver/main/).
+// it on by default for new API service apps (https://developer.okta.com/docs/guides/dpop/oktaresourceserver/main/);
+// the checkbox is under the General tab's General Settings, "Proof of possession", as Okta's own service-app
+// setup steps ("In General Settings, click Edit. Disable Require Demonstrating Proof of Possession (DPoP)
+// header in token requests", developer.okta.com's MCP server guide) and
+// https://devforum.okta.com/t/client-credentials-oauth-for-okta-with-dpop-enabled/30239 show.
 const dpopFix = `the agent does not send DPoP proofs: in the Okta Admin Console open the service app, General tab, ` +
-	`Client Credentials, Edit, and clear "Require Demonstrating Proof of Possession (DPoP) header in token requests" ` +
+	`General Settings, Edit, and under Proof of possession clear "Require Demonstrating Proof of Possession (DPoP) header in token requests", then Save ` +
 	`(API: settings.oauthClient.dpop_bound_access_tokens false)`
 
 // roleFix is what a service app needs besides the scope: Okta assigns no admin role to a service app
