@@ -60,8 +60,61 @@ func (t *tokenSource) token(ctx context.Context, s *Source) (string, error) {
 	return t.cache.Token(ctx, func(ctx context.Context) (string, time.Duration, error) { return t.fetch(ctx, s) })
 }
 
+// fetch gets an access token. Without DPoP the first request carries no proof; Okta's answers then say
+// what it wants: invalid_dpop_proof (proofs required) turns DPoP on, use_dpop_nonce brings the nonce to
+// put in the next proof. Each only leads to one more request when it changes something.
 func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Duration, error) {
-	resp, err := s.send(ctx, func() (*http.Request, error) {
+	var resp *response
+	var err error
+	for range 3 {
+		resp, err = t.request(ctx, s)
+		var ae *APIError
+		if !errors.As(err, &ae) {
+			break
+		}
+		if ae.Code == "invalid_dpop_proof" && !s.dpop.enabled() {
+			changed, derr := s.dpop.enable()
+			if derr != nil {
+				return "", 0, derr
+			}
+			if changed {
+				continue
+			}
+		}
+		if ae.Code == "use_dpop_nonce" && s.dpop.enabled() && s.dpop.setNonce(ae.dpopNonce) {
+			continue
+		}
+		break
+	}
+	if ae := (*APIError)(nil); errors.As(err, &ae) && ae.Code == "invalid_scope" {
+		ae.hint = "the agent requests only the scope " + t.scope + ": grant it to the service app (Okta API Scopes tab)"
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("getting an access token for client %s: %w", t.clientID, err)
+	}
+	var tr struct {
+		TokenType   string `json:"token_type"`
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+	}
+	wantType := "Bearer"
+	if s.dpop.enabled() {
+		wantType = "DPoP"
+	}
+	switch {
+	case json.Unmarshal(resp.body, &tr) != nil:
+		return "", 0, errors.New("getting an access token: the token endpoint's answer is not JSON")
+	case !strings.EqualFold(tr.TokenType, wantType):
+		return "", 0, fmt.Errorf("getting an access token: token type %q, want %s", clean(tr.TokenType), wantType)
+	case !headerSafe(tr.AccessToken) || tr.ExpiresIn <= 0:
+		return "", 0, errors.New("getting an access token: the answer lacks a usable access_token or expires_in")
+	}
+	return tr.AccessToken, time.Duration(tr.ExpiresIn) * time.Second, nil
+}
+
+// request makes one token request, with a DPoP proof once Okta asked for them.
+func (t *tokenSource) request(ctx context.Context, s *Source) (*response, error) {
+	return s.send(ctx, func() (*http.Request, error) {
 		assertion, err := t.assertion(s.now())
 		if err != nil {
 			return nil, err
@@ -79,28 +132,15 @@ func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Durati
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Accept", "application/json")
 		req.Header.Set("User-Agent", userAgent)
+		if s.dpop.enabled() {
+			proof, err := s.dpop.proof(http.MethodPost, t.endpoint, s.now(), "", true)
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("DPoP", proof)
+		}
 		return req, nil
 	})
-	if ae := (*APIError)(nil); errors.As(err, &ae) && ae.Code == "invalid_scope" {
-		ae.hint = "the agent requests only the scope " + t.scope + ": grant it to the service app (Okta API Scopes tab)"
-	}
-	if err != nil {
-		return "", 0, fmt.Errorf("getting an access token for client %s: %w", t.clientID, err)
-	}
-	var tr struct {
-		TokenType   string `json:"token_type"`
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int64  `json:"expires_in"`
-	}
-	switch {
-	case json.Unmarshal(resp.body, &tr) != nil:
-		return "", 0, errors.New("getting an access token: the token endpoint's answer is not JSON")
-	case !strings.EqualFold(tr.TokenType, "Bearer"):
-		return "", 0, fmt.Errorf("getting an access token: token type %q, want Bearer; %s", clean(tr.TokenType), dpopFix)
-	case !headerSafe(tr.AccessToken) || tr.ExpiresIn <= 0:
-		return "", 0, errors.New("getting an access token: the answer lacks a usable access_token or expires_in")
-	}
-	return tr.AccessToken, time.Duration(tr.ExpiresIn) * time.Second, nil
 }
 
 // assertion signs a fresh client assertion: RS256, iss = sub = client id, aud = the token endpoint, a

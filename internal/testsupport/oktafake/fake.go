@@ -8,7 +8,8 @@
 // malformed or replayed client assertions) and, so that tests cannot pass by accident, also the documented
 // parameters it does not implement (q, expand, sortBy, sortOrder) and any parameter Okta does not document.
 // Service apps: RequireDPoP and SetAdminRole reproduce Okta's two service-app settings that break a client
-// without DPoP or an app without an admin role; the fake itself implements no DPoP.
+// without DPoP or an app without an admin role; with DPoP required, the token endpoint and the APIs verify
+// DPoP proofs (dpop.go).
 // Simplifications: one rate-limit bucket for all API endpoints; profile comparisons are case-insensitive.
 package oktafake
 
@@ -82,7 +83,8 @@ type oauthClient struct {
 type accessToken struct {
 	scopes []string
 	expiry time.Time
-	noRole bool // issued to a service app without an admin role
+	noRole bool   // issued to a service app without an admin role
+	jkt    string // DPoP-bound: the thumbprint of the proof key; "" for a Bearer token
 }
 
 // Server is a running fake Okta org on 127.0.0.1 with TLS (Okta serves only HTTPS).
@@ -109,20 +111,24 @@ type Server struct {
 	requests      []string
 	tokenRequests int
 	events        []logEvent // the System Log, in the order stored
+	dpopNonce     string     // the DPoP-Nonce the token endpoint wants in proofs
+	usedDPoPJTI   map[string]bool
 }
 
 // New starts a fake org. Close it when done.
 func New() *Server {
 	s := &Server{
-		now:       time.Now,
-		groups:    map[string]*Group{},
-		users:     map[string]*User{},
-		members:   map[string]map[string]bool{},
-		apiTokens: map[string]bool{},
-		clients:   map[string]*oauthClient{},
-		access:    map[string]accessToken{},
-		usedJTI:   map[string]bool{},
-		rateLimit: 600,
+		now:         time.Now,
+		groups:      map[string]*Group{},
+		users:       map[string]*User{},
+		members:     map[string]map[string]bool{},
+		apiTokens:   map[string]bool{},
+		clients:     map[string]*oauthClient{},
+		access:      map[string]accessToken{},
+		usedJTI:     map[string]bool{},
+		usedDPoPJTI: map[string]bool{},
+		dpopNonce:   randomHex(16),
+		rateLimit:   600,
 	}
 	s.srv = httptest.NewUnstartedServer(s)
 	// A client that dials a spare connection and never uses it makes the server log a handshake error
@@ -159,40 +165,6 @@ func (s *Server) AddAPIToken(token string) { s.with(func() { s.apiTokens[token] 
 
 // RevokeAPIToken makes Okta refuse an API token from now on, as when an admin revokes it.
 func (s *Server) RevokeAPIToken(token string) { s.with(func() { delete(s.apiTokens, token) }) }
-
-// AddClient registers an OAuth service app authenticating with private_key_jwt. keyID, when set, must
-// match a kid the assertion names. scopes are the granted Okta API scopes.
-func (s *Server) AddClient(clientID string, key *rsa.PublicKey, keyID string, scopes ...string) {
-	s.with(func() { s.clients[clientID] = &oauthClient{key: key, keyID: keyID, scopes: scopes} })
-}
-
-// RequireDPoP turns the service app's "Require DPoP header in token requests" setting on or off. The
-// fake implements no DPoP: with it on, a token request is refused as Okta refuses one without a DPoP
-// proof (400 invalid_dpop_proof, "The DPoP proof JWT header is missing."), and a request that carries a
-// DPoP header is refused too (inference: the agent sends none, so any such request is a test mistake).
-func (s *Server) RequireDPoP(clientID string, on bool) {
-	s.with(func() { s.client(clientID).dpop = on })
-}
-
-// SetAdminRole gives the service app an admin role (true, the default of AddClient, so that existing
-// tests read groups) or takes every role away (false). Without one, Okta still issues tokens, but the
-// Groups API answers 403 E0000006 (inference from Okta's "admin roles aren't automatically assigned to
-// apps", https://developer.okta.com/docs/reference/api/roles; the exact error body is the one Okta
-// gives any call without permission).
-func (s *Server) SetAdminRole(clientID string, assigned bool) {
-	s.with(func() { s.client(clientID).noRole = !assigned })
-}
-
-func (s *Server) client(id string) *oauthClient {
-	c := s.clients[id]
-	if c == nil {
-		panic(fmt.Sprintf("oktafake: unknown client %q", id))
-	}
-	return c
-}
-
-// RevokeAccessTokens invalidates every access token issued so far.
-func (s *Server) RevokeAccessTokens() { s.with(func() { clear(s.access) }) }
 
 // AddGroup adds or replaces a group.
 func (s *Server) AddGroup(g Group) {
@@ -327,6 +299,9 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 	}
 	scopes, noRole, ok := s.authenticate(r, now)
 	if !ok {
+		if strings.HasPrefix(r.Header.Get("Authorization"), "DPoP ") {
+			w.Header().Set("WWW-Authenticate", `DPoP error="invalid_dpop_proof", error_description="The DPoP proof or token is not valid."`)
+		}
 		if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="IdpError", error="invalid_token", error_description="The token is not valid."`)
 		}
@@ -373,21 +348,6 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 	default:
 		apiError(w, http.StatusNotFound, "E0000007", "Not found: Resource not found: "+r.URL.Path)
 	}
-}
-
-// authenticate returns the access token's scopes for OAuth (and whether its app lacks an admin role),
-// nil for an API token (which carries the permissions of its admin), and false when neither is valid.
-func (s *Server) authenticate(r *http.Request, now time.Time) (scopes []string, noRole, ok bool) {
-	h := r.Header.Get("Authorization")
-	if tok, ok := strings.CutPrefix(h, "SSWS "); ok && s.apiTokens[tok] {
-		return nil, false, true
-	}
-	if tok, ok := strings.CutPrefix(h, "Bearer "); ok && r.Header.Get("DPoP") == "" {
-		if at, found := s.access[tok]; found && now.Before(at.expiry) {
-			return at.scopes, at.noRole, true
-		}
-	}
-	return nil, false, false
 }
 
 // admit counts the request against the current minute's budget and sets Okta's rate-limit headers.

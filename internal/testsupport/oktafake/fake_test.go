@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -495,4 +497,109 @@ func FuzzParseLogFilter(f *testing.F) {
 			match("group.user_membership.add")
 		}
 	})
+}
+
+// signProof signs a DPoP proof of claims with key.
+func signProof(t *testing.T, key *rsa.PrivateKey, claims map[string]any) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	jwk := map[string]string{"kty": "RSA", "e": enc.EncodeToString(big.NewInt(int64(key.E)).Bytes()), "n": enc.EncodeToString(key.N.Bytes())}
+	return sign(t, key, map[string]any{"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk}, claims)
+}
+
+func ath(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// TestDPoPFlow walks Okta's DPoP flow for a service app that requires it: a proof without the nonce
+// gets use_dpop_nonce and the nonce, one with it a DPoP token; API calls need a fresh proof of the same
+// key for that method and URL carrying the token's hash.
+func TestDPoPFlow(t *testing.T) {
+	s := newServer(t)
+	s.RequireDPoP("0oac", true)
+	dkey := strayKey() // not the client's key: Okta wants them separate
+	tokenURL := s.URL + "/oauth2/v1/token"
+	n := 0
+	token := func(proof string) (int, string, http.Header) {
+		n++
+		c := map[string]any{"iss": "0oac", "sub": "0oac", "aud": tokenURL, "iat": start.Unix(), "exp": start.Add(5 * time.Minute).Unix(), "jti": fmt.Sprint("a", n)}
+		f := url.Values{"grant_type": {"client_credentials"}, "scope": {"okta.groups.read"},
+			"client_assertion_type": {assertionType}, "client_assertion": {sign(t, clientKey(), map[string]any{"alg": "RS256"}, c)}}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, tokenURL, strings.NewReader(f.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("DPoP", proof)
+		resp, err := s.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), resp.Header
+	}
+	claims := func(jti string) map[string]any {
+		return map[string]any{"htm": "POST", "htu": tokenURL, "iat": start.Unix(), "jti": jti}
+	}
+	status, body, h := token(signProof(t, dkey, claims("p1")))
+	nonce := h.Get("DPoP-Nonce")
+	if status != 400 || !strings.Contains(body, `"use_dpop_nonce"`) || nonce == "" {
+		t.Fatalf("proof without nonce = %d %s, nonce %q", status, body, nonce)
+	}
+	wrongURL := claims("p2")
+	wrongURL["htu"], wrongURL["nonce"] = s.URL+"/oauth2/default/v1/token", nonce
+	if status, body, _ := token(signProof(t, dkey, wrongURL)); status != 400 || !strings.Contains(body, "htu") {
+		t.Errorf("proof for another URL = %d %s", status, body)
+	}
+	good := claims("p3")
+	good["nonce"] = nonce
+	status, body, _ = token(signProof(t, dkey, good))
+	var tr struct {
+		TokenType   string `json:"token_type"`
+		AccessToken string `json:"access_token"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &tr) != nil || tr.TokenType != "DPoP" {
+		t.Fatalf("proof with nonce = %d %s", status, body)
+	}
+	if status, body, _ := token(signProof(t, dkey, good)); status != 400 || !strings.Contains(body, "jti") {
+		t.Errorf("replayed proof = %d %s", status, body)
+	}
+
+	groupsURL := s.URL + "/api/v1/groups"
+	api := map[string]struct {
+		scheme string
+		key    *rsa.PrivateKey
+		mod    func(c map[string]any)
+		status int
+	}{
+		"good":             {"DPoP", dkey, func(map[string]any) {}, 200},
+		"as a bearer":      {"Bearer", nil, nil, 401},
+		"other key":        {"DPoP", clientKey(), func(map[string]any) {}, 401},
+		"wrong method":     {"DPoP", dkey, func(c map[string]any) { c["htm"] = "POST" }, 401},
+		"wrong URL":        {"DPoP", dkey, func(c map[string]any) { c["htu"] = s.URL + "/api/v1/users" }, 401},
+		"query in htu":     {"DPoP", dkey, func(c map[string]any) { c["htu"] = groupsURL + "?limit=1" }, 401},
+		"no ath":           {"DPoP", dkey, func(c map[string]any) { delete(c, "ath") }, 401},
+		"ath of another":   {"DPoP", dkey, func(c map[string]any) { c["ath"] = ath("other") }, 401},
+		"stale":            {"DPoP", dkey, func(c map[string]any) { c["iat"] = start.Add(-time.Hour).Unix() }, 401},
+		"no proof":         {"DPoP", nil, nil, 401},
+		"nonce not needed": {"DPoP", dkey, func(c map[string]any) { c["nonce"] = nonce }, 200},
+	}
+	for name, tt := range api {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, groupsURL+"?limit=1", nil)
+			req.Header.Set("Authorization", tt.scheme+" "+tr.AccessToken)
+			if tt.key != nil {
+				c := map[string]any{"htm": "GET", "htu": groupsURL, "iat": start.Unix(), "jti": "api-" + name, "ath": ath(tr.AccessToken)}
+				tt.mod(c)
+				req.Header.Set("DPoP", signProof(t, tt.key, c))
+			}
+			resp, err := s.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+		})
+	}
 }
