@@ -48,45 +48,46 @@ func (d *dpop) enabled() bool {
 	return d.on
 }
 
-// enable starts sending proofs, generating the key the first time. It reports whether it changed anything.
-func (d *dpop) enable() (bool, error) {
+// enable starts sending proofs, generating the key the first time.
+func (d *dpop) enable() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.on {
-		return false, nil
+		return nil
 	}
 	key, err := rsa.GenerateKey(rand.Reader, dpopKeyBits)
 	if err != nil {
-		return false, fmt.Errorf("making a DPoP key: %w", err)
+		return fmt.Errorf("making a DPoP key: %w", err)
 	}
 	enc := base64.RawURLEncoding
 	d.key, d.on = key, true
 	d.jwk = map[string]string{"kty": "RSA", "e": enc.EncodeToString(big.NewInt(int64(key.E)).Bytes()), "n": enc.EncodeToString(key.N.Bytes())}
-	return true, nil
+	return nil
 }
 
-// setNonce keeps a nonce Okta sent; it reports whether it is a new one (worth a retry).
-func (d *dpop) setNonce(nonce string) bool {
+// setNonce keeps a nonce Okta sent in answer to a proof that carried used. It reports whether a retry
+// would carry another nonce than used (another token source may have stored this one already).
+func (d *dpop) setNonce(nonce, used string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if nonce == "" || nonce == d.nonce || !headerSafe(nonce) {
+	if nonce == "" || !headerSafe(nonce) {
 		return false
 	}
 	d.nonce = nonce
-	return true
+	return nonce != used
 }
 
 // proof signs a DPoP proof for a request: method and target, the access token it carries (none for a
-// token request), with the nonce when withNonce.
-func (d *dpop) proof(method, target string, now time.Time, accessToken string, withNonce bool) (string, error) {
+// token request), with the last nonce when withNonce; it returns the nonce it put in.
+func (d *dpop) proof(method, target string, now time.Time, accessToken string, withNonce bool) (jwt, nonce string, err error) {
 	u, err := url.Parse(target)
 	if err != nil {
-		return "", fmt.Errorf("DPoP proof for %q: %w", target, err)
+		return "", "", fmt.Errorf("DPoP proof for %q: %w", target, err)
 	}
 	u.RawQuery, u.Fragment = "", "" // htu is the target URI without query and fragment (RFC 9449, 4.2)
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
-		return "", fmt.Errorf("making a jti: %w", err)
+		return "", "", fmt.Errorf("making a jti: %w", err)
 	}
 	claims := map[string]any{"htm": method, "htu": u.String(), "iat": now.Unix(), "jti": hex.EncodeToString(jti)}
 	if accessToken != "" {
@@ -96,12 +97,13 @@ func (d *dpop) proof(method, target string, now time.Time, accessToken string, w
 	d.mu.Lock()
 	key, jwk := d.key, d.jwk
 	if withNonce && d.nonce != "" {
-		claims["nonce"] = d.nonce
+		nonce = d.nonce
+		claims["nonce"] = nonce
 	}
 	d.mu.Unlock()
-	p, err := shared.SignRS256Header(key, map[string]any{"typ": "dpop+jwt", "jwk": jwk}, claims)
+	jwt, err = shared.SignRS256Header(key, map[string]any{"typ": "dpop+jwt", "jwk": jwk}, claims)
 	if err != nil {
-		return "", fmt.Errorf("signing the DPoP proof: %w", err)
+		return "", "", fmt.Errorf("signing the DPoP proof: %w", err)
 	}
-	return p, nil
+	return jwt, nonce, nil
 }

@@ -73,3 +73,22 @@ func TestNoDPoPUnlessAsked(t *testing.T) {
 		t.Errorf("%d token requests, want 1", n)
 	}
 }
+
+// TestDPoPConcurrent: the group reads and the System Log poller find out about DPoP at the same time,
+// with tokens of their own; both get through (a token request sent without a proof, or with an old
+// nonce, just before the other learned better is retried).
+func TestDPoPConcurrent(t *testing.T) {
+	e := newEnv(t)
+	e.fake.AddClient(clientID, &testKey().PublicKey, keyID, "okta.groups.read", "okta.logs.read")
+	e.fake.RequireDPoP(clientID, true)
+	s := e.source(t, oauth, nil)
+	p := s.LogPoller(&memCursors{})
+	errs := make(chan error, 2)
+	go func() { _, err := s.Groups(t.Context()); errs <- err }()
+	go func() { _, _, err := poll(t, p); errs <- err }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -204,7 +204,7 @@ func (s *Source) getWith(ctx context.Context, u *url.URL, oauth *tokenSource) (*
 				}
 				auth = "Bearer " + bearer
 				if s.dpop.enabled() {
-					if proof, tokenErr = s.dpop.proof(http.MethodGet, raw, s.now(), bearer, false); tokenErr != nil {
+					if proof, _, tokenErr = s.dpop.proof(http.MethodGet, raw, s.now(), bearer, false); tokenErr != nil {
 						return nil, tokenErr
 					}
 					auth = "DPoP " + bearer

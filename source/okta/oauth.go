@@ -67,21 +67,19 @@ func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Durati
 	var resp *response
 	var err error
 	for range 3 {
-		resp, err = t.request(ctx, s)
+		var sent sentProof
+		resp, sent, err = t.request(ctx, s)
 		var ae *APIError
 		if !errors.As(err, &ae) {
 			break
 		}
-		if ae.Code == "invalid_dpop_proof" && !s.dpop.enabled() {
-			changed, derr := s.dpop.enable()
-			if derr != nil {
+		if ae.Code == "invalid_dpop_proof" && !sent.proof {
+			if derr := s.dpop.enable(); derr != nil {
 				return "", 0, derr
 			}
-			if changed {
-				continue
-			}
+			continue
 		}
-		if ae.Code == "use_dpop_nonce" && s.dpop.enabled() && s.dpop.setNonce(ae.dpopNonce) {
+		if ae.Code == "use_dpop_nonce" && sent.proof && s.dpop.setNonce(ae.dpopNonce, sent.nonce) {
 			continue
 		}
 		break
@@ -112,9 +110,16 @@ func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Durati
 	return tr.AccessToken, time.Duration(tr.ExpiresIn) * time.Second, nil
 }
 
+// sentProof is what the last attempt of a token request carried: a DPoP proof, with which nonce.
+type sentProof struct {
+	proof bool
+	nonce string
+}
+
 // request makes one token request, with a DPoP proof once Okta asked for them.
-func (t *tokenSource) request(ctx context.Context, s *Source) (*response, error) {
-	return s.send(ctx, func() (*http.Request, error) {
+func (t *tokenSource) request(ctx context.Context, s *Source) (*response, sentProof, error) {
+	var sent sentProof
+	resp, err := s.send(ctx, func() (*http.Request, error) {
 		assertion, err := t.assertion(s.now())
 		if err != nil {
 			return nil, err
@@ -132,15 +137,18 @@ func (t *tokenSource) request(ctx context.Context, s *Source) (*response, error)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Accept", "application/json")
 		req.Header.Set("User-Agent", userAgent)
+		sent = sentProof{}
 		if s.dpop.enabled() {
-			proof, err := s.dpop.proof(http.MethodPost, t.endpoint, s.now(), "", true)
+			proof, nonce, err := s.dpop.proof(http.MethodPost, t.endpoint, s.now(), "", true)
 			if err != nil {
 				return nil, err
 			}
 			req.Header.Set("DPoP", proof)
+			sent = sentProof{proof: true, nonce: nonce}
 		}
 		return req, nil
 	})
+	return resp, sent, err
 }
 
 // assertion signs a fresh client assertion: RS256, iss = sub = client id, aud = the token endpoint, a
