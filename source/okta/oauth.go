@@ -65,11 +65,11 @@ func (t *tokenSource) token(ctx context.Context, s *Source) (string, error) {
 // put in the next proof. Each only leads to one more request when it changes something.
 func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Duration, error) {
 	var resp *response
+	var sent sentProof
 	var err error
+	var ae *APIError
 	for range 3 {
-		var sent sentProof
 		resp, sent, err = t.request(ctx, s)
-		var ae *APIError
 		if !errors.As(err, &ae) {
 			break
 		}
@@ -84,7 +84,7 @@ func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Durati
 		}
 		break
 	}
-	if ae := (*APIError)(nil); errors.As(err, &ae) && ae.Code == "invalid_scope" {
+	if errors.As(err, &ae) && ae.Code == "invalid_scope" {
 		ae.hint = "the agent requests only the scope " + t.scope + ": grant it to the service app (Okta API Scopes tab)"
 	}
 	if err != nil {
@@ -96,7 +96,7 @@ func (t *tokenSource) fetch(ctx context.Context, s *Source) (string, time.Durati
 		ExpiresIn   int64  `json:"expires_in"`
 	}
 	wantType := "Bearer"
-	if s.dpop.enabled() {
+	if sent.proof {
 		wantType = "DPoP"
 	}
 	switch {
