@@ -37,6 +37,13 @@ const (
 	MembersAuthoritative = "authoritative" // the W&B team is made exactly the group's members
 )
 
+// The System Log catch-up's interval (sources.okta.logPolling.interval): its default, and the least
+// accepted, so that polling stays far inside Okta's per-minute limit on /api/v1/logs.
+const (
+	DefaultOktaLogPollInterval = 2 * time.Minute
+	MinOktaLogPollInterval     = 5 * time.Second
+)
+
 // DefaultMaxRemoveShare is members.maxRemoveShare when it is left out.
 const DefaultMaxRemoveShare = 0.5
 
@@ -57,7 +64,10 @@ type OktaSource struct {
 	KeyID      string // the kid of the JWT header; optional
 	// Search and Filter (never both) are passed to GET /api/v1/groups as they are.
 	Search, Filter string
-	Groups         *GroupRule // never nil
+	// LogPollInterval, when not zero, polls the System Log that often for the group and user events an
+	// event hook would deliver (a catch-up for missed hooks); it needs okta.logs.read.
+	LogPollInterval time.Duration
+	Groups          *GroupRule // never nil
 }
 
 // EntraSource reads groups through Microsoft Graph with OAuth 2.0 client credentials.
@@ -116,7 +126,7 @@ func (f *file) sources(root mapping, profiles map[string]*profileDef, defaultPro
 		return s
 	}
 	rule := func(m mapping) *GroupRule { return f.groupRule(m, profiles, defaultProfile, "this source creates") }
-	if om, ok := f.enabled(m, "okta", "orgURL", "apiToken", "apiTokenFile", "clientId", "privateKey", "privateKeyFile", "keyId", "search", "filter", "groups"); ok {
+	if om, ok := f.enabled(m, "okta", "orgURL", "apiToken", "apiTokenFile", "clientId", "privateKey", "privateKeyFile", "keyId", "search", "filter", "logPolling", "groups"); ok {
 		s.Okta = f.okta(om)
 		s.Okta.Groups = rule(om)
 	}
@@ -166,6 +176,15 @@ func (f *file) okta(m mapping) *OktaSource {
 		o.KeyID = id
 	}
 	o.Search, o.Filter = f.either(m, "search", "filter")
+	if lm, ok := f.enabled(m, "logPolling", "interval"); ok {
+		o.LogPollInterval = DefaultOktaLogPollInterval
+		if d, n := f.duration(lm, "interval"); n != nil {
+			if d < MinOktaLogPollInterval {
+				f.problem(n, lm.at("interval"), "must be at least %v: each poll counts against Okta's rate limit on /api/v1/logs", MinOktaLogPollInterval)
+			}
+			o.LogPollInterval = d
+		}
+	}
 	return o
 }
 

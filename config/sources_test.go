@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // testKeys are private keys in the PEM forms the sources accept, and some they refuse.
@@ -132,7 +133,7 @@ func TestLoadSources(t *testing.T) {
 			check: func(t *testing.T, c *Config) {
 				o := c.Sources.Okta
 				if o == nil || o.OrgURL != "https://acme.okta.com" || o.APIToken.Reveal() != "okta-api-token-value" || o.ClientID != "" ||
-					o.Search != `profile.name sw "wandb-"` || o.Filter != "" || !reflect.DeepEqual(o.Groups, &GroupRule{Prefix: "wandb-", Profile: "main"}) {
+					o.Search != `profile.name sw "wandb-"` || o.Filter != "" || o.LogPollInterval != 0 || !reflect.DeepEqual(o.Groups, &GroupRule{Prefix: "wandb-", Profile: "main"}) {
 					t.Errorf("okta = %+v, groups %+v", o, o.Groups)
 				}
 				e := c.Sources.Entra
@@ -164,6 +165,7 @@ func TestLoadSources(t *testing.T) {
     privateKeyFile: keys/okta.pem
     keyId: kid-1
     filter: type eq "OKTA_GROUP"
+    logPolling: {interval: 30s}
     groups:
       regex: '^(?P<team>[A-Za-z-]+)-wandb$'
       profile: s3
@@ -179,7 +181,7 @@ func TestLoadSources(t *testing.T) {
 			check: func(t *testing.T, c *Config) {
 				o := c.Sources.Okta
 				if o.ClientID != "0oa1b2c3d4e5f6g7h8i9" || o.PrivateKey.Reveal() != strings.TrimSuffix(k.pkcs8EC, "\n") || o.KeyID != "kid-1" ||
-					o.APIToken.Reveal() != "" || o.Filter != `type eq "OKTA_GROUP"` || o.Search != "" {
+					o.APIToken.Reveal() != "" || o.Filter != `type eq "OKTA_GROUP"` || o.Search != "" || o.LogPollInterval != 30*time.Second {
 					t.Errorf("okta = %+v", o)
 				}
 				if name, ok, err := o.Groups.TeamName("NLP-wandb"); name != "nlp" || !ok || err != nil || o.Groups.Profile != "s3" {
@@ -190,6 +192,15 @@ func TestLoadSources(t *testing.T) {
 					if !ok || name != want[0] || role != want[1] {
 						t.Errorf("Classify(%q) = %q, %q, %v; want %q, %q", group, name, role, ok, want[0], want[1])
 					}
+				}
+			},
+		},
+		{
+			name: "okta log polling with the default interval",
+			yaml: wandbOK + profilesOK + oktaOK + "    logPolling: {}\n",
+			check: func(t *testing.T, c *Config) {
+				if got := c.Sources.Okta.LogPollInterval; got != DefaultOktaLogPollInterval {
+					t.Errorf("LogPollInterval = %v, want %v", got, DefaultOktaLogPollInterval)
 				}
 			},
 		},
@@ -329,6 +340,8 @@ func TestLoadBadSources(t *testing.T) {
 		{name: "sources unknown provider", yaml: base + "sources:\n  azure: {} #<\n", field: "sources.azure", msg: "unknown key; expected one of: okta, entra, google"},
 
 		// okta
+		{name: "okta log polling too often", yaml: okta("    apiToken: t\n    logPolling: {interval: 1s} #<\n"), field: "sources.okta.logPolling.interval", msg: "must be at least 5s"},
+		{name: "okta log polling unknown key", yaml: okta("    apiToken: t\n    logPolling: {every: 1m} #<\n"), field: "sources.okta.logPolling.every", msg: "unknown key; expected one of: interval"},
 		{name: "okta with nothing", yaml: base + "sources:\n  okta: #<\n", count: 2, field: "sources.okta.orgURL", msg: "is required: your Okta org's URL, such as https://acme.okta.com"},
 		{name: "okta without auth", yaml: base + "sources:\n  okta: #<\n    orgURL: https://acme.okta.com\n", field: "sources.okta.apiToken",
 			msg: "is required: set apiToken (or apiTokenFile), or clientId and privateKey (or privateKeyFile) for OAuth 2.0"},

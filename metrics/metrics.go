@@ -30,11 +30,11 @@ type Metrics struct {
 	// fails; SubscriptionErrors counts the failures by source and reason (forbidden, error).
 	Subscriptions      *prometheus.GaugeVec
 	SubscriptionErrors *prometheus.CounterVec
-	// CatchUps counts the catch-ups on an IdP's changes (Graph's delta query) by source and outcome
-	// (changes: only the changed groups were queued; full: everything, the changes could not be
-	// told; error); CatchUpGroups counts the groups they queued.
-	CatchUps      *prometheus.CounterVec
-	CatchUpGroups *prometheus.CounterVec
+	// CatchUps counts the runs of an IdP's catch-up on missed webhooks (Okta's System Log, Graph's
+	// delta query) by source and outcome (ok, error); CatchUpChanges counts what they found (log events,
+	// changed groups).
+	CatchUps       *prometheus.CounterVec
+	CatchUpChanges *prometheus.CounterVec
 }
 
 // New registers every collector, with the Go and process collectors.
@@ -77,15 +77,15 @@ func New() *Metrics {
 			Name: "byob_idp_subscription_errors_total", Help: "Failures to create, renew or reauthorize an IdP's change-notification subscription, by source and reason (forbidden: a permission is missing; error).",
 		}, []string{"source", "reason"}),
 		CatchUps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "byob_idp_catchups_total", Help: "Catch-ups on an IdP's group changes (Graph's delta query), by source and outcome (changes: only the changed groups were queued; full: every group is read, the changes could not be told; error).",
+			Name: "byob_idp_catchups_total", Help: "Runs of an IdP's catch-up on missed webhooks (Okta's System Log, Graph's delta query), by source and outcome (ok, error).",
 		}, []string{"source", "outcome"}),
-		CatchUpGroups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "byob_idp_catchup_groups_total", Help: "Groups a catch-up found changed and queued for reconcile, by source.",
+		CatchUpChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_idp_catchup_changes_total", Help: "What the catch-ups found, by source: Okta System Log events, Entra groups that changed.",
 		}, []string{"source"}),
 	}
 	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.TeamsByPhase,
 		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors,
-		m.CatchUps, m.CatchUpGroups, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.CatchUps, m.CatchUpChanges, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

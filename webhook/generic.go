@@ -197,10 +197,10 @@ func (h *generic) signed(id, ts string, body []byte, header string) bool {
 
 // genericKeys reads the body of a signed call; the error is meant for the sender. Only a JSON body
 // names teams or groups; an empty or non-JSON one asks for everything (see NewGeneric).
-func genericKeys(contentType string, body []byte) (*keySet, error) {
+func genericKeys(contentType string, body []byte) (*queuekey.Set, error) {
 	if len(bytes.TrimSpace(body)) == 0 || !isJSON(contentType) {
-		var ks keySet
-		ks.add(queuekey.All)
+		var ks queuekey.Set
+		ks.Add(queuekey.All)
 		return &ks, nil
 	}
 	var b genericBody
@@ -212,23 +212,23 @@ func genericKeys(contentType string, body []byte) (*keySet, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("body must hold one JSON object only")
 	}
-	var ks keySet
+	var ks queuekey.Set
 	if len(b.Teams) == 0 && len(b.Groups) == 0 {
-		ks.add(queuekey.All)
+		ks.Add(queuekey.All)
 		return &ks, nil
 	}
 	for _, name := range b.Teams {
 		if err := team.ValidateName(name); err != nil {
 			return nil, err
 		}
-		ks.add(queuekey.Team(name))
+		ks.Add(queuekey.Team(name))
 	}
 	for _, g := range b.Groups {
 		source, id, ok := strings.Cut(g, ":")
 		if !ok || !validID(source) || !validID(id) {
 			return nil, fmt.Errorf("group %q must be <source>:<group id>, e.g. okta:00g1abc", g)
 		}
-		ks.add(queuekey.Group(source, id))
+		ks.Add(queuekey.Group(source, id))
 	}
 	return &ks, nil
 }

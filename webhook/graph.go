@@ -28,10 +28,12 @@ type GraphOptions struct {
 	// more afterwards, with the latest subscription id.
 	Lifecycle        func(ctx context.Context, event, subscriptionID string) error
 	LifecycleTimeout time.Duration // DefaultLifecycleTimeout if zero
-	// CatchUp, when set, enqueues only the groups that changed (Graph's delta query) after missed,
-	// subscriptionRemoved and reauthorizationRequired, once Lifecycle has acted on them, instead of
-	// queuekey.All.
-	CatchUp *GraphCatchUp
+	// CatchUp, when set, asks for a catch-up (Graph's delta query, which enqueues only the groups that
+	// changed) after missed, subscriptionRemoved and reauthorizationRequired, once Lifecycle has acted
+	// on them, instead of queuekey.All. Graph's lifecycle page asks for it: notifications may have been
+	// lost, or delivery paused (learn.microsoft.com/graph/change-notifications-lifecycle-events). It
+	// must not block.
+	CatchUp func()
 }
 
 // DefaultLifecycleTimeout bounds one run of GraphOptions.Lifecycle.
@@ -68,7 +70,7 @@ type graph struct {
 	states    secretSet
 	lifecycle func(ctx context.Context, event, subscriptionID string) error
 	timeout   time.Duration
-	catchUp   *GraphCatchUp
+	catchUp   func()
 
 	mu   sync.Mutex
 	runs map[string]*lifecycleRun // by event
@@ -120,7 +122,7 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, OutcomeBadRequest)
 		return
 	}
-	var ks keySet
+	var ks queuekey.Set
 	events := map[string]string{} // lifecycle event -> subscription id, acted on after the answer
 	authentic, forged := 0, 0
 	for _, item := range n.Value {
@@ -139,14 +141,14 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			switch event := item.LifecycleEvent; {
 			case !catchesUp(event), h.lifecycle == nil && event == LifecycleReauthorizationRequired:
 				// An unknown event, or notifications will stop: read everything.
-				ks.add(queuekey.All)
+				ks.Add(queuekey.All)
 			case h.catchUp == nil && event != LifecycleReauthorizationRequired:
 				// Notifications may have been lost (missed, removed): catch up by reading everything.
-				ks.add(queuekey.All)
+				ks.Add(queuekey.All)
 			}
 			events[item.LifecycleEvent] = item.SubscriptionID
 		default:
-			ks.add(graphGroupKey(item.ResourceData.ID, item.Resource))
+			ks.Add(graphGroupKey(item.ResourceData.ID, item.Resource))
 		}
 	}
 	if forged > 0 {
@@ -160,7 +162,7 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.enqueue(r, &ks)
 	w.WriteHeader(http.StatusAccepted)
 	for event, sub := range events {
-		h.act(event, sub, h.catchUp != nil && catchesUp(event) && !ks.all)
+		h.act(event, sub, h.catchUp != nil && catchesUp(event) && !ks.Everything())
 	}
 }
 
@@ -169,7 +171,7 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *graph) act(event, sub string, catchUp bool) {
 	if h.lifecycle == nil {
 		if catchUp {
-			h.catchUp.Trigger()
+			h.catchUp()
 		}
 		return
 	}
@@ -196,7 +198,7 @@ func (h *graph) act(event, sub string, catchUp bool) {
 			h.log.Info("graph lifecycle notification acted on", "event", event, "subscription", sub)
 		}
 		if catchUp {
-			h.catchUp.Trigger()
+			h.catchUp()
 		}
 	})
 }

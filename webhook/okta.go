@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	oktasource "github.com/byob-agent/byob-agent/source/okta"
 	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
@@ -23,9 +24,8 @@ type OktaOptions struct {
 // in the Authorization header, so every request, the one-time verification GET included, must carry it.
 //
 // GET with x-okta-verification-challenge: 200 {"verification":"<challenge>"}.
-// POST: the group events of the batch enqueue queuekey.Group("okta", <group id>); a user's deactivation,
-// activation or reactivation enqueues queuekey.All (the user may be in any team, and a deprovisioned
-// user is no member); other event types are ignored; 204.
+// POST: each event of the batch enqueues the key oktasource.EventKey gives it (a group's events that group, a
+// user's deactivation or (re)activation everything); other event types are ignored; 204.
 func NewOkta(o OktaOptions) http.Handler {
 	return &okta{receiver: newReceiver(SourceOkta, o.Queue, o.Observe, o.MaxBody, o.Logger), secrets: newSecretSet(o.Secrets)}
 }
@@ -38,36 +38,11 @@ type okta struct {
 // maxChallengeLength bounds the echoed challenge; Okta's are a few dozen characters.
 const maxChallengeLength = 1024
 
-// oktaGroupEvents are the event types that concern one group, named by the event's UserGroup target.
-var oktaGroupEvents = map[string]bool{
-	"group.user_membership.add":    true,
-	"group.user_membership.remove": true,
-	"group.lifecycle.create":       true,
-	"group.lifecycle.delete":       true,
-	"group.profile.update":         true,
-}
-
-// oktaUserEvents change whether a user counts as a member of every group they are in (the source skips
-// DEPROVISIONED users). Okta logs an admin's activation as user.lifecycle.activate, and a reactivation
-// by provisioning or import as user.lifecycle.reactivate followed by user.lifecycle.activate
-// (https://support.okta.com/help/s/article/Why-Reactivating-an-Okta-User-Account-Appears-as-an-Activation-Event-in-System-Log).
-var oktaUserEvents = map[string]bool{
-	"user.lifecycle.deactivate": true,
-	"user.lifecycle.activate":   true,
-	"user.lifecycle.reactivate": true,
-}
-
 // oktaDelivery is the part of an event hook delivery the receiver reads. Events need no sorting by
 // published time: they only name keys, and the reconciler reads the current state.
 type oktaDelivery struct {
 	Data struct {
-		Events []struct {
-			EventType string `json:"eventType"`
-			Target    []struct {
-				ID   string `json:"id"`
-				Type string `json:"type"`
-			} `json:"target"`
-		} `json:"events"`
+		Events []oktasource.LogEvent `json:"events"`
 	} `json:"data"`
 }
 
@@ -96,20 +71,10 @@ func (h *okta) deliver(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, OutcomeBadRequest)
 		return
 	}
-	var ks keySet
+	var ks queuekey.Set
 	for _, e := range d.Data.Events {
-		switch {
-		case oktaUserEvents[e.EventType]:
-			ks.add(queuekey.All)
-		case oktaGroupEvents[e.EventType]:
-			key := queuekey.All // a group event whose group cannot be told: reconcile everything
-			for _, t := range e.Target {
-				if t.Type == "UserGroup" && validID(t.ID) {
-					key = queuekey.Group(SourceOkta, t.ID)
-					break
-				}
-			}
-			ks.add(key)
+		if key, ok := oktasource.EventKey(e); ok {
+			ks.Add(key)
 		}
 	}
 	h.enqueue(r, &ks)

@@ -113,42 +113,13 @@ func (rc receiver) readBody(w http.ResponseWriter, r *http.Request) ([]byte, boo
 }
 
 // enqueue queues ks and reports the delivery as accepted.
-func (rc receiver) enqueue(r *http.Request, ks *keySet) {
-	keys := ks.list()
+func (rc receiver) enqueue(r *http.Request, ks *queuekey.Set) {
+	keys := ks.List()
 	for _, k := range keys {
 		rc.queue.Enqueue(k)
 	}
 	rc.observe(rc.source, OutcomeAccepted)
 	rc.log.Debug("webhook accepted", "keys", keys, "remote", r.RemoteAddr)
-}
-
-// keySet collects the keys of one delivery, each once.
-type keySet struct {
-	all   bool
-	seen  map[queuekey.Key]bool
-	order []queuekey.Key
-}
-
-func (ks *keySet) add(key queuekey.Key) {
-	if key == queuekey.All {
-		ks.all = true
-		return
-	}
-	if ks.seen == nil {
-		ks.seen = map[queuekey.Key]bool{}
-	}
-	if !ks.seen[key] {
-		ks.seen[key] = true
-		ks.order = append(ks.order, key)
-	}
-}
-
-// list returns the keys to enqueue: queuekey.All alone when present, as it covers every other key.
-func (ks *keySet) list() []queuekey.Key {
-	if ks.all {
-		return []queuekey.Key{queuekey.All}
-	}
-	return ks.order
 }
 
 // secretSet holds the SHA-256 digests of the accepted secrets (several during a rotation). Comparing

@@ -26,6 +26,7 @@ import (
 	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/source/entra"
+	"github.com/byob-agent/byob-agent/source/okta"
 	"github.com/byob-agent/byob-agent/state"
 )
 
@@ -403,8 +404,8 @@ members:
 	if n := strings.Count(d.logs(), `"key":"all"`); n != fullReads {
 		t.Errorf("the catch-up read every group (%d full reconciles logged, %d before)", n, fullReads)
 	}
-	if _, m := d.do(t, http.MethodGet, "/metrics", "", ""); !strings.Contains(m, `byob_idp_catchups_total{outcome="changes",source="entra"}`) ||
-		!strings.Contains(m, `byob_idp_catchup_groups_total{source="entra"}`) {
+	if _, m := d.do(t, http.MethodGet, "/metrics", "", ""); !strings.Contains(m, `byob_idp_catchups_total{outcome="ok",source="entra"}`) ||
+		!strings.Contains(m, `byob_idp_catchup_changes_total{source="entra"}`) {
 		t.Errorf("metrics do not count the catch-up")
 	}
 
@@ -478,4 +479,84 @@ func (e *e2e) userID(email string) string {
 		}
 	}
 	return ""
+}
+
+// TestDaemonOktaLogCatchUp: with sources.okta.logPolling, a membership change whose event hook never
+// arrives reaches the W&B team through the System Log poll, which re-reads that group only (no full
+// read); the poll's position is in the state, and a restarted daemon continues from it.
+func TestDaemonOktaLogCatchUp(t *testing.T) {
+	e := newE2E(t)
+	fake, groupID, caFile := e.oktaSource(t)
+	port := freePort(t)
+	e.writeDaemonConfig(port)
+	e.appendOktaConfig(fake.URL)
+	raw, _ := os.ReadFile(e.config)
+	cfg := strings.Replace(string(raw), "    apiToken: okta-api-token-0123456789\n", "    apiToken: okta-api-token-0123456789\n    logPolling: {interval: 5s}\n", 1)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	requests := func(prefix string) []string {
+		var out []string
+		for _, r := range fake.Requests() {
+			if strings.HasPrefix(r, prefix) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	fullReads := func() int { // listings with the selection alone, not narrowed to one group by id
+		n := 0
+		for _, r := range requests("/api/v1/groups?") {
+			if !strings.Contains(r, "id+eq") {
+				n++
+			}
+		}
+		return n
+	}
+	d := e.startDaemonEnv(port, "SSL_CERT_FILE="+caFile)
+	teamName := "search-" + e.sfx
+	waitFor(t, "the Okta group's team with its members", func() bool { return len(e.memberEmails(teamName)) == 2 })
+	waitFor(t, "the first System Log poll", func() bool { return len(requests("/api/v1/logs?")) > 0 })
+
+	// Membership changes in Okta, and no event hook comes.
+	reads, polls := fullReads(), len(requests("/api/v1/logs?"))
+	fake.RemoveMember(groupID, "00ubob")
+	fake.AddMember(groupID, "00ucarol")
+	waitFor(t, "the W&B team to follow the group", func() bool {
+		return slices.Equal(e.memberEmails(teamName), []string{"ada@example.com", "carol@example.com"})
+	})
+	if got := len(requests("/api/v1/logs?")); got <= polls {
+		t.Errorf("%d System Log requests, want more than %d: the team converged without a poll", got, polls)
+	}
+	if got := fullReads(); got != reads {
+		t.Errorf("%d full group reads, want %d: the catch-up re-reads the group only", got, reads)
+	}
+	if !strings.Contains(d.logs(), `"key":"group:okta:`+groupID+`"`) {
+		t.Error("no reconcile of the group's key in the log")
+	}
+
+	// A clean stop: the position is in the state.
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	db, err := state.Open(filepath.Join(e.dir, "state.db"), state.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cursor, err := db.Cursor(t.Context(), okta.CursorName)
+	db.Close()
+	if err != nil || !strings.HasPrefix(cursor, fake.URL+"/api/v1/logs?") || !strings.Contains(cursor, "after=") {
+		t.Fatalf("cursor in the state = %q, %v; want a next link past the events", cursor, err)
+	}
+
+	// A restart continues from the stored position instead of starting again from now.
+	polls = len(requests("/api/v1/logs?"))
+	e.startDaemonEnv(port, "SSL_CERT_FILE="+caFile)
+	waitFor(t, "a System Log poll after the restart", func() bool { return len(requests("/api/v1/logs?")) > polls })
+	if first := requests("/api/v1/logs?")[polls]; !strings.Contains(cursor, first) {
+		t.Errorf("the restarted daemon asked %s, want the stored %s", first, cursor)
+	}
 }

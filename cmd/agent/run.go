@@ -51,6 +51,10 @@ type daemon struct {
 	mu       sync.Mutex
 	cron     *cron.Cron
 	enqueued map[queuekey.Key]enqueue // first enqueue of a key still waiting, for the latency metric
+	// stopCatchUps stops the running configuration's catch-up pollers; catchUpErrs holds the last
+	// error of each that failed, by source, for readiness.
+	stopCatchUps context.CancelFunc
+	catchUpErrs  map[string]string
 
 	lastOK  atomic.Int64 // unix nanos of the last reconcile that reached W&B
 	lastErr atomic.Pointer[string]
@@ -58,11 +62,11 @@ type daemon struct {
 
 // world is everything built from one configuration.
 type world struct {
-	cfg     *config.Config
-	rec     *apply.Reconciler
-	sources *desired.Sources
-	subs    *entra.Subscriptions  // the Entra subscription's keeper; nil without one
-	catchUp *webhook.GraphCatchUp // the Entra delta catch-up; nil without an Entra source
+	cfg      *config.Config
+	rec      *apply.Reconciler
+	sources  *desired.Sources
+	subs     *entra.Subscriptions // the Entra subscription's keeper; nil without one
+	catchUps []catchUp
 }
 
 type enqueue struct {
@@ -94,7 +98,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer db.Close()
-	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[queuekey.Key]enqueue{}}
+	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[queuekey.Key]enqueue{}, catchUpErrs: map[string]string{}}
 	d.queue = workqueue.NewQueue(workqueue.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
 	w, err := d.build(ctx, cfg)
 	if err != nil {
@@ -121,12 +125,9 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 	if err != nil {
 		return nil, err
 	}
-	var (
-		subs    *entra.Subscriptions
-		catchUp *webhook.GraphCatchUp
-	)
+	var subs *entra.Subscriptions
 	if ent != nil {
-		subs, catchUp = ent.subs, d.graphCatchUp(ent.src)
+		subs = ent.subs
 	}
 	for i := range idps {
 		if keep, name := idps[i].Keep, idps[i].Name; keep != nil {
@@ -134,34 +135,21 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 	}
 	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
-	h, err := d.routes(cfg, subs, catchUp)
+	catchUps, err := newCatchUps(cfg, d.db)
+	if err != nil {
+		return nil, err
+	}
+	var graphCatchUp func() // runs the Entra catch-up now; nil without an Entra source
+	if ent != nil {
+		c := d.entraCatchUp(ent.src, cfg.Sources.Entra.CatchUpInterval)
+		catchUps, graphCatchUp = append(catchUps, c), c.trigger
+	}
+	h, err := d.routes(cfg, subs, graphCatchUp)
 	if err != nil {
 		return nil, err
 	}
 	d.handler.Store(&h)
-	return &world{cfg: cfg, rec: rec, sources: sources, subs: subs, catchUp: catchUp}, nil
-}
-
-// graphCatchUp asks Graph's delta query which Entra groups changed and queues them (everything when
-// it cannot tell), keeping the delta link in the state; it counts its outcomes in the metrics.
-func (d *daemon) graphCatchUp(src *entra.Source) *webhook.GraphCatchUp {
-	delta := entra.NewDelta(src, d.db)
-	return webhook.NewGraphCatchUp(func(ctx context.Context) ([]string, bool, error) {
-		ch, err := delta.Changed(ctx)
-		outcome := "changes"
-		switch {
-		case err != nil:
-			outcome = "error"
-		case ch.Full:
-			outcome = "full"
-			d.log.Info("entra catch-up cannot tell what changed: reading every group", "reason", ch.Reason)
-		case len(ch.Groups) > 0:
-			d.log.Info("entra catch-up found changed groups", "groups", len(ch.Groups))
-		}
-		d.metrics.CatchUps.WithLabelValues("entra", outcome).Inc()
-		d.metrics.CatchUpGroups.WithLabelValues("entra").Add(float64(len(ch.Groups)))
-		return ch.Groups, ch.Full, err
-	}, d.enqueuer("entra-catchup"), d.log, 0)
+	return &world{cfg: cfg, rec: rec, sources: sources, subs: subs, catchUps: catchUps}, nil
 }
 
 // kept records the outcome of keeping an IdP's change-notification subscription in the metrics.
@@ -179,7 +167,7 @@ func (d *daemon) kept(source string, err error) error {
 	return err
 }
 
-func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, catchUp *webhook.GraphCatchUp) (http.Handler, error) {
+func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, graphCatchUp func()) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
@@ -205,7 +193,7 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, catchUp *
 		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Logger: d.log}))
 	}
 	if gr := cfg.Webhooks.Graph; gr != nil {
-		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log, CatchUp: catchUp}
+		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log, CatchUp: graphCatchUp}
 		if subs != nil {
 			o.Lifecycle = func(ctx context.Context, event, id string) error {
 				return d.kept("entra", subs.Lifecycle(ctx, event, id))
@@ -302,6 +290,11 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintln(w, "degraded: change notifications may not arrive, the schedule still reads every group:", err)
 		}
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, msg := range d.catchUpErrs {
+		fmt.Fprintln(w, "degraded: missed webhooks are caught up only by the schedule:", msg)
+	}
 }
 
 func (d *daemon) serve(ctx context.Context) error {
@@ -331,9 +324,7 @@ func (d *daemon) serve(ctx context.Context) error {
 		return err
 	}
 	d.queue.Add(queuekey.All) // the first full reconcile runs at start
-	if w := d.world.Load(); w.catchUp != nil && cfg.Sources.Entra.CatchUpInterval > 0 {
-		w.catchUp.Trigger() // starts the delta link on the first run; a no-op until the full read otherwise
-	}
+	d.startCatchUps(ctx, d.world.Load().catchUps)
 
 	ctl := &controller.Controller{
 		Queue:      d.queue,
@@ -375,6 +366,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	d.log.Info("shutting down: finishing reconciles in flight", "timeout", timeout.String())
 	d.mu.Lock()
 	d.cron.Stop()
+	d.stopCatchUps()
 	d.mu.Unlock()
 	shutCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -393,19 +385,11 @@ func (d *daemon) serve(ctx context.Context) error {
 	return nil
 }
 
-// schedule (re)starts the cron that enqueues full reconciles, and runs the Entra catch-up every
-// sources.entra.catchUpInterval.
+// schedule (re)starts the cron that enqueues full reconciles.
 func (d *daemon) schedule(cfg *config.Config) error {
 	c := cron.New()
 	if _, err := c.AddFunc(cfg.Schedule, func() { d.queue.Add(queuekey.All) }); err != nil {
 		return fmt.Errorf("schedule %q: %w", cfg.Schedule, err)
-	}
-	if e := cfg.Sources.Entra; e != nil && e.CatchUpInterval > 0 {
-		c.Schedule(cron.Every(e.CatchUpInterval), cron.FuncJob(func() {
-			if w := d.world.Load(); w != nil && w.catchUp != nil {
-				w.catchUp.Trigger()
-			}
-		}))
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -439,6 +423,7 @@ func (d *daemon) reload(ctx context.Context) {
 		return
 	}
 	d.world.Store(w)
+	d.startCatchUps(ctx, w.catchUps)
 	d.log.Info("configuration reloaded", "file", d.path, "teams", len(cfg.DesiredTeams()))
 	d.queue.Add(queuekey.All)
 }

@@ -23,12 +23,11 @@ func newSources(cfg *config.Config) ([]desired.IdP, *entraSource, error) {
 	var ent *entraSource
 	var out []desired.IdP
 	if o := cfg.Sources.Okta; o != nil {
-		src, err := okta.New(okta.Options{OrgURL: o.OrgURL, APIToken: o.APIToken.Reveal(), ClientID: o.ClientID,
-			PrivateKeyPEM: []byte(o.PrivateKey.Reveal()), KeyID: o.KeyID, Search: o.Search, Filter: o.Filter})
+		src, err := newOkta(o)
 		if err != nil {
-			return nil, nil, fmt.Errorf("okta source: %w", err)
+			return nil, nil, err
 		}
-		out = append(out, desired.IdP{Key: "okta", Name: "okta", Source: src, Rule: o.Groups})
+		out = append(out, desired.IdP{Key: okta.SourceKey, Name: "okta", Source: src, Rule: o.Groups})
 	}
 	if e := cfg.Sources.Entra; e != nil {
 		src, err := entra.New(entra.Options{TenantID: e.TenantID, ClientID: e.ClientID, ClientSecret: e.ClientSecret.Reveal(),
@@ -55,4 +54,27 @@ func newSources(cfg *config.Config) ([]desired.IdP, *entraSource, error) {
 		out = append(out, desired.IdP{Key: "google", Name: "google", Source: src, Rule: g.Groups})
 	}
 	return out, ent, nil
+}
+
+func newOkta(o *config.OktaSource) (*okta.Source, error) {
+	src, err := okta.New(okta.Options{OrgURL: o.OrgURL, APIToken: o.APIToken.Reveal(), ClientID: o.ClientID,
+		PrivateKeyPEM: []byte(o.PrivateKey.Reveal()), KeyID: o.KeyID, Search: o.Search, Filter: o.Filter})
+	if err != nil {
+		return nil, fmt.Errorf("okta source: %w", err)
+	}
+	return src, nil
+}
+
+// newCatchUps builds the configured catch-up pollers, which keep their position in cursors. It makes
+// no request.
+func newCatchUps(cfg *config.Config, cursors okta.CursorStore) ([]catchUp, error) {
+	var out []catchUp
+	if o := cfg.Sources.Okta; o != nil && o.LogPollInterval > 0 {
+		src, err := newOkta(o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, catchUp{source: "okta", every: o.LogPollInterval, poll: src.LogPoller(cursors).Poll})
+	}
+	return out, nil
 }

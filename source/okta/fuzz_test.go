@@ -3,6 +3,8 @@ package okta
 import (
 	"strings"
 	"testing"
+
+	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 func FuzzDecodeMembers(f *testing.F) {
@@ -56,6 +58,31 @@ func FuzzNextLink(f *testing.F) {
 		target, ok := nextLink([]string{value})
 		if ok && (strings.Contains(target, ">") || !strings.Contains(value, "<"+target+">")) {
 			t.Errorf("nextLink(%q) = %q", value, target)
+		}
+	})
+}
+
+func FuzzDecodeLogPage(f *testing.F) {
+	for _, seed := range []string{
+		`[]`, `{}`, `null`, `[{"uuid":"u1","eventType":"group.user_membership.add","target":[{"id":"00u1","type":"User"},{"id":"00g1","type":"UserGroup"}]}]`,
+		`[{"eventType":"user.lifecycle.deactivate","target":null},{"eventType":"group.profile.update","target":[{"id":"00g 1","type":"UserGroup"}]}]`,
+		`[{"eventType":7}]`, `[{"eventType":"group.lifecycle.delete","target":[{"id":"` + strings.Repeat("a", 70) + `","type":"UserGroup"}]}]`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		page, err := decodeLogPage(body)
+		if err != nil {
+			return
+		}
+		for _, e := range page {
+			key, ok := EventKey(e)
+			if !ok {
+				continue
+			}
+			if src, id, isGroup := key.Group(); key != queuekey.All && (!isGroup || src != SourceKey || !validID(id)) {
+				t.Errorf("event %+v: key %q is neither all nor an Okta group", e, key)
+			}
 		}
 	})
 }

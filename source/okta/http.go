@@ -29,13 +29,18 @@ type APIError struct {
 	ErrorID string    // errorId, for Okta support
 	Reset   time.Time // on 429: when Okta's rate-limit window resets
 
-	hint string // what to change, when the request's context tells better than the status
+	hint      string // what to change, when the request's context tells better than the status
+	dpopNonce string // the DPoP-Nonce header of a use_dpop_nonce answer
 }
 
-// dpopFix is the setting to change when Okta wants DPoP proofs, which the agent does not send. Okta turns
-// it on by default for new API service apps (https://developer.okta.com/docs/guides/dpop/oktaresourceserver/main/).
-const dpopFix = `the agent does not send DPoP proofs: in the Okta Admin Console open the service app, General tab, ` +
-	`Client Credentials, Edit, and clear "Require Demonstrating Proof of Possession (DPoP) header in token requests" ` +
+// dpopFix is what to do when Okta refuses the agent's DPoP proofs, which it sends once Okta asks for
+// them (dpop.go): turn the requirement off. The checkbox is under the General tab's General Settings,
+// "Proof of possession", as Okta's own service-app setup steps ("In General Settings, click Edit. Disable
+// Require Demonstrating Proof of Possession (DPoP) header in token requests", developer.okta.com's MCP
+// server guide) and https://devforum.okta.com/t/client-credentials-oauth-for-okta-with-dpop-enabled/30239 show.
+const dpopFix = `Okta refused the agent's DPoP proof (it sends RS256 proofs once Okta asks for them); to run without DPoP, ` +
+	`in the Okta Admin Console open the service app, General tab, General Settings, Edit, and under Proof of possession ` +
+	`clear "Require Demonstrating Proof of Possession (DPoP) header in token requests", then Save ` +
 	`(API: settings.oauthClient.dpop_bound_access_tokens false)`
 
 // roleFix is what a service app needs besides the scope: Okta assigns no admin role to a service app
@@ -60,8 +65,6 @@ func (e *APIError) Error() string {
 		b.WriteString("; " + e.hint)
 	case e.Code == "invalid_dpop_proof" || e.Code == "use_dpop_nonce":
 		b.WriteString("; " + dpopFix)
-	case e.Code == "invalid_scope":
-		b.WriteString("; the agent requests only the scope " + scopes + ": grant it to the service app (Okta API Scopes tab)")
 	case e.Status == http.StatusUnauthorized:
 		b.WriteString("; check the API token, or the client id and its registered public key")
 	case e.Status == http.StatusForbidden:
@@ -81,7 +84,8 @@ func newAPIError(status int, h http.Header, body []byte) *APIError {
 		ErrorDescription string `json:"error_description"`
 	}
 	_ = json.Unmarshal(body, &b) // a proxy's HTML error page still gets its status reported
-	e := &APIError{Status: status, Code: clean(b.ErrorCode + b.Error), Summary: clean(b.ErrorSummary + b.ErrorDescription), ErrorID: clean(b.ErrorID)}
+	e := &APIError{Status: status, Code: clean(b.ErrorCode + b.Error), Summary: clean(b.ErrorSummary + b.ErrorDescription), ErrorID: clean(b.ErrorID),
+		dpopNonce: h.Get("DPoP-Nonce")}
 	if e.Code == "" && e.Summary == "" {
 		e.Summary = http.StatusText(status)
 	}
@@ -173,38 +177,55 @@ func (s *Source) untilReset(h http.Header) (d time.Duration, ok bool) {
 	return max(time.Unix(reset, 0).Sub(now), time.Second), true
 }
 
-// get GETs an API URL with the source's credentials. With OAuth, a 401 from the API gets one retry with a
-// fresh access token, in case the cached one was revoked.
+// get GETs a Groups API URL with the source's credentials.
 func (s *Source) get(ctx context.Context, u *url.URL) (*response, error) {
+	resp, err := s.getWith(ctx, u, s.oauth)
+	var ae *APIError
+	if s.oauth != nil && errors.As(err, &ae) && ae.Status == http.StatusForbidden && ae.hint == "" {
+		ae.hint = roleFix
+	}
+	return resp, err
+}
+
+// getWith GETs an API URL with the API token, or with an access token from oauth (nil with an API
+// token). With OAuth, a 401 from the API gets one retry with a fresh access token, in case the cached
+// one was revoked.
+func (s *Source) getWith(ctx context.Context, u *url.URL, oauth *tokenSource) (*response, error) {
 	raw := u.String()
 	for retried := false; ; retried = true {
 		var bearer string
 		var tokenErr error
 		resp, err := s.send(ctx, func() (*http.Request, error) {
-			auth := "SSWS " + s.apiToken
-			if s.oauth != nil {
-				bearer, tokenErr = s.oauth.token(ctx, s)
+			auth, proof := "SSWS "+s.apiToken, ""
+			if oauth != nil {
+				bearer, tokenErr = oauth.token(ctx, s)
 				if tokenErr != nil {
 					return nil, tokenErr
 				}
 				auth = "Bearer " + bearer
+				if s.dpop.enabled() {
+					if proof, _, tokenErr = s.dpop.proof(http.MethodGet, raw, s.now(), bearer, false); tokenErr != nil {
+						return nil, tokenErr
+					}
+					auth = "DPoP " + bearer
+				}
 			}
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 			if err != nil {
 				return nil, fmt.Errorf("building request: %w", err)
 			}
 			req.Header.Set("Authorization", auth)
+			if proof != "" {
+				req.Header.Set("DPoP", proof)
+			}
 			req.Header.Set("Accept", "application/json")
 			req.Header.Set("User-Agent", userAgent)
 			return req, nil
 		})
 		var ae *APIError
-		if !retried && s.oauth != nil && tokenErr == nil && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
-			s.oauth.forget(bearer)
+		if !retried && oauth != nil && tokenErr == nil && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+			oauth.forget(bearer)
 			continue
-		}
-		if s.oauth != nil && tokenErr == nil && errors.As(err, &ae) && ae.Status == http.StatusForbidden {
-			ae.hint = roleFix
 		}
 		return resp, err
 	}

@@ -32,7 +32,8 @@ type Options struct {
 	APIToken string // sent as `Authorization: SSWS <token>`
 	// OAuth 2.0 client credentials with private_key_jwt: the service app's client id, its RSA private key
 	// (PKCS#1 or PKCS#8 PEM) and, optionally, the key's kid as registered in Okta. The app needs the
-	// okta.groups.read scope and an admin role that can read groups, and must not require DPoP.
+	// okta.groups.read scope and an admin role that can read groups; DPoP, when the app requires it, is
+	// handled (dpop.go).
 	ClientID      string
 	PrivateKeyPEM []byte
 	KeyID         string
@@ -53,6 +54,7 @@ type Source struct {
 	base           *url.URL
 	apiToken       string
 	oauth          *tokenSource // nil with an API token
+	dpop           *dpop        // OAuth's DPoP state, shared by its token sources; nil with an API token
 	search, filter string
 	client         *http.Client
 	sleep          func(context.Context, time.Duration) error
@@ -118,7 +120,8 @@ func New(o Options) (*Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("okta: private key: %w", err)
 		}
-		s.oauth = newTokenSource(o.ClientID, o.KeyID, key, base.JoinPath("/oauth2/v1/token").String(), func() time.Time { return s.now() })
+		s.dpop = &dpop{}
+		s.oauth = newTokenSource(o.ClientID, o.KeyID, key, base.JoinPath("/oauth2/v1/token").String(), groupsScope, func() time.Time { return s.now() })
 	}
 	return s, nil
 }

@@ -438,10 +438,6 @@ func TestAuthFailures(t *testing.T) {
 		{name: "okta.groups.read not granted", opts: func(o *Options) {
 			o.ClientID, o.PrivateKeyPEM = "0oausersonly", pkcs8PEM(t, testKey())
 		}, status: 400, wantCode: "invalid_scope", wantText: "requests only the scope okta.groups.read: grant it"},
-		{name: "DPoP required", opts: func(o *Options) {
-			o.ClientID, o.PrivateKeyPEM, o.KeyID = clientID, pkcs8PEM(t, testKey()), keyID
-		}, setup: func(f *oktafake.Server) { f.RequireDPoP(clientID, true) },
-			status: 400, wantCode: "invalid_dpop_proof", wantText: `clear "Require Demonstrating Proof of Possession (DPoP) header in token requests"`},
 		{name: "no admin role", opts: func(o *Options) {
 			o.ClientID, o.PrivateKeyPEM, o.KeyID = clientID, pkcs8PEM(t, testKey()), keyID
 		}, setup: func(f *oktafake.Server) { f.SetAdminRole(clientID, false) },

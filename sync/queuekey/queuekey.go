@@ -56,3 +56,36 @@ func (k Key) Group() (source, groupID string, ok bool) {
 	kind, _, source, groupID := k.parse()
 	return source, groupID, kind == "group" && source != ""
 }
+
+// Set collects keys, each once, in the order first added. The zero Set is empty and ready to use.
+type Set struct {
+	all   bool
+	seen  map[Key]bool
+	order []Key
+}
+
+// Add adds key.
+func (s *Set) Add(key Key) {
+	if key == All {
+		s.all = true
+		return
+	}
+	if s.seen == nil {
+		s.seen = map[Key]bool{}
+	}
+	if !s.seen[key] {
+		s.seen[key] = true
+		s.order = append(s.order, key)
+	}
+}
+
+// Everything reports whether All was added.
+func (s *Set) Everything() bool { return s.all }
+
+// List returns the keys to enqueue: All alone when it was added, as it covers every other key.
+func (s *Set) List() []Key {
+	if s.all {
+		return []Key{All}
+	}
+	return s.order
+}

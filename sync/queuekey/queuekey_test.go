@@ -1,6 +1,9 @@
 package queuekey
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // The keys' text is what webhooks, the SCIM endpoint and the schedule enqueue and the controller reads.
 func TestKeys(t *testing.T) {
@@ -23,5 +26,25 @@ func TestKeys(t *testing.T) {
 	}
 	if _, _, ok := Key("group:okta").Group(); ok {
 		t.Error("a group key without an id names a group")
+	}
+}
+
+func TestSet(t *testing.T) {
+	tests := []struct {
+		add  []Key
+		want []Key
+	}{
+		{nil, nil},
+		{[]Key{Group("okta", "b"), Team("x"), Group("okta", "b")}, []Key{Group("okta", "b"), Team("x")}},
+		{[]Key{Team("x"), All, Team("y")}, []Key{All}},
+	}
+	for _, tt := range tests {
+		var s Set
+		for _, k := range tt.add {
+			s.Add(k)
+		}
+		if got := s.List(); !slices.Equal(got, tt.want) {
+			t.Errorf("Add(%v): List() = %v, want %v", tt.add, got, tt.want)
+		}
 	}
 }

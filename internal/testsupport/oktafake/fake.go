@@ -1,5 +1,6 @@
 // Package oktafake is a strict stand-in for the parts of Okta's management API that source/okta uses:
-// the Groups API (list with search or filter, get one, list members), paging by Link headers, the
+// the Groups API (list with search or filter, get one, list members), the System Log API's polling
+// requests (logs.go) with events recorded as groups and memberships change, paging by Link headers, the
 // per-minute rate limit answered with 429 and X-Rate-Limit-* headers, SSWS API tokens, and the org
 // authorization server's client-credentials token endpoint with private_key_jwt client authentication.
 //
@@ -7,7 +8,8 @@
 // malformed or replayed client assertions) and, so that tests cannot pass by accident, also the documented
 // parameters it does not implement (q, expand, sortBy, sortOrder) and any parameter Okta does not document.
 // Service apps: RequireDPoP and SetAdminRole reproduce Okta's two service-app settings that break a client
-// without DPoP or an app without an admin role; the fake itself implements no DPoP.
+// without DPoP or an app without an admin role; with DPoP required, the token endpoint and the APIs verify
+// DPoP proofs (dpop.go).
 // Simplifications: one rate-limit bucket for all API endpoints; profile comparisons are case-insensitive.
 package oktafake
 
@@ -81,7 +83,8 @@ type oauthClient struct {
 type accessToken struct {
 	scopes []string
 	expiry time.Time
-	noRole bool // issued to a service app without an admin role
+	noRole bool   // issued to a service app without an admin role
+	jkt    string // DPoP-bound: the thumbprint of the proof key; "" for a Bearer token
 }
 
 // Server is a running fake Okta org on 127.0.0.1 with TLS (Okta serves only HTTPS).
@@ -107,20 +110,25 @@ type Server struct {
 	linkBase      string
 	requests      []string
 	tokenRequests int
+	events        []logEvent // the System Log, in the order stored
+	dpopNonce     string     // the DPoP-Nonce the token endpoint wants in proofs
+	usedDPoPJTI   map[string]bool
 }
 
 // New starts a fake org. Close it when done.
 func New() *Server {
 	s := &Server{
-		now:       time.Now,
-		groups:    map[string]*Group{},
-		users:     map[string]*User{},
-		members:   map[string]map[string]bool{},
-		apiTokens: map[string]bool{},
-		clients:   map[string]*oauthClient{},
-		access:    map[string]accessToken{},
-		usedJTI:   map[string]bool{},
-		rateLimit: 600,
+		now:         time.Now,
+		groups:      map[string]*Group{},
+		users:       map[string]*User{},
+		members:     map[string]map[string]bool{},
+		apiTokens:   map[string]bool{},
+		clients:     map[string]*oauthClient{},
+		access:      map[string]accessToken{},
+		usedJTI:     map[string]bool{},
+		usedDPoPJTI: map[string]bool{},
+		dpopNonce:   randomHex(16),
+		rateLimit:   600,
 	}
 	s.srv = httptest.NewUnstartedServer(s)
 	// A client that dials a spare connection and never uses it makes the server log a handshake error
@@ -158,53 +166,52 @@ func (s *Server) AddAPIToken(token string) { s.with(func() { s.apiTokens[token] 
 // RevokeAPIToken makes Okta refuse an API token from now on, as when an admin revokes it.
 func (s *Server) RevokeAPIToken(token string) { s.with(func() { delete(s.apiTokens, token) }) }
 
-// AddClient registers an OAuth service app authenticating with private_key_jwt. keyID, when set, must
-// match a kid the assertion names. scopes are the granted Okta API scopes.
-func (s *Server) AddClient(clientID string, key *rsa.PublicKey, keyID string, scopes ...string) {
-	s.with(func() { s.clients[clientID] = &oauthClient{key: key, keyID: keyID, scopes: scopes} })
-}
-
-// RequireDPoP turns the service app's "Require DPoP header in token requests" setting on or off. The
-// fake implements no DPoP: with it on, a token request is refused as Okta refuses one without a DPoP
-// proof (400 invalid_dpop_proof, "The DPoP proof JWT header is missing."), and a request that carries a
-// DPoP header is refused too (inference: the agent sends none, so any such request is a test mistake).
-func (s *Server) RequireDPoP(clientID string, on bool) {
-	s.with(func() { s.client(clientID).dpop = on })
-}
-
-// SetAdminRole gives the service app an admin role (true, the default of AddClient, so that existing
-// tests read groups) or takes every role away (false). Without one, Okta still issues tokens, but the
-// Groups API answers 403 E0000006 (inference from Okta's "admin roles aren't automatically assigned to
-// apps", https://developer.okta.com/docs/reference/api/roles; the exact error body is the one Okta
-// gives any call without permission).
-func (s *Server) SetAdminRole(clientID string, assigned bool) {
-	s.with(func() { s.client(clientID).noRole = !assigned })
-}
-
-func (s *Server) client(id string) *oauthClient {
-	c := s.clients[id]
-	if c == nil {
-		panic(fmt.Sprintf("oktafake: unknown client %q", id))
-	}
-	return c
-}
-
-// RevokeAccessTokens invalidates every access token issued so far.
-func (s *Server) RevokeAccessTokens() { s.with(func() { clear(s.access) }) }
-
 // AddGroup adds or replaces a group.
 func (s *Server) AddGroup(g Group) {
 	g.Profile = maps.Clone(g.Profile)
-	s.with(func() { s.groups[g.ID] = &g })
+	s.with(func() {
+		event := "group.lifecycle.create"
+		if s.groups[g.ID] != nil {
+			event = "group.profile.update"
+		}
+		s.groups[g.ID] = &g
+		s.logEvent(event, groupTarget(g.ID))
+	})
 }
 
 // RemoveGroup deletes a group and its memberships.
 func (s *Server) RemoveGroup(id string) {
-	s.with(func() { delete(s.groups, id); delete(s.members, id) })
+	s.with(func() {
+		if s.groups[id] != nil {
+			s.logEvent("group.lifecycle.delete", groupTarget(id))
+		}
+		delete(s.groups, id)
+		delete(s.members, id)
+	})
 }
 
-// AddUser adds or replaces a user.
-func (s *Server) AddUser(u User) { s.with(func() { s.users[u.ID] = &u }) }
+// AddUser adds or replaces a user. Replacing one that changes its status to DEPROVISIONED or back to
+// ACTIVE logs user.lifecycle.deactivate or user.lifecycle.activate.
+func (s *Server) AddUser(u User) {
+	s.with(func() {
+		if old := s.users[u.ID]; old != nil && status(old) != status(&u) {
+			switch status(&u) {
+			case "DEPROVISIONED":
+				s.logEvent("user.lifecycle.deactivate", userTarget(u.ID))
+			case "ACTIVE":
+				s.logEvent("user.lifecycle.activate", userTarget(u.ID))
+			}
+		}
+		s.users[u.ID] = &u
+	})
+}
+
+func status(u *User) string {
+	if u.Status == "" {
+		return "ACTIVE"
+	}
+	return u.Status
+}
 
 // AddMember puts a user into a group; both must exist.
 func (s *Server) AddMember(groupID, userID string) {
@@ -215,13 +222,21 @@ func (s *Server) AddMember(groupID, userID string) {
 		if s.members[groupID] == nil {
 			s.members[groupID] = map[string]bool{}
 		}
+		if !s.members[groupID][userID] {
+			s.logEvent("group.user_membership.add", userTarget(userID), groupTarget(groupID))
+		}
 		s.members[groupID][userID] = true
 	})
 }
 
 // RemoveMember takes a user out of a group.
 func (s *Server) RemoveMember(groupID, userID string) {
-	s.with(func() { delete(s.members[groupID], userID) })
+	s.with(func() {
+		if s.members[groupID][userID] {
+			s.logEvent("group.user_membership.remove", userTarget(userID), groupTarget(groupID))
+		}
+		delete(s.members[groupID], userID)
+	})
 }
 
 // SetPageSize caps the items per page below the requested limit (0: no cap), to get many pages cheaply.
@@ -269,7 +284,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/oauth2/v1/token":
 		s.tokenRequests++
 		s.token(w, r, now)
-	case r.URL.Path == "/api/v1/groups" || strings.HasPrefix(r.URL.Path, "/api/v1/groups/"):
+	case r.URL.Path == "/api/v1/groups" || strings.HasPrefix(r.URL.Path, "/api/v1/groups/") || r.URL.Path == "/api/v1/logs":
 		s.requests = append(s.requests, r.URL.Path+"?"+r.URL.RawQuery)
 		s.api(w, r, now)
 	default:
@@ -284,13 +299,23 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 	}
 	scopes, noRole, ok := s.authenticate(r, now)
 	if !ok {
+		if strings.HasPrefix(r.Header.Get("Authorization"), "DPoP ") {
+			w.Header().Set("WWW-Authenticate", `DPoP error="invalid_dpop_proof", error_description="The DPoP proof or token is not valid."`)
+		}
 		if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="IdpError", error="invalid_token", error_description="The token is not valid."`)
 		}
 		apiError(w, http.StatusUnauthorized, "E0000011", "Invalid token provided")
 		return
 	}
-	if scopes != nil && !slices.Contains(scopes, "okta.groups.read") {
+	// Each endpoint's scope, as its reference page names it: okta.groups.read for the Groups API
+	// (https://developer.okta.com/docs/api/resources/groups), okta.logs.read for the System Log
+	// (https://developer.okta.com/docs/api/resources/system_log).
+	scope := "okta.groups.read"
+	if r.URL.Path == "/api/v1/logs" {
+		scope = "okta.logs.read"
+	}
+	if scopes != nil && !slices.Contains(scopes, scope) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="IdpError", error="insufficient_scope", error_description="The access token provided does not contain the required scopes."`)
 		apiError(w, http.StatusForbidden, "E0000006", "You do not have permission to perform the requested action")
 		return
@@ -312,6 +337,8 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 	rest := strings.TrimPrefix(r.URL.Path, "/api/v1/groups")
 	parts := strings.Split(strings.TrimPrefix(rest, "/"), "/")
 	switch {
+	case r.URL.Path == "/api/v1/logs":
+		s.listLogs(w, r, now)
 	case rest == "":
 		s.listGroups(w, r)
 	case len(parts) == 1 && parts[0] != "":
@@ -321,21 +348,6 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, now time.Time) {
 	default:
 		apiError(w, http.StatusNotFound, "E0000007", "Not found: Resource not found: "+r.URL.Path)
 	}
-}
-
-// authenticate returns the access token's scopes for OAuth (and whether its app lacks an admin role),
-// nil for an API token (which carries the permissions of its admin), and false when neither is valid.
-func (s *Server) authenticate(r *http.Request, now time.Time) (scopes []string, noRole, ok bool) {
-	h := r.Header.Get("Authorization")
-	if tok, ok := strings.CutPrefix(h, "SSWS "); ok && s.apiTokens[tok] {
-		return nil, false, true
-	}
-	if tok, ok := strings.CutPrefix(h, "Bearer "); ok && r.Header.Get("DPoP") == "" {
-		if at, found := s.access[tok]; found && now.Before(at.expiry) {
-			return at.scopes, at.noRole, true
-		}
-	}
-	return nil, false, false
 }
 
 // admit counts the request against the current minute's budget and sets Okta's rate-limit headers.
@@ -488,17 +500,12 @@ func (s *Server) page(ids []string, after string, n int) (page []string, more bo
 // writePage answers a listing the way Okta does: a JSON array, a self link and, when more remain, a next
 // link carrying the same query with the `after` cursor. Each link is its own Link header.
 func (s *Server) writePage(w http.ResponseWriter, r *http.Request, q url.Values, body any, page []string, more bool) {
-	base := s.linkBase
-	if base == "" {
-		base = "https://" + r.Host
-	}
-	w.Header().Add("Link", fmt.Sprintf(`<%s%s?%s>; rel="self"`, base, r.URL.Path, q.Encode()))
+	var next url.Values
 	if more {
-		next := maps.Clone(q)
+		next = maps.Clone(q)
 		next.Set("after", page[len(page)-1])
-		w.Header().Add("Link", fmt.Sprintf(`<%s%s?%s>; rel="next"`, base, r.URL.Path, next.Encode()))
 	}
-	writeJSON(w, http.StatusOK, body)
+	s.writeLinked(w, r, q, next, body)
 }
 
 type link struct {

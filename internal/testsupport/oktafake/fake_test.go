@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -109,6 +111,20 @@ func TestAPIStrictness(t *testing.T) {
 		{name: "missing group", path: "/api/v1/groups/00g9", status: 404, contains: "E0000007"},
 		{name: "members of missing group", path: "/api/v1/groups/00g9/users", status: 404, contains: "E0000007"},
 		{name: "unknown path", path: "/api/v1/groups/00g1/apps", status: 404, contains: "E0000007"},
+		{name: "logs", path: "/api/v1/logs?since=2026-03-02T09:00:00Z&filter=" + q(`eventType eq "group.user_membership.add"`), status: 200, contains: "00g1"},
+		{name: "logs limit 1000", path: "/api/v1/logs?limit=1000", status: 200, contains: "group.lifecycle.create"},
+		{name: "logs limit over 1000", path: "/api/v1/logs?limit=1001", status: 400, contains: "limit must be between 0 and 1000"},
+		{name: "logs since not a time", path: "/api/v1/logs?since=yesterday", status: 400, contains: "date format"},
+		{name: "logs since over 180 days", path: "/api/v1/logs?since=2025-09-01T00:00:00Z", status: 400, contains: "over 180 days"},
+		{name: "logs since and after", path: "/api/v1/logs?since=2026-03-02T09:00:00Z&after=x", status: 400, contains: "mutually exclusive"},
+		{name: "logs after unknown", path: "/api/v1/logs?after=x", status: 400, contains: "after"},
+		{name: "logs filter on published", path: "/api/v1/logs?filter=" + q(`published gt "2026-03-01T00:00:00Z"`), status: 400, contains: "E0000053"},
+		{name: "logs filter operator", path: "/api/v1/logs?filter=" + q(`eventType eqq "x"`), status: 400, contains: "E0000053"},
+		{name: "logs filter and", path: "/api/v1/logs?filter=" + q(`eventType eq "a" and eventType eq "b"`), status: 400, contains: "not implemented"},
+		{name: "logs filter dangling or", path: "/api/v1/logs?filter=" + q(`eventType eq "a" or`), status: 400, contains: "E0000053"},
+		{name: "logs bounded", path: "/api/v1/logs?until=2026-03-02T09:00:00Z", status: 400, contains: "not implemented"},
+		{name: "logs descending", path: "/api/v1/logs?sortOrder=DESCENDING", status: 400, contains: "not implemented"},
+		{name: "logs keyword", path: "/api/v1/logs?q=wandb", status: 400, contains: "not implemented"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -395,6 +411,194 @@ func TestDPoPAndAdminRole(t *testing.T) {
 			}
 			if resp.StatusCode != tt.apiStatus || !strings.Contains(string(got), tt.apiWant) {
 				t.Errorf("groups = %d %s, want %d containing %s", resp.StatusCode, got, tt.apiStatus, tt.apiWant)
+			}
+		})
+	}
+}
+
+// TestLogsPolling: the System Log records the fake's changes, filters them by type, pages them with a
+// next link that is always there, and needs okta.logs.read with OAuth.
+func TestLogsPolling(t *testing.T) {
+	s := newServer(t)
+	s.SetPageSize(1)
+	auth := "SSWS " + apiToken
+	filter := url.QueryEscape(`eventType eq "group.user_membership.add" or eventType eq "group.user_membership.remove"`)
+	path := "/api/v1/logs?since=2026-03-02T09:00:00Z&sortOrder=ASCENDING&filter=" + filter
+	var got []string
+	for range 4 {
+		status, body, h := do(t, s, http.MethodGet, path, auth)
+		if status != 200 {
+			t.Fatalf("%s = %d %s", path, status, body)
+		}
+		var page []struct {
+			EventType string
+			Target    []struct{ ID, Type string }
+		}
+		if err := json.Unmarshal([]byte(body), &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			got = append(got, e.EventType+" "+e.Target[1].ID)
+		}
+		next := nextOf(h)
+		if next == "" {
+			t.Fatalf("no next link on %s", path)
+		}
+		u, _ := url.Parse(next)
+		path = u.RequestURI()
+		if len(page) == 0 {
+			break
+		}
+		s.RemoveMember("00g1", "00u1") // recorded while polling: the next pages see it
+	}
+	if want := []string{"group.user_membership.add 00g1", "group.user_membership.remove 00g1"}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+
+	s.AddClient("0oagroups", &clientKey().PublicKey, "", "okta.groups.read")
+	tok := accessTokenFor(t, s, "0oagroups", "okta.groups.read")
+	if status, body, _ := do(t, s, http.MethodGet, "/api/v1/logs", "Bearer "+tok); status != 403 || !strings.Contains(body, "E0000006") {
+		t.Errorf("logs without okta.logs.read = %d %s", status, body)
+	}
+}
+
+func nextOf(h http.Header) string {
+	for _, v := range h.Values("Link") {
+		if target, ok := strings.CutSuffix(v, `>; rel="next"`); ok {
+			return strings.TrimPrefix(target, "<")
+		}
+	}
+	return ""
+}
+
+// accessTokenFor gets an access token for a client registered with clientKey.
+func accessTokenFor(t *testing.T, s *Server, clientID, scope string) string {
+	t.Helper()
+	c := map[string]any{"iss": clientID, "sub": clientID, "aud": s.URL + "/oauth2/v1/token",
+		"iat": start.Unix(), "exp": start.Add(5 * time.Minute).Unix(), "jti": randomHex(8)}
+	f := url.Values{"grant_type": {"client_credentials"}, "scope": {scope},
+		"client_assertion_type": {assertionType}, "client_assertion": {sign(t, clientKey(), map[string]any{"alg": "RS256"}, c)}}
+	status, body := postToken(t, s, f)
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &tr) != nil {
+		t.Fatalf("token: %d %s", status, body)
+	}
+	return tr.AccessToken
+}
+
+func FuzzParseLogFilter(f *testing.F) {
+	for _, seed := range []string{`eventType eq "a"`, `eventType eq "a" or eventType eq "b"`, `published gt "x"`, `eventType eq`, `(eventType eq "a")`, `or or or`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		if match, err := parseLogFilter(expr); err == nil {
+			match("group.user_membership.add")
+		}
+	})
+}
+
+// signProof signs a DPoP proof of claims with key.
+func signProof(t *testing.T, key *rsa.PrivateKey, claims map[string]any) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	jwk := map[string]string{"kty": "RSA", "e": enc.EncodeToString(big.NewInt(int64(key.E)).Bytes()), "n": enc.EncodeToString(key.N.Bytes())}
+	return sign(t, key, map[string]any{"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk}, claims)
+}
+
+func ath(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// TestDPoPFlow walks Okta's DPoP flow for a service app that requires it: a proof without the nonce
+// gets use_dpop_nonce and the nonce, one with it a DPoP token; API calls need a fresh proof of the same
+// key for that method and URL carrying the token's hash.
+func TestDPoPFlow(t *testing.T) {
+	s := newServer(t)
+	s.RequireDPoP("0oac", true)
+	dkey := strayKey() // not the client's key: Okta wants them separate
+	tokenURL := s.URL + "/oauth2/v1/token"
+	n := 0
+	token := func(proof string) (int, string, http.Header) {
+		n++
+		c := map[string]any{"iss": "0oac", "sub": "0oac", "aud": tokenURL, "iat": start.Unix(), "exp": start.Add(5 * time.Minute).Unix(), "jti": fmt.Sprint("a", n)}
+		f := url.Values{"grant_type": {"client_credentials"}, "scope": {"okta.groups.read"},
+			"client_assertion_type": {assertionType}, "client_assertion": {sign(t, clientKey(), map[string]any{"alg": "RS256"}, c)}}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, tokenURL, strings.NewReader(f.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("DPoP", proof)
+		resp, err := s.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), resp.Header
+	}
+	claims := func(jti string) map[string]any {
+		return map[string]any{"htm": "POST", "htu": tokenURL, "iat": start.Unix(), "jti": jti}
+	}
+	status, body, h := token(signProof(t, dkey, claims("p1")))
+	nonce := h.Get("DPoP-Nonce")
+	if status != 400 || !strings.Contains(body, `"use_dpop_nonce"`) || nonce == "" {
+		t.Fatalf("proof without nonce = %d %s, nonce %q", status, body, nonce)
+	}
+	wrongURL := claims("p2")
+	wrongURL["htu"], wrongURL["nonce"] = s.URL+"/oauth2/default/v1/token", nonce
+	if status, body, _ := token(signProof(t, dkey, wrongURL)); status != 400 || !strings.Contains(body, "htu") {
+		t.Errorf("proof for another URL = %d %s", status, body)
+	}
+	good := claims("p3")
+	good["nonce"] = nonce
+	status, body, _ = token(signProof(t, dkey, good))
+	var tr struct {
+		TokenType   string `json:"token_type"`
+		AccessToken string `json:"access_token"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &tr) != nil || tr.TokenType != "DPoP" {
+		t.Fatalf("proof with nonce = %d %s", status, body)
+	}
+	if status, body, _ := token(signProof(t, dkey, good)); status != 400 || !strings.Contains(body, "jti") {
+		t.Errorf("replayed proof = %d %s", status, body)
+	}
+
+	groupsURL := s.URL + "/api/v1/groups"
+	api := map[string]struct {
+		scheme string
+		key    *rsa.PrivateKey
+		mod    func(c map[string]any)
+		status int
+	}{
+		"good":             {"DPoP", dkey, func(map[string]any) {}, 200},
+		"as a bearer":      {"Bearer", nil, nil, 401},
+		"other key":        {"DPoP", clientKey(), func(map[string]any) {}, 401},
+		"wrong method":     {"DPoP", dkey, func(c map[string]any) { c["htm"] = "POST" }, 401},
+		"wrong URL":        {"DPoP", dkey, func(c map[string]any) { c["htu"] = s.URL + "/api/v1/users" }, 401},
+		"query in htu":     {"DPoP", dkey, func(c map[string]any) { c["htu"] = groupsURL + "?limit=1" }, 401},
+		"no ath":           {"DPoP", dkey, func(c map[string]any) { delete(c, "ath") }, 401},
+		"ath of another":   {"DPoP", dkey, func(c map[string]any) { c["ath"] = ath("other") }, 401},
+		"stale":            {"DPoP", dkey, func(c map[string]any) { c["iat"] = start.Add(-time.Hour).Unix() }, 401},
+		"no proof":         {"DPoP", nil, nil, 401},
+		"nonce not needed": {"DPoP", dkey, func(c map[string]any) { c["nonce"] = nonce }, 200},
+	}
+	for name, tt := range api {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, groupsURL+"?limit=1", nil)
+			req.Header.Set("Authorization", tt.scheme+" "+tr.AccessToken)
+			if tt.key != nil {
+				c := map[string]any{"htm": "GET", "htu": groupsURL, "iat": start.Unix(), "jti": "api-" + name, "ath": ath(tr.AccessToken)}
+				tt.mod(c)
+				req.Header.Set("DPoP", signProof(t, tt.key, c))
+			}
+			resp, err := s.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
 			}
 		})
 	}

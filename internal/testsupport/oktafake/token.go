@@ -70,12 +70,26 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, now time.Time) {
 		return
 	}
 	c := s.clients[clientID]
-	if c.dpop {
-		// Okta's answer to a token request without a DPoP proof from an app that requires one (seen from
-		// live orgs; the setting is described at https://developer.okta.com/docs/guides/dpop/oktaresourceserver/main/).
-		// The order relative to the scope check is an inference.
+	// DPoP (dpop.go); the order relative to the scope check is an inference.
+	var bound dpopProof
+	switch proof := r.Header.Get("DPoP"); {
+	case c.dpop && proof == "":
 		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "The DPoP proof JWT header is missing.")
 		return
+	case !c.dpop && proof != "":
+		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "DPoP proof sent for a client that does not require DPoP (oktafake).")
+		return
+	case c.dpop:
+		bound, err = s.verifyProof(proof, http.MethodPost, s.URL+"/oauth2/v1/token", "", now)
+		if errors.Is(err, errNonce) {
+			w.Header().Set("DPoP-Nonce", s.dpopNonce)
+			oauthError(w, http.StatusBadRequest, "use_dpop_nonce", err.Error())
+			return
+		}
+		if err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", err.Error())
+			return
+		}
 	}
 	scopes := strings.Fields(f.Get("scope"))
 	if len(scopes) == 0 {
@@ -93,9 +107,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, now time.Time) {
 		return
 	}
 	tok := randomHex(24)
-	s.access[tok] = accessToken{scopes: scopes, expiry: now.Add(tokenLifetime), noRole: c.noRole}
+	s.access[tok] = accessToken{scopes: scopes, expiry: now.Add(tokenLifetime), noRole: c.noRole, jkt: bound.jkt}
+	tokenType := "Bearer"
+	if bound.jkt != "" {
+		tokenType = "DPoP"
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"token_type": "Bearer", "expires_in": int(tokenLifetime.Seconds()), "access_token": tok, "scope": strings.Join(scopes, " "),
+		"token_type": tokenType, "expires_in": int(tokenLifetime.Seconds()), "access_token": tok, "scope": strings.Join(scopes, " "),
 	})
 }
 
@@ -180,4 +198,62 @@ func decodeSegment(seg string, v any) error {
 
 func oauthError(w http.ResponseWriter, status int, code, description string) {
 	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+}
+
+// AddClient registers an OAuth service app authenticating with private_key_jwt. keyID, when set, must
+// match a kid the assertion names. scopes are the granted Okta API scopes.
+func (s *Server) AddClient(clientID string, key *rsa.PublicKey, keyID string, scopes ...string) {
+	s.with(func() { s.clients[clientID] = &oauthClient{key: key, keyID: keyID, scopes: scopes} })
+}
+
+// RequireDPoP turns the service app's "Require DPoP header in token requests" setting on or off: with it
+// on, tokens need DPoP proofs and are bound to the proof key (dpop.go).
+func (s *Server) RequireDPoP(clientID string, on bool) {
+	s.with(func() { s.client(clientID).dpop = on })
+}
+
+// SetAdminRole gives the service app an admin role (true, the default of AddClient, so that existing
+// tests read groups) or takes every role away (false). Without one, Okta still issues tokens, but the
+// Groups API answers 403 E0000006 (inference from Okta's "admin roles aren't automatically assigned to
+// apps", https://developer.okta.com/docs/reference/api/roles; the exact error body is the one Okta
+// gives any call without permission).
+func (s *Server) SetAdminRole(clientID string, assigned bool) {
+	s.with(func() { s.client(clientID).noRole = !assigned })
+}
+
+func (s *Server) client(id string) *oauthClient {
+	c := s.clients[id]
+	if c == nil {
+		panic(fmt.Sprintf("oktafake: unknown client %q", id))
+	}
+	return c
+}
+
+// RotateDPoPNonce makes the token endpoint want a new nonce, as Okta does daily.
+func (s *Server) RotateDPoPNonce() { s.with(func() { s.dpopNonce = randomHex(16) }) }
+
+// RevokeAccessTokens invalidates every access token issued so far.
+func (s *Server) RevokeAccessTokens() { s.with(func() { clear(s.access) }) }
+
+// authenticate returns the access token's scopes for OAuth (and whether its app lacks an admin role),
+// nil for an API token (which carries the permissions of its admin), and false when neither is valid.
+func (s *Server) authenticate(r *http.Request, now time.Time) (scopes []string, noRole, ok bool) {
+	h := r.Header.Get("Authorization")
+	if tok, ok := strings.CutPrefix(h, "SSWS "); ok && s.apiTokens[tok] {
+		return nil, false, true
+	}
+	if tok, ok := strings.CutPrefix(h, "Bearer "); ok && r.Header.Get("DPoP") == "" {
+		if at, found := s.access[tok]; found && now.Before(at.expiry) && at.jkt == "" {
+			return at.scopes, at.noRole, true
+		}
+	}
+	if tok, ok := strings.CutPrefix(h, "DPoP "); ok {
+		if at, found := s.access[tok]; found && now.Before(at.expiry) && at.jkt != "" {
+			p, err := s.verifyProof(r.Header.Get("DPoP"), r.Method, s.URL+r.URL.Path, tok, now)
+			if err == nil && p.jkt == at.jkt {
+				return at.scopes, at.noRole, true
+			}
+		}
+	}
+	return nil, false, false
 }

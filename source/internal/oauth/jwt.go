@@ -12,16 +12,28 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 )
 
 // SignRS256 returns the compact JWT of claims (anything encoding/json can marshal) signed with key.
 // The header is {"alg":"RS256","typ":"JWT"}, with "kid" when keyID is not empty.
 func SignRS256(key *rsa.PrivateKey, keyID string, claims any) (string, error) {
-	header := map[string]string{"alg": "RS256", "typ": "JWT"}
+	header := map[string]any{"typ": "JWT"}
 	if keyID != "" {
 		header["kid"] = keyID
 	}
-	h, err := json.Marshal(header)
+	return SignRS256Header(key, header, claims)
+}
+
+// SignRS256Header is SignRS256 with the header's other members given (alg is set to RS256), for JWTs
+// such as DPoP proofs whose header carries a typ and the public key.
+func SignRS256Header(key *rsa.PrivateKey, header map[string]any, claims any) (string, error) {
+	full := maps.Clone(header)
+	if full == nil {
+		full = map[string]any{}
+	}
+	full["alg"] = "RS256"
+	h, err := json.Marshal(full)
 	if err != nil {
 		return "", fmt.Errorf("encoding the JWT header: %w", err)
 	}
