@@ -56,8 +56,8 @@ type daemon struct {
 	lastOK  atomic.Int64 // unix nanos of the last reconcile that reached W&B
 	lastErr atomic.Pointer[string]
 
-	watcher      *filewatch.Watcher // nil when files cannot be watched
-	reloadStatus atomic.Pointer[reloadStatus]
+	watcher  *filewatch.Watcher // nil when files cannot be watched
+	lastLoad atomic.Pointer[reloadStatus]
 }
 
 // world is everything built from one configuration.

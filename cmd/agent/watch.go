@@ -52,7 +52,7 @@ func (d *daemon) stopWatching() {
 // loaded records the outcome of a load in the metrics and for lastReload.
 func (d *daemon) loaded(trigger string, err error) {
 	s := &reloadStatus{At: time.Now(), Trigger: trigger, Err: err}
-	d.reloadStatus.Store(s)
+	d.lastLoad.Store(s)
 	result, ok := "ok", 1.0
 	if err != nil {
 		result, ok = "error", 0
@@ -66,7 +66,7 @@ func (d *daemon) loaded(trigger string, err error) {
 
 // lastReload is the outcome of the last load of the configuration, at start or a reload.
 func (d *daemon) lastReload() reloadStatus {
-	if s := d.reloadStatus.Load(); s != nil {
+	if s := d.lastLoad.Load(); s != nil {
 		return *s
 	}
 	return reloadStatus{}
