@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/byob-agent/byob-agent/internal/testsupport/kubevolume"
 )
 
 // wait returns once the watcher reports a change; the deadline only bounds a failing test.
@@ -61,48 +63,6 @@ func newWatcher(t *testing.T) *Watcher {
 	return w
 }
 
-// configMap lays out a directory the way the kubelet mounts a ConfigMap: each key a symlink through
-// ..data to a timestamped directory; swap replaces ..data atomically (k8s.io/kubernetes
-// pkg/volume/util/atomic_writer.go: write the new directory, symlink ..data_tmp, rename it over ..data,
-// remove the old directory).
-type configMap struct {
-	dir string
-	gen int
-}
-
-func (c *configMap) swap(t *testing.T, files map[string]string) {
-	t.Helper()
-	c.gen++
-	ts := filepath.Join(c.dir, "..2026_12_02_08_00_0"+string(rune('0'+c.gen)))
-	if err := os.Mkdir(ts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range files {
-		write(t, filepath.Join(ts, name), content)
-	}
-	old, _ := os.Readlink(filepath.Join(c.dir, "..data"))
-	tmp := filepath.Join(c.dir, "..data_tmp")
-	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(c.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	for name := range files {
-		link := filepath.Join(c.dir, name)
-		if _, err := os.Lstat(link); os.IsNotExist(err) {
-			if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if old != "" {
-		if err := os.RemoveAll(filepath.Join(c.dir, old)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func TestWatcherSeesReplacedFiles(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -154,11 +114,11 @@ func TestWatcherSeesReplacedFiles(t *testing.T) {
 		{
 			name: "ConfigMap ..data symlink swapped",
 			setup: func(t *testing.T, dir string) []string {
-				(&configMap{dir: dir}).swap(t, map[string]string{"config.yaml": "v1", "teams.yaml": "t1"})
+				kubevolume.Write(t, dir, map[string]string{"config.yaml": "v1", "teams.yaml": "t1"})
 				return []string{filepath.Join(dir, "teams.yaml"), filepath.Join(dir, "config.yaml")}
 			},
 			change: func(t *testing.T, dir string, _ []string) {
-				(&configMap{dir: dir, gen: 1}).swap(t, map[string]string{"config.yaml": "v1", "teams.yaml": "t2"})
+				kubevolume.Write(t, dir, map[string]string{"config.yaml": "v1", "teams.yaml": "t2"})
 			},
 			want: "t2",
 		},
@@ -212,7 +172,7 @@ func TestWatcherSeesReplacedFiles(t *testing.T) {
 			}
 			// Twice: the watch survives the replacement (a watch on the old file would not).
 			if tt.name == "ConfigMap ..data symlink swapped" {
-				(&configMap{dir: dir, gen: 2}).swap(t, map[string]string{"config.yaml": "v1", "teams.yaml": "t3"})
+				kubevolume.Write(t, dir, map[string]string{"config.yaml": "v1", "teams.yaml": "t3"})
 			} else {
 				tt.change(t, dir, files)
 				write(t, files[0], "v3")
