@@ -25,11 +25,17 @@ $(BIN)/devenv: $(GOFILES) go.mod go.sum
 # What `make demo` runs against; `make test` also needs helm.
 DEMO_TOOLS := $(BIN)/weed $(BIN)/kmsd tools/azurite/node_modules/.bin/azurite-blob
 demo-tools: $(DEMO_TOOLS)
-tools: demo-tools $(BIN)/helm
+tools: demo-tools $(BIN)/helm $(BIN)/promql-check
 
 # helm lints and renders deploy/helm/byob-agent (deploy/deploy_test.go); -X makes `helm version` exact.
 $(BIN)/helm: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -ldflags "-X helm.sh/helm/v3/internal/version.version=$$($(GO) list -m -f '{{.Version}}' helm.sh/helm/v3)" -o $@ helm.sh/helm/v3/cmd/helm
+
+# promql-check parses the chart's alert and dashboard expressions with Prometheus's own parser
+# (deploy/deploy_test.go). A module of its own, so neither the agent nor the other tools pull in
+# Prometheus: about 20 s to build with empty caches.
+$(BIN)/promql-check: tools/promql-check/go.mod tools/promql-check/go.sum tools/promql-check/main.go
+	cd tools/promql-check && $(GO) build -o $@ .
 
 # Azurite, Microsoft's Azure Blob emulator, from the npm registry. npm's .bin entries are symlinks:
 # touch makes the target newer than the lock file.

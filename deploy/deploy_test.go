@@ -123,6 +123,23 @@ func the[T any](t *testing.T, docs []doc, kind string) T {
 	return v
 }
 
+// named returns the object of a kind with a name, decoded into T.
+func named[T any](t *testing.T, docs []doc, kind, name string) T {
+	t.Helper()
+	for _, d := range docs {
+		if d.Kind == kind && d.Metadata.Name == name {
+			var v T
+			if err := yaml.Unmarshal(d.raw, &v); err != nil {
+				t.Fatalf("decode %s %s: %v", kind, name, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no %s named %s", kind, name)
+	var zero T
+	return zero
+}
+
 func kinds(docs []doc) []string {
 	var ks []string
 	for _, d := range docs {
@@ -317,6 +334,7 @@ func TestHelmTemplate(t *testing.T) {
 	tests := []struct {
 		name       string
 		args       []string
+		fullname   string
 		wantKinds  []string
 		mountPath  string
 		port       int
@@ -327,15 +345,17 @@ func TestHelmTemplate(t *testing.T) {
 	}{
 		{
 			name:      "defaults",
+			fullname:  "rel-byob-agent",
 			wantKinds: []string{"ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceAccount"},
 			mountPath: "/var/lib/byob-agent",
 			port:      8080,
 		},
 		{
-			name: "every option",
-			args: []string{"-f", allValues},
-			wantKinds: []string{"ConfigMap", "Deployment", "Ingress", "PersistentVolumeClaim", "Service",
-				"ServiceAccount", "ServiceMonitor"},
+			name:     "every option",
+			args:     []string{"-f", allValues},
+			fullname: "byob",
+			wantKinds: []string{"ConfigMap", "ConfigMap", "Deployment", "Ingress", "PersistentVolumeClaim", "PrometheusRule",
+				"Service", "ServiceAccount", "ServiceMonitor"},
 			mountPath:  "/data/byob",
 			port:       9090,
 			secret:     "byob-agent-secrets",
@@ -344,8 +364,9 @@ func TestHelmTemplate(t *testing.T) {
 			baseURL:    "https://byob.example.com",
 		},
 		{
-			name: "config map and chart-managed secret",
-			args: []string{"-f", writeValues(t, mapValues)},
+			name:     "config map and chart-managed secret",
+			args:     []string{"-f", writeValues(t, mapValues)},
+			fullname: "rel-byob-agent",
 			wantKinds: []string{"ConfigMap", "Deployment", "Ingress", "PersistentVolumeClaim", "Secret", "Service",
 				"ServiceAccount"},
 			mountPath: "/var/lib/byob-agent",
@@ -362,7 +383,9 @@ func TestHelmTemplate(t *testing.T) {
 				t.Fatalf("kinds %v, want %v", got, tt.wantKinds)
 			}
 			for _, d := range docs {
-				if d.Kind != "ServiceMonitor" && d.Metadata.Namespace != releaseSpace {
+				// Monitoring objects may go where Prometheus and Grafana look for them.
+				monitoring := d.Kind == "ServiceMonitor" || d.Kind == "PrometheusRule" || d.Metadata.Name == tt.fullname+"-dashboard"
+				if !monitoring && d.Metadata.Namespace != releaseSpace {
 					t.Errorf("%s %s in namespace %q, want %q", d.Kind, d.Metadata.Name, d.Metadata.Namespace, releaseSpace)
 				}
 			}
@@ -373,7 +396,7 @@ func TestHelmTemplate(t *testing.T) {
 				t.Errorf("ports %+v, want http:%d", c.Ports, tt.port)
 			}
 
-			cm := the[configMap](t, docs, "ConfigMap")
+			cm := named[configMap](t, docs, "ConfigMap", tt.fullname)
 			var cfg agentConfig
 			if err := yaml.Unmarshal([]byte(cm.Data["config.yaml"]), &cfg); err != nil {
 				t.Fatalf("ConfigMap's config.yaml does not parse: %v", err)
@@ -522,7 +545,7 @@ func TestHelmTemplateOptions(t *testing.T) {
 	if sm.Metadata.Namespace != "monitoring" || sm.Metadata.Labels["release"] != "kube-prometheus-stack" {
 		t.Errorf("ServiceMonitor metadata %+v", sm.Metadata)
 	}
-	cm := the[configMap](t, docs, "ConfigMap")
+	cm := named[configMap](t, docs, "ConfigMap", "byob")
 	if !strings.HasPrefix(cm.Data["config.yaml"], "# Verbatim text") {
 		t.Errorf("a string config is not kept verbatim:\n%s", cm.Data["config.yaml"])
 	}

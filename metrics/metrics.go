@@ -6,6 +6,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +36,17 @@ type Metrics struct {
 	// changed groups).
 	CatchUps       *prometheus.CounterVec
 	CatchUpChanges *prometheus.CounterVec
+	// Ready is 1 while the daemon is ready (/readyz answers 200: the last reconcile succeeded).
+	Ready prometheus.Gauge
+	// ConfigReloads counts reloads of the configuration by trigger (sighup, file) and result (ok,
+	// error); the two gauges tell the outcome and time of the last load, the one at start included.
+	ConfigReloads        *prometheus.CounterVec
+	ConfigLastReloadOK   prometheus.Gauge
+	ConfigLastReloadTime prometheus.Gauge
 }
+
+// TeamStatuses are the values of byob_teams's status label (state.Record.Status).
+var TeamStatuses = []string{"desired", "bucket_ready", "team_created", "in_sync", "failed", "conflict", "orphaned"}
 
 // New registers every collector, with the Go and process collectors.
 func New() *Metrics {
@@ -58,7 +69,7 @@ func New() *Metrics {
 			Name: "byob_queue_depth", Help: "Keys waiting in the work queue.",
 		}),
 		TeamsByPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "byob_teams", Help: "Teams in the state, by status (desired, bucket_ready, team_created, in_sync, failed, conflict, orphaned).",
+			Name: "byob_teams", Help: "Teams in the state, by status (" + strings.Join(TeamStatuses, ", ") + ").",
 		}, []string{"status"}),
 		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "byob_webhook_requests_total", Help: "Webhook and SCIM requests, by source and outcome.",
@@ -82,11 +93,49 @@ func New() *Metrics {
 		CatchUpChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "byob_idp_catchup_changes_total", Help: "What the catch-ups found, by source: Okta System Log events, Entra groups that changed.",
 		}, []string{"source"}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "byob_ready", Help: "1 while the agent is ready (/readyz answers 200: the last reconcile succeeded), else 0.",
+		}),
+		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_config_reloads_total", Help: "Configuration reloads, by trigger (sighup, file: the config or teams file changed) and result (ok; error: the running configuration was kept).",
+		}, []string{"trigger", "result"}),
+		ConfigLastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "byob_config_last_reload_success", Help: "1 if the last load of the configuration (at start or a reload) succeeded, 0 if it failed and the previous one is still running.",
+		}),
+		ConfigLastReloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "byob_config_last_reload_timestamp_seconds", Help: "When the configuration was last loaded or a reload was tried (unix seconds).",
+		}),
 	}
 	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.TeamsByPhase,
 		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors,
-		m.CatchUps, m.CatchUpChanges, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.CatchUps, m.CatchUpChanges, m.Ready, m.ConfigReloads, m.ConfigLastReloadOK, m.ConfigLastReloadTime,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Series alerts and dashboards select exist from the start at 0: a counter that first appears
+	// already at 1 hides that first increase from increase() and rate(), and absent is not 0.
+	m.SetTeams(nil)
+	for _, kind := range []string{"all", "team", "group"} {
+		for _, result := range []string{"ok", "error"} {
+			m.Reconciles.WithLabelValues(kind, result)
+		}
+	}
+	for _, trigger := range []string{"sighup", "file"} {
+		for _, result := range []string{"ok", "error"} {
+			m.ConfigReloads.WithLabelValues(trigger, result)
+		}
+	}
+	m.APICalls.WithLabelValues("wandb", "error")
 	return m
+}
+
+// SetTeams sets byob_teams to the count of teams of each status; statuses with none are 0.
+func (m *Metrics) SetTeams(byStatus map[string]int) {
+	m.TeamsByPhase.Reset()
+	for _, s := range TeamStatuses {
+		m.TeamsByPhase.WithLabelValues(s).Set(0)
+	}
+	for s, n := range byStatus {
+		m.TeamsByPhase.WithLabelValues(s).Set(float64(n))
+	}
 }
 
 // Handler serves the metrics in the Prometheus text format.

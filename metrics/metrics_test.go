@@ -49,3 +49,54 @@ func TestTransportAndHandler(t *testing.T) {
 		t.Error("a URL reached the metrics")
 	}
 }
+
+func TestSeriesExistFromTheStart(t *testing.T) {
+	m := New()
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return rec.Body.String()
+	}
+	tests := []struct {
+		name    string
+		do      func()
+		want    []string
+		notWant []string
+	}{
+		{
+			name: "new",
+			do:   func() {},
+			want: []string{`byob_teams{status="failed"} 0`, `byob_teams{status="conflict"} 0`,
+				`byob_reconciles_total{kind="all",result="error"} 0`, `byob_config_reloads_total{result="error",trigger="file"} 0`,
+				`byob_api_requests_total{code="error",target="wandb"} 0`, `byob_ready 0`, `byob_config_last_reload_success 0`},
+		},
+		{
+			name:    "two failed teams",
+			do:      func() { m.SetTeams(map[string]int{"failed": 2, "in_sync": 1}) },
+			want:    []string{`byob_teams{status="failed"} 2`, `byob_teams{status="in_sync"} 1`, `byob_teams{status="conflict"} 0`},
+			notWant: []string{`byob_teams{status="failed"} 0`},
+		},
+		{
+			name:    "none failed any more",
+			do:      func() { m.SetTeams(map[string]int{"in_sync": 3}) },
+			want:    []string{`byob_teams{status="failed"} 0`, `byob_teams{status="in_sync"} 3`},
+			notWant: []string{`byob_teams{status="failed"} 2`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.do()
+			body := scrape()
+			for _, w := range tt.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("metrics lack %q", w)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(body, w) {
+					t.Errorf("metrics still have %q", w)
+				}
+			}
+		})
+	}
+}

@@ -29,7 +29,12 @@ import (
 )
 
 func loadConfig(path string) (*config.Config, error) {
-	cfg, err := config.Load(path, config.LoadOptions{LookupEnv: os.LookupEnv, ReadFile: os.ReadFile})
+	return loadConfigReading(path, os.ReadFile)
+}
+
+// loadConfigReading is loadConfig reading files with readFile.
+func loadConfigReading(path string, readFile func(string) ([]byte, error)) (*config.Config, error) {
+	cfg, err := config.Load(path, config.LoadOptions{LookupEnv: os.LookupEnv, ReadFile: readFile})
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}

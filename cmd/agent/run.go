@@ -20,6 +20,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/byob-agent/byob-agent/config"
+	"github.com/byob-agent/byob-agent/internal/filewatch"
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim/server"
 	"github.com/byob-agent/byob-agent/source/desired"
@@ -40,7 +41,7 @@ import (
 // writes, and workers that reconcile.
 type daemon struct {
 	log     *slog.Logger
-	path    string // configuration file, read again on SIGHUP
+	path    string // configuration file, read again on SIGHUP and when it or a file it names changes
 	db      *state.DB
 	metrics *metrics.Metrics
 	queue   *workqueue.Queue
@@ -58,6 +59,9 @@ type daemon struct {
 
 	lastOK  atomic.Int64 // unix nanos of the last reconcile that reached W&B
 	lastErr atomic.Pointer[string]
+
+	watcher  *filewatch.Watcher // nil when files cannot be watched
+	lastLoad atomic.Pointer[reloadStatus]
 }
 
 // world is everything built from one configuration.
@@ -89,7 +93,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(g.config)
+	cfg, files, err := loadWatched(g.config)
 	if err != nil {
 		return err
 	}
@@ -105,6 +109,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{code: 2, err: err}
 	}
 	d.world.Store(w)
+	d.loaded("start", nil)
+	d.watch(files)
+	defer d.stopWatching()
 	return d.serve(ctx)
 }
 
@@ -174,6 +181,9 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, graphCatc
 	mux.Handle("GET /metrics", d.metrics.Handler())
 	admin.Mount(mux, cfg.Server.AdminToken, d.db, d.log)
 	observe := func(source string) webhook.Observer {
+		for _, o := range []string{webhook.OutcomeAccepted, webhook.OutcomeUnauthorized} {
+			d.metrics.Webhooks.WithLabelValues(source, o) // at 0 from the start, for rate() in alerts
+		}
 		return func(_, outcome string) { d.metrics.Webhooks.WithLabelValues(source, outcome).Inc() }
 	}
 	if s := cfg.SCIM; s != nil {
@@ -351,7 +361,10 @@ func (d *daemon) serve(ctx context.Context) error {
 	for {
 		select {
 		case <-hup:
-			d.reload(ctx)
+			d.reload(ctx, "sighup")
+			continue
+		case <-d.fileChanges():
+			d.reload(ctx, "file")
 			continue
 		case err := <-served:
 			stopGetting()
@@ -402,9 +415,9 @@ func (d *daemon) schedule(cfg *config.Config) error {
 }
 
 // reload applies a valid new configuration; an invalid one is logged and the old one kept.
-func (d *daemon) reload(ctx context.Context) {
+func (d *daemon) reload(ctx context.Context, trigger string) {
 	old := d.world.Load().cfg
-	cfg, err := loadConfig(d.path)
+	cfg, files, err := loadWatched(d.path)
 	if err == nil && cfg.State.Path != old.State.Path {
 		err = fmt.Errorf("state.path changed from %s to %s: that needs a restart", old.State.Path, cfg.State.Path)
 	}
@@ -419,12 +432,17 @@ func (d *daemon) reload(ctx context.Context) {
 		err = d.schedule(cfg)
 	}
 	if err != nil {
-		d.log.Error("configuration reload failed; keeping the running configuration", "file", d.path, "error", err)
+		d.log.Error("configuration reload failed; keeping the running configuration", "file", d.path, "trigger", trigger, "error", err)
+		d.loaded(trigger, err)
 		return
 	}
 	d.world.Store(w)
 	d.startCatchUps(ctx, w.catchUps)
-	d.log.Info("configuration reloaded", "file", d.path, "teams", len(cfg.DesiredTeams()))
+	d.loaded(trigger, nil)
+	if d.watcher != nil {
+		d.watcher.Set(files) // the teams file may be another one now
+	}
+	d.log.Info("configuration reloaded", "file", d.path, "trigger", trigger, "teams", len(cfg.DesiredTeams()))
 	d.queue.Add(queuekey.All)
 }
 
@@ -436,9 +454,11 @@ func (d *daemon) reconciled(key queuekey.Key, results []apply.Result, err error,
 		result = "error"
 		msg := err.Error()
 		d.lastErr.Store(&msg)
+		d.metrics.Ready.Set(0)
 	} else {
 		d.lastErr.Store(nil)
 		d.lastOK.Store(time.Now().UnixNano())
+		d.metrics.Ready.Set(1)
 	}
 	d.metrics.Reconciles.WithLabelValues(kind, result).Inc()
 	d.mu.Lock()
@@ -448,10 +468,11 @@ func (d *daemon) reconciled(key queuekey.Key, results []apply.Result, err error,
 	}
 	d.mu.Unlock()
 	if recs, err := d.db.List(context.Background()); err == nil {
-		d.metrics.TeamsByPhase.Reset()
+		byStatus := map[string]int{}
 		for _, r := range recs {
-			d.metrics.TeamsByPhase.WithLabelValues(r.Status()).Inc()
+			byStatus[r.Status()]++
 		}
+		d.metrics.SetTeams(byStatus)
 	}
 	d.log.Info("reconciled", "key", key, "teams", len(results), "took", took.String(), "error", errString(err))
 }
