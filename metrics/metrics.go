@@ -30,6 +30,8 @@ type Metrics struct {
 	// fails; SubscriptionErrors counts the failures by source and reason (forbidden, error).
 	Subscriptions      *prometheus.GaugeVec
 	SubscriptionErrors *prometheus.CounterVec
+	// ConnectionWaits counts the connections that found a listener at server.maxConnections.
+	ConnectionWaits *prometheus.CounterVec
 }
 
 // New registers every collector, with the Go and process collectors.
@@ -71,9 +73,12 @@ func New() *Metrics {
 		SubscriptionErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "byob_idp_subscription_errors_total", Help: "Failures to create, renew or reauthorize an IdP's change-notification subscription, by source and reason (forbidden: a permission is missing; error).",
 		}, []string{"source", "reason"}),
+		ConnectionWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_http_connection_waits_total", Help: "Times a listener (main, metrics) was at server.maxConnections and a new connection had to wait.",
+		}, []string{"listener"}),
 	}
 	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.TeamsByPhase,
-		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors,
+		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors, m.ConnectionWaits,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -151,9 +150,9 @@ func (d *daemon) kept(source string, err error) error {
 
 func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Handler, error) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", d.readyz)
-	mux.Handle("GET /metrics", d.metrics.Handler())
+	if cfg.Server.MetricsListen == "" {
+		d.opsRoutes(mux)
+	}
 	admin.Mount(mux, cfg.Server.AdminToken, d.db, d.log)
 	observe := func(source string) webhook.Observer {
 		return func(_, outcome string) { d.metrics.Webhooks.WithLabelValues(source, outcome).Inc() }
@@ -191,6 +190,13 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Han
 		mux.Handle("/webhooks/generic", webhook.NewGeneric(webhook.GenericOptions{Secrets: secrets, Tolerance: gen.Tolerance, Queue: d.enqueuer("generic"), Observe: observe("generic"), Logger: d.log}))
 	}
 	return mux, nil
+}
+
+// opsRoutes are the probes and the metrics, on the main listener or on server.metricsListen.
+func (d *daemon) opsRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", d.readyz)
+	mux.Handle("GET /metrics", d.metrics.Handler())
 }
 
 // observeStatus counts the requests of a handler that does not report its outcomes itself (the SCIM
@@ -276,18 +282,16 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 
 func (d *daemon) serve(ctx context.Context) error {
 	cfg := d.world.Load().cfg
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	onFull := func(listener string) func() {
+		return func() { d.metrics.ConnectionWaits.WithLabelValues(listener).Inc() }
+	}
+	ln, err := listen(cfg.Server.Listen, cfg.Server.MaxConnections, onFull("main"))
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*d.handler.Load()).ServeHTTP(w, r) }),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*d.handler.Load()).ServeHTTP(w, r) }), d.log)
+	servers := []*http.Server{srv}
+	served := make(chan error, 2)
 	go func() {
 		if cfg.Server.TLSCertFile != "" {
 			served <- srv.ServeTLS(ln, cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
@@ -295,7 +299,20 @@ func (d *daemon) serve(ctx context.Context) error {
 			served <- srv.Serve(ln)
 		}
 	}()
-	d.log.Info("listening", "addr", ln.Addr().String(), "tls", cfg.Server.TLSCertFile != "")
+	d.log.Info("listening", "addr", ln.Addr().String(), "tls", cfg.Server.TLSCertFile != "", "max_connections", cfg.Server.MaxConnections)
+	if addr := cfg.Server.MetricsListen; addr != "" {
+		mln, err := listen(addr, cfg.Server.MaxConnections, onFull("metrics"))
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		mux := http.NewServeMux()
+		d.opsRoutes(mux)
+		msrv := newHTTPServer(mux, d.log)
+		servers = append(servers, msrv)
+		go func() { served <- msrv.Serve(mln) }()
+		d.log.Info("listening for metrics and probes", "addr", mln.Addr().String())
+	}
 
 	if err := d.schedule(cfg.Schedule); err != nil {
 		return err
@@ -345,8 +362,10 @@ func (d *daemon) serve(ctx context.Context) error {
 	d.mu.Unlock()
 	shutCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		d.log.Warn("HTTP shutdown", "error", err)
+	for _, s := range servers {
+		if err := s.Shutdown(shutCtx); err != nil {
+			d.log.Warn("HTTP shutdown", "error", err)
+		}
 	}
 	stopGetting()
 	select {
