@@ -16,6 +16,11 @@ type OktaOptions struct {
 	Queue   Enqueuer // required; Enqueue must not block
 	Observe Observer // optional
 	MaxBody int64    // DefaultMaxBody if zero
+	// MaxKeys caps the distinct keys one delivery enqueues (DefaultMaxKeys if zero); past it the
+	// delivery is one full reconcile. Known says which group-key sources the agent reads (every one
+	// if nil): keys of other sources are dropped, as reconciling them would reconcile everything.
+	MaxKeys int
+	Known   func(source string) bool
 	Logger  *slog.Logger
 }
 
@@ -27,7 +32,7 @@ type OktaOptions struct {
 // activation or reactivation enqueues queuekey.All (the user may be in any team, and a deprovisioned
 // user is no member); other event types are ignored; 204.
 func NewOkta(o OktaOptions) http.Handler {
-	return &okta{receiver: newReceiver(SourceOkta, o.Queue, o.Observe, o.MaxBody, o.Logger), secrets: newSecretSet(o.Secrets)}
+	return &okta{receiver: newReceiver(SourceOkta, common{o.Queue, o.Observe, o.MaxBody, o.MaxKeys, o.Known, o.Logger}), secrets: newSecretSet(o.Secrets)}
 }
 
 type okta struct {
@@ -96,7 +101,7 @@ func (h *okta) deliver(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, OutcomeBadRequest)
 		return
 	}
-	var ks keySet
+	ks := h.newKeys()
 	for _, e := range d.Data.Events {
 		switch {
 		case oktaUserEvents[e.EventType]:
@@ -112,7 +117,7 @@ func (h *okta) deliver(w http.ResponseWriter, r *http.Request) {
 			ks.add(key)
 		}
 	}
-	h.enqueue(r, &ks)
+	h.enqueue(r, ks)
 	w.WriteHeader(http.StatusNoContent)
 }
 

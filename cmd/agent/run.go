@@ -43,6 +43,7 @@ type daemon struct {
 	db      *state.DB
 	metrics *metrics.Metrics
 	queue   *workqueue.Queue
+	quota   *scimpush.Quota // new teams of SCIM pushes, kept across reloads
 
 	world   atomic.Pointer[world] // swapped whole on reload
 	handler atomic.Pointer[http.Handler]
@@ -92,7 +93,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer db.Close()
-	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[queuekey.Key]enqueue{}}
+	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), quota: scimpush.NewQuota(nil), enqueued: map[queuekey.Key]enqueue{}}
 	d.queue = workqueue.NewQueue(workqueue.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
 	w, err := d.build(ctx, cfg)
 	if err != nil {
@@ -125,7 +126,7 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 	}
 	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
-	h, err := d.routes(cfg, subs)
+	h, err := d.routes(cfg, subs, sources)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +149,7 @@ func (d *daemon) kept(source string, err error) error {
 	return err
 }
 
-func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Handler, error) {
+func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, sources *desired.Sources) (http.Handler, error) {
 	mux := http.NewServeMux()
 	if cfg.Server.MetricsListen == "" {
 		d.opsRoutes(mux)
@@ -164,6 +165,9 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Han
 			Store:    d.db,
 			OnChange: func(groupID string) { d.enqueue(scimpush.Name, queuekey.Group(scimpush.Name, groupID)) },
 			Logger:   d.log,
+			AdmitGroup: func(displayName string) *server.Refusal {
+				return d.admitPush(sources, displayName)
+			},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("SCIM endpoint: %w", err)
@@ -171,10 +175,10 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Han
 		mux.Handle("/scim/v2/", observeStatus(h, observe("scim")))
 	}
 	if o := cfg.Webhooks.Okta; o != nil {
-		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Logger: d.log}))
+		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Known: sources.Known, Logger: d.log}))
 	}
 	if gr := cfg.Webhooks.Graph; gr != nil {
-		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log}
+		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Known: sources.Known, Logger: d.log}
 		if subs != nil {
 			o.Lifecycle = func(ctx context.Context, event, id string) error {
 				return d.kept("entra", subs.Lifecycle(ctx, event, id))
@@ -187,7 +191,7 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions) (http.Han
 		for i, s := range gen.Secrets {
 			secrets[i] = []byte(s.Reveal())
 		}
-		mux.Handle("/webhooks/generic", webhook.NewGeneric(webhook.GenericOptions{Secrets: secrets, Tolerance: gen.Tolerance, Queue: d.enqueuer("generic"), Observe: observe("generic"), Logger: d.log}))
+		mux.Handle("/webhooks/generic", webhook.NewGeneric(webhook.GenericOptions{Secrets: secrets, Tolerance: gen.Tolerance, Queue: d.enqueuer("generic"), Observe: observe("generic"), Known: sources.Known, Logger: d.log}))
 	}
 	return mux, nil
 }
@@ -197,6 +201,21 @@ func (d *daemon) opsRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
 	mux.Handle("GET /metrics", d.metrics.Handler())
+}
+
+// admitPush refuses a pushed group a team name another source gives (409), or a new team past
+// scim.teamsPerHour (403).
+func (d *daemon) admitPush(sources *desired.Sources, displayName string) *server.Refusal {
+	err := sources.AdmitPush(displayName, d.quota)
+	if err == nil {
+		return nil
+	}
+	d.log.Warn("SCIM group refused", "group", displayName, "error", err)
+	var claimed *desired.ClaimedError
+	if errors.As(err, &claimed) {
+		return &server.Refusal{Status: http.StatusConflict, Detail: err.Error()}
+	}
+	return &server.Refusal{Status: http.StatusForbidden, Detail: err.Error()}
 }
 
 // observeStatus counts the requests of a handler that does not report its outcomes itself (the SCIM
