@@ -154,7 +154,7 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, sources *
 	if cfg.Server.MetricsListen == "" {
 		d.opsRoutes(mux)
 	}
-	admin.Mount(mux, cfg.Server.AdminToken, d.db, d.log)
+	admin.Mount(mux, cfg.Server.AdminToken, d.db, func() any { return d.status() }, d.log)
 	observe := func(source string) webhook.Observer {
 		return func(_, outcome string) { d.metrics.Webhooks.WithLabelValues(source, outcome).Inc() }
 	}
@@ -277,26 +277,6 @@ func (d *daemon) enqueue(source string, key queuekey.Key) {
 	}
 	d.mu.Unlock()
 	d.queue.Add(key)
-}
-
-func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
-	last := d.lastOK.Load()
-	switch msg := d.lastErr.Load(); {
-	case last == 0 && msg == nil:
-		http.Error(w, "starting: the first reconcile has not finished", http.StatusServiceUnavailable)
-	case msg != nil:
-		http.Error(w, "the last reconcile failed: "+*msg, http.StatusServiceUnavailable)
-	default:
-		fmt.Fprintln(w, "ok")
-	}
-	// A subscription that cannot be kept is reported but does not make the agent unready: Graph's
-	// validation handshake must reach this agent's /webhooks/graph to create the subscription again,
-	// which an unready pod behind a Service would never get.
-	if wd := d.world.Load(); wd != nil && wd.subs != nil {
-		if err := wd.subs.Err(); err != nil {
-			fmt.Fprintln(w, "degraded: change notifications may not arrive, the schedule still reads every group:", err)
-		}
-	}
 }
 
 func (d *daemon) serve(ctx context.Context) error {

@@ -38,7 +38,7 @@ func adminServer(t *testing.T, token string) (srv *httptest.Server, db *state.DB
 	}
 	logs = &bytes.Buffer{}
 	mux := http.NewServeMux()
-	Mount(mux, config.NewSecret(token), db, slog.New(slog.NewTextHandler(logs, nil)))
+	Mount(mux, config.NewSecret(token), db, nil, slog.New(slog.NewTextHandler(logs, nil)))
 	srv = httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, db, logs
