@@ -169,6 +169,9 @@ func fuzzCall(t *testing.T, h http.Handler, method, target string, header map[st
 	if len(rec.keys) > 0 && !authenticated {
 		t.Errorf("unauthenticated request enqueued %q", rec.keys)
 	}
+	if len(rec.keys) > DefaultMaxKeys {
+		t.Errorf("one delivery enqueued %d keys, more than %d", len(rec.keys), DefaultMaxKeys)
+	}
 }
 
 // One authenticated delivery enqueues at most MaxKeys keys (more become one full reconcile), and group
