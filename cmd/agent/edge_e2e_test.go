@@ -56,11 +56,15 @@ func TestDaemonMetricsListenerAndPushedNames(t *testing.T) {
 	if code, body := push(e.team("second")); code != http.StatusForbidden || !strings.Contains(body, "scim.teamsPerHour") {
 		t.Errorf("a new team past the quota: %d %s", code, body)
 	}
-	waitFor(t, "the pushed team in W&B", func() bool { return e.hasTeam(e.team("first")) })
-	if e.hasTeam(e.team("second")) {
-		t.Error("a push past the quota made a team")
+	// The YAML team and the admitted push both end in sync; nothing is in conflict.
+	waitFor(t, "the YAML team and the admitted push in sync", func() bool {
+		_, m := ops.do(t, http.MethodGet, "/metrics", "", "")
+		return strings.Contains(m, `byob_teams{status="in_sync"} 2`)
+	})
+	if _, m := ops.do(t, http.MethodGet, "/metrics", "", ""); strings.Contains(m, `status="conflict"`) {
+		t.Errorf("a team is in conflict:\n%s", m)
 	}
-	if _, m := ops.do(t, http.MethodGet, "/metrics", "", ""); !strings.Contains(m, `byob_teams{status="in_sync"} 2`) || strings.Contains(m, `status="conflict"`) {
-		t.Errorf("the YAML team and the admitted push are not both in sync:\n%s", m)
+	if !e.hasTeam(e.team("first")) || e.hasTeam(e.team("second")) {
+		t.Errorf("W&B teams %+v: want the admitted push's, not the one past the quota", e.emu.Groups())
 	}
 }
