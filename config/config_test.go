@@ -108,7 +108,7 @@ var baseEnv = map[string]string{
 	"WANDB_API_KEY": "wandb-key-value", "S3_SECRET": "s3-secret-value", "CW_SECRET": "cw-secret-value",
 	"AZURE_KEY":  "YXp1cmUta2V5LXZhbHVl", // base64 of "azure-key-value"
 	"GCS_KEY":    gcsKey,
-	"SCIM_TOKEN": "scim-token-value-0123", "OKTA_SECRET": "okta-secret-value", "GRAPH_STATE": "graph-state-value",
+	"SCIM_TOKEN": "scim-token-value-0123", "OKTA_SECRET": "okta-secret-value-0123", "GRAPH_STATE": "graph-state-value-0123",
 	"HOOK_SECRET": "whsec_Z2VuZXJpYy1ob29rLWtleS12YWx1ZQ==", // base64 of "generic-hook-key-value"
 	"OKTA_TOKEN":  "okta-api-token-value", "ENTRA_SECRET": "entra-secret-value",
 }

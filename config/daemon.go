@@ -30,6 +30,15 @@ const (
 	MinTokenLength = 16
 	// maxClientStateLength is Microsoft Graph's limit on a subscription's clientState.
 	maxClientStateLength = 128
+	// MinWebhookSecretLength keeps webhook secrets (Okta's Authorization value, Graph clientStates, a
+	// Standard Webhooks key) out of guessing range, as MinTokenLength does for bearer tokens.
+	MinWebhookSecretLength = 16
+	// DefaultMaxConnections caps the connections each listener holds at once: past it new ones wait
+	// in the kernel's backlog, unread. IdPs push with a handful of connections.
+	DefaultMaxConnections = 128
+	MaxMaxConnections     = 10_000
+	// DefaultSCIMTeamsPerHour is how many new teams SCIM pushes may ask for in an hour.
+	DefaultSCIMTeamsPerHour = 20
 )
 
 // Server is the daemon's HTTP listener.
@@ -45,6 +54,11 @@ type Server struct {
 	// AdminToken is the bearer token of /admin/ (state backup and export while the daemon holds the
 	// state file); unset, /admin/ is not served.
 	AdminToken Secret
+	// MaxConnections caps the connections each listener serves at once.
+	MaxConnections int
+	// MetricsListen, when set, is a second plain-HTTP host:port that serves /metrics, /healthz and
+	// /readyz instead of Listen, so that they need not be exposed where the IdPs reach SCIM.
+	MetricsListen string
 }
 
 // NeedsRestart reports whether going from s to next needs a restart of the daemon: the listener's
@@ -57,6 +71,9 @@ func (s Server) NeedsRestart(next Server) bool {
 // SCIM is the agent's inbound SCIM endpoint, and the rule that turns pushed groups into teams.
 type SCIM struct {
 	Tokens []Secret // accepted bearer tokens; several during a rotation
+	// TeamsPerHour caps the new team names pushes may ask for in any hour (creates and renames of
+	// groups that become teams).
+	TeamsPerHour int
 	// GroupRule is scim.groups, never nil; embedded so that s.Profile names the teams' profile.
 	*GroupRule
 }
@@ -109,13 +126,13 @@ func (c *Config) Storage(profile, teamName string) (team.Storage, error) {
 }
 
 func (f *file) server(root mapping) Server {
-	s := Server{Listen: DefaultListen, ShutdownTimeout: DefaultShutdownTimeout}
+	s := Server{Listen: DefaultListen, ShutdownTimeout: DefaultShutdownTimeout, MaxConnections: DefaultMaxConnections}
 	scimKey := root.keys["scim"]
 	const needBase = "is required when scim is enabled: SCIM Location headers are absolute URLs"
 	if !root.has("server") && scimKey != nil {
 		f.problem(scimKey, "server.baseURL", needBase)
 	}
-	m, ok := f.section(root, "server", "", "listen", "baseURL", "tlsCertFile", "tlsKeyFile", "shutdownTimeout", "adminToken", "adminTokenFile")
+	m, ok := f.section(root, "server", "", "listen", "baseURL", "tlsCertFile", "tlsKeyFile", "shutdownTimeout", "adminToken", "adminTokenFile", "maxConnections", "metricsListen")
 	if !ok {
 		return s
 	}
@@ -137,6 +154,21 @@ func (f *file) server(root mapping) Server {
 			f.problem(n, m.at("shutdownTimeout"), "must be positive, got %s", d)
 		}
 		s.ShutdownTimeout = d
+	}
+	if c, n := f.integer(m, "maxConnections"); n != nil {
+		if c < 1 || c > MaxMaxConnections {
+			f.problem(n, m.at("maxConnections"), "must be between 1 and %d, got %d", MaxMaxConnections, c)
+		}
+		s.MaxConnections = c
+	}
+	if l, n := f.str(m, "metricsListen", ""); n != nil && l != "" {
+		switch err := checkListen(l); {
+		case err != nil:
+			f.problem(n, m.at("metricsListen"), "%v", err)
+		case l == s.Listen:
+			f.problem(n, m.at("metricsListen"), "is server.listen: leave it out to serve /metrics and the probes there, or give another port")
+		}
+		s.MetricsListen = l
 	}
 	s.AdminToken = f.secret(m, "adminToken", "")
 	f.checkSecret(m, "adminToken", s.AdminToken, func(v string) error {
@@ -263,14 +295,22 @@ func (f *file) enabled(m mapping, key string, allowed ...string) (mapping, bool)
 
 // scim reads the inbound SCIM endpoint; nil when it is absent (or too broken to use).
 func (f *file) scim(root mapping, profiles map[string]*profileDef, defaultProfile string) *SCIM {
-	m, ok := f.enabled(root, "scim", "tokens", "tokenFiles", "groups")
+	m, ok := f.enabled(root, "scim", "tokens", "tokenFiles", "groups", "teamsPerHour")
 	if !ok {
 		return nil
 	}
-	return &SCIM{
-		Tokens:    f.secretList(m, "tokens", "tokenFiles", checkBearerToken),
-		GroupRule: f.groupRule(m, profiles, defaultProfile, "SCIM creates"),
+	s := &SCIM{
+		Tokens:       f.secretList(m, "tokens", "tokenFiles", checkBearerToken),
+		TeamsPerHour: DefaultSCIMTeamsPerHour,
+		GroupRule:    f.groupRule(m, profiles, defaultProfile, "SCIM creates"),
 	}
+	if c, n := f.integer(m, "teamsPerHour"); n != nil {
+		if c < 0 {
+			f.problem(n, m.at("teamsPerHour"), "must be 0 (pushes create no team) or more, got %d", c)
+		}
+		s.TeamsPerHour = c
+	}
+	return s
 }
 
 func checkBearerToken(v string) string {
@@ -290,7 +330,7 @@ func (f *file) webhooks(root mapping) Webhooks {
 		return w
 	}
 	if om, ok := f.enabled(m, "okta", "secrets", "secretFiles"); ok {
-		w.Okta = &OktaHook{Secrets: f.secretList(om, "secrets", "secretFiles", checkHeaderValue)}
+		w.Okta = &OktaHook{Secrets: f.secretList(om, "secrets", "secretFiles", checkOktaSecret)}
 	}
 	if gm, ok := f.enabled(m, "graph", "clientStates", "clientStateFiles"); ok {
 		w.Graph = &GraphHook{ClientStates: f.secretList(gm, "clientStates", "clientStateFiles", checkClientState)}
@@ -307,9 +347,12 @@ func (f *file) webhooks(root mapping) Webhooks {
 	return w
 }
 
-// checkHeaderValue checks a secret that arrives as an HTTP header value, which cannot hold control
-// characters.
-func checkHeaderValue(v string) string {
+// checkOktaSecret checks the Authorization value of an Okta event hook: it arrives as an HTTP header
+// value, which cannot hold control characters.
+func checkOktaSecret(v string) string {
+	if msg := checkSecretLength(utf8.RuneCountInString(v), "characters"); msg != "" {
+		return msg
+	}
 	if strings.ContainsFunc(v, unicode.IsControl) {
 		return "must not contain control characters: it arrives in an HTTP header"
 	}
@@ -317,17 +360,28 @@ func checkHeaderValue(v string) string {
 }
 
 func checkClientState(v string) string {
-	if utf8.RuneCountInString(v) > maxClientStateLength {
+	n := utf8.RuneCountInString(v)
+	if n > maxClientStateLength {
 		return fmt.Sprintf("is longer than %d characters, Microsoft Graph's limit for a subscription's clientState", maxClientStateLength)
 	}
-	return ""
+	return checkSecretLength(n, "characters")
 }
 
 // checkWebhookSecret refuses a Standard Webhooks secret the receiver could not decode: the receiver
-// and this check share webhook.SigningKey, so what loads is what verifies.
+// and this check share webhook.SigningKey, so what loads is what verifies. The length that counts is
+// the decoded key's.
 func checkWebhookSecret(v string) string {
-	if _, err := webhook.SigningKey([]byte(v)); err != nil {
+	key, err := webhook.SigningKey([]byte(v))
+	if err != nil {
 		return "is not a Standard Webhooks secret (" + err.Error() + "): write it as the sender shows it, whsec_<base64> or <base64>"
+	}
+	return checkSecretLength(len(key), "bytes once base64-decoded")
+}
+
+// checkSecretLength refuses a webhook secret of fewer than MinWebhookSecretLength units.
+func checkSecretLength(n int, units string) string {
+	if n < MinWebhookSecretLength {
+		return fmt.Sprintf("is shorter than %d %s: use a long random secret", MinWebhookSecretLength, units)
 	}
 	return ""
 }

@@ -56,18 +56,19 @@ func TestLoadDaemon(t *testing.T) {
 			name: "everything set",
 			yaml: wandbOK + profilesOK + daemonOK,
 			check: func(t *testing.T, c *Config) {
-				if want := (Server{Listen: "127.0.0.1:9000", BaseURL: "https://byob.example.com/agent", ShutdownTimeout: 10 * time.Second}); c.Server != want {
+				if want := (Server{Listen: "127.0.0.1:9000", BaseURL: "https://byob.example.com/agent", ShutdownTimeout: 10 * time.Second, MaxConnections: DefaultMaxConnections}); c.Server != want {
 					t.Errorf("server = %+v, want %+v", c.Server, want)
 				}
 				if c.Schedule != "*/15 * * * *" || c.Workers != 8 {
 					t.Errorf("schedule %q, workers %d", c.Schedule, c.Workers)
 				}
 				s := c.SCIM
-				if s == nil || strings.Join(reveal(s.Tokens), ",") != "scim-token-value-0123" || s.Prefix != "wandb-" || s.Regex != nil || s.Profile != "main" || s.Lowercase {
+				if s == nil || strings.Join(reveal(s.Tokens), ",") != "scim-token-value-0123" || s.Prefix != "wandb-" || s.Regex != nil || s.Profile != "main" || s.Lowercase ||
+					s.TeamsPerHour != DefaultSCIMTeamsPerHour {
 					t.Fatalf("scim = %+v", s)
 				}
 				w := c.Webhooks
-				if w.Okta == nil || reveal(w.Okta.Secrets)[0] != "okta-secret-value" || w.Graph == nil || reveal(w.Graph.ClientStates)[0] != "graph-state-value" ||
+				if w.Okta == nil || reveal(w.Okta.Secrets)[0] != baseEnv["OKTA_SECRET"] || w.Graph == nil || reveal(w.Graph.ClientStates)[0] != baseEnv["GRAPH_STATE"] ||
 					w.Generic == nil || reveal(w.Generic.Secrets)[0] != baseEnv["HOOK_SECRET"] || w.Generic.Tolerance != 2*time.Minute {
 					t.Errorf("webhooks = %+v", w)
 				}
@@ -88,11 +89,11 @@ scim:
     lowercase: true
 webhooks:
   okta: {secretFiles: [okta.secret]}
-  graph: {clientStateFiles: [graph.state], clientStates: [inline-state]}
-  generic: {secrets: [cmF3LWdlbmVyaWMta2V5]} # unprefixed base64, as the reference libraries also accept
+  graph: {clientStateFiles: [graph.state], clientStates: [inline-state-0123456]}
+  generic: {secrets: [cmF3LWdlbmVyaWMta2V5LTAxMjM=]} # unprefixed base64, as the reference libraries also accept
 `,
 			files: map[string]string{"tls/server.crt": cert, "/etc/byob/tls.key": key, "admin.token": "admin-token-from-file-0123\n", "scim/old.token": "old-scim-token-0123456789\n",
-				"okta.secret": "Bearer okta-from-file\n", "graph.state": "state-from-file"},
+				"okta.secret": "Bearer okta-from-file\n", "graph.state": "state-from-file-0123"},
 			check: func(t *testing.T, c *Config) {
 				if c.Server.TLSCertFile != "/cfg/tls/server.crt" || c.Server.TLSKeyFile != "/etc/byob/tls.key" || c.Server.Listen != DefaultListen ||
 					c.Server.AdminToken.Reveal() != "admin-token-from-file-0123" {
@@ -109,7 +110,7 @@ webhooks:
 					t.Errorf("TeamName = %q, %v, %v", name, ok, err)
 				}
 				w := c.Webhooks
-				if got := strings.Join(reveal(w.Graph.ClientStates), ","); got != "inline-state,state-from-file" {
+				if got := strings.Join(reveal(w.Graph.ClientStates), ","); got != "inline-state-0123456,state-from-file-0123" {
 					t.Errorf("client states = %q", got)
 				}
 				if reveal(w.Okta.Secrets)[0] != "Bearer okta-from-file" || w.Generic.Tolerance != DefaultWebhookTolerance {
@@ -138,6 +139,15 @@ webhooks:
 			check: func(t *testing.T, c *Config) {
 				if c.SCIM.Profile != "s3" || c.Server.TLSCertFile != "" || c.Server.TLSKeyFile != "" || c.Workers != 64 {
 					t.Errorf("scim %+v, server %+v", c.SCIM, c.Server)
+				}
+			},
+		},
+		{
+			name: "listener limits, metrics listener, team quota",
+			yaml: wandbOK + profilesOK + "server:\n  baseURL: https://x.example.com\n  maxConnections: 8\n  metricsListen: 0.0.0.0:9090\nscim:\n  tokens: [\"${SCIM_TOKEN}\"]\n  teamsPerHour: 0\n",
+			check: func(t *testing.T, c *Config) {
+				if c.Server.MaxConnections != 8 || c.Server.MetricsListen != "0.0.0.0:9090" || c.SCIM.TeamsPerHour != 0 {
+					t.Errorf("server %+v, scim %+v", c.Server, c.SCIM)
 				}
 			},
 		},
@@ -232,6 +242,10 @@ func TestLoadBadDaemon(t *testing.T) {
 		{name: "schedule fraction of a second", yaml: base + "schedule: \"@every 1.5s\" #<\n", field: "schedule", msg: "but got 1.5s"},
 		{name: "schedule zone only", yaml: base + "schedule: CRON_TZ=UTC #<\n", field: "schedule", msg: `"CRON_TZ=UTC" names a time zone but no schedule`},
 		{name: "schedule unknown zone", yaml: base + "schedule: CRON_TZ=Mars/Olympus @hourly #<\n", field: "schedule", msg: "provided bad location Mars/Olympus"},
+		{name: "maxConnections zero", yaml: base + "server:\n  maxConnections: 0 #<\n", field: "server.maxConnections", msg: "must be between 1 and 10000, got 0"},
+		{name: "metricsListen not host:port", yaml: base + "server:\n  metricsListen: 9090 #<\n", field: "server.metricsListen", msg: `"9090" is not host:port`},
+		{name: "metricsListen is listen", yaml: base + "server:\n  listen: :8080\n  metricsListen: :8080 #<\n", field: "server.metricsListen", msg: "is server.listen"},
+		{name: "scim teamsPerHour negative", yaml: withServer + "scim:\n" + tokens + "  teamsPerHour: -1 #<\n", field: "scim.teamsPerHour", msg: "must be 0 (pushes create no team) or more, got -1"},
 		{name: "workers zero", yaml: base + "workers: 0 #<\n", field: "workers", msg: "must be between 1 and 64, got 0"},
 		{name: "workers too many", yaml: base + "workers: ${WORKERS} #<\n", env: map[string]string{"WORKERS": "65"}, field: "workers", msg: "must be between 1 and 64, got 65"},
 		{name: "workers not a number", yaml: base + "workers: four #<\n", field: "workers", msg: `expected an integer, got "four"`},
@@ -272,7 +286,7 @@ func TestLoadBadDaemon(t *testing.T) {
 		{name: "okta without secrets", yaml: base + "webhooks:\n  okta: {} #<\n", field: "webhooks.okta", msg: "set secrets or secretFiles: at least one"},
 		{name: "okta with nothing", yaml: base + "webhooks:\n  okta: #<\n", field: "webhooks.okta", msg: "set secrets or secretFiles: at least one"},
 		{name: "okta secretFile missing", yaml: base + "webhooks:\n  okta:\n    secretFiles: [/run/okta] #<\n", field: "webhooks.okta.secretFiles[0]", msg: `cannot read "/run/okta"`},
-		{name: "okta secret with a newline", yaml: base + "webhooks:\n  okta: {secrets: [\"${NL}\"]} #<\n", env: map[string]string{"NL": "a\nb"}, field: "webhooks.okta.secrets[0]", msg: "must not contain control characters: it arrives in an HTTP header"},
+		{name: "okta secret with a newline", yaml: base + "webhooks:\n  okta: {secrets: [\"${NL}\"]} #<\n", env: map[string]string{"NL": "okta-secret-0123456\nb"}, field: "webhooks.okta.secrets[0]", msg: "must not contain control characters: it arrives in an HTTP header"},
 		{name: "graph clientState too long", yaml: base + "webhooks:\n  graph: {clientStates: [\"${LONG}\"]} #<\n", env: map[string]string{"LONG": strings.Repeat("s", 129)},
 			field: "webhooks.graph.clientStates[0]", msg: "is longer than 128 characters, Microsoft Graph's limit"},
 		{name: "graph with secrets", yaml: base + "webhooks:\n  graph: {secrets: [x]} #<\n", count: 2, field: "webhooks.graph.secrets", msg: "unknown key; expected one of: clientStates, clientStateFiles"},
@@ -281,8 +295,11 @@ func TestLoadBadDaemon(t *testing.T) {
 		{name: "generic secret unpadded base64", yaml: base + "webhooks:\n  generic: {secrets: [whsec_a2V5cw]} #<\n", field: "webhooks.generic.secrets[0]", msg: "(not base64)"},
 		{name: "generic secret prefix only", yaml: base + "webhooks:\n  generic: {secrets: [whsec_]} #<\n", field: "webhooks.generic.secrets[0]", msg: "is not a Standard Webhooks secret (empty)"},
 		{name: "generic secret empty key", yaml: base + "webhooks:\n  generic: {secrets: [\"whsec_====\"]} #<\n", field: "webhooks.generic.secrets[0]", msg: "(not base64)"},
-		{name: "generic tolerance zero", yaml: base + "webhooks:\n  generic:\n    secrets: [a2V5]\n    tolerance: 0s #<\n", field: "webhooks.generic.tolerance", msg: "must be positive, got 0s"},
-		{name: "generic tolerance bad", yaml: base + "webhooks:\n  generic:\n    secrets: [a2V5]\n    tolerance: five #<\n", field: "webhooks.generic.tolerance", msg: `expected a duration such as 30s or 24h, got "five"`},
+		{name: "generic tolerance zero", yaml: base + "webhooks:\n  generic:\n    secrets: [MDEyMzQ1Njc4OWFiY2RlZg==]\n    tolerance: 0s #<\n", field: "webhooks.generic.tolerance", msg: "must be positive, got 0s"},
+		{name: "okta secret short", yaml: base + "webhooks:\n  okta: {secrets: [okta-secret]} #<\n", field: "webhooks.okta.secrets[0]", msg: "is shorter than 16 characters: use a long random secret"},
+		{name: "graph clientState short", yaml: base + "webhooks:\n  graph:\n    clientStateFiles: [s] #<\n", files: map[string]string{"s": "state\n"}, field: "webhooks.graph.clientStateFiles[0]", msg: "is shorter than 16 characters: use a long random secret"},
+		{name: "generic key short", yaml: base + "webhooks:\n  generic: {secrets: [\"whsec_c2hvcnQta2V5\"]} #<\n", field: "webhooks.generic.secrets[0]", msg: "is shorter than 16 bytes once base64-decoded: use a long random secret"},
+		{name: "generic tolerance bad", yaml: base + "webhooks:\n  generic:\n    secrets: [MDEyMzQ1Njc4OWFiY2RlZg==]\n    tolerance: five #<\n", field: "webhooks.generic.tolerance", msg: `expected a duration such as 30s or 24h, got "five"`},
 	})
 }
 

@@ -38,7 +38,7 @@ func TestLoadGood(t *testing.T) {
 					State:          State{Path: "/cfg/byob-agent.db"},
 					Sync:           Sync{Concurrency: 8, DriftCheckInterval: 24 * time.Hour},
 					DefaultProfile: "main",
-					Server:         Server{Listen: "127.0.0.1:8080", ShutdownTimeout: 30 * time.Second},
+					Server:         Server{Listen: "127.0.0.1:8080", ShutdownTimeout: 30 * time.Second, MaxConnections: DefaultMaxConnections},
 					Schedule:       "@every 10m",
 					Workers:        4,
 					Members:        Members{Mode: MembersOwned, MaxRemoveShare: 0.5, KeepOnOrphan: true},
@@ -445,7 +445,7 @@ func TestExampleConfig(t *testing.T) {
 
 	// So do the commented-out daemon settings, with every variable they name needed.
 	text = uncomment(t, text, "# server:")
-	daemonEnv := map[string]string{"SCIM_TOKEN": "scim-token-0123456789", "OKTA_HOOK_SECRET": "okta", "GRAPH_CLIENT_STATE": "graph", "WEBHOOK_SECRET": "whsec_c2VjcmV0",
+	daemonEnv := map[string]string{"SCIM_TOKEN": "scim-token-0123456789", "OKTA_HOOK_SECRET": "okta-hook-secret-0123", "GRAPH_CLIENT_STATE": "graph-client-state-0123", "WEBHOOK_SECRET": "whsec_MDEyMzQ1Njc4OWFiY2RlZg==",
 		"BYOB_ADMIN_TOKEN": "admin-token-0123456789"}
 	maps.Copy(env, daemonEnv)
 	if cfg, err = load(text, env); err != nil {
@@ -847,8 +847,8 @@ func FuzzLoad(f *testing.F) {
 		wandbOK + profilesOK + daemonOK, wandbOK + profilesOK + "server: {tlsCertFile: c, tlsKeyFile: k}\nschedule: CRON_TZ=UTC\n",
 		wandbOK + profilesOK + "schedule: \"TZ=UTC @every 1s\"\nscim:\n  tokenFiles: [t]\n  groups: {regex: \"(?P<team>a)|(?P<team>b)\"}\n",
 		"", "---\n---\n", "a: &a [*a]\n", "teams: {a: b}\n", "wandb: [\n", "profiles:\n  x:\n    bucket: '{{ range . }}'\n",
-		wandbOK + profilesOK + oktaOK + source(entraOK) + "    groupIds: [x]\n    subscription: {notificationURL: https://x, clientState: s}\n" + source(googleOK) +
-			"    groups: {names: [ml-research, ML]}\nwebhooks: {graph: {clientStates: [s]}}\nmembers: {sync: true, mode: authoritative, maxRemoveShare: .5}\n" + teamsOK,
+		wandbOK + profilesOK + oktaOK + source(entraOK) + "    groupIds: [x]\n    subscription: {notificationURL: https://x, clientState: state-0123456789ab}\n" + source(googleOK) +
+			"    groups: {names: [ml-research, ML]}\nwebhooks: {graph: {clientStates: [state-0123456789ab]}}\nmembers: {sync: true, mode: authoritative, maxRemoveShare: .5}\n" + teamsOK,
 		wandbOK + profilesOK + "server: {baseURL: https://x}\nscim: {tokens: [t], groups: {names: [a, A], lowercase: true}}\nmembers: {maxRemoveShare: 1e-3, keepOnOrphan: false}\n",
 	} {
 		f.Add([]byte(s))

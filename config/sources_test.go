@@ -228,7 +228,7 @@ func TestLoadSources(t *testing.T) {
       clientStateFile: graph.state
     catchUpInterval: 0
     groups: {names: [ML-Platform, Data-Eng], lowercase: true}
-`) + "webhooks:\n  graph: {clientStates: [other-state], clientStateFiles: [graph.state]}\nteams:\n  - name: ml\n",
+`) + "webhooks:\n  graph: {clientStates: [other-state-0123456], clientStateFiles: [graph.state]}\nteams:\n  - name: ml\n",
 			files: map[string]string{"graph.state": "graph-state-from-file\n"},
 			env:   map[string]string{"GROUP_ID": "AAAAAAAA-0000-0000-0000-000000000001"},
 			check: func(t *testing.T, c *Config) {
@@ -385,9 +385,9 @@ func TestLoadBadSources(t *testing.T) {
 		{name: "entra graphURL plain http", yaml: entra("    graphURL: http://graph.example.com #<\n"), field: "sources.entra.graphURL",
 			msg: `"http://graph.example.com" is not an https:// URL (plain http only to a loopback address such as 127.0.0.1, for tests)`},
 		{name: "entra authorityURL with query", yaml: entra("    authorityURL: https://login.example.com/?x=1 #<\n"), field: "sources.entra.authorityURL", msg: "must not have a query or fragment"},
-		{name: "entra subscription without receiver", yaml: entra("    subscription: #<\n      notificationURL: https://byob.example.com/webhooks/graph\n      clientState: s\n"),
+		{name: "entra subscription without receiver", yaml: entra("    subscription: #<\n      notificationURL: https://byob.example.com/webhooks/graph\n      clientState: state-0123456789ab\n"),
 			field: "sources.entra.subscription", msg: "needs webhooks.graph, with this clientState among its clientStates"},
-		{name: "entra subscription state unknown to the receiver", yaml: entra(sub) + "webhooks:\n  graph: {clientStates: [other]}\n",
+		{name: "entra subscription state unknown to the receiver", yaml: entra(sub) + "webhooks:\n  graph: {clientStates: [other-state-0123456]}\n",
 			field: "sources.entra.subscription.clientState", msg: "is not among webhooks.graph.clientStates: the receiver would reject every notification"},
 		{name: "entra subscription over http", yaml: entra("    subscription:\n      notificationURL: http://127.0.0.1/webhooks/graph #<\n      clientState: ${GRAPH_STATE}\n") + "webhooks:\n  graph: {clientStates: [\"${GRAPH_STATE}\"]}\n",
 			field: "sources.entra.subscription.notificationURL", msg: "is not an https:// URL: Graph delivers notifications over https only"},

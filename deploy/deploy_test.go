@@ -184,11 +184,8 @@ type securityContext struct {
 }
 
 type container struct {
-	Args  []string `yaml:"args"`
-	Ports []struct {
-		Name          string `yaml:"name"`
-		ContainerPort int    `yaml:"containerPort"`
-	} `yaml:"ports"`
+	Args    []string `yaml:"args"`
+	Ports   []port   `yaml:"ports"`
 	EnvFrom []struct {
 		SecretRef *struct {
 			Name string `yaml:"name"`
@@ -200,6 +197,20 @@ type container struct {
 	Resources       resources       `yaml:"resources"`
 	SecurityContext securityContext `yaml:"securityContext"`
 	VolumeMounts    []volumeMount   `yaml:"volumeMounts"`
+}
+
+type port struct {
+	Name          string `yaml:"name"`
+	ContainerPort int    `yaml:"containerPort"`
+}
+
+type service struct {
+	Spec struct {
+		Ports []struct {
+			Name       string `yaml:"name"`
+			TargetPort string `yaml:"targetPort"`
+		} `yaml:"ports"`
+	} `yaml:"spec"`
 }
 
 type volumeMount struct {
@@ -243,8 +254,9 @@ type configMap struct {
 // agentConfig is the part of the agent's configuration the chart is responsible for.
 type agentConfig struct {
 	Server struct {
-		Listen  string `yaml:"listen"`
-		BaseURL string `yaml:"baseURL"`
+		Listen        string `yaml:"listen"`
+		MetricsListen string `yaml:"metricsListen"`
+		BaseURL       string `yaml:"baseURL"`
 	} `yaml:"server"`
 	State struct {
 		Path string `yaml:"path"`
@@ -338,6 +350,7 @@ func TestHelmTemplate(t *testing.T) {
 		wantKinds  []string
 		mountPath  string
 		port       int
+		metrics    int    // the port of /metrics and the probes; 0: port (the probes use http)
 		secret     string // Secret read by the pod; "" none
 		secretEnv  bool
 		secretFile string // mount path of the Secret's files; "" none
@@ -345,6 +358,15 @@ func TestHelmTemplate(t *testing.T) {
 	}{
 		{
 			name:      "defaults",
+			fullname:  "rel-byob-agent",
+			wantKinds: []string{"ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceAccount"},
+			mountPath: "/var/lib/byob-agent",
+			port:      8080,
+			metrics:   9090,
+		},
+		{
+			name:      "probes and metrics on the main port",
+			args:      []string{"-f", writeValues(t, "metricsPort: 0\nconfig: |\n  server: {listen: \"0.0.0.0:8080\"}\n  state: {path: /var/lib/byob-agent/state.db}\n  wandb: {scimURL: https://acme.wandb.io/scim}\n")},
 			fullname:  "rel-byob-agent",
 			wantKinds: []string{"ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceAccount"},
 			mountPath: "/var/lib/byob-agent",
@@ -358,6 +380,7 @@ func TestHelmTemplate(t *testing.T) {
 				"Service", "ServiceAccount", "ServiceMonitor"},
 			mountPath:  "/data/byob",
 			port:       9090,
+			metrics:    9100,
 			secret:     "byob-agent-secrets",
 			secretEnv:  true,
 			secretFile: "/etc/byob/secrets",
@@ -371,6 +394,7 @@ func TestHelmTemplate(t *testing.T) {
 				"ServiceAccount"},
 			mountPath: "/var/lib/byob-agent",
 			port:      8080,
+			metrics:   9090,
 			secret:    "rel-byob-agent",
 			secretEnv: true,
 			baseURL:   "https://byob.example.com",
@@ -390,10 +414,22 @@ func TestHelmTemplate(t *testing.T) {
 				}
 			}
 			dep := the[deployment](t, docs, "Deployment")
-			checkDeployment(t, dep)
+			checkDeployment(t, dep, tt.metrics != 0)
 			c := dep.Spec.Template.Spec.Containers[0]
-			if len(c.Ports) != 1 || c.Ports[0].Name != "http" || c.Ports[0].ContainerPort != tt.port {
-				t.Errorf("ports %+v, want http:%d", c.Ports, tt.port)
+			wantPorts := []port{{"http", tt.port}}
+			if tt.metrics != 0 {
+				wantPorts = append(wantPorts, port{"metrics", tt.metrics})
+			}
+			if !slices.Equal(c.Ports, wantPorts) {
+				t.Errorf("ports %+v, want %+v", c.Ports, wantPorts)
+			}
+			svc := the[service](t, docs, "Service")
+			var svcPorts []string
+			for _, p := range svc.Spec.Ports {
+				svcPorts = append(svcPorts, p.Name+">"+p.TargetPort)
+			}
+			if want := []string{"http>http", "metrics>metrics"}[:len(wantPorts)]; !slices.Equal(svcPorts, want) {
+				t.Errorf("Service ports %v, want %v", svcPorts, want)
 			}
 
 			cm := named[configMap](t, docs, "ConfigMap", tt.fullname)
@@ -409,6 +445,9 @@ func TestHelmTemplate(t *testing.T) {
 			}
 			if want := "0.0.0.0:" + strconv.Itoa(tt.port); cfg.Server.Listen != want {
 				t.Errorf("config server.listen %q, want %q", cfg.Server.Listen, want)
+			}
+			if want := "0.0.0.0:" + strconv.Itoa(tt.metrics); tt.metrics != 0 && cfg.Server.MetricsListen != want || tt.metrics == 0 && cfg.Server.MetricsListen != "" {
+				t.Errorf("config server.metricsListen %q, want port %d", cfg.Server.MetricsListen, tt.metrics)
 			}
 			if cfg.Server.BaseURL != tt.baseURL {
 				t.Errorf("config server.baseURL %q, want %q", cfg.Server.BaseURL, tt.baseURL)
@@ -439,8 +478,9 @@ func TestHelmTemplate(t *testing.T) {
 	}
 }
 
-// checkDeployment asserts what holds for every set of values.
-func checkDeployment(t *testing.T, dep deployment) {
+// checkDeployment asserts what holds for every set of values; separate says the probes use the
+// metrics port.
+func checkDeployment(t *testing.T, dep deployment, separate bool) {
 	t.Helper()
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 {
 		t.Errorf("replicas %v, want 1 (single writer)", dep.Spec.Replicas)
@@ -456,6 +496,10 @@ func checkDeployment(t *testing.T, dep deployment) {
 		t.Fatalf("%d containers, want 1", len(pod.Containers))
 	}
 	c := pod.Containers[0]
+	probePort := "http"
+	if separate {
+		probePort = "metrics"
+	}
 	for _, p := range []struct {
 		name string
 		got  *probe
@@ -465,8 +509,8 @@ func checkDeployment(t *testing.T, dep deployment) {
 		{"liveness", c.LivenessProbe, "/healthz"},
 		{"readiness", c.ReadinessProbe, "/readyz"},
 	} {
-		if p.got == nil || p.got.HTTPGet.Path != p.path || p.got.HTTPGet.Port != "http" {
-			t.Errorf("%s probe %+v, want GET %s on port http", p.name, p.got, p.path)
+		if p.got == nil || p.got.HTTPGet.Path != p.path || p.got.HTTPGet.Port != probePort {
+			t.Errorf("%s probe %+v, want GET %s on port %s", p.name, p.got, p.path, probePort)
 		}
 	}
 	for _, r := range []string{"cpu", "memory"} {
@@ -539,8 +583,8 @@ func TestHelmTemplateOptions(t *testing.T) {
 		t.Errorf("ingress paths %v, want %v", paths, want)
 	}
 	sm := the[serviceMonitor](t, docs, "ServiceMonitor")
-	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].Port != "http" {
-		t.Errorf("ServiceMonitor endpoints %+v, want /metrics on port http", sm.Spec.Endpoints)
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].Port != "metrics" {
+		t.Errorf("ServiceMonitor endpoints %+v, want /metrics on port metrics", sm.Spec.Endpoints)
 	}
 	if sm.Metadata.Namespace != "monitoring" || sm.Metadata.Labels["release"] != "kube-prometheus-stack" {
 		t.Errorf("ServiceMonitor metadata %+v", sm.Metadata)
@@ -564,7 +608,7 @@ func TestConfigChecksum(t *testing.T) {
 		t.Errorf("checksum changed with logLevel only: %s -> %s", base, got)
 	}
 	for name, values := range map[string]string{
-		"string": "config: |\n  server: {listen: \"0.0.0.0:8080\"}\n  state: {path: /var/lib/byob-agent/state.db}\n  sync: {concurrency: 4}\n",
+		"string": "config: |\n  server: {listen: \"0.0.0.0:8080\", metricsListen: \"0.0.0.0:9090\"}\n  state: {path: /var/lib/byob-agent/state.db}\n  sync: {concurrency: 4}\n",
 		"map":    mapValues,
 	} {
 		if got := checksum(values); got == base {
@@ -581,6 +625,11 @@ func TestHelmTemplateRefuses(t *testing.T) {
 		{"no state path", "config: |\n  server: {listen: \"0.0.0.0:8080\"}\n", "state.path must be set"},
 		{"loopback listener", "config: |\n  server: {listen: \"127.0.0.1:8080\"}\n  state: {path: /var/lib/byob-agent/state.db}\n", "loopback"},
 		{"listener on another port", "config:\n  server: {listen: \"0.0.0.0:9000\"}\n", "does not use containerPort 8080"},
+		{"no metrics listener", "config: |\n  server: {listen: \"0.0.0.0:8080\"}\n  state: {path: /var/lib/byob-agent/state.db}\n", "server.metricsListen must be set"},
+		{"metrics listener on another port", "config:\n  server: {metricsListen: \"0.0.0.0:9100\"}\n", "does not use metricsPort 9090"},
+		{"metrics listener on loopback", "config:\n  server: {metricsListen: \"127.0.0.1:9090\"}\n", "loopback"},
+		{"metrics listener without metricsPort", "metricsPort: 0\nconfig:\n  server: {metricsListen: \"0.0.0.0:9090\"}\n", "metricsPort is 0"},
+		{"metricsPort is containerPort", "metricsPort: 8080\n", "metricsPort 8080 is containerPort"},
 		{"invalid YAML", "config: \"a: [\"\n", "not valid YAML"},
 		{"ingress without hosts", "ingress: {enabled: true}\n", "at least one host"},
 		{"a second replica", "replicas: 2\n", "replicas"},

@@ -43,6 +43,8 @@ type Metrics struct {
 	ConfigReloads        *prometheus.CounterVec
 	ConfigLastReloadOK   prometheus.Gauge
 	ConfigLastReloadTime prometheus.Gauge
+	// ConnectionWaits counts the connections that found a listener at server.maxConnections.
+	ConnectionWaits *prometheus.CounterVec
 }
 
 // TeamStatuses are the values of byob_teams's status label (state.Record.Status).
@@ -105,9 +107,12 @@ func New() *Metrics {
 		ConfigLastReloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "byob_config_last_reload_timestamp_seconds", Help: "When the configuration was last loaded or a reload was tried (unix seconds).",
 		}),
+		ConnectionWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "byob_http_connection_waits_total", Help: "Times a listener (main, metrics) was at server.maxConnections and a new connection had to wait.",
+		}, []string{"listener"}),
 	}
 	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.TeamsByPhase,
-		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors,
+		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors, m.ConnectionWaits,
 		m.CatchUps, m.CatchUpChanges, m.Ready, m.ConfigReloads, m.ConfigLastReloadOK, m.ConfigLastReloadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series alerts and dashboards select exist from the start at 0: a counter that first appears

@@ -35,7 +35,12 @@ type GenericOptions struct {
 	Queue        Enqueuer         // required; Enqueue must not block
 	Observe      Observer         // optional
 	MaxBody      int64            // DefaultMaxBody if zero
-	Logger       *slog.Logger
+	// MaxKeys caps the distinct keys one delivery enqueues (DefaultMaxKeys if zero); past it the
+	// delivery is one full reconcile. Known says which group-key sources the agent reads (every one
+	// if nil): keys of other sources are dropped, as reconciling them would reconcile everything.
+	MaxKeys int
+	Known   func(source string) bool
+	Logger  *slog.Logger
 }
 
 // Defaults of GenericOptions.
@@ -60,7 +65,7 @@ const (
 // retrying after a lost answer must stop retrying; 401 for a missing or wrong signature or a
 // timestamp out of tolerance.
 func NewGeneric(o GenericOptions) http.Handler {
-	rc := newReceiver(SourceGeneric, o.Queue, o.Observe, o.MaxBody, o.Logger)
+	rc := newReceiver(SourceGeneric, common{o.Queue, o.Observe, o.MaxBody, o.MaxKeys, o.Known, o.Logger})
 	if o.Tolerance <= 0 {
 		o.Tolerance = DefaultTolerance
 	}
@@ -148,7 +153,8 @@ func (h *generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusUnauthorized, OutcomeStale)
 		return
 	}
-	ks, err := genericKeys(r.Header.Get("Content-Type"), body)
+	ks := h.newKeys()
+	err = genericKeys(ks, r.Header.Get("Content-Type"), body)
 	if err != nil {
 		h.observe(h.source, OutcomeBadRequest)
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -195,42 +201,40 @@ func (h *generic) signed(id, ts string, body []byte, header string) bool {
 	return found
 }
 
-// genericKeys reads the body of a signed call; the error is meant for the sender. Only a JSON body
-// names teams or groups; an empty or non-JSON one asks for everything (see NewGeneric).
-func genericKeys(contentType string, body []byte) (*queuekey.Set, error) {
+// genericKeys reads the body of a signed call into ks; the error is meant for the sender. Only a JSON
+// body names teams or groups; an empty or non-JSON one asks for everything (see NewGeneric).
+func genericKeys(ks *keySet, contentType string, body []byte) error {
 	if len(bytes.TrimSpace(body)) == 0 || !isJSON(contentType) {
-		var ks queuekey.Set
 		ks.Add(queuekey.All)
-		return &ks, nil
+		return nil
 	}
 	var b genericBody
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
-		return nil, fmt.Errorf("body must be {\"teams\":[...]}, {\"groups\":[\"<source>:<id>\"]} or {}: %w", err)
+		return fmt.Errorf("body must be {\"teams\":[...]}, {\"groups\":[\"<source>:<id>\"]} or {}: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("body must hold one JSON object only")
+		return fmt.Errorf("body must hold one JSON object only")
 	}
-	var ks queuekey.Set
 	if len(b.Teams) == 0 && len(b.Groups) == 0 {
 		ks.Add(queuekey.All)
-		return &ks, nil
+		return nil
 	}
 	for _, name := range b.Teams {
 		if err := team.ValidateName(name); err != nil {
-			return nil, err
+			return err
 		}
 		ks.Add(queuekey.Team(name))
 	}
 	for _, g := range b.Groups {
 		source, id, ok := strings.Cut(g, ":")
 		if !ok || !validID(source) || !validID(id) {
-			return nil, fmt.Errorf("group %q must be <source>:<group id>, e.g. okta:00g1abc", g)
+			return fmt.Errorf("group %q must be <source>:<group id>, e.g. okta:00g1abc", g)
 		}
 		ks.Add(queuekey.Group(source, id))
 	}
-	return &ks, nil
+	return nil
 }
 
 // isJSON reports whether a Content-Type is JSON: application/json or a structured +json type. A

@@ -249,6 +249,7 @@ func FuzzGeneric(f *testing.F) {
 	f.Add([]byte(`{"groups":["okta:1"]}`), "msg_1", int64(-400), "", true)
 	f.Add([]byte(`{}`), "msg_1", int64(0), "v1,AAAA", false)
 	f.Add([]byte(`{"teams":[""]}`), "", int64(0), "v1a,x v1,", true)
+	f.Add([]byte(`{"groups":["okta:1","graph:2","okta:1"],"teams":["a","b"]}`), "msg_2", int64(0), "", true)
 	f.Fuzz(func(t *testing.T, body []byte, id string, skew int64, signature string, signIt bool) {
 		rec := &recorder{}
 		h := newTestGeneric(rec, func() time.Time { return genericNow })

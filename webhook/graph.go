@@ -20,7 +20,12 @@ type GraphOptions struct {
 	Queue        Enqueuer // required; Enqueue must not block
 	Observe      Observer // optional
 	MaxBody      int64    // DefaultMaxBody if zero
-	Logger       *slog.Logger
+	// MaxKeys caps the distinct keys one delivery enqueues (DefaultMaxKeys if zero); past it the
+	// delivery is one full reconcile. Known says which group-key sources the agent reads (every one
+	// if nil): keys of other sources are dropped, as reconciling them would reconcile everything.
+	MaxKeys int
+	Known   func(source string) bool
+	Logger  *slog.Logger
 	// Lifecycle, when set, acts on an authentic lifecycle notification (the agent's subscription
 	// keeper: reauthorize on reauthorizationRequired, create again on subscriptionRemoved, check on
 	// missed). It runs after the answer, in the background (Graph waits 3 s at most), with a context
@@ -61,7 +66,7 @@ func NewGraph(o GraphOptions) http.Handler {
 	if o.LifecycleTimeout <= 0 {
 		o.LifecycleTimeout = DefaultLifecycleTimeout
 	}
-	return &graph{receiver: newReceiver(SourceGraph, o.Queue, o.Observe, o.MaxBody, o.Logger), states: newSecretSet(o.ClientStates),
+	return &graph{receiver: newReceiver(SourceGraph, common{o.Queue, o.Observe, o.MaxBody, o.MaxKeys, o.Known, o.Logger}), states: newSecretSet(o.ClientStates),
 		lifecycle: o.Lifecycle, timeout: o.LifecycleTimeout, catchUp: o.CatchUp, runs: map[string]*lifecycleRun{}}
 }
 
@@ -122,7 +127,7 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, OutcomeBadRequest)
 		return
 	}
-	var ks queuekey.Set
+	ks := h.newKeys()
 	events := map[string]string{} // lifecycle event -> subscription id, acted on after the answer
 	authentic, forged := 0, 0
 	for _, item := range n.Value {
@@ -159,7 +164,7 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.observe(h.source, OutcomeUnauthorized)
 	}
-	h.enqueue(r, &ks)
+	h.enqueue(r, ks)
 	w.WriteHeader(http.StatusAccepted)
 	for event, sub := range events {
 		h.act(event, sub, h.catchUp != nil && catchesUp(event) && !ks.Everything())

@@ -6,7 +6,6 @@ import (
 	"net/http"
 
 	oktasource "github.com/byob-agent/byob-agent/source/okta"
-	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
 
 // OktaOptions configures an Okta event hook receiver.
@@ -17,6 +16,11 @@ type OktaOptions struct {
 	Queue   Enqueuer // required; Enqueue must not block
 	Observe Observer // optional
 	MaxBody int64    // DefaultMaxBody if zero
+	// MaxKeys caps the distinct keys one delivery enqueues (DefaultMaxKeys if zero); past it the
+	// delivery is one full reconcile. Known says which group-key sources the agent reads (every one
+	// if nil): keys of other sources are dropped, as reconciling them would reconcile everything.
+	MaxKeys int
+	Known   func(source string) bool
 	Logger  *slog.Logger
 }
 
@@ -27,7 +31,7 @@ type OktaOptions struct {
 // POST: each event of the batch enqueues the key oktasource.EventKey gives it (a group's events that group, a
 // user's deactivation or (re)activation everything); other event types are ignored; 204.
 func NewOkta(o OktaOptions) http.Handler {
-	return &okta{receiver: newReceiver(SourceOkta, o.Queue, o.Observe, o.MaxBody, o.Logger), secrets: newSecretSet(o.Secrets)}
+	return &okta{receiver: newReceiver(SourceOkta, common{o.Queue, o.Observe, o.MaxBody, o.MaxKeys, o.Known, o.Logger}), secrets: newSecretSet(o.Secrets)}
 }
 
 type okta struct {
@@ -71,13 +75,13 @@ func (h *okta) deliver(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, OutcomeBadRequest)
 		return
 	}
-	var ks queuekey.Set
+	ks := h.newKeys()
 	for _, e := range d.Data.Events {
 		if key, ok := oktasource.EventKey(e); ok {
 			ks.Add(key)
 		}
 	}
-	h.enqueue(r, &ks)
+	h.enqueue(r, ks)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -33,10 +33,26 @@ const (
 	OutcomeTooLarge     = "too_large"    // body over MaxBody
 	OutcomeReplay       = "replay"       // a signed call whose webhook-id was already seen
 	OutcomeStale        = "stale"        // a signed call whose webhook-timestamp is out of tolerance
+	// OutcomeUnknownSource: an authenticated delivery named groups of a source the agent does not
+	// read; those keys were dropped (they would otherwise reconcile everything).
+	OutcomeUnknownSource = "unknown_source"
+	// OutcomeTooManyKeys: an authenticated delivery named more than MaxKeys teams or groups; it was
+	// taken as one full reconcile instead.
+	OutcomeTooManyKeys = "too_many_keys"
 )
 
-// DefaultMaxBody caps request bodies when an Options' MaxBody is zero.
-const DefaultMaxBody = 1 << 20
+// Defaults of every Options.
+const (
+	// DefaultMaxBody caps request bodies when an Options' MaxBody is zero.
+	DefaultMaxBody = 1 << 20
+	// DefaultMaxKeys caps the distinct keys one delivery enqueues when an Options' MaxKeys is zero. A
+	// delivery naming more becomes one full reconcile: the work of a delivery stays bounded, and a
+	// large genuine batch loses nothing.
+	DefaultMaxKeys = 100
+)
+
+// logSample is how many keys a log line about dropped or excess keys shows, after their count.
+const logSample = 5
 
 // Enqueuer is the daemon's work queue. Enqueue must not block: receivers call it while the IdP waits
 // for the answer (Okta and Graph give up after 3 s), and the queue coalesces duplicate keys anyway.
@@ -52,23 +68,42 @@ type receiver struct {
 	queue   Enqueuer
 	observe Observer
 	maxBody int64
+	maxKeys int
+	known   func(source string) bool
 	log     *slog.Logger
 }
 
-func newReceiver(source string, q Enqueuer, observe Observer, maxBody int64, log *slog.Logger) receiver {
-	if q == nil {
+// common are the settings every Options has.
+type common struct {
+	Queue   Enqueuer
+	Observe Observer
+	MaxBody int64
+	MaxKeys int
+	Known   func(source string) bool
+	Logger  *slog.Logger
+}
+
+func newReceiver(source string, o common) receiver {
+	if o.Queue == nil {
 		panic("webhook: " + source + " receiver needs a queue")
 	}
-	if observe == nil {
-		observe = func(string, string) {}
+	if o.Observe == nil {
+		o.Observe = func(string, string) {}
 	}
-	if maxBody <= 0 {
-		maxBody = DefaultMaxBody
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if o.MaxKeys <= 0 {
+		o.MaxKeys = DefaultMaxKeys
 	}
-	return receiver{source: source, queue: q, observe: observe, maxBody: maxBody, log: log.With("webhook", source)}
+	if o.Known == nil {
+		o.Known = func(string) bool { return true }
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return receiver{source: source, queue: o.Queue, observe: o.Observe, maxBody: o.MaxBody, maxKeys: o.MaxKeys, known: o.Known,
+		log: o.Logger.With("webhook", source)}
 }
 
 // fail answers status with a fixed message (never anything taken from the request) and reports outcome.
@@ -112,14 +147,68 @@ func (rc receiver) readBody(w http.ResponseWriter, r *http.Request) ([]byte, boo
 	return body, true
 }
 
-// enqueue queues ks and reports the delivery as accepted.
-func (rc receiver) enqueue(r *http.Request, ks *queuekey.Set) {
+// newKeys returns the empty key set of one delivery.
+func (rc receiver) newKeys() *keySet {
+	return &keySet{max: rc.maxKeys, known: rc.known}
+}
+
+// enqueue queues ks and reports the delivery as accepted, and what was dropped or capped.
+func (rc receiver) enqueue(r *http.Request, ks *keySet) {
+	if len(ks.unknown) > 0 {
+		rc.observe(rc.source, OutcomeUnknownSource)
+		rc.log.Warn("webhook named groups of no configured source: dropped", "count", ks.unknownN, "sample", ks.unknown, "remote", r.RemoteAddr)
+	}
+	if ks.excess > 0 {
+		rc.observe(rc.source, OutcomeTooManyKeys)
+		rc.log.Warn("webhook named more teams or groups than one delivery may: reconciling everything instead",
+			"count", ks.Len()+ks.excess, "max", ks.max, "sample", ks.Set.List()[:min(ks.Len(), logSample)], "remote", r.RemoteAddr)
+	}
 	keys := ks.List()
 	for _, k := range keys {
 		rc.queue.Enqueue(k)
 	}
 	rc.observe(rc.source, OutcomeAccepted)
 	rc.log.Debug("webhook accepted", "keys", keys, "remote", r.RemoteAddr)
+}
+
+// keySet collects the keys of one delivery, each once, at most max of them: past that the delivery
+// becomes queuekey.All. Group keys of a source known does not know are left out, counted.
+type keySet struct {
+	queuekey.Set
+	max   int
+	known func(source string) bool
+
+	excess   int            // distinct keys past max
+	unknown  []queuekey.Key // the first logSample keys of unknown sources
+	unknownN int
+}
+
+func (ks *keySet) Add(key queuekey.Key) {
+	if src, _, ok := key.Group(); ok && !ks.known(src) {
+		if len(ks.unknown) < logSample {
+			ks.unknown = append(ks.unknown, key)
+		}
+		ks.unknownN++
+		return
+	}
+	if key != queuekey.All && !ks.Has(key) && ks.Len() == ks.max {
+		// Remember no more keys: past max, the delivery is a full reconcile whatever they are.
+		ks.excess++
+		return
+	}
+	ks.Set.Add(key)
+}
+
+// Everything reports whether the delivery is a full reconcile: it asked for one, or named too many keys.
+func (ks *keySet) Everything() bool { return ks.excess > 0 || ks.Set.Everything() }
+
+// List returns the keys to enqueue: queuekey.All alone when the delivery is a full reconcile, as it
+// covers every other key.
+func (ks *keySet) List() []queuekey.Key {
+	if ks.excess > 0 {
+		return []queuekey.Key{queuekey.All}
+	}
+	return ks.Set.List()
 }
 
 // secretSet holds the SHA-256 digests of the accepted secrets (several during a rotation). Comparing

@@ -2,13 +2,17 @@ package webhook
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/byob-agent/byob-agent/sync/queuekey"
 )
@@ -164,5 +168,106 @@ func fuzzCall(t *testing.T, h http.Handler, method, target string, header map[st
 	}
 	if len(rec.keys) > 0 && !authenticated {
 		t.Errorf("unauthenticated request enqueued %q", rec.keys)
+	}
+	if len(rec.keys) > DefaultMaxKeys {
+		t.Errorf("one delivery enqueued %d keys, more than %d", len(rec.keys), DefaultMaxKeys)
+	}
+}
+
+// One authenticated delivery enqueues at most MaxKeys keys (more become one full reconcile), and group
+// keys of sources the agent does not read are dropped instead of becoming full reconciles; either is
+// counted and logged once, with a count and a short sample.
+func TestDeliveryKeysBounded(t *testing.T) {
+	const maxKeys = 4
+	ids := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("g%03d", i)
+		}
+		return out
+	}
+	groupKeys := func(source string, ids []string) []queuekey.Key {
+		out := make([]queuekey.Key, len(ids))
+		for i, id := range ids {
+			out[i] = queuekey.Group(source, id)
+		}
+		return out
+	}
+	known := func(source string) bool { return source != "nowhere" }
+	type receiver struct {
+		source string
+		build  func(rec *recorder, log *slog.Logger) http.Handler
+		call   func(t *testing.T, ids []string) call
+	}
+	receivers := []receiver{
+		{SourceOkta, func(rec *recorder, log *slog.Logger) http.Handler {
+			return NewOkta(OktaOptions{Secrets: []string{oktaSecret1}, Queue: rec, Observe: rec.observer(SourceOkta), MaxKeys: maxKeys, Known: known, Logger: log})
+		}, func(t *testing.T, ids []string) call {
+			var events []string
+			for _, id := range ids {
+				events = append(events, oktaEvent("group.user_membership.add", oktaTarget("UserGroup", id)))
+			}
+			return call{contentType: "application/json", header: map[string]string{"Authorization": oktaSecret1}, body: oktaEvents(events...)}
+		}},
+		{SourceGraph, func(rec *recorder, log *slog.Logger) http.Handler {
+			return NewGraph(GraphOptions{ClientStates: []string{graphState1}, Queue: rec, Observe: rec.observer(SourceGraph), MaxKeys: maxKeys, Known: known, Logger: log})
+		}, func(t *testing.T, ids []string) call {
+			var items []graphItem
+			for _, id := range ids {
+				items = append(items, graphGroup(graphState1, id))
+			}
+			return call{contentType: "application/json", body: graphBody(t, items...)}
+		}},
+		{SourceGeneric, func(rec *recorder, log *slog.Logger) http.Handler {
+			return NewGeneric(GenericOptions{Secrets: [][]byte{genericSecret}, Now: func() time.Time { return genericNow }, Queue: rec,
+				Observe: rec.observer(SourceGeneric), MaxKeys: maxKeys, Known: known, Logger: log})
+		}, func(t *testing.T, ids []string) call {
+			b, _ := json.Marshal(map[string][]string{"groups": ids})
+			return signedCall(genericKey1, "msg_1", 0, string(b))
+		}},
+	}
+	for _, r := range receivers {
+		status := http.StatusNoContent
+		if r.source == SourceGraph {
+			status = http.StatusAccepted
+		}
+		type keysCase struct {
+			name     string
+			ids      []string
+			keys     []queuekey.Key
+			outcomes []string
+			log      string
+		}
+		tests := []keysCase{
+			{"at the cap", ids(maxKeys), groupKeys(r.source, ids(maxKeys)), []string{OutcomeAccepted}, ""},
+			{"duplicates count once", append(ids(maxKeys), ids(maxKeys)...), groupKeys(r.source, ids(maxKeys)), []string{OutcomeAccepted}, ""},
+			{"over the cap", ids(2000), []queuekey.Key{queuekey.All}, []string{OutcomeTooManyKeys, OutcomeAccepted}, "count=2000 max=4"},
+		}
+		if r.source == SourceGeneric { // only a generic delivery names other sources' groups
+			tests = append(tests, keysCase{"unknown source", []string{"nowhere:g1", "okta:g2", "nowhere:g3"}, []queuekey.Key{"group:okta:g2"}, []string{OutcomeUnknownSource, OutcomeAccepted}, "count=2"})
+		}
+		for _, tt := range tests {
+			t.Run(r.source+" "+tt.name, func(t *testing.T) {
+				rec, logs := &recorder{}, &bytes.Buffer{}
+				h := r.build(rec, slog.New(slog.NewTextHandler(logs, nil)))
+				ids := tt.ids
+				if r.source == SourceGeneric && !strings.Contains(ids[0], ":") {
+					ids = slices.Clone(ids)
+					for i := range ids {
+						ids[i] = r.source + ":" + ids[i]
+					}
+				}
+				want{status: status, keys: tt.keys, outcomes: tt.outcomes}.check(t, r.call(t, ids).do(h), rec)
+				if tt.log == "" {
+					return
+				}
+				if !strings.Contains(logs.String(), tt.log) {
+					t.Errorf("log lacks %q:\n%s", tt.log, logs.String())
+				}
+				if lines := strings.Count(logs.String(), "level=WARN"); lines != 1 || logs.Len() > 1000 {
+					t.Errorf("%d warnings, %d bytes of log, want one short line:\n%s", lines, logs.Len(), logs.String())
+				}
+			})
+		}
 	}
 }

@@ -221,7 +221,10 @@ func TestDaemon(t *testing.T) {
 			t.Errorf("okta verification answer %s", b)
 		}
 	}
-	event := `{"eventType":"com.okta.event_hook","eventId":"1","data":{"events":[{"uuid":"u1","published":"2026-11-27T10:00:00Z","eventType":"group.user_membership.add","target":[{"id":"00u1","type":"User"},{"id":"00g1","type":"UserGroup","displayName":"wandb-x"}]}]}}`
+	// No Okta source is configured: the group event names a group no source reads and is dropped
+	// (counted), while the user event reconciles everything.
+	event := `{"eventType":"com.okta.event_hook","eventId":"1","data":{"events":[{"uuid":"u1","published":"2026-11-27T10:00:00Z","eventType":"group.user_membership.add","target":[{"id":"00u1","type":"User"},{"id":"00g1","type":"UserGroup","displayName":"wandb-x"}]},` +
+		`{"uuid":"u2","published":"2026-11-27T10:00:01Z","eventType":"user.lifecycle.deactivate","target":[{"id":"00u1","type":"User"}]}]}}`
 	req, _ := http.NewRequest(http.MethodPost, d.base+"/webhooks/okta", strings.NewReader(event))
 	req.Header.Set("Authorization", oktaSecret)
 	req.Header.Set("Content-Type", "application/json")
@@ -247,6 +250,7 @@ func TestDaemon(t *testing.T) {
 	_, m := d.do(t, http.MethodGet, "/metrics", "", "")
 	for _, want := range []string{
 		`byob_webhook_requests_total{outcome="unauthorized",source="okta"} 1`,
+		`byob_webhook_requests_total{outcome="unknown_source",source="okta"} 1`,
 		`byob_webhook_requests_total{outcome="unauthorized",source="scim"} 2`, // the token check above, and the forged write
 		`byob_teams{status="in_sync"} 2`,
 		`byob_api_requests_total{code="2xx",target="wandb"}`,

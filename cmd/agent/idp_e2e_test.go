@@ -276,7 +276,7 @@ func TestDaemonEntraAndGoogleSources(t *testing.T) {
 	base := fmt.Sprintf("https://127.0.0.1:%d", port)
 	e.writeDaemonConfig(port)
 	raw, _ := os.ReadFile(e.config)
-	cfg := strings.Replace(string(raw), "  shutdownTimeout: 3s\n", "  shutdownTimeout: 3s\n  tlsCertFile: tls.crt\n  tlsKeyFile: tls.key\n", 1)
+	cfg := strings.Replace(string(raw), "  shutdownTimeout: 3s\n", "  shutdownTimeout: 3s\n  tlsCertFile: tls.crt\n  tlsKeyFile: tls.key\n  adminToken: "+adminToken+"\n", 1)
 	cfg = strings.Replace(cfg, fmt.Sprintf("baseURL: http://127.0.0.1:%d", port), "baseURL: "+base, 1)
 	cfg = strings.Replace(cfg, "webhooks:\n", fmt.Sprintf("webhooks:\n  graph: {clientStates: [%q]}\n  generic: {secrets: [\"whsec_%s\"]}\n",
 		clientState, base64.StdEncoding.EncodeToString([]byte(genericKey))), 1)
@@ -323,8 +323,12 @@ members:
 	if subs := graph.Subscriptions(); len(subs) != 0 {
 		t.Errorf("Graph subscriptions = %+v without Group.Read.All, want none", subs)
 	}
-	if code, body := d.do(t, http.MethodGet, "/readyz", "", ""); code != http.StatusOK || !strings.Contains(body, "degraded") || !strings.Contains(body, "Group.Read.All") {
+	// /readyz names the kind of problem only; /admin/status has the detail.
+	if code, body := d.do(t, http.MethodGet, "/readyz", "", ""); code != http.StatusOK || !strings.Contains(body, "degraded: idp subscription") || strings.Contains(body, "Group.Read.All") {
 		t.Errorf("readyz without Group.Read.All: %d %s", code, body)
+	}
+	if code, body := d.do(t, http.MethodGet, "/admin/status", "Bearer "+adminToken, ""); code != http.StatusOK || !strings.Contains(body, "Group.Read.All") {
+		t.Errorf("admin status without Group.Read.All: %d %s", code, body)
 	}
 	if _, body := d.do(t, http.MethodGet, "/metrics", "", ""); !strings.Contains(body, `byob_idp_subscription_errors_total{reason="forbidden",source="entra"}`) ||
 		!strings.Contains(body, `byob_idp_subscription_up{source="entra"} 0`) {

@@ -121,6 +121,21 @@ func TestSharedBucketWithRegistration(t *testing.T) {
 	}
 
 	out := filepath.Join(e.dir, "stores")
+	// A symlink at the output is refused, and what it points to is left as it was.
+	victim := filepath.Join(e.dir, "victim")
+	if err := os.WriteFile(victim, []byte("keep me\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, out); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run("file-stores", "--output", out); r.code == 0 || !strings.Contains(r.stderr, "symbolic link") {
+		t.Errorf("file-stores through a symlink: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep me\n" {
+		t.Errorf("the symlink's target became %q", b)
+	}
+	os.Remove(out)
 	fsOut := e.mustRun("file-stores", "--output", out)
 	if fsOut.stdout != "" || !strings.Contains(fsOut.stderr, "holds storage credentials") {
 		t.Errorf("file-stores with --output printed %q, stderr %q", fsOut.stdout, fsOut.stderr)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -45,6 +44,7 @@ type daemon struct {
 	db      *state.DB
 	metrics *metrics.Metrics
 	queue   *workqueue.Queue
+	quota   *scimpush.Quota // new teams of SCIM pushes, kept across reloads
 
 	world   atomic.Pointer[world] // swapped whole on reload
 	handler atomic.Pointer[http.Handler]
@@ -102,7 +102,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer db.Close()
-	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[queuekey.Key]enqueue{}, catchUpErrs: map[string]string{}}
+	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), quota: scimpush.NewQuota(nil), enqueued: map[queuekey.Key]enqueue{}, catchUpErrs: map[string]string{}}
 	d.queue = workqueue.NewQueue(workqueue.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
 	w, err := d.build(ctx, cfg)
 	if err != nil {
@@ -151,7 +151,7 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		c := d.entraCatchUp(ent.src, cfg.Sources.Entra.CatchUpInterval)
 		catchUps, graphCatchUp = append(catchUps, c), c.trigger
 	}
-	h, err := d.routes(cfg, subs, graphCatchUp)
+	h, err := d.routes(cfg, subs, sources, graphCatchUp)
 	if err != nil {
 		return nil, err
 	}
@@ -174,12 +174,12 @@ func (d *daemon) kept(source string, err error) error {
 	return err
 }
 
-func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, graphCatchUp func()) (http.Handler, error) {
+func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, sources *desired.Sources, graphCatchUp func()) (http.Handler, error) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", d.readyz)
-	mux.Handle("GET /metrics", d.metrics.Handler())
-	admin.Mount(mux, cfg.Server.AdminToken, d.db, d.log)
+	if cfg.Server.MetricsListen == "" {
+		d.opsRoutes(mux)
+	}
+	admin.Mount(mux, cfg.Server.AdminToken, d.db, func() any { return d.status() }, d.log)
 	observe := func(source string) webhook.Observer {
 		for _, o := range []string{webhook.OutcomeAccepted, webhook.OutcomeUnauthorized} {
 			d.metrics.Webhooks.WithLabelValues(source, o) // at 0 from the start, for rate() in alerts
@@ -193,6 +193,9 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, graphCatc
 			Store:    d.db,
 			OnChange: func(groupID string) { d.enqueue(scimpush.Name, queuekey.Group(scimpush.Name, groupID)) },
 			Logger:   d.log,
+			AdmitGroup: func(displayName string) *server.Refusal {
+				return d.admitPush(sources, displayName)
+			},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("SCIM endpoint: %w", err)
@@ -200,10 +203,10 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, graphCatc
 		mux.Handle("/scim/v2/", observeStatus(h, observe("scim")))
 	}
 	if o := cfg.Webhooks.Okta; o != nil {
-		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Logger: d.log}))
+		mux.Handle("/webhooks/okta", webhook.NewOkta(webhook.OktaOptions{Secrets: reveal(o.Secrets), Queue: d.enqueuer("okta"), Observe: observe("okta"), Known: sources.Known, Logger: d.log}))
 	}
 	if gr := cfg.Webhooks.Graph; gr != nil {
-		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Logger: d.log, CatchUp: graphCatchUp}
+		o := webhook.GraphOptions{ClientStates: reveal(gr.ClientStates), Queue: d.enqueuer("graph"), Observe: observe("graph"), Known: sources.Known, Logger: d.log, CatchUp: graphCatchUp}
 		if subs != nil {
 			o.Lifecycle = func(ctx context.Context, event, id string) error {
 				return d.kept("entra", subs.Lifecycle(ctx, event, id))
@@ -216,9 +219,31 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, graphCatc
 		for i, s := range gen.Secrets {
 			secrets[i] = []byte(s.Reveal())
 		}
-		mux.Handle("/webhooks/generic", webhook.NewGeneric(webhook.GenericOptions{Secrets: secrets, Tolerance: gen.Tolerance, Queue: d.enqueuer("generic"), Observe: observe("generic"), Logger: d.log}))
+		mux.Handle("/webhooks/generic", webhook.NewGeneric(webhook.GenericOptions{Secrets: secrets, Tolerance: gen.Tolerance, Queue: d.enqueuer("generic"), Observe: observe("generic"), Known: sources.Known, Logger: d.log}))
 	}
 	return mux, nil
+}
+
+// opsRoutes are the probes and the metrics, on the main listener or on server.metricsListen.
+func (d *daemon) opsRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", d.readyz)
+	mux.Handle("GET /metrics", d.metrics.Handler())
+}
+
+// admitPush refuses a pushed group a team name another source gives (409), or a new team past
+// scim.teamsPerHour (403).
+func (d *daemon) admitPush(sources *desired.Sources, displayName string) *server.Refusal {
+	err := sources.AdmitPush(displayName, d.quota)
+	if err == nil {
+		return nil
+	}
+	d.log.Warn("SCIM group refused", "group", displayName, "error", err)
+	var claimed *desired.ClaimedError
+	if errors.As(err, &claimed) {
+		return &server.Refusal{Status: http.StatusConflict, Detail: err.Error()}
+	}
+	return &server.Refusal{Status: http.StatusForbidden, Detail: err.Error()}
 }
 
 // observeStatus counts the requests of a handler that does not report its outcomes itself (the SCIM
@@ -282,45 +307,18 @@ func (d *daemon) enqueue(source string, key queuekey.Key) {
 	d.queue.Add(key)
 }
 
-func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
-	last := d.lastOK.Load()
-	switch msg := d.lastErr.Load(); {
-	case last == 0 && msg == nil:
-		http.Error(w, "starting: the first reconcile has not finished", http.StatusServiceUnavailable)
-	case msg != nil:
-		http.Error(w, "the last reconcile failed: "+*msg, http.StatusServiceUnavailable)
-	default:
-		fmt.Fprintln(w, "ok")
-	}
-	// A subscription that cannot be kept is reported but does not make the agent unready: Graph's
-	// validation handshake must reach this agent's /webhooks/graph to create the subscription again,
-	// which an unready pod behind a Service would never get.
-	if wd := d.world.Load(); wd != nil && wd.subs != nil {
-		if err := wd.subs.Err(); err != nil {
-			fmt.Fprintln(w, "degraded: change notifications may not arrive, the schedule still reads every group:", err)
-		}
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, msg := range d.catchUpErrs {
-		fmt.Fprintln(w, "degraded: missed webhooks are caught up only by the schedule:", msg)
-	}
-}
-
 func (d *daemon) serve(ctx context.Context) error {
 	cfg := d.world.Load().cfg
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	onFull := func(listener string) func() {
+		return func() { d.metrics.ConnectionWaits.WithLabelValues(listener).Inc() }
+	}
+	ln, err := listen(cfg.Server.Listen, cfg.Server.MaxConnections, onFull("main"))
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*d.handler.Load()).ServeHTTP(w, r) }),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*d.handler.Load()).ServeHTTP(w, r) }), d.log)
+	servers := []*http.Server{srv}
+	served := make(chan error, 2)
 	go func() {
 		if cfg.Server.TLSCertFile != "" {
 			served <- srv.ServeTLS(ln, cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
@@ -328,7 +326,20 @@ func (d *daemon) serve(ctx context.Context) error {
 			served <- srv.Serve(ln)
 		}
 	}()
-	d.log.Info("listening", "addr", ln.Addr().String(), "tls", cfg.Server.TLSCertFile != "")
+	d.log.Info("listening", "addr", ln.Addr().String(), "tls", cfg.Server.TLSCertFile != "", "max_connections", cfg.Server.MaxConnections)
+	if addr := cfg.Server.MetricsListen; addr != "" {
+		mln, err := listen(addr, cfg.Server.MaxConnections, onFull("metrics"))
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		mux := http.NewServeMux()
+		d.opsRoutes(mux)
+		msrv := newHTTPServer(mux, d.log)
+		servers = append(servers, msrv)
+		go func() { served <- msrv.Serve(mln) }()
+		d.log.Info("listening for metrics and probes", "addr", mln.Addr().String())
+	}
 
 	if err := d.schedule(cfg); err != nil {
 		return err
@@ -383,8 +394,10 @@ func (d *daemon) serve(ctx context.Context) error {
 	d.mu.Unlock()
 	shutCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		d.log.Warn("HTTP shutdown", "error", err)
+	for _, s := range servers {
+		if err := s.Shutdown(shutCtx); err != nil {
+			d.log.Warn("HTTP shutdown", "error", err)
+		}
 	}
 	stopGetting()
 	select {

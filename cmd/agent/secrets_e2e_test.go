@@ -855,8 +855,13 @@ func (w *leakWorld) daemonScenario(t *testing.T) {
 
 	wrongWandb := lc.secret("W&B API key (daemon, wrong)", "SECRET-wandb-daemon-wrong-key-6a3b")
 	w.reload(t, d, replace(t, cfg, "apiKeyFile: wandb.key", `apiKey: "`+wrongWandb+`"`), `"msg":"reconciled","key":"all"`)
-	if code, body := w.send(t, d, http.MethodGet, "/readyz", nil, ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "401") {
+	// /readyz says only that reconciles fail; the reason is for the admin token's bearer.
+	adminAuth := map[string]string{"Authorization": "Bearer " + s["admin"]}
+	if code, body := w.send(t, d, http.MethodGet, "/readyz", nil, ""); code != http.StatusServiceUnavailable || strings.TrimSpace(body) != reasonFailing {
 		t.Errorf("readyz after W&B refused the key: %d %s", code, body)
+	}
+	if code, body := w.send(t, d, http.MethodGet, "/admin/status", adminAuth, ""); code != http.StatusOK || !strings.Contains(body, "401") || !strings.Contains(body, `"ready":false`) {
+		t.Errorf("admin status after W&B refused the key: %d %s", code, body)
 	}
 
 	wrongOkta := lc.secret("Okta API token (wrong)", "SECRET-okta-api-token-wrong-d2c5a8")
@@ -873,8 +878,11 @@ func (w *leakWorld) daemonScenario(t *testing.T) {
 	cfgIdP = replace(t, cfgIdP, "serviceAccountKeyFile: google.json", "serviceAccountKeyFile: google-forged.json")
 	w.reload(t, d, cfgIdP, `"msg":"reconciled","key":"all"`)
 	w.configs = append(w.configs, cfg, cfgIdP)
-	if code, body := w.send(t, d, http.MethodGet, "/readyz", nil, ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "okta") {
+	if code, body := w.send(t, d, http.MethodGet, "/readyz", nil, ""); code != http.StatusServiceUnavailable || strings.Contains(body, "okta") {
 		t.Errorf("readyz after the IdPs refused the credentials: %d %s", code, body)
+	}
+	if code, body := w.send(t, d, http.MethodGet, "/admin/status", adminAuth, ""); code != http.StatusOK || !strings.Contains(body, "okta") {
+		t.Errorf("admin status after the IdPs refused the credentials: %d %s", code, body)
 	}
 	w.send(t, d, http.MethodGet, "/metrics", nil, "")
 

@@ -41,6 +41,18 @@ type Options struct {
 	OnChange func(groupID string) // called after a committed write that affects a group; must not block
 	MaxBody  int64                // request body cap; default 1 MiB
 	Logger   *slog.Logger
+	// AdmitGroup, when set, is asked before a write gives a group a displayName it did not have (a
+	// create, a rename); a Refusal refuses the write with its status and detail. It runs inside the
+	// write transaction of a rename: it must be quick and must not touch the store.
+	AdmitGroup func(displayName string) *Refusal
+}
+
+// Refusal is AdmitGroup's answer to a displayName the daemon will not take: 409 (scimType
+// uniqueness) for a name another source claims, 403 for a quota spent (RFC 7644 section 3.12 has no
+// 429, and the library answers only its statuses).
+type Refusal struct {
+	Status int
+	Detail string
 }
 
 // Store is the durable record of pushed users and groups; *state.DB implements it. Every write
@@ -92,6 +104,9 @@ func New(o Options) (http.Handler, error) {
 	}
 	if h.store == nil {
 		return nil, errors.New("SCIM endpoint needs a store")
+	}
+	if o.AdmitGroup != nil {
+		h.store = admittingStore{Store: h.store, admit: o.AdmitGroup}
 	}
 	if h.maxBody <= 0 {
 		h.maxBody = defaultMaxBody
@@ -334,6 +349,42 @@ func writeError(w http.ResponseWriter, e scimerr.ScimError) { writeJSON(w, e.Sta
 
 func notFound(detail string) scimerr.ScimError {
 	return scimerr.ScimError{Status: http.StatusNotFound, Detail: detail}
+}
+
+// admittingStore asks AdmitGroup before a group takes a displayName it did not have.
+type admittingStore struct {
+	Store
+	admit func(string) *Refusal
+}
+
+func (s admittingStore) CreateSCIMGroup(ctx context.Context, g state.SCIMGroup) (state.SCIMGroup, error) {
+	if err := s.check(g.DisplayName); err != nil {
+		return state.SCIMGroup{}, err
+	}
+	return s.Store.CreateSCIMGroup(ctx, g)
+}
+
+func (s admittingStore) UpdateSCIMGroup(ctx context.Context, id string, fn func(*state.SCIMGroup) error) (state.SCIMGroup, error) {
+	return s.Store.UpdateSCIMGroup(ctx, id, func(g *state.SCIMGroup) error {
+		old := g.DisplayName
+		if err := fn(g); err != nil || g.Deleted || g.DisplayName == old {
+			return err
+		}
+		return s.check(g.DisplayName)
+	})
+}
+
+// check turns a refusal into the SCIM error the handler answers with.
+func (s admittingStore) check(displayName string) error {
+	r := s.admit(displayName)
+	if r == nil {
+		return nil
+	}
+	e := scimerr.ScimError{Status: r.Status, Detail: r.Detail}
+	if r.Status == http.StatusConflict {
+		e.ScimType = scimerr.ScimTypeUniqueness
+	}
+	return e
 }
 
 // libLogger adapts slog to the library's logger.

@@ -23,15 +23,27 @@ const claimYAML = "the configuration's teams list"
 
 // teamSet gathers the desired teams of every source, in order: the configuration, SCIM pushes, then
 // each IdP. A name asked for twice is kept once with every claim listed, and the planner reports the
-// conflict: a team comes from one source, never a silent merge of two.
+// conflict: a team comes from one source, never a silent merge of two. The exception is a pushed
+// group's team, which never takes a name another source claims, whichever came first: it yields,
+// and the other source's team goes on unharmed.
 type teamSet struct {
-	teams []team.Team
-	at    map[string]int
+	teams   []team.Team
+	at      map[string]int
+	yielded []Yielded
 }
 
 func (s *teamSet) add(t team.Team) {
 	if i, ok := s.at[t.Name]; ok {
-		s.teams[i].Claims = append(s.teams[i].Claims, t.Claims...)
+		had := &s.teams[i]
+		switch pushed, hadPushed := t.Source == scimpush.Name, had.Source == scimpush.Name; {
+		case pushed && !hadPushed:
+			s.yielded = append(s.yielded, Yielded{Team: t.Name, Groups: t.Claims, ClaimedBy: slices.Clone(had.Claims)})
+		case !pushed && hadPushed:
+			s.yielded = append(s.yielded, Yielded{Team: t.Name, Groups: had.Claims, ClaimedBy: slices.Clone(t.Claims)})
+			*had = t
+		default:
+			had.Claims = append(had.Claims, t.Claims...)
+		}
 		return
 	}
 	if s.at == nil {
@@ -126,6 +138,8 @@ type Sources struct {
 
 	mu          sync.Mutex
 	pushedNames map[string]string // id -> display name of every pushed group, as read last
+	claims      claims            // the team names of every source, as read last
+	yielded     []Yielded         // the pushed groups that yielded a name, as read last
 }
 
 // New returns the sources of cfg: its teams, idps, and the groups pushed over SCIM when cfg.SCIM is
@@ -135,6 +149,9 @@ func New(cfg *config.Config, idps []IdP, pushed *scimpush.Source, log *slog.Logg
 	if cfg.SCIM != nil {
 		s.pushed = pushed
 	}
+	var set teamSet
+	s.addYAML(&set)
+	s.claims = claimsOf(set.teams)
 	for _, p := range idps {
 		s.idps = append(s.idps, &idpSource{key: p.Key, team: p.Name, src: p.Source, rule: p.Rule, keep: p.Keep})
 	}
@@ -173,9 +190,20 @@ func (s *Sources) ReadOnce(ctx context.Context, skipped func(source string, err 
 	return teams, read, err
 }
 
+// Known reports whether source is the key of a source of group keys this configuration reads (an
+// IdP's, or the SCIM pushes').
+func (s *Sources) Known(source string) bool {
+	if source == scimpush.Name {
+		return s.pushed != nil
+	}
+	return slices.ContainsFunc(s.idps, func(idp *idpSource) bool { return idp.key == source })
+}
+
 // Resolve names the teams of a group key (deleted and renamed groups too: their team is orphaned).
-// ok=false means the key names no group a source knows: reconcile everything. The pushed groups are
-// those Teams read last, so a key's pushed group is read once.
+// ok=false means the key names a group its source has not shown yet: reconcile everything. A key of
+// a source that is not read names no team (the webhooks drop those first; this covers keys queued
+// before a reload removed their source). The pushed groups are those Teams read last, so a key's
+// pushed group is read once.
 func (s *Sources) Resolve(_ context.Context, key queuekey.Key) (teams []string, ok bool) {
 	src, id, isGroup := key.Group()
 	if !isGroup {
@@ -186,8 +214,9 @@ func (s *Sources) Resolve(_ context.Context, key queuekey.Key) (teams []string, 
 			return idp.teamNames(id), true
 		}
 	}
-	if src != scimpush.Name || s.pushed == nil {
-		return nil, false // a group key of no configured source: reconcile everything
+	if !s.Known(src) {
+		s.log.Warn("a group key of no configured source names no team", "key", string(key))
+		return nil, true
 	}
 	s.mu.Lock()
 	display, found := s.pushedNames[id]
@@ -205,10 +234,7 @@ func (s *Sources) Resolve(_ context.Context, key queuekey.Key) (teams []string, 
 // read last.
 func (s *Sources) teams(ctx context.Context, idps []*idpSource) ([]team.Team, error) {
 	var set teamSet
-	for _, t := range s.cfg.DesiredTeams() {
-		t.Claims = []string{claimYAML}
-		set.add(t)
-	}
+	s.addYAML(&set)
 	if s.pushed != nil {
 		groups, names, err := s.pushed.Read(ctx)
 		if err != nil {
@@ -222,7 +248,15 @@ func (s *Sources) teams(ctx context.Context, idps []*idpSource) ([]team.Team, er
 	for _, src := range idps {
 		set.addGroups(s.cfg, src.team, src.rule, src.snapshot(), s.log)
 	}
+	s.remember(set)
 	return set.teams, nil
+}
+
+func (s *Sources) addYAML(set *teamSet) {
+	for _, t := range s.cfg.DesiredTeams() {
+		t.Claims = []string{claimYAML}
+		set.add(t)
+	}
 }
 
 // readIdPs refreshes the IdP sources as the key asks: everything for a full reconcile (or before

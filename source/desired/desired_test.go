@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/byob-agent/byob-agent/config"
@@ -14,8 +15,8 @@ import (
 	"github.com/byob-agent/byob-agent/team"
 )
 
-// storageConfig is a configuration with one profile, so that teams get storage.
-func storageConfig(t *testing.T) *config.Config {
+// storageConfig is a configuration with one profile, so that teams get storage, and extra.
+func storageConfig(t *testing.T, extra ...string) *config.Config {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	yaml := `
@@ -24,7 +25,7 @@ state: {path: ` + filepath.Join(t.TempDir(), "state.db") + `}
 defaultProfile: minio
 profiles:
   minio: {provider: s3-compatible, endpoint: "http://127.0.0.1:1", region: us-east-1, credentials: {accessKeyId: a, secretAccessKey: b}, bucket: "wandb-{{ .Team }}"}
-`
+` + strings.Join(extra, "")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

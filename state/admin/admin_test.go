@@ -38,7 +38,7 @@ func adminServer(t *testing.T, token string) (srv *httptest.Server, db *state.DB
 	}
 	logs = &bytes.Buffer{}
 	mux := http.NewServeMux()
-	Mount(mux, config.NewSecret(token), db, slog.New(slog.NewTextHandler(logs, nil)))
+	Mount(mux, config.NewSecret(token), db, func() any { return map[string]bool{"ready": true} }, slog.New(slog.NewTextHandler(logs, nil)))
 	srv = httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, db, logs
@@ -240,6 +240,9 @@ func FuzzAdmin(f *testing.F) {
 	f.Add("POST", "/admin/state/backup", "Bearer "+adminToken)
 	f.Add("GET", "/admin/state/../state/export", "bearer "+adminToken)
 	f.Add("GET", "/admin/", "Basic YTpi")
+	f.Add("HEAD", "/admin/state/backup", "Bearer "+adminToken)
+	f.Add("GET", "/admin/status", "Bearer "+adminToken)
+	f.Add("GET", "/admin/status", "")
 	srv, _, _ := adminServer(&testing.T{}, adminToken)
 	f.Fuzz(func(t *testing.T, method, path, auth string) {
 		req, err := http.NewRequest(method, srv.URL+"/"+strings.TrimPrefix(path, "/"), nil)

@@ -79,6 +79,12 @@ func (s *Set) Add(key Key) {
 	}
 }
 
+// Has reports whether key was added (All aside).
+func (s *Set) Has(key Key) bool { return s.seen[key] }
+
+// Len is the number of distinct keys added, All aside.
+func (s *Set) Len() int { return len(s.order) }
+
 // Everything reports whether All was added.
 func (s *Set) Everything() bool { return s.all }
 

@@ -73,6 +73,9 @@ where absent (the values' own keys win).
 {{- .Values.config }}
 {{- else }}
 {{- $server := dict "listen" (printf "0.0.0.0:%d" (int .Values.containerPort)) }}
+{{- if .Values.metricsPort }}
+{{- $_ := set $server "metricsListen" (printf "0.0.0.0:%d" (int .Values.metricsPort)) }}
+{{- end }}
 {{- with include "byob-agent.ingressURL" . }}
 {{- $_ := set $server "baseURL" . }}
 {{- end }}
@@ -110,7 +113,31 @@ ${VAR} are only known to the agent and are not checked.
 {{- fail (printf "config: server.listen %q is loopback only: the probes and the Service cannot reach it" $listen) }}
 {{- end }}
 {{- end }}
+{{- $metrics := dig "server" "metricsListen" "" $cfg | toString }}
+{{- if .Values.metricsPort }}
+{{- if eq (int .Values.metricsPort) (int .Values.containerPort) }}
+{{- fail (printf "metricsPort %d is containerPort: give it a port of its own, or 0 to serve the probes and metrics on containerPort" (int .Values.metricsPort)) }}
+{{- end }}
+{{- if not $metrics }}
+{{- fail (printf "config: server.metricsListen must be set, e.g. 0.0.0.0:%d (the probes use metricsPort), or set metricsPort: 0" (int .Values.metricsPort)) }}
+{{- end }}
+{{- if not (contains "${" $metrics) }}
+{{- if not (hasSuffix (printf ":%d" (int .Values.metricsPort)) $metrics) }}
+{{- fail (printf "config: server.metricsListen %q does not use metricsPort %d" $metrics (int .Values.metricsPort)) }}
+{{- end }}
+{{- if regexMatch "^(127\\.|localhost:|\\[::1\\]:)" $metrics }}
+{{- fail (printf "config: server.metricsListen %q is loopback only: the probes and Prometheus cannot reach it" $metrics) }}
+{{- end }}
+{{- end }}
+{{- else if $metrics }}
+{{- fail "config: server.metricsListen is set but metricsPort is 0: the probes would look for /readyz on containerPort; set metricsPort to its port" }}
+{{- end }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/* The container port of /metrics and the probes. */}}
+{{- define "byob-agent.metricsPortName" -}}
+{{- if .Values.metricsPort }}metrics{{ else }}http{{ end }}
 {{- end }}
 
 {{/* The release notes; a named template so that tests can render them with `helm template`. */}}
@@ -153,7 +180,9 @@ it locally at http://127.0.0.1:8080 with
 Set server.baseURL in values.config to the URL the IdP uses: SCIM Location headers must be absolute.
 {{- end }}
 
-Health: /healthz, /readyz. Metrics: /metrics{{ if .Values.serviceMonitor.enabled }} (scraped by ServiceMonitor {{ $fullname }}){{ end }}.
+Health: /healthz, /readyz (a generic reason; details on /admin/status with the admin token). Metrics: /metrics
+{{- if .Values.metricsPort }} (port {{ .Values.metricsPort }}, not behind the Ingress){{ end }}
+{{- if .Values.serviceMonitor.enabled }} (scraped by ServiceMonitor {{ $fullname }}){{ end }}.
 Logs: kubectl -n {{ .Release.Namespace }} logs deploy/{{ $fullname }}
 {{- if not (include "byob-agent.secretName" .) }}
 

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// /readyz, unauthenticated, gives a generic reason; the details (URLs, internals of the error) are
+// only in status(), which /admin/status serves behind the admin token.
+func TestReadyzIsGeneric(t *testing.T) {
+	const detail = `reconcile: list W&B teams: Get "https://acme.wandb.io/scim/Groups?count=100": 401 Unauthorized`
+	tests := []struct {
+		name     string
+		ok       bool   // a reconcile reached W&B
+		err      string // the last reconcile's error
+		code     int
+		body     string
+		ready    bool
+		errField string
+	}{
+		{"starting", false, "", 503, reasonStarting, false, ""},
+		{"failing", true, detail, 503, reasonFailing, false, detail},
+		{"failing from the start", false, detail, 503, reasonFailing, false, detail},
+		{"ready", true, "", 200, reasonReady, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &daemon{}
+			if tt.ok {
+				d.lastOK.Store(time.Now().UnixNano())
+			}
+			if tt.err != "" {
+				msg := tt.err
+				d.lastErr.Store(&msg)
+			}
+			w := httptest.NewRecorder()
+			d.readyz(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if w.Code != tt.code || strings.TrimSpace(w.Body.String()) != tt.body {
+				t.Errorf("readyz: %d %q, want %d %q", w.Code, w.Body.String(), tt.code, tt.body)
+			}
+			for _, leak := range []string{"https://", "401", "list W&B"} {
+				if strings.Contains(w.Body.String(), leak) {
+					t.Errorf("readyz shows %q: %s", leak, w.Body.String())
+				}
+			}
+			if s := d.status(); s.Ready != tt.ready || s.Reason != tt.body || s.LastReconcileError != tt.errField {
+				t.Errorf("status %+v", s)
+			}
+		})
+	}
+}
