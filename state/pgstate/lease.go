@@ -80,7 +80,7 @@ func (t *Term) check(ctx context.Context, tx pgx.Tx) error {
 	}
 	var epoch int64
 	var live bool
-	err := tx.QueryRow(ctx, `SELECT epoch, expires_at > now() FROM leader_lease WHERE name = $1 FOR SHARE`, t.Name).Scan(&epoch, &live)
+	err := tx.QueryRow(ctx, `SELECT epoch, expires_at > clock_timestamp() FROM leader_lease WHERE name = $1 FOR SHARE`, t.Name).Scan(&epoch, &live)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%w: lease %q does not exist", ErrFenced, t.Name)
@@ -160,7 +160,9 @@ func (e *Elector) connect(ctx context.Context) (*pgx.Conn, error) {
 }
 
 // acquire takes the lease if it is free, expired, or this replica's own (a replica that stepped down
-// and campaigns again): a new term, with the epoch incremented. nil: another replica holds it.
+// and campaigns again): a new term, with the epoch incremented. nil: another replica holds it. The
+// term's row in leader_terms has the clock time after the lease row's lock was had, so every write
+// of the term before it has updated_at before that time (a check of fencing in the database).
 func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*Term, error) {
 	var epoch int64
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -173,7 +175,7 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*Term, error) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO leader_terms (name, epoch, holder, acquired_at) VALUES ($1, $2, $3, now())`,
+		_, err = tx.Exec(ctx, `INSERT INTO leader_terms (name, epoch, holder, acquired_at) VALUES ($1, $2, $3, clock_timestamp())`,
 			e.cfg.Name, epoch, e.cfg.Holder)
 		return err
 	})
