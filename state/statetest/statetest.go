@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -28,10 +29,12 @@ type Store interface {
 	Cursor(ctx context.Context, name string) (string, error)
 	SetCursor(ctx context.Context, name, value string) error
 	Export(ctx context.Context, w io.Writer) error
+	state.CopyTarget
 }
 
 // Records runs the suite; open returns a new, empty store that the test's cleanup closes.
 func Records(t *testing.T, open func(t *testing.T) Store) {
+	t.Run("CopyThroughAnother", func(t *testing.T) { copyThrough(t, open(t), open(t), open(t)) })
 	for _, tc := range []struct {
 		name string
 		run  func(*testing.T, Store)
@@ -46,6 +49,7 @@ func Records(t *testing.T, open func(t *testing.T) Store) {
 		{"MarkRegistered", markRegistered},
 		{"Cursors", cursors},
 		{"Export", export},
+		{"Import", importInto},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t)) })
 	}
@@ -310,4 +314,71 @@ func jsonOf(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// importInto: Import stores records as they are, timestamps included, and only into an empty store.
+func importInto(t *testing.T, s Store) {
+	ctx := t.Context()
+	at := time.Date(2025, 12, 1, 10, 0, 0, 42, time.UTC)
+	recs := []state.Record{
+		{Name: "a", Phase: state.PhaseInSync, CreatedAt: at, UpdatedAt: at.Add(time.Hour)},
+		{Name: "b", Phase: state.PhaseDesired, Intent: &state.Intent{Op: state.OpCreateKey, Target: "alias/b", Started: at}, CreatedAt: at, UpdatedAt: at},
+	}
+	cursors := map[string]string{"graph/delta": "d", "okta/logs": "o"}
+	if err := s.Import(ctx, recs, cursors); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := jsonOf(t, list), jsonOf(t, recs); a != b {
+		t.Fatalf("after Import, List =\n%s\nwant\n%s", a, b)
+	}
+	if got, err := s.Cursors(ctx); err != nil || !maps.Equal(got, cursors) {
+		t.Fatalf("Cursors = %v, %v; want %v", got, err, cursors)
+	}
+	err = s.Import(ctx, []state.Record{{Name: "c"}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "import only into a new state") {
+		t.Fatalf("a second Import: %v, want a refusal", err)
+	}
+	if _, err := s.Get(ctx, "c"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("the refused Import stored a team: %v", err)
+	}
+}
+
+// copyThrough copies a store with records and cursors into a second and that into a third: every
+// copy is verified, and the last exports exactly as the first.
+func copyThrough(t *testing.T, first, second, third Store) {
+	ctx := t.Context()
+	for i := range 30 {
+		update(t, first, fmt.Sprintf("team-%02d", i), func(r *state.Record) {
+			r.Phase, r.Attempts = state.PhaseBucketReady, i
+			if i%3 == 0 {
+				r.Intent = &state.Intent{Op: state.OpCreateTeam, Target: r.Name, Started: time.Now()}
+			}
+		})
+	}
+	if err := first.SetCursor(ctx, "graph/delta", "link"); err != nil {
+		t.Fatal(err)
+	}
+	for _, hop := range []struct{ dst, src Store }{{second, first}, {third, second}} {
+		n, err := state.Copy(ctx, hop.dst, hop.src)
+		if err != nil || n != (state.Copied{Teams: 30, Cursors: 1}) {
+			t.Fatalf("Copy = %+v, %v; want 30 teams and 1 cursor", n, err)
+		}
+	}
+	var a, b bytes.Buffer
+	if err := first.Export(ctx, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := third.Export(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	if a.String() != b.String() {
+		t.Fatal("the copy of a copy exports differently from the original")
+	}
+	if _, err := state.Copy(ctx, second, first); err == nil {
+		t.Fatal("Copy into a store that has records succeeded")
+	}
 }
