@@ -75,6 +75,9 @@ type Term struct {
 // takeover updates that row, so it waits for this transaction: a write committed under epoch e always
 // precedes the start of term e+1.
 func (t *Term) check(ctx context.Context, tx pgx.Tx) error {
+	if t.ctx == nil {
+		return fmt.Errorf("%w: term %d was not begun by an Elector", ErrFenced, t.Epoch)
+	}
 	if err := t.ctx.Err(); err != nil {
 		return fmt.Errorf("%w: term %d has ended", ErrFenced, t.Epoch)
 	}
