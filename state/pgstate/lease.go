@@ -140,7 +140,11 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, t *Ter
 			}
 		}
 		if conn != nil {
-			t, err := e.acquire(ctx, conn)
+			// Bounded: a lost server must not hold the campaign; a takeover that timed out after
+			// committing is this replica's own lease, taken again next time with a new epoch.
+			actx, cancel := context.WithTimeout(ctx, e.cfg.RenewDeadline)
+			t, err := e.acquire(actx, conn)
+			cancel()
 			switch {
 			case err != nil && ctx.Err() == nil:
 				e.cfg.Log.Warn("leader lease: cannot take the lease", "err", err)
@@ -204,7 +208,7 @@ func (e *Elector) lead(ctx context.Context, conn *pgx.Conn, t *Term, lead func(c
 	reason := e.renewUntilLost(leadCtx, conn, t)
 	cancel(reason)
 	<-done
-	if ctx.Err() != nil && !conn.IsClosed() {
+	if ctx.Err() != nil {
 		e.release(conn, t)
 	}
 	e.cfg.Log.Info("leader lease: stepped down", "holder", t.Holder, "epoch", t.Epoch, "reason", reason)
@@ -260,8 +264,17 @@ func (e *Elector) renew(ctx context.Context, conn *pgx.Conn, t *Term, budget tim
 // release ends the lease of a term that stepped down on purpose, so another replica need not wait
 // for it to expire.
 func (e *Elector) release(conn *pgx.Conn, t *Term) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RetryPeriod)
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RenewDeadline)
 	defer cancel()
+	if conn.IsClosed() { // a renewal was cut short by the stop: pgx closes a connection whose query is cancelled
+		c, err := e.connect(ctx)
+		if err != nil {
+			e.cfg.Log.Warn("leader lease: release failed; the lease expires on its own", "epoch", t.Epoch, "err", err)
+			return
+		}
+		defer c.Close(context.Background())
+		conn = c
+	}
 	if _, err := conn.Exec(ctx, `UPDATE leader_lease SET expires_at = now() WHERE name = $1 AND holder = $2 AND epoch = $3`,
 		t.Name, t.Holder, t.Epoch); err != nil {
 		e.cfg.Log.Warn("leader lease: release failed; the lease expires on its own", "epoch", t.Epoch, "err", err)

@@ -110,7 +110,10 @@ func (s *Store) Get(ctx context.Context, name string) (state.Record, error) {
 		return state.Record{}, fmt.Errorf("read state of team %q: %w", name, err)
 	}
 	var r state.Record
-	return r, decode(name, data, &r)
+	if err := decode(name, data, &r); err != nil {
+		return state.Record{}, err
+	}
+	return r, nil
 }
 
 // List returns every record, sorted by team name as bytes (as bbolt keeps them), from one snapshot.
