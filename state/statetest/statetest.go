@@ -47,6 +47,7 @@ func Records(t *testing.T, open func(t *testing.T) Store) {
 		{"ConcurrentUpdatesOfOneTeam", concurrentOneTeam},
 		{"ConcurrentUpdatesOfManyTeams", concurrentManyTeams},
 		{"MarkRegistered", markRegistered},
+		{"MarkRegisteredWhileUpdating", markRegisteredWhileUpdating},
 		{"Cursors", cursors},
 		{"Export", export},
 		{"Import", importInto},
@@ -245,6 +246,44 @@ func markRegistered(t *testing.T, s Store) {
 	}
 	if _, err := s.MarkRegistered(ctx, "nope"); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("MarkRegistered of an unknown team: %v", err)
+	}
+}
+
+// markRegisteredWhileUpdating: registrations of a shared bucket and updates of its teams at once
+// neither deadlock nor lose each other's changes.
+func markRegisteredWhileUpdating(t *testing.T, s Store) {
+	const teams, each = 4, 10
+	st := team.Storage{Provider: team.ProviderS3Compatible, Endpoint: "http://s3", Bucket: "shared", Shared: true}
+	for i := range teams {
+		update(t, s, fmt.Sprintf("s%d", i), func(r *state.Record) {
+			r.Phase, r.Storage = state.PhaseBucketReady, st
+			r.Storage.Path = r.Name
+		})
+	}
+	var wg sync.WaitGroup
+	for i := range teams {
+		wg.Go(func() {
+			for range each {
+				if _, err := s.Update(t.Context(), fmt.Sprintf("s%d", i), func(r *state.Record) error { r.Attempts++; return nil }); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for range 5 {
+				if marked, err := s.MarkRegistered(t.Context(), "s0"); err != nil || len(marked) != teams {
+					t.Errorf("MarkRegistered = %d records, %v; want %d", len(marked), err, teams)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range teams {
+		if r := get(t, s, fmt.Sprintf("s%d", i)); r.Attempts != each || !r.Registered {
+			t.Errorf("%s: attempts %d, registered %v; want %d, true", r.Name, r.Attempts, r.Registered, each)
+		}
 	}
 }
 
