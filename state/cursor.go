@@ -49,3 +49,25 @@ func (d *DB) SetCursor(ctx context.Context, name, value string) error {
 	}
 	return nil
 }
+
+// Cursors returns every stored cursor by name.
+func (d *DB) Cursors(ctx context.Context) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	err := d.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCursors)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			out[string(k)] = string(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read cursors: %w", err)
+	}
+	return out, nil
+}

@@ -329,6 +329,9 @@ func summarize(counts map[apply.Outcome]int) string {
 }
 
 func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	if sub == "migrate" {
+		return cmdStateMigrate(ctx, args, stdout, stderr)
+	}
 	g := &globals{}
 	fs := newFlagSet("state "+sub, stderr, g)
 	daemonURL := fs.String("daemon", "", "ask the daemon at this URL (default: the state file, or the daemon at server.listen while it holds the file)")
@@ -339,7 +342,7 @@ func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.
 	arg, ok := map[string]string{"ls": "", "export": "", "show": "TEAM", "backup": "FILE", "mark-registered": "TEAM"}[sub]
 	switch {
 	case !ok:
-		return usageErr("state: unknown subcommand %q (want ls, show, export, backup or mark-registered)", sub)
+		return usageErr("state: unknown subcommand %q (want ls, show, export, backup, mark-registered or migrate)", sub)
 	case arg != "" && len(pos) != 1:
 		return usageErr("state %s: want exactly one %s", sub, arg)
 	case arg == "" && len(pos) != 0:

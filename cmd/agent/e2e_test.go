@@ -37,6 +37,10 @@ var (
 	azurite = testenv.NewShared("Azurite", time.Minute, func(ctx context.Context) (*testenv.AzureEnv, error) {
 		return testenv.StartAzurite(ctx, testenv.AzuriteOptions{})
 	})
+	// postgres is started by the first test that needs PostgreSQL.
+	postgres = testenv.NewShared("PostgreSQL", time.Minute, func(ctx context.Context) (*testenv.PostgresEnv, error) {
+		return testenv.StartPostgres(ctx, testenv.PostgresOptions{})
+	})
 )
 
 const apiKey = "wandb-e2e-api-key-4f1c9a7e"
@@ -70,6 +74,7 @@ func runMain(m *testing.M) int {
 	}
 	defer backends.Close()
 	defer azurite.Close()
+	defer postgres.Close()
 	return m.Run()
 }
 

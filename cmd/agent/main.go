@@ -30,6 +30,9 @@ Usage:
   byob-agent state export [--config FILE]          the whole state as JSON
   byob-agent state backup [--config FILE] FILE     a consistent copy of the state file (asks the daemon while it runs)
   byob-agent state mark-registered TEAM            the team's bucket is now registered with W&B (requireRegistered)
+  byob-agent state migrate --to postgres|bolt [--file FILE] [--dsn-env NAME|--dsn-file FILE]
+                                                   copy team records and cursors between the state file and
+                                                   PostgreSQL (DSN from $BYOB_STATE_POSTGRES_DSN), verified; agents stopped
   byob-agent doctor  [--config FILE] [--json] [TEAM...]  check buckets against W&B's requirements, with fixes
   byob-agent file-stores [--config FILE] [--output FILE] GORILLA_SUPPORTED_FILE_STORES value (holds secrets)
   byob-agent config validate [--config FILE]       check the configuration; prints every problem
@@ -126,7 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdFileStores(ctx, rest, stdout, stderr)
 	case "state":
 		if len(rest) == 0 {
-			return usageErr("state: want ls, show, export, backup or mark-registered")
+			return usageErr("state: want ls, show, export, backup, mark-registered or migrate")
 		}
 		return cmdState(ctx, rest[0], rest[1:], stdout, stderr)
 	case "config":

@@ -19,17 +19,32 @@ const stopGrace = time.Minute
 // child is one backend process, started in its own process group so that Close can kill everything it
 // spawned, and (on Linux) killed by the kernel if the parent dies first.
 type child struct {
-	name string
-	cmd  *exec.Cmd
-	tail *tailBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // exit status; read only after done is closed
+	name    string
+	cmd     *exec.Cmd
+	tail    *tailBuffer
+	stopSig syscall.Signal // what stop sends first; SIGTERM unless an option says otherwise
+	done    chan struct{}  // closed when the process has exited
+	err     error          // exit status; read only after done is closed
+}
+
+// childOption adjusts a child before it starts.
+type childOption func(*child)
+
+// runAs runs the child as another user (PostgreSQL refuses to run as root).
+func runAs(cred *syscall.Credential) childOption {
+	return func(c *child) { c.cmd.SysProcAttr.Credential = cred }
+}
+
+// stopWith makes stop send sig first: PostgreSQL's SIGTERM ("smart" shutdown) waits for every client
+// to disconnect, its SIGINT ("fast") does not.
+func stopWith(sig syscall.Signal) childOption {
+	return func(c *child) { c.stopSig = sig }
 }
 
 // startChild starts bin with args. Its stdout goes to stdout (nil: the logs), its stderr to the logs,
 // and both to a short tail kept for error messages.
-func startChild(name, bin string, args []string, stdout, logs io.Writer) (*child, error) {
-	c := &child{name: name, tail: &tailBuffer{max: 4 << 10}, done: make(chan struct{})}
+func startChild(name, bin string, args []string, stdout, logs io.Writer, opts ...childOption) (*child, error) {
+	c := &child{name: name, tail: &tailBuffer{max: 4 << 10}, stopSig: syscall.SIGTERM, done: make(chan struct{})}
 	if stdout == nil {
 		stdout = logs
 	}
@@ -37,6 +52,9 @@ func startChild(name, bin string, args []string, stdout, logs io.Writer) (*child
 	c.cmd.Stdout = io.MultiWriter(stdout, c.tail)
 	c.cmd.Stderr = io.MultiWriter(logs, c.tail)
 	c.cmd.SysProcAttr = childProcAttr()
+	for _, o := range opts {
+		o(c)
+	}
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -52,7 +70,7 @@ func (c *child) exitError() error {
 	return fmt.Errorf("%s exited: %v; last output:\n%s", c.name, c.err, c.tail.String())
 }
 
-// stop asks the process group to terminate, then kills it after stopGrace.
+// stop asks the process group to terminate (stopSig), then kills it after stopGrace.
 func (c *child) stop() {
 	select {
 	case <-c.done:
@@ -60,7 +78,7 @@ func (c *child) stop() {
 	default:
 	}
 	pgid := -c.cmd.Process.Pid
-	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	_ = syscall.Kill(pgid, c.stopSig)
 	select {
 	case <-c.done:
 	case <-time.After(stopGrace):

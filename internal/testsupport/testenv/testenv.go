@@ -1,6 +1,7 @@
 // Package testenv starts real storage backends on 127.0.0.1 for tests and for the demo, each behind a
 // counting reverse proxy: SeaweedFS (`weed mini`) as the S3 server, with SSE-KMS wired to a local AWS KMS
-// (kmsd, a local-kms wrapper), and Azurite's Blob service.
+// (kmsd, a local-kms wrapper), and Azurite's Blob service. It also starts a PostgreSQL 15 server of its
+// own (StartPostgres, from Debian's package postgresql) for the state's PostgreSQL backend.
 //
 // Through the proxies a test can assert how many (mutating) calls the code under test made, answer
 // requests in a backend's place (a Fault hook, or an Injector such as Faults, which injects random
