@@ -24,8 +24,9 @@ import (
 )
 
 // SchemaVersion is the layout of records this build writes. A state file written by a newer
-// schema is refused rather than misread.
-const SchemaVersion = 1
+// schema is refused rather than misread; an older one is migrated when opened for writing.
+// Version 2 normalised SCIM names and added the SCIM indexes (scim_migrate.go).
+const SchemaVersion = 2
 
 // Phase is how far a team has got. Phases only move forward; failures, conflicts and orphaning are
 // recorded beside the phase so the team resumes where it stopped.

@@ -125,12 +125,12 @@ func FuzzFilter(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, text string) {
 		for _, sc := range []scope{userScope, groupScope} {
-			match, err := sc.parseFilter(text)
+			q, err := sc.parseFilter(text)
 			if err != nil {
 				continue
 			}
 			for _, s := range samples {
-				match(s)
+				q.match(s)
 			}
 		}
 	})

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -82,18 +84,19 @@ func (s scope) applyPath(attrs map[string]any, kind string, p filter.Path, v any
 		setValue(c, name, obj)
 	case kind == "remove" && a.MultiValued() && present(v):
 		// Entra's older member removal: {"op":"Remove","path":"members","value":[{"value":"id"}]}.
-		setValue(c, name, slices.DeleteFunc(slices.Clone(list(c[name])), func(el any) bool {
-			return slices.ContainsFunc(list(v), func(x any) bool { return sameValue(el, x) })
-		}))
+		drop := newValueSet(list(v))
+		setValue(c, name, slices.DeleteFunc(slices.Clone(list(c[name])), drop.has))
 	case kind == "remove":
 		delete(c, name)
 	case a.MultiValued() && kind == "replace":
 		setValue(c, name, list(v)) // [] arrives as nil: clears
 	case a.MultiValued():
 		cur := slices.Clone(list(c[name]))
+		seen := newValueSet(cur)
 		for _, x := range list(v) {
-			if !slices.ContainsFunc(cur, func(el any) bool { return sameValue(el, x) }) {
+			if !seen.has(x) {
 				cur = append(cur, x)
+				seen.add(x)
 			}
 		}
 		setValue(c, name, cur)
@@ -197,4 +200,78 @@ func (s scope) seed(e filter.Expression) (map[string]any, bool) {
 		return left, true
 	}
 	return nil, false
+}
+
+// valueSet holds values of a multi-valued attribute so that a merge of n values into m costs
+// n+m, not n*m: by their scalar "value" sub-attribute in a map (members, emails), the rare others
+// in a list compared as sameValue does.
+type valueSet struct {
+	byValue map[any]bool
+	others  []any
+}
+
+func newValueSet(vs []any) *valueSet {
+	s := &valueSet{byValue: make(map[any]bool, len(vs))}
+	for _, v := range vs {
+		s.add(v)
+	}
+	return s
+}
+
+// scalarValue is an element's "value" when it is a string, number or boolean (comparable, and
+// equal exactly when reflect.DeepEqual says so).
+func scalarValue(el any) (any, bool) {
+	switch v := asMap(el)["value"].(type) {
+	case string, float64, bool:
+		return v, true
+	}
+	return nil, false
+}
+
+func (s *valueSet) add(el any) {
+	if v, ok := scalarValue(el); ok {
+		s.byValue[v] = true
+		return
+	}
+	s.others = append(s.others, el)
+}
+
+// has says whether the set holds an element sameValue as el: one with a scalar value can only
+// equal another with the same value.
+func (s *valueSet) has(el any) bool {
+	if v, ok := scalarValue(el); ok {
+		return s.byValue[v]
+	}
+	return slices.ContainsFunc(s.others, func(x any) bool { return sameValue(x, el) })
+}
+
+// Caps on a PATCH request: IdPs send one operation per change, and at most a few hundred member
+// values in one (Entra batches group members by 100s).
+const (
+	maxOperations = 1000
+	maxValues     = 10000 // values of one operation
+)
+
+// checkOps refuses a PATCH over the caps before anything is parsed further or stored.
+func checkOps(ops []scim.PatchOperation) error {
+	if len(ops) > maxOperations {
+		return tooMany(fmt.Sprintf("A PATCH request may hold at most %d operations; this one has %d.", maxOperations, len(ops)))
+	}
+	for i, op := range ops {
+		n := len(list(op.Value))
+		if m, ok := op.Value.(map[string]any); ok {
+			n = 0
+			for _, v := range m {
+				n += len(list(v))
+			}
+		}
+		if n > maxValues {
+			return tooMany(fmt.Sprintf("Operation %d holds %d values; a PATCH operation may hold at most %d.", i+1, n, maxValues))
+		}
+	}
+	return nil
+}
+
+func tooMany(detail string) scimerr.ScimError {
+	return scimerr.ScimError{Status: http.StatusBadRequest, ScimType: scimerr.ScimTypeTooMany, Detail: detail}
 }
