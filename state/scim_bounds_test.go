@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,10 +68,27 @@ func TestSCIMListsDecodeOnlyWhatTheyReturn(t *testing.T) {
 		})
 	}
 
+	// Concurrent lists of big users: the bytes decoded are those of the pages, not of every user
+	// per request (issue 14 measured 709 MB for 4 lists of 20 users of 900 KB).
+	var wg sync.WaitGroup
+	got, bytes := decodes(d, func() {
+		for i := range 4 {
+			wg.Go(func() {
+				if page, _, err := d.ListSCIMUsers(ctx, SCIMList[SCIMUser]{Start: i * 5, Count: 5}); err != nil || len(page) != 5 {
+					t.Errorf("list %d: %d %v", i, len(page), err)
+				}
+			})
+		}
+		wg.Wait()
+	})
+	if got != 20 || bytes > 20*5000 {
+		t.Fatalf("4 concurrent pages of 5 decoded %d users, %d bytes", got, bytes)
+	}
+
 	// A list stops when its context ends (the client went away).
 	cctx, cancel := context.WithCancel(ctx)
 	seen := 0
-	got, _ := decodes(d, func() {
+	got, _ = decodes(d, func() {
 		_, _, err := d.ListSCIMUsers(cctx, SCIMList[SCIMUser]{Count: 100, Keep: func(SCIMUser) bool {
 			if seen++; seen == 3 {
 				cancel()
