@@ -1,9 +1,14 @@
 package server
 
 import (
+	"encoding/json"
+	"slices"
+
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/elimity-com/scim"
+	filter "github.com/scim2/filter-parser/v2"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -317,4 +322,57 @@ func TestLimitsAnswered(t *testing.T) {
 	if g := e.group(gid); len(g.MemberIDs) != 1 || g.Version != 1 {
 		t.Fatalf("refused writes changed the group: %+v", g)
 	}
+}
+
+// The member fast path gives what the general PATCH path gives.
+func TestMemberOpsMatchTheGeneralPath(t *testing.T) {
+	start := []string{"a", "b", "c"}
+	for _, ops := range [][]map[string]any{
+		{op("add", "members", members("d", "a"))},
+		{op("Add", "MEMBERS", members("e")), op("remove", "members", members("a", "zz"))},
+		{op("remove", "members", nil)},
+		{op("remove", "members", []any{}), op("add", "members", members("x"))},
+		{op("replace", "members", members("y", "y"))},
+		{op("replace", "members", nil)},
+		{op("add", "members", map[string]any{"value": "single"})},
+	} {
+		var parsed []scim.PatchOperation
+		for _, o := range ops { // as the library parses them
+			p, err := filter.ParsePath([]byte(o["path"].(string)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			parsed = append(parsed, scim.PatchOperation{Op: o["op"].(string), Path: &p, Value: normalise(o["value"])})
+		}
+		merge, ok := memberOps(parsed)
+		if !ok {
+			t.Fatalf("%v: no fast path", ops)
+		}
+		fast := sorted(merge(slices.Clone(start))...)
+		g := state.SCIMGroup{DisplayName: "g", MemberIDs: slices.Clone(start)}
+		attrs := groupAttrs(g)
+		for _, o := range parsed {
+			if err := groupScope.apply(attrs, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := setGroup(&g, attrs); err != nil {
+			t.Fatal(err)
+		}
+		if general := slices.Compact(sorted(g.MemberIDs...)); !slices.Equal(fast, general) { // the store dedupes
+			t.Errorf("%v: fast %v, general %v", ops, fast, general)
+		}
+	}
+	filtered, _ := filter.ParsePath([]byte(`members[value eq "a"]`))
+	if _, ok := memberOps([]scim.PatchOperation{{Op: "remove", Path: &filtered}}); ok {
+		t.Fatal("a value filter took the fast path")
+	}
+}
+
+// normalise turns test values into what JSON decoding gives ([]any of map[string]any).
+func normalise(v any) any {
+	raw, _ := json.Marshal(v)
+	var out any
+	json.Unmarshal(raw, &out)
+	return out
 }

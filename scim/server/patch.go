@@ -275,3 +275,59 @@ func checkOps(ops []scim.PatchOperation) error {
 func tooMany(detail string) scimerr.ScimError {
 	return scimerr.ScimError{Status: http.StatusBadRequest, ScimType: scimerr.ScimTypeTooMany, Detail: detail}
 }
+
+// memberOps recognises the PATCH IdPs send most, operations on a group's members alone (add,
+// replace or remove with a list of {"value": id}, or remove of them all), and returns it as a merge
+// of member id sets, which skips building the group's attributes. ok is false for anything else,
+// which the general path (apply) handles with the same outcome.
+func memberOps(ops []scim.PatchOperation) (merge func(ids []string) []string, ok bool) {
+	type step struct {
+		kind string
+		ids  []string
+	}
+	steps := make([]step, 0, len(ops))
+	for _, op := range ops {
+		p := op.Path
+		if p == nil || p.ValueExpression != nil || p.SubAttribute != nil || p.AttributePath.URIPrefix != nil ||
+			!strings.EqualFold(p.AttributePath.AttributeName, "members") {
+			return nil, false
+		}
+		st := step{kind: strings.ToLower(op.Op)}
+		for _, v := range list(op.Value) {
+			id, ok := asMap(v)["value"].(string)
+			if !ok {
+				return nil, false
+			}
+			st.ids = append(st.ids, id)
+		}
+		steps = append(steps, st)
+	}
+	return func(ids []string) []string {
+		set := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			set[id] = true
+		}
+		for _, st := range steps {
+			switch {
+			case st.kind == "replace" || (st.kind == "remove" && st.ids == nil):
+				clear(set)
+				fallthrough
+			case st.kind == "add" || st.kind == "replace":
+				for _, id := range st.ids {
+					set[id] = id != ""
+				}
+			default: // remove these
+				for _, id := range st.ids {
+					delete(set, id)
+				}
+			}
+		}
+		out := make([]string, 0, len(set))
+		for id, in := range set {
+			if in {
+				out = append(out, id)
+			}
+		}
+		return out // the store sorts
+	}, true
+}

@@ -209,6 +209,12 @@ func (g groups) Patch(r *http.Request, id string, ops []scim.PatchOperation) (sc
 	if err := checkOps(ops); err != nil {
 		return scim.Resource{}, err
 	}
+	if merge, ok := memberOps(ops); ok {
+		return g.update(r, id, "patch group", func(group *state.SCIMGroup) error {
+			group.MemberIDs = merge(group.MemberIDs)
+			return nil
+		})
+	}
 	return g.update(r, id, "patch group", func(group *state.SCIMGroup) error {
 		attrs := groupAttrs(*group)
 		for _, op := range ops {
@@ -275,10 +281,7 @@ func setGroup(group *state.SCIMGroup, attrs map[string]any) error {
 
 // groupAttrs is the group as SCIM attributes, which filters and PATCH operations work on.
 func groupAttrs(g state.SCIMGroup) map[string]any {
-	attrs := map[string]any{"displayName": g.DisplayName}
-	if g.ExternalID != "" {
-		attrs["externalId"] = g.ExternalID
-	}
+	attrs := groupCore(g)
 	var members []any
 	for _, id := range g.MemberIDs {
 		members = append(members, map[string]any{"value": id})
@@ -290,8 +293,17 @@ func groupAttrs(g state.SCIMGroup) map[string]any {
 }
 
 // groupResource renders a group, reading its members' summaries only when the answer shows them.
+// groupCore is a group's attributes but its members.
+func groupCore(g state.SCIMGroup) map[string]any {
+	attrs := map[string]any{"displayName": g.DisplayName}
+	if g.ExternalID != "" {
+		attrs["externalId"] = g.ExternalID
+	}
+	return attrs
+}
+
 func (h *handler) groupResource(r *http.Request, g state.SCIMGroup) (scim.Resource, error) {
-	attrs := groupAttrs(g)
+	attrs := groupCore(g)
 	proj := projectionFrom(r.Context())
 	if proj.shows("members") && len(g.MemberIDs) > 0 {
 		ms, err := h.store.SCIMMembers(r.Context(), g.MemberIDs)
@@ -307,7 +319,9 @@ func (h *handler) groupResource(r *http.Request, g state.SCIMGroup) (scim.Resour
 			}
 			members = append(members, map[string]any{"value": m.ID, "display": display, "type": "User", "$ref": h.base + "/Users/" + m.ID})
 		}
-		attrs["members"] = members
+		if members != nil {
+			attrs["members"] = members
+		}
 	}
 	return scim.Resource{ID: g.ID, Attributes: proj.project(attrs), Meta: meta(g.Created, g.Modified, g.Version)}, nil
 }
