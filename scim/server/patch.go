@@ -302,32 +302,49 @@ func memberOps(ops []scim.PatchOperation) (merge func(ids []string) []string, ok
 		}
 		steps = append(steps, st)
 	}
+	// ids arrive sorted (the store keeps them so): the result is those not removed, in order,
+	// merged with the added ones sorted, so a PATCH of k members costs k log k, not a sort of all.
 	return func(ids []string) []string {
-		set := make(map[string]bool, len(ids))
-		for _, id := range ids {
-			set[id] = true
-		}
+		cleared, touched := false, map[string]bool{} // touched: last say on an id, in or out
 		for _, st := range steps {
-			switch {
-			case st.kind == "replace" || (st.kind == "remove" && st.ids == nil):
-				clear(set)
-				fallthrough
-			case st.kind == "add" || st.kind == "replace":
-				for _, id := range st.ids {
-					set[id] = id != ""
-				}
-			default: // remove these
-				for _, id := range st.ids {
-					delete(set, id)
+			switch st.kind {
+			case "add":
+			case "replace":
+				cleared = true
+				clear(touched)
+			default: // remove: these, or all
+				if st.ids == nil {
+					cleared = true
+					clear(touched)
 				}
 			}
-		}
-		out := make([]string, 0, len(set))
-		for id, in := range set {
-			if in {
-				out = append(out, id)
+			for _, id := range st.ids {
+				touched[id] = st.kind != "remove" && id != ""
 			}
 		}
-		return out // the store sorts
+		var kept, added []string
+		if !cleared {
+			kept = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { in, ok := touched[id]; return ok && !in })
+		}
+		for id, in := range touched {
+			if _, found := slices.BinarySearch(kept, id); in && !found {
+				added = append(added, id)
+			}
+		}
+		slices.Sort(added)
+		return mergeSorted(kept, added)
 	}, true
+}
+
+// mergeSorted merges two sorted lists.
+func mergeSorted(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0] <= b[0] {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }

@@ -331,6 +331,9 @@ const logSample = 5
 
 // dropped logs member ids a write asked for that name no user (the store keeps the others).
 func (h *handler) dropped(g state.SCIMGroup, want []string) {
+	if len(want) <= len(g.MemberIDs) {
+		return // the store keeps a subset of want, deduped: all of it
+	}
 	var unknown []string
 	for _, id := range want {
 		if _, found := slices.BinarySearch(g.MemberIDs, id); !found {
