@@ -319,7 +319,7 @@ func TestSCIMMigrationFromSchema1(t *testing.T) {
 			t.Errorf("%s: userName %q (attribute %q), want %q", u.ID, u.UserName, u.Attributes["userName"], want[u.ID])
 		}
 	}
-	for _, tc := range []struct{ name, id string }{{"ALICE", "u1"}, {" Alice", "u1"}, {"b\u00f3b", "u3"}, {"bo\u0301b", "u3"}} {
+	for _, tc := range []struct{ name, id string }{{"ALICE", "u1"}, {" Alice", "u1"}, {"b\u00f3b", "u3"}, {"bo\u0301b", "u3"}, {"EVIL\u202E", "u4"}} {
 		page, _, err := d.ListSCIMUsers(ctx, SCIMList[SCIMUser]{By: SCIMByUserName, Value: tc.name, Count: 10})
 		if err != nil || len(page) != 1 || page[0].ID != tc.id {
 			t.Errorf("lookup %q: %+v %v", tc.name, page, err)

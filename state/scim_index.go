@@ -309,11 +309,10 @@ func (s scimTx) candidates(b records, by SCIMIndex, value string, countKey []byt
 		if by == SCIMByDisplayName {
 			index = s.groupNames
 		}
-		name, err := NormalizeSCIMName(string(value))
-		if err != nil || index == nil {
+		if index == nil {
 			return byID(func(func(string) bool) {}), 0
 		}
-		return byID(one(string(index.Get(foldKey(name))))), -1
+		return byID(one(string(index.Get(foldKey(lookupName(value)))))), -1
 	case SCIMByExternalID:
 		index := s.userExt
 		if b.Bucket == s.groups.Bucket {
@@ -334,12 +333,20 @@ func (s scimTx) candidates(b records, by SCIMIndex, value string, countKey []byt
 	}, s.count(countKey)
 }
 
+// lookupName is a name to look up as stored: normalised, or as it is when it cannot be (a name
+// the schema-2 migration kept as it was).
+func lookupName(value string) string {
+	if name, err := NormalizeSCIMName(value); err == nil {
+		return name
+	}
+	return value
+}
+
 // userHas re-checks a candidate of an index lookup: an index key may stand for more than one value.
 func (s scimTx) userHas(u SCIMUser, by SCIMIndex, value string) bool {
 	switch by {
 	case SCIMByUserName:
-		name, _ := NormalizeSCIMName(value)
-		return strings.EqualFold(u.UserName, name)
+		return strings.EqualFold(u.UserName, lookupName(value))
 	case SCIMByExternalID:
 		return u.ExternalID == value
 	}
@@ -349,8 +356,7 @@ func (s scimTx) userHas(u SCIMUser, by SCIMIndex, value string) bool {
 func (s scimTx) groupHas(g SCIMGroup, by SCIMIndex, value string) bool {
 	switch by {
 	case SCIMByDisplayName:
-		name, _ := NormalizeSCIMName(value)
-		return strings.EqualFold(g.DisplayName, name)
+		return strings.EqualFold(g.DisplayName, lookupName(value))
 	case SCIMByExternalID:
 		return g.ExternalID == value
 	}
