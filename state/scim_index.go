@@ -112,15 +112,6 @@ func (s scimTx) idTaken(id string) bool {
 	return s.users.get(id) != nil || s.groups.get(id) != nil || s.deleted.get(id) != nil
 }
 
-func (s scimTx) newID() (string, error) {
-	for {
-		id, err := newSCIMID()
-		if err != nil || !s.idTaken(id) {
-			return id, err
-		}
-	}
-}
-
 // claim moves id's entry in a uniqueness index from old to name, failing if another id holds name.
 func (s scimTx) claim(index *bolt.Bucket, id, old, name string) error {
 	if name == "" {

@@ -5,9 +5,12 @@
 //
 // github.com/elimity-com/scim does the routing, schema validation, PATCH parsing and discovery.
 // This package does what the library leaves open (see docs/scim-server.md): bearer
-// authentication, body caps, path normalisation, filter evaluation, PATCH application in one
-// storage transaction, pagination counts, attribute projection, ETags and If-Match, uniqueness,
-// and SCIM error bodies for every error.
+// authentication, body caps, path normalisation, filter evaluation (through the store's indexes
+// where it can), PATCH application (parsed and merged before the store's write transaction, which
+// stores the result only if the resource did not change meanwhile), pagination counts, attribute
+// projection, ETags and If-Match, uniqueness, name normalisation, and SCIM error bodies for every
+// error. What one request may cost is capped: attribute lists, filters, PATCH operations and values,
+// bodies, and (in the store) users, groups, members and a user's size.
 package server
 
 import (
