@@ -33,9 +33,9 @@ type DB struct {
 	now  func() time.Time
 	log  *slog.Logger
 
-	limits  atomic.Pointer[SCIMLimits]
-	stripes stripes
-	hooks   scimHooks
+	limits atomic.Pointer[SCIMLimits]
+	locks  idLocks
+	hooks  scimHooks
 }
 
 // Options tune Open.

@@ -191,7 +191,7 @@ func (d *DB) ListSCIMUsers(ctx context.Context, q SCIMList[SCIMUser]) ([]SCIMUse
 // again on the new user. It returns the live groups the user belongs to when the write changed
 // something (their resolved members changed with it).
 func (d *DB) UpdateSCIMUser(ctx context.Context, id string, fn func(*SCIMUser) error) (SCIMUser, []string, error) {
-	defer d.stripes.lock(id)()
+	defer d.locks.lock(id)()
 	lim := d.SCIMLimits()
 	for range maxStale {
 		cur, before, err := d.readUser(id)
@@ -252,7 +252,7 @@ func (d *DB) UpdateSCIMUser(ctx context.Context, id string, fn func(*SCIMUser) e
 // DeleteSCIMUser removes the user and its memberships in one transaction, once check (say, an
 // If-Match; nil accepts any) accepts the current user. It returns the live groups the user left.
 func (d *DB) DeleteSCIMUser(ctx context.Context, id string, check func(SCIMUser) error) ([]string, error) {
-	defer d.stripes.lock(id)()
+	defer d.locks.lock(id)()
 	var left []string
 	err := d.batch(func(tx *bolt.Tx) error {
 		left = nil

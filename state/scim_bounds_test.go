@@ -173,6 +173,25 @@ func TestSCIMUpdatesPrepareOutsideTheWriteTransaction(t *testing.T) {
 	if stored, _ := d.SCIMGroup(ctx, g.ID); !slices.Equal(stored.MemberIDs, []string{u.ID}) {
 		t.Fatalf("stored members %v", stored.MemberIDs)
 	}
+
+	// A deletion of a user the update does not add leaves it valid: fn runs once.
+	unrelated, added := mustUser(t, d, "unrelated"), mustUser(t, d, "added")
+	runs = 0
+	got, err = d.UpdateSCIMGroup(ctx, g.ID, func(g *SCIMGroup) error {
+		if runs++; runs == 1 {
+			if _, err := d.DeleteSCIMUser(ctx, unrelated.ID, nil); err != nil {
+				return err
+			}
+		}
+		g.MemberIDs = append(g.MemberIDs, added.ID)
+		return nil
+	})
+	if err != nil || runs != 1 || len(got.MemberIDs) != 2 {
+		t.Fatalf("update during an unrelated deletion: runs %d, members %v, %v", runs, got.MemberIDs, err)
+	}
+	if n := len(d.locks.m); n != 0 {
+		t.Fatalf("%d record locks left behind", n)
+	}
 }
 
 func TestSCIMLimits(t *testing.T) {

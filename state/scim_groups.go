@@ -12,8 +12,18 @@ import (
 )
 
 // keyUserDeletes counts user deletions: a group write prepared outside the write transaction
-// checked its members against the users of one moment, and is stale if a user was deleted since.
+// checked its members against the users of one moment; if a user was deleted since, the members it
+// adds are looked up again (and if one is gone, it is prepared again).
 var keyUserDeletes = []byte("user_deletes")
+
+// usersStill says whether the users ids named when the deletion count was gen all still exist:
+// at once when no user was deleted since, else by looking each up.
+func (s scimTx) usersStill(gen int, ids []string) bool {
+	if s.count(keyUserDeletes) == gen {
+		return true
+	}
+	return !slices.ContainsFunc(ids, func(id string) bool { return s.users.get(id) == nil })
+}
 
 // CreateSCIMGroup stores a new group under a new id. Member ids that name no user are dropped.
 func (d *DB) CreateSCIMGroup(ctx context.Context, g SCIMGroup) (SCIMGroup, error) {
@@ -48,7 +58,7 @@ func (d *DB) CreateSCIMGroup(ctx context.Context, g SCIMGroup) (SCIMGroup, error
 			if err != nil {
 				return err
 			}
-			if stale = s.count(keyUserDeletes) != gen; stale {
+			if stale = !s.usersStill(gen, g.MemberIDs); stale {
 				return nil
 			}
 			if s.count(keyGroups) >= lim.MaxGroups {
@@ -185,7 +195,7 @@ func (d *DB) ListSCIMGroups(ctx context.Context, q SCIMList[SCIMGroup]) ([]SCIMG
 // outside any write transaction, and the write transaction only stores the prepared result after
 // checking that neither the group nor the set of users changed since. Members is not resolved.
 func (d *DB) UpdateSCIMGroup(ctx context.Context, id string, fn func(*SCIMGroup) error) (SCIMGroup, error) {
-	defer d.stripes.lock(id)()
+	defer d.locks.lock(id)()
 	lim := d.SCIMLimits()
 	for range maxStale {
 		cur, before, gen, err := d.readGroup(id)
@@ -225,13 +235,14 @@ func (d *DB) UpdateSCIMGroup(ctx context.Context, id string, fn func(*SCIMGroup)
 		if err != nil {
 			return SCIMGroup{}, fmt.Errorf("update SCIM group %q: %w", id, err)
 		}
+		added, _ := diffSorted(old, next.MemberIDs)
 		var stale bool
 		err = d.batch(func(tx *bolt.Tx) error {
 			s, err := scimWrite(tx)
 			if err != nil {
 				return err
 			}
-			if stale = !s.groups.unchanged(id, before) || s.count(keyUserDeletes) != gen; stale {
+			if stale = !s.groups.unchanged(id, before) || !s.usersStill(gen, added); stale {
 				return nil
 			}
 			return s.storeGroup(next, raw, old, oldName, oldExt)

@@ -431,21 +431,43 @@ type scimHooks struct {
 }
 
 // maxStale is how often an update prepared outside the write transaction is tried again when the
-// record changed meanwhile. Updates of one record in this process are serialised (stripes), so
+// record changed meanwhile. Updates of one record in this process are serialised (idLocks), so
 // only a user deletion removing a member can make a group update stale.
 const maxStale = 8
 
-// stripes serialise the updates of one record (by id) without one lock for all.
-type stripes struct{ mu [64]sync.Mutex }
+// idLocks serialise the updates of one record (by id) without one lock for all; a lock lives
+// while someone holds or waits for it.
+type idLocks struct {
+	mu sync.Mutex
+	m  map[string]*idLock
+}
 
-func (s *stripes) lock(id string) (unlock func()) {
-	h := uint32(2166136261) // FNV-1a
-	for i := range len(id) {
-		h = (h ^ uint32(id[i])) * 16777619
+type idLock struct {
+	sync.Mutex
+	users int
+}
+
+func (l *idLocks) lock(id string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*idLock{}
 	}
-	m := &s.mu[h%uint32(len(s.mu))]
-	m.Lock()
-	return m.Unlock
+	k := l.m[id]
+	if k == nil {
+		k = &idLock{}
+		l.m[id] = k
+	}
+	k.users++
+	l.mu.Unlock()
+	k.Lock()
+	return func() {
+		k.Unlock()
+		l.mu.Lock()
+		if k.users--; k.users == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
+	}
 }
 
 // sortedIDs sorts and dedupes ids, dropping empty ones.
