@@ -76,6 +76,16 @@ type SCIM struct {
 	TeamsPerHour int
 	// GroupRule is scim.groups, never nil; embedded so that s.Profile names the teams' profile.
 	*GroupRule
+	Limits SCIMLimits // scim.limits
+}
+
+// SCIMLimits bound what SCIM clients may store (scim.limits); a zero field takes the state's
+// default (state.DefaultSCIMLimits). The fields are state.SCIMLimits', so one converts to the other.
+type SCIMLimits struct {
+	MaxUserBytes int // bytes of one user's stored JSON
+	MaxUsers     int
+	MaxGroups    int // live groups
+	MaxMembers   int // members of one group
 }
 
 // TeamName applies scim.groups to a pushed group's displayName, as GroupRule.TeamName does; a nil
@@ -295,7 +305,7 @@ func (f *file) enabled(m mapping, key string, allowed ...string) (mapping, bool)
 
 // scim reads the inbound SCIM endpoint; nil when it is absent (or too broken to use).
 func (f *file) scim(root mapping, profiles map[string]*profileDef, defaultProfile string) *SCIM {
-	m, ok := f.enabled(root, "scim", "tokens", "tokenFiles", "groups", "teamsPerHour")
+	m, ok := f.enabled(root, "scim", "tokens", "tokenFiles", "groups", "teamsPerHour", "limits")
 	if !ok {
 		return nil
 	}
@@ -303,6 +313,7 @@ func (f *file) scim(root mapping, profiles map[string]*profileDef, defaultProfil
 		Tokens:       f.secretList(m, "tokens", "tokenFiles", checkBearerToken),
 		TeamsPerHour: DefaultSCIMTeamsPerHour,
 		GroupRule:    f.groupRule(m, profiles, defaultProfile, "SCIM creates"),
+		Limits:       f.scimLimits(m),
 	}
 	if c, n := f.integer(m, "teamsPerHour"); n != nil {
 		if c < 0 {
@@ -311,6 +322,27 @@ func (f *file) scim(root mapping, profiles map[string]*profileDef, defaultProfil
 		s.TeamsPerHour = c
 	}
 	return s
+}
+
+func (f *file) scimLimits(m mapping) SCIMLimits {
+	var l SCIMLimits
+	lm, ok := f.section(m, "limits", "", "maxUserBytes", "maxUsers", "maxGroups", "maxMembers")
+	if !ok {
+		return l
+	}
+	for _, x := range []struct {
+		key string
+		dst *int
+	}{{"maxUserBytes", &l.MaxUserBytes}, {"maxUsers", &l.MaxUsers}, {"maxGroups", &l.MaxGroups}, {"maxMembers", &l.MaxMembers}} {
+		if v, n := f.integer(lm, x.key); n != nil {
+			if v < 1 {
+				f.problem(n, lm.at(x.key), "must be at least 1, got %d (leave it out for the default)", v)
+				continue
+			}
+			*x.dst = v
+		}
+	}
+	return l
 }
 
 func checkBearerToken(v string) string {

@@ -87,6 +87,7 @@ scim:
   groups:
     regex: '^(?:wandb-(?P<team>.+)|(?P<team>.+)-wandb)$'
     lowercase: true
+  limits: {maxUsers: 500, maxUserBytes: 4096}
 webhooks:
   okta: {secretFiles: [okta.secret]}
   graph: {clientStateFiles: [graph.state], clientStates: [inline-state-0123456]}
@@ -105,6 +106,9 @@ webhooks:
 				}
 				if s.Regex == nil || s.Prefix != "" || !s.Lowercase || s.Profile != "main" {
 					t.Errorf("scim = %+v", s)
+				}
+				if s.Limits != (SCIMLimits{MaxUsers: 500, MaxUserBytes: 4096}) {
+					t.Errorf("scim.limits = %+v", s.Limits)
 				}
 				if name, ok, err := s.TeamName("NLP-wandb"); name != "nlp" || !ok || err != nil {
 					t.Errorf("TeamName = %q, %v, %v", name, ok, err)
@@ -273,6 +277,9 @@ func TestLoadBadDaemon(t *testing.T) {
 			msg: "is required: the storage profile of the teams SCIM creates; set it here, or defaultProfile (profiles: main, s3)"},
 		{name: "scim groups without a profile", yaml: base + edit(s3ProfilesOK, "profiles:\n  main:", "  s3:") + server + "scim:\n" + tokens + "  groups: #<\n    prefix: wandb-\n", field: "scim.groups.profile", msg: "is required: the storage profile"},
 		{name: "scim lowercase not a bool", yaml: withServer + "scim:\n" + tokens + "  groups:\n    lowercase: yes #<\n", field: "scim.groups.lowercase", msg: `expected true or false, got "yes"`},
+		{name: "scim limit zero", yaml: withServer + "scim:\n" + tokens + "  limits:\n    maxUsers: 0 #<\n", field: "scim.limits.maxUsers", msg: "must be at least 1, got 0"},
+		{name: "scim limit not a number", yaml: withServer + "scim:\n" + tokens + "  limits:\n    maxMembers: many #<\n", field: "scim.limits.maxMembers", msg: `expected an integer, got "many"`},
+		{name: "scim limit unknown", yaml: withServer + "scim:\n" + tokens + "  limits:\n    maxTeams: 3 #<\n", field: "scim.limits.maxTeams", msg: "unknown"},
 
 		// caFile (wandb and profiles)
 		{name: "wandb caFile missing", yaml: edit(wandbOK, "  deployment: dedicated\n", "  deployment: dedicated\n  caFile: ca.pem #<\n") + profilesOK, field: "wandb.caFile", msg: `cannot read "/cfg/ca.pem": file does not exist`},

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -29,12 +31,20 @@ type DB struct {
 	db   *bolt.DB
 	path string
 	now  func() time.Time
+	log  *slog.Logger
+
+	limits atomic.Pointer[SCIMLimits]
+	locks  idLocks
+	hooks  scimHooks
 }
 
 // Options tune Open.
 type Options struct {
 	ReadOnly    bool
 	LockTimeout time.Duration // how long to wait for another process's lock; default 1s
+	// Logger reports what a schema migration found (SCIM names that collide once normalised);
+	// default slog.Default().
+	Logger *slog.Logger
 }
 
 // ErrLocked means another process has the state file open.
@@ -76,6 +86,9 @@ func Open(path string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.log = o.Logger; d.log == nil {
+		d.log = slog.Default()
+	}
 	if err := d.init(o.ReadOnly); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
@@ -114,7 +127,7 @@ func open(path string, o Options) (*DB, error) {
 	case err != nil:
 		return nil, &DamagedError{path, err}
 	}
-	return &DB{db: bdb, path: path, now: time.Now}, nil
+	return &DB{db: bdb, path: path, now: time.Now, log: slog.Default()}, nil
 }
 
 // guard runs fn, turning a panic into an error. bbolt reads the file through a memory map: a page
@@ -156,10 +169,13 @@ func (d *DB) init(readOnly bool) error {
 		if err != nil {
 			return err
 		}
-		if meta.Get(keySchema) == nil {
-			if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
-				return err
+		if v := meta.Get(keySchema); v != nil && string(v) != strconv.Itoa(SchemaVersion) {
+			if err := d.migrateSCIM(tx); err != nil {
+				return fmt.Errorf("migrate the SCIM records to schema version %d: %w", SchemaVersion, err)
 			}
+		}
+		if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
+			return err
 		}
 		_, err = tx.CreateBucketIfNotExists(bucketTeams)
 		return err

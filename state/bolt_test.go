@@ -140,7 +140,7 @@ func TestExportHasNoSecretsAndAllTeams(t *testing.T) {
 	if err := d.Export(ctx, &buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"schemaVersion": 1`, `"g-x"`, `"g-y"`} {
+	for _, want := range []string{`"schemaVersion": 2`, `"g-x"`, `"g-y"`} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("export lacks %s:\n%s", want, buf.String())
 		}

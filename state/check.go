@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -57,8 +58,19 @@ func walk(name []byte, b *bolt.Bucket) error {
 		return forEachJSON(b, func(Record) {})
 	case string(bucketSCIMUsers):
 		return forEachJSON(b, func(SCIMUser) {})
-	case string(bucketSCIMGroups):
+	case string(bucketSCIMGroups), string(bucketSCIMDeletedGroups):
 		return forEachJSON(b, func(SCIMGroup) {})
 	}
 	return b.ForEach(func(_, _ []byte) error { return nil })
+}
+
+func forEachJSON[T any](b *bolt.Bucket, fn func(T)) error {
+	return b.ForEach(func(k, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("decode %s: %w", k, err)
+		}
+		fn(v)
+		return nil
+	})
 }

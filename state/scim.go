@@ -1,38 +1,32 @@
 package state
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
-	"unicode"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // SCIM resources pushed by an identity provider into the agent's own SCIM endpoint. Each live group
 // is a desired W&B team. The buckets are created by the first SCIM write, so state files that never
-// saw a SCIM push are unchanged.
-var (
-	bucketSCIMUsers      = []byte("scim_users")
-	bucketSCIMGroups     = []byte("scim_groups")
-	bucketSCIMUserNames  = []byte("scim_user_names")  // foldKey(userName) -> user id
-	bucketSCIMGroupNames = []byte("scim_group_names") // foldKey(displayName) -> id of the live group
-)
+// saw a SCIM push are unchanged. Every lookup an endpoint makes is an index read kept in the same
+// transaction as the record (scim_index.go), and lists decode only the page they return, so a
+// SQL backend can serve the same API with indexes and LIMIT/OFFSET.
 
 var (
 	// ErrSCIMNotFound: no user or live group has that id.
 	ErrSCIMNotFound = errors.New("no such SCIM resource")
 	// ErrSCIMConflict: the userName or group displayName is taken (compared case-insensitively).
 	ErrSCIMConflict = errors.New("SCIM attribute value is already in use")
-	// ErrSCIMInvalid: a user without userName or a group without displayName.
+	// ErrSCIMInvalid: a user without userName or a group without displayName, or a name with a
+	// control or bidirectional-formatting character.
 	ErrSCIMInvalid = errors.New("SCIM resource lacks a required attribute")
+	// ErrSCIMBusy: the record kept changing under an update; nothing was written, try again.
+	ErrSCIMBusy = errors.New("SCIM resource changed concurrently too often")
 )
 
 // SCIMUser is a user the IdP pushed.
@@ -61,19 +55,20 @@ type SCIMGroup struct {
 	// MemberIDs are SCIMUser ids, sorted, each naming an existing user: ids that name no user are
 	// dropped when the group is written, and a deleted user leaves every group.
 	MemberIDs []string `json:"memberIds,omitempty"`
-	// Deleted marks a group the IdP deleted. The record stays so the daemon can apply its removal
-	// policy (the W&B team is kept); SCIM clients no longer see it and its displayName is free.
+	// Deleted marks a group the IdP deleted. The record (name and id, no members) stays until the
+	// daemon has applied its removal policy (PurgeDeletedSCIMGroups); SCIM clients no longer see it
+	// and its displayName is free.
 	Deleted bool `json:"deleted,omitempty"`
 
 	Version  uint64    `json:"version"`
 	Created  time.Time `json:"created"`
 	Modified time.Time `json:"modified"`
 
-	// Members resolves MemberIDs on every read; it is not stored.
+	// Members resolves MemberIDs; only SCIMGroups fills it (SCIMMembers resolves on demand).
 	Members []SCIMMember `json:"-"`
 }
 
-// SCIMMember is one member of a group, resolved from its user.
+// SCIMMember is one member of a group, resolved from its user's summary.
 type SCIMMember struct {
 	ID          string
 	UserName    string
@@ -82,21 +77,63 @@ type SCIMMember struct {
 	Active      bool
 }
 
+// SCIMIndex names an attribute the store looks resources up by. userName and displayName compare
+// as the uniqueness index does (normalised, case-folded); id and externalId exactly.
+type SCIMIndex string
+
+const (
+	SCIMByID          SCIMIndex = "id"
+	SCIMByUserName    SCIMIndex = "userName"    // users
+	SCIMByDisplayName SCIMIndex = "displayName" // groups
+	SCIMByExternalID  SCIMIndex = "externalId"
+)
+
+// SCIMList asks for one page of users or live groups, in id order.
+type SCIMList[T any] struct {
+	// By and Value narrow the candidates through an index; By "" lists every resource.
+	By    SCIMIndex
+	Value string
+	// Keep, when set, tests each candidate, decoded one at a time; the total then counts the
+	// candidates it keeps. Without it the total comes from the index or the stored count, and only
+	// the page is decoded.
+	Keep  func(T) bool
+	Start int // 0-based offset into the matches
+	Count int // most resources returned
+}
+
 // CreateSCIMUser stores a new user under a new id.
 func (d *DB) CreateSCIMUser(ctx context.Context, u SCIMUser) (SCIMUser, error) {
-	err := d.db.Update(func(tx *bolt.Tx) error {
+	if err := checkName(u.UserName); err != nil {
+		return SCIMUser{}, fmt.Errorf("create SCIM user: userName: %w", err)
+	}
+	now := d.now().UTC()
+	u.Version, u.Created, u.Modified = 1, now, now
+	lim := d.SCIMLimits()
+	id, err := newSCIMID()
+	if err != nil {
+		return SCIMUser{}, fmt.Errorf("create SCIM user: %w", err)
+	}
+	u.ID = id
+	raw, err := encodeUser(u, lim)
+	if err != nil {
+		return SCIMUser{}, fmt.Errorf("create SCIM user: %w", err)
+	}
+	err = d.batch(func(tx *bolt.Tx) error {
 		s, err := scimWrite(tx)
 		if err != nil {
 			return err
 		}
-		if u.ID, err = newSCIMID(s.users); err != nil {
-			return err
+		if s.count(keyUsers) >= lim.MaxUsers {
+			return &SCIMLimitError{What: "users", Limit: lim.MaxUsers}
+		}
+		if s.idTaken(u.ID) {
+			return fmt.Errorf("generated id %s is taken", u.ID)
 		}
 		if err := s.claim(s.userNames, u.ID, "", u.UserName); err != nil {
 			return fmt.Errorf("userName %q: %w", u.UserName, err)
 		}
-		u.Version, u.Created, u.Modified = 1, d.now().UTC(), d.now().UTC()
-		return putJSON(s.users, u.ID, u)
+		s.addCount(keyUsers, 1)
+		return s.putUser(u, nil, raw)
 	})
 	if err != nil {
 		return SCIMUser{}, fmt.Errorf("create SCIM user: %w", err)
@@ -106,85 +143,125 @@ func (d *DB) CreateSCIMUser(ctx context.Context, u SCIMUser) (SCIMUser, error) {
 
 // SCIMUser returns one user, or ErrSCIMNotFound.
 func (d *DB) SCIMUser(ctx context.Context, id string) (SCIMUser, error) {
-	var u SCIMUser
-	err := d.db.View(func(tx *bolt.Tx) error { return getJSON(scimRead(tx).users, id, &u) })
+	u, _, err := d.readUser(id)
 	if err != nil {
 		return SCIMUser{}, fmt.Errorf("read SCIM user %q: %w", id, err)
 	}
 	return u, nil
 }
 
-// SCIMUsers returns every user, in id order.
-func (d *DB) SCIMUsers(ctx context.Context) ([]SCIMUser, error) {
-	var out []SCIMUser
-	err := d.db.View(func(tx *bolt.Tx) error {
-		return forEachJSON(scimRead(tx).users, func(u SCIMUser) { out = append(out, u) })
+// readUser returns a user and its stored encoding, which an update compares to see whether the
+// user changed since (the encoding carries the version).
+func (d *DB) readUser(id string) (u SCIMUser, raw []byte, err error) {
+	err = d.db.View(func(tx *bolt.Tx) error {
+		raw = clone(scimRead(tx).users.get(id))
+		return d.decode(id, raw, &u)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("read SCIM users: %w", err)
-	}
-	return out, nil
+	return u, raw, err
 }
 
-// UpdateSCIMUser applies fn to the user and stores the result, all in one transaction; an error
-// from fn stores nothing. It also returns the live groups the user belongs to when the write
-// changed something (their resolved members changed with it).
-func (d *DB) UpdateSCIMUser(ctx context.Context, id string, fn func(*SCIMUser) error) (SCIMUser, []string, error) {
+// SCIMUsers returns every user, in id order. It decodes every user: lists use ListSCIMUsers.
+func (d *DB) SCIMUsers(ctx context.Context) ([]SCIMUser, error) {
+	out, _, err := d.ListSCIMUsers(ctx, SCIMList[SCIMUser]{Keep: func(SCIMUser) bool { return true }, Count: int(^uint(0) >> 1)})
+	return out, err
+}
+
+// ListSCIMUsers returns one page of users and how many match in all.
+func (d *DB) ListSCIMUsers(ctx context.Context, q SCIMList[SCIMUser]) ([]SCIMUser, int, error) {
 	var (
-		out    SCIMUser
-		groups []string
+		page  []SCIMUser
+		total int
 	)
-	err := d.db.Update(func(tx *bolt.Tx) error {
-		s, err := scimWrite(tx)
-		if err != nil {
-			return err
-		}
-		if err := getJSON(s.users, id, &out); err != nil {
-			return err
-		}
-		old, version, created := out.UserName, out.Version, out.Created
-		before, err := json.Marshal(out)
-		if err != nil {
-			return err
-		}
-		if err := fn(&out); err != nil {
-			return err
-		}
-		out.ID, out.Version, out.Created = id, version, created
-		if after, err := json.Marshal(out); err != nil || bytes.Equal(before, after) {
-			return err // nothing changed: no write
-		}
-		if err := s.claim(s.userNames, id, old, out.UserName); err != nil {
-			return fmt.Errorf("userName %q: %w", out.UserName, err)
-		}
-		out.Version++
-		out.Modified = d.now().UTC()
-		if err := putJSON(s.users, id, out); err != nil {
-			return err
-		}
-		return forEachJSON(s.groups, func(g SCIMGroup) {
-			if !g.Deleted && slices.Contains(g.MemberIDs, id) {
-				groups = append(groups, g.ID)
-			}
-		})
+	err := d.db.View(func(tx *bolt.Tx) error {
+		s := scimRead(tx)
+		cands, known := s.candidates(s.users, q.By, q.Value, keyUsers)
+		var err error
+		page, total, err = listPage(ctx, d, q, cands, known, func(u SCIMUser) bool { return s.userHas(u, q.By, q.Value) })
+		return err
 	})
 	if err != nil {
-		return SCIMUser{}, nil, fmt.Errorf("update SCIM user %q: %w", id, err)
+		return nil, 0, fmt.Errorf("list SCIM users: %w", err)
 	}
-	return out, groups, nil
+	return page, total, nil
+}
+
+// UpdateSCIMUser applies fn to the user and stores the result; an error from fn stores nothing. fn
+// runs outside any write transaction on a copy read just before (so parsing and merging never block
+// other writers), and the result is stored only if the user has not changed since, else fn runs
+// again on the new user. It returns the live groups the user belongs to when the write changed
+// something (their resolved members changed with it).
+func (d *DB) UpdateSCIMUser(ctx context.Context, id string, fn func(*SCIMUser) error) (SCIMUser, []string, error) {
+	defer d.locks.lock(id)()
+	lim := d.SCIMLimits()
+	for range maxStale {
+		cur, before, err := d.readUser(id)
+		if err != nil {
+			return SCIMUser{}, nil, fmt.Errorf("update SCIM user %q: %w", id, err)
+		}
+		old, ext := cur.UserName, cur.ExternalID
+		version, created, modified := cur.Version, cur.Created, cur.Modified
+		if err := fn(&cur); err != nil {
+			return SCIMUser{}, nil, fmt.Errorf("update SCIM user %q: %w", id, err)
+		}
+		next := cur
+		next.ID, next.Version, next.Created, next.Modified = id, version, created, modified
+		if same, err := encodesTo(next, before); err != nil || same {
+			return next, nil, err // nothing changed: no write
+		}
+		if err := checkName(next.UserName); err != nil {
+			return SCIMUser{}, nil, fmt.Errorf("update SCIM user %q: userName: %w", id, err)
+		}
+		next.Version++
+		next.Modified = d.now().UTC()
+		raw, err := encodeUser(next, lim)
+		if err != nil {
+			return SCIMUser{}, nil, fmt.Errorf("update SCIM user %q: %w", id, err)
+		}
+		var (
+			stale  bool
+			groups []string
+		)
+		err = d.batch(func(tx *bolt.Tx) error {
+			stale, groups = false, nil
+			s, err := scimWrite(tx)
+			if err != nil {
+				return err
+			}
+			if stale = !s.users.unchanged(id, before); stale {
+				return nil
+			}
+			if err := s.claim(s.userNames, id, old, next.UserName); err != nil {
+				return fmt.Errorf("userName %q: %w", next.UserName, err)
+			}
+			if err := s.putUser(next, &SCIMUser{ID: id, ExternalID: ext}, raw); err != nil {
+				return err
+			}
+			groups = s.groupsOf(id)
+			return nil
+		})
+		switch {
+		case err != nil:
+			return SCIMUser{}, nil, fmt.Errorf("update SCIM user %q: %w", id, err)
+		case !stale:
+			return next, groups, nil
+		}
+	}
+	return SCIMUser{}, nil, fmt.Errorf("update SCIM user %q: %w", id, ErrSCIMBusy)
 }
 
 // DeleteSCIMUser removes the user and its memberships in one transaction, once check (say, an
 // If-Match; nil accepts any) accepts the current user. It returns the live groups the user left.
 func (d *DB) DeleteSCIMUser(ctx context.Context, id string, check func(SCIMUser) error) ([]string, error) {
+	defer d.locks.lock(id)()
 	var left []string
-	err := d.db.Update(func(tx *bolt.Tx) error {
+	err := d.batch(func(tx *bolt.Tx) error {
+		left = nil
 		s, err := scimWrite(tx)
 		if err != nil {
 			return err
 		}
 		var u SCIMUser
-		if err := getJSON(s.users, id, &u); err != nil {
+		if err := d.decode(id, s.users.get(id), &u); err != nil {
 			return err
 		}
 		if check != nil {
@@ -195,26 +272,15 @@ func (d *DB) DeleteSCIMUser(ctx context.Context, id string, check func(SCIMUser)
 		if err := s.release(s.userNames, id, u.UserName); err != nil {
 			return err
 		}
-		if err := s.users.Delete([]byte(id)); err != nil {
+		if err := s.dropUser(u); err != nil {
 			return err
 		}
-		var changed []SCIMGroup
-		if err := forEachJSON(s.groups, func(g SCIMGroup) {
-			if i := slices.Index(g.MemberIDs, id); i >= 0 {
-				g.MemberIDs = slices.Delete(g.MemberIDs, i, i+1)
-				changed = append(changed, g)
-			}
-		}); err != nil {
-			return err
-		}
-		for _, g := range changed {
-			g.Version++
-			g.Modified = d.now().UTC()
-			if err := putJSON(s.groups, g.ID, g); err != nil {
+		s.addCount(keyUsers, -1)
+		s.addCount(keyUserDeletes, 1)
+		left = s.groupsOf(id)
+		for _, gid := range left {
+			if err := s.leave(d, gid, id); err != nil {
 				return err
-			}
-			if !g.Deleted {
-				left = append(left, g.ID)
 			}
 		}
 		return nil
@@ -225,257 +291,28 @@ func (d *DB) DeleteSCIMUser(ctx context.Context, id string, check func(SCIMUser)
 	return left, nil
 }
 
-// CreateSCIMGroup stores a new group under a new id.
-func (d *DB) CreateSCIMGroup(ctx context.Context, g SCIMGroup) (SCIMGroup, error) {
-	err := d.db.Update(func(tx *bolt.Tx) error {
-		s, err := scimWrite(tx)
-		if err != nil {
-			return err
-		}
-		if g.ID, err = newSCIMID(s.groups); err != nil {
-			return err
-		}
-		if err := s.claim(s.groupNames, g.ID, "", g.DisplayName); err != nil {
-			return fmt.Errorf("displayName %q: %w", g.DisplayName, err)
-		}
-		g.Deleted = false
-		g.MemberIDs = s.knownUsers(g.MemberIDs)
-		g.Version, g.Created, g.Modified = 1, d.now().UTC(), d.now().UTC()
-		if err := putJSON(s.groups, g.ID, g); err != nil {
-			return err
-		}
-		g.Members = s.resolve(g.MemberIDs)
-		return nil
+// batch runs a write through bbolt's Batch, which commits concurrent writes together (one fsync
+// for many): fn may run more than once and must set its results afresh each time. It returns once
+// the transaction is on disk.
+func (d *DB) batch(fn func(*bolt.Tx) error) error {
+	return d.db.Batch(func(tx *bolt.Tx) error {
+		d.hooks.writing.Add(1)
+		defer d.hooks.writing.Add(-1)
+		return fn(tx)
 	})
-	if err != nil {
-		return SCIMGroup{}, fmt.Errorf("create SCIM group: %w", err)
-	}
-	return g, nil
 }
 
-// SCIMGroup returns one group, deleted or not, or ErrSCIMNotFound.
-func (d *DB) SCIMGroup(ctx context.Context, id string) (SCIMGroup, error) {
-	var g SCIMGroup
-	err := d.db.View(func(tx *bolt.Tx) error {
-		s := scimRead(tx)
-		if err := getJSON(s.groups, id, &g); err != nil {
-			return err
-		}
-		g.Members = s.resolve(g.MemberIDs)
-		return nil
-	})
-	if err != nil {
-		return SCIMGroup{}, fmt.Errorf("read SCIM group %q: %w", id, err)
+func newSCIMID() (string, error) {
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("generate id: %w", err)
 	}
-	return g, nil
+	return hex.EncodeToString(raw[:]), nil
 }
 
-// SCIMGroups returns every group in id order, deleted ones included (Deleted set), with their
-// members resolved, all read in one transaction. This is the daemon's view of the pushed teams.
-func (d *DB) SCIMGroups(ctx context.Context) ([]SCIMGroup, error) {
-	var out []SCIMGroup
-	err := d.db.View(func(tx *bolt.Tx) error {
-		s := scimRead(tx)
-		return forEachJSON(s.groups, func(g SCIMGroup) {
-			g.Members = s.resolve(g.MemberIDs)
-			out = append(out, g)
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read SCIM groups: %w", err)
-	}
-	return out, nil
-}
-
-// UpdateSCIMGroup applies fn to a live group and stores the result, all in one transaction; an
-// error from fn stores nothing. Setting Deleted deletes the group (see SCIMGroup.Deleted).
-func (d *DB) UpdateSCIMGroup(ctx context.Context, id string, fn func(*SCIMGroup) error) (SCIMGroup, error) {
-	var g SCIMGroup
-	err := d.db.Update(func(tx *bolt.Tx) error {
-		s, err := scimWrite(tx)
-		if err != nil {
-			return err
-		}
-		if err := getJSON(s.groups, id, &g); err != nil {
-			return err
-		}
-		if g.Deleted {
-			return ErrSCIMNotFound
-		}
-		old, version, created := g.DisplayName, g.Version, g.Created
-		before, err := json.Marshal(g)
-		if err != nil {
-			return err
-		}
-		if err := fn(&g); err != nil {
-			return err
-		}
-		g.ID, g.Version, g.Created = id, version, created
-		g.MemberIDs = s.knownUsers(g.MemberIDs)
-		defer func() { g.Members = s.resolve(g.MemberIDs) }()
-		if after, err := json.Marshal(g); err != nil || bytes.Equal(before, after) {
-			return err // nothing changed: no write
-		}
-		if g.Deleted {
-			err = s.release(s.groupNames, id, old)
-		} else {
-			err = s.claim(s.groupNames, id, old, g.DisplayName)
-		}
-		if err != nil {
-			return fmt.Errorf("displayName %q: %w", g.DisplayName, err)
-		}
-		g.Version++
-		g.Modified = d.now().UTC()
-		return putJSON(s.groups, id, g)
-	})
-	if err != nil {
-		return SCIMGroup{}, fmt.Errorf("update SCIM group %q: %w", id, err)
-	}
-	return g, nil
-}
-
-// scimTx holds the SCIM buckets of one transaction; in a read transaction any may be nil.
-type scimTx struct{ users, groups, userNames, groupNames *bolt.Bucket }
-
-func scimRead(tx *bolt.Tx) scimTx {
-	return scimTx{tx.Bucket(bucketSCIMUsers), tx.Bucket(bucketSCIMGroups), tx.Bucket(bucketSCIMUserNames), tx.Bucket(bucketSCIMGroupNames)}
-}
-
-func scimWrite(tx *bolt.Tx) (scimTx, error) {
-	var s scimTx
-	for _, b := range []struct {
-		name []byte
-		dst  **bolt.Bucket
-	}{{bucketSCIMUsers, &s.users}, {bucketSCIMGroups, &s.groups}, {bucketSCIMUserNames, &s.userNames}, {bucketSCIMGroupNames, &s.groupNames}} {
-		bk, err := tx.CreateBucketIfNotExists(b.name)
-		if err != nil {
-			return scimTx{}, fmt.Errorf("create bucket %s: %w", b.name, err)
-		}
-		*b.dst = bk
-	}
-	return s, nil
-}
-
-// claim moves id's entry in a uniqueness index from old to name, failing if another id holds name.
-func (s scimTx) claim(index *bolt.Bucket, id, old, name string) error {
-	if name == "" {
-		return ErrSCIMInvalid
-	}
-	key := foldKey(name)
-	if owner := index.Get(key); owner != nil && string(owner) != id {
-		return ErrSCIMConflict
-	}
-	if err := s.release(index, id, old); err != nil {
-		return err
-	}
-	return index.Put(key, []byte(id))
-}
-
-// release drops name from a uniqueness index if id holds it.
-func (s scimTx) release(index *bolt.Bucket, id, name string) error {
-	if name == "" {
-		return nil
-	}
-	key := foldKey(name)
-	if string(index.Get(key)) != id {
-		return nil
-	}
-	return index.Delete(key)
-}
-
-// knownUsers sorts and dedupes ids and drops those that name no user, so one stale id never
-// rejects a whole member list.
-func (s scimTx) knownUsers(ids []string) []string {
-	var out []string
-	for _, id := range ids {
-		if id != "" && s.users.Get([]byte(id)) != nil {
-			out = append(out, id)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-func (s scimTx) resolve(ids []string) []SCIMMember {
-	var out []SCIMMember
-	for _, id := range ids {
-		var u SCIMUser
-		if getJSON(s.users, id, &u) != nil {
-			continue
-		}
-		out = append(out, SCIMMember{ID: u.ID, UserName: u.UserName, DisplayName: displayName(u.Attributes), Email: u.Email, Active: u.Active})
-	}
-	return out
-}
-
-// displayName is a user's displayName attribute (SCIM attribute names are case-insensitive, RFC 7643
-// section 2.1), or "".
-func displayName(attrs map[string]any) string {
-	for k, v := range attrs {
-		if s, ok := v.(string); ok && strings.EqualFold(k, "displayName") {
-			return s
-		}
-	}
-	return ""
-}
-
-// foldKey maps every rune to the smallest rune of its case-folding orbit, so two names get the
-// same key exactly when strings.EqualFold says they are equal: the uniqueness check and the SCIM
-// filter `userName eq` (which uses EqualFold) then agree on every name.
-func foldKey(s string) []byte {
-	return []byte(strings.Map(func(r rune) rune {
-		least := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			least = min(least, f)
-		}
-		return least
-	}, s))
-}
-
-func newSCIMID(b *bolt.Bucket) (string, error) {
-	for {
-		var raw [16]byte
-		if _, err := rand.Read(raw[:]); err != nil {
-			return "", fmt.Errorf("generate id: %w", err)
-		}
-		if id := hex.EncodeToString(raw[:]); b.Get([]byte(id)) == nil {
-			return id, nil
-		}
-	}
-}
-
-func getJSON(b *bolt.Bucket, id string, v any) error {
-	var raw []byte
-	if b != nil && id != "" {
-		raw = b.Get([]byte(id))
-	}
-	if raw == nil {
-		return ErrSCIMNotFound
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("decode %s: %w", id, err)
-	}
-	return nil
-}
-
-func putJSON(b *bolt.Bucket, id string, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", id, err)
-	}
-	return b.Put([]byte(id), raw)
-}
-
-func forEachJSON[T any](b *bolt.Bucket, fn func(T)) error {
+func clone(b []byte) []byte {
 	if b == nil {
 		return nil
 	}
-	return b.ForEach(func(k, raw []byte) error {
-		var v T
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return fmt.Errorf("decode %s: %w", k, err)
-		}
-		fn(v)
-		return nil
-	})
+	return append([]byte(nil), b...)
 }

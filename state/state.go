@@ -6,11 +6,14 @@
 // and the external mutation in flight. W&B never tells which bucket a team has, so this record is the
 // only place that knows.
 //
-// The SCIM push store (scim.go) keeps what Okta or Entra ID pushed into the agent's own SCIM endpoint
+// The SCIM push store (scim*.go) keeps what Okta or Entra ID pushed into the agent's own SCIM endpoint
 // (package scim/server); each live group is a desired W&B team. A userName is unique among users and a
-// displayName among live groups, both compared case-insensitively (as strings.EqualFold compares); a
-// deleted group keeps its record, so that its removal can be handled, but frees its displayName. A
-// group's members are users that exist: unknown ids are dropped, and a deleted user leaves every group.
+// displayName among live groups, both normalised (NormalizeSCIMName) and compared case-insensitively
+// (as strings.EqualFold compares); a deleted group keeps its name, so that its removal can be handled,
+// until PurgeDeletedSCIMGroups, but frees its displayName. A group's members are users that exist:
+// unknown ids are dropped, and a deleted user leaves every group. Lookups go through indexes kept in
+// the record's transaction, lists decode only their page, and updates are prepared outside the write
+// transaction (scim_index.go); SetSCIMLimits bounds what clients may store.
 //
 // Open checks a file whole before using it (DamagedError). Backup and WriteCopy copy the file; Export
 // writes the team records as JSON.
@@ -24,8 +27,9 @@ import (
 )
 
 // SchemaVersion is the layout of records this build writes. A state file written by a newer
-// schema is refused rather than misread.
-const SchemaVersion = 1
+// schema is refused rather than misread; an older one is migrated when opened for writing.
+// Version 2 normalised SCIM names and added the SCIM indexes (scim_migrate.go).
+const SchemaVersion = 2
 
 // Phase is how far a team has got. Phases only move forward; failures, conflicts and orphaning are
 // recorded beside the phase so the team resumes where it stopped.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,7 +79,7 @@ func TestStateBackupWhileTheDaemonRuns(t *testing.T) {
 	if r := run("state", "ls"); r.code != 0 || !strings.Contains(r.stdout, e.team("yaml")) {
 		t.Errorf("state ls while the daemon runs: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if r := run("state", "export", "--daemon", d.base); r.code != 0 || !strings.Contains(r.stdout, `"schemaVersion": 1`) {
+	if r := run("state", "export", "--daemon", d.base); r.code != 0 || !strings.Contains(r.stdout, `"schemaVersion": `+strconv.Itoa(state.SchemaVersion)) {
 		t.Errorf("state export --daemon: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	if r := run("state", "mark-registered", e.team("yaml")); r.code == 0 || !strings.Contains(r.stderr, "state.db: state file is in use by another byob-agent process") {

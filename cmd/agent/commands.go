@@ -72,13 +72,15 @@ type agent struct {
 
 // openAgentState loads the configuration and opens the state.
 func openAgentState(ctx context.Context, g *globals, stderr io.Writer, so state.Options) (*agent, error) {
-	if _, err := g.logger(stderr); err != nil {
+	log, err := g.logger(stderr)
+	if err != nil {
 		return nil, err
 	}
 	cfg, err := loadConfig(g.config)
 	if err != nil {
 		return nil, err
 	}
+	so.Logger = log // a schema migration reports what it found
 	db, err := state.Open(cfg.State.Path, so)
 	if err != nil {
 		return nil, err

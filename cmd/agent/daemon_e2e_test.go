@@ -277,6 +277,10 @@ func TestDaemon(t *testing.T) {
 	if !e.hasTeam(e.team("vision")) {
 		t.Error("the W&B team of a deleted group must be kept")
 	}
+	// Once its team is orphaned, the deleted group is forgotten.
+	waitFor(t, "the deleted group to be purged", func() bool {
+		return strings.Contains(d.logs(), "forgot deleted SCIM groups whose teams were orphaned")
+	})
 
 	// SIGTERM: a clean stop.
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {

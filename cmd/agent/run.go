@@ -187,6 +187,7 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, sources *
 		return func(_, outcome string) { d.metrics.Webhooks.WithLabelValues(source, outcome).Inc() }
 	}
 	if s := cfg.SCIM; s != nil {
+		d.db.SetSCIMLimits(state.SCIMLimits(s.Limits))
 		h, err := server.New(server.Options{
 			BaseURL:  strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/scim/v2",
 			Tokens:   reveal(s.Tokens),
@@ -488,6 +489,27 @@ func (d *daemon) reconciled(key queuekey.Key, results []apply.Result, err error,
 		d.metrics.SetTeams(byStatus)
 	}
 	d.log.Info("reconciled", "key", key, "teams", len(results), "took", took.String(), "error", errString(err))
+	if err == nil {
+		d.purgeSCIM(key, time.Now().Add(-took))
+	}
+}
+
+// purgeSCIM forgets the deleted SCIM groups a successful reconcile has applied the removal policy
+// to: for a full reconcile every one deleted before it began, for a SCIM group key that group.
+func (d *daemon) purgeSCIM(key queuekey.Key, began time.Time) {
+	var ids []string
+	if src, id, ok := key.Group(); ok && src == scimpush.Name {
+		ids = []string{id}
+	} else if key != queuekey.All {
+		return
+	}
+	n, err := d.db.PurgeDeletedSCIMGroups(context.Background(), began, ids...)
+	switch {
+	case err != nil:
+		d.log.Warn("could not forget deleted SCIM groups; will try after the next reconcile", "error", err)
+	case n > 0:
+		d.log.Info("forgot deleted SCIM groups whose teams were orphaned", "groups", n)
+	}
 }
 
 func errString(err error) string {

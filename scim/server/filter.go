@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/byob-agent/byob-agent/state"
 	"github.com/elimity-com/scim/schema"
 	filter "github.com/scim2/filter-parser/v2"
 )
@@ -14,13 +15,30 @@ import (
 // predicate reports whether a resource (as attributes, with "id") matches a filter.
 type predicate func(map[string]any) bool
 
+// query is a compiled list filter: the store narrows the candidates through an index when the
+// filter holds an equality on an indexed attribute (by, value), and match tests the rest, unless
+// the filter is that equality alone (exact).
+type query struct {
+	match predicate
+	by    state.SCIMIndex
+	value string
+	exact bool
+}
+
 type filterKey struct{}
 
-func filterFrom(ctx context.Context) predicate {
-	if p, ok := ctx.Value(filterKey{}).(predicate); ok {
-		return p
+// queryFrom is the request's filter; without one, every resource matches.
+func queryFrom(ctx context.Context) query {
+	q, _ := ctx.Value(filterKey{}).(query)
+	return q
+}
+
+// keep is the test the store runs on each candidate; nil when the index (or no filter) says all.
+func (q query) keep() predicate {
+	if q.match == nil || q.exact {
+		return nil
 	}
-	return func(map[string]any) bool { return true }
+	return q.match
 }
 
 // maxFilter bounds a filter's length: IdPs send a few dozen bytes, and parsing takes time in
@@ -29,18 +47,54 @@ const maxFilter = 2048
 
 // parseFilter compiles a filter. Any filter it cannot evaluate exactly is an error, answered as
 // 400 invalidFilter.
-func (s scope) parseFilter(text string) (predicate, error) {
+func (s scope) parseFilter(text string) (query, error) {
 	if len(text) > maxFilter {
-		return nil, fmt.Errorf("filter longer than %d bytes", maxFilter)
+		return query{}, fmt.Errorf("filter longer than %d bytes", maxFilter)
 	}
 	e, err := filter.ParseFilter([]byte(text))
 	if err != nil {
 		var ok bool
 		if e, ok = subValuePath(text); !ok {
-			return nil, err
+			return query{}, err
 		}
 	}
-	return s.compile(e)
+	match, err := s.compile(e)
+	if err != nil {
+		return query{}, err
+	}
+	q := query{match: match}
+	q.by, q.value, q.exact = s.indexHint(e)
+	return q, nil
+}
+
+// indexHint finds an equality on an indexed attribute that every match must satisfy: the filter
+// itself (exact), or one side of a top-level and.
+func (s scope) indexHint(e filter.Expression) (by state.SCIMIndex, value string, exact bool) {
+	switch e := e.(type) {
+	case *filter.AttributeExpression:
+		raw, ok := e.CompareValue.(string)
+		if !ok || !strings.EqualFold(string(e.Operator), string(filter.EQ)) || e.AttributePath.SubAttribute != nil {
+			return "", "", false
+		}
+		ext, a, err := s.resolve(e.AttributePath)
+		if err != nil || ext != "" {
+			return "", "", false
+		}
+		by, ok := s.indexes[a.Name()]
+		if value, err = unescape(raw); !ok || err != nil {
+			return "", "", false
+		}
+		return by, value, true
+	case *filter.LogicalExpression:
+		if !strings.EqualFold(string(e.Operator), string(filter.AND)) {
+			return "", "", false
+		}
+		if by, value, _ = s.indexHint(e.Left); by == "" {
+			by, value, _ = s.indexHint(e.Right)
+		}
+		return by, value, false
+	}
+	return "", "", false
 }
 
 // subValuePath parses `emails[type eq "work"].value eq "x"`, which Entra sends but RFC 7644's
@@ -152,7 +206,7 @@ func (s scope) compileAttr(e *filter.AttributeExpression) (predicate, error) {
 		}
 		sub = leaf.Name()
 	}
-	test, err := comparison(op, e.CompareValue, leaf)
+	test, err := comparison(op, e.CompareValue, leaf, ext == "" && sub == "" && a.Name() == s.unique)
 	if err != nil {
 		return nil, err
 	}
@@ -174,8 +228,9 @@ func (s scope) compileAttr(e *filter.AttributeExpression) (predicate, error) {
 }
 
 // comparison tests one value; for ne it tests equality (the caller negates). Strings compare
-// case-insensitively unless the attribute is caseExact (userName and displayName are not).
-func comparison(op filter.CompareOperator, want any, a schema.CoreAttribute) (func(any) bool, error) {
+// case-insensitively unless the attribute is caseExact (userName and displayName are not). A
+// unique name (normalized) is compared normalised, as the store keeps it.
+func comparison(op filter.CompareOperator, want any, a schema.CoreAttribute, normalized bool) (func(any) bool, error) {
 	if op == filter.PR {
 		return present, nil
 	}
@@ -188,6 +243,9 @@ func comparison(op filter.CompareOperator, want any, a schema.CoreAttribute) (fu
 		w, err := unescape(raw)
 		if err != nil {
 			return nil, err
+		}
+		if n, err := state.NormalizeSCIMName(w); normalized && err == nil {
+			w = n
 		}
 		fold := func(s string) string { return s }
 		if !a.CaseExact() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,12 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/Schemas", `filter=attributes eq "x"`, "", ""},
 		{"POST", "/Users/.search", "", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"emails eq \"x\""}`, ""},
 		{"GET", "/Me", "", "", ""},
+		{"GET", "/Groups", "attributes=displayName,members.value&excludedAttributes=members.display,members", "", ""},
+		{"GET", "/Users", "attributes=urn:ietf:params:scim:schemas:extension:enterprise:2.0:User,emails.value,,EMAILS.value&excludedAttributes=name.givenName", "", ""},
+		{"GET", "/Groups/$G", "excludedAttributes=" + strings.Repeat("members,", 40), "", ""},
+		{"POST", "/Users", "attributes=userName", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":" zoe\u0308 "}`, ""},
+		{"POST", "/Groups", "", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"te\u202eam"}`, ""},
+		{"PATCH", "/Groups/$G", "excludedAttributes=members", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":"$U"},{"value":"$U"},{"value":"x"}]}]}`, ""},
 	} {
 		f.Add(s.method, s.path, s.query, s.body, s.ifMatch)
 	}
@@ -125,12 +132,46 @@ func FuzzFilter(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, text string) {
 		for _, sc := range []scope{userScope, groupScope} {
-			match, err := sc.parseFilter(text)
+			q, err := sc.parseFilter(text)
 			if err != nil {
 				continue
 			}
 			for _, s := range samples {
-				match(s)
+				q.match(s)
+			}
+		}
+	})
+}
+
+// FuzzAttributeList parses arbitrary attributes/excludedAttributes for both resource types and
+// projects sample resources with them: a 400 is fine, a panic is not, the caps hold, and the
+// projection never adds an attribute the resource lacks.
+func FuzzAttributeList(f *testing.F) {
+	for _, s := range []string{"userName", "emails.value,emails.type", "members", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+		"name.givenName,,name", strings.Repeat("a,", 40), "emails[type eq \"work\"].value", "Members.VALUE"} {
+		f.Add(s, "members")
+	}
+	sample := map[string]any{"userName": "a", "displayName": "d", "active": true, "name": map[string]any{"givenName": "g"},
+		"emails":  []any{map[string]any{"value": "a", "type": "work"}, "not an object"},
+		"members": []any{map[string]any{"value": "u", "display": "U"}},
+		entURN:    map[string]any{"manager": map[string]any{"value": "m"}}}
+	f.Fuzz(func(t *testing.T, include, exclude string) {
+		for _, sc := range []scope{userScope, groupScope} {
+			p, err := sc.parseProjection(url.Values{"attributes": {include}, "excludedAttributes": {exclude}})
+			if err != nil {
+				if err.Status != 400 || (len(include) <= maxAttrList && len(exclude) <= maxAttrList &&
+					strings.Count(include, ",") < maxAttrEntries && strings.Count(exclude, ",") < maxAttrEntries) {
+					t.Fatalf("%q %q refused: %+v", include, exclude, err)
+				}
+				continue
+			}
+			if len(p.include) > maxAttrEntries || len(p.exclude) > maxAttrEntries {
+				t.Fatalf("%d/%d entries kept", len(p.include), len(p.exclude))
+			}
+			for k := range p.project(sample) {
+				if _, ok := sample[k]; !ok {
+					t.Fatalf("projection added %q", k)
+				}
 			}
 		}
 	})

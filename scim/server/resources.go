@@ -41,14 +41,16 @@ func (u users) Get(r *http.Request, id string) (scim.Resource, error) {
 }
 
 func (u users) GetAll(r *http.Request, p scim.ListRequestParams) (scim.Page, error) {
-	all, err := u.h.store.SCIMUsers(r.Context())
+	q := queryFrom(r.Context())
+	list := state.SCIMList[state.SCIMUser]{By: q.by, Value: q.value, Start: p.StartIndex - 1, Count: p.Count}
+	if keep := q.keep(); keep != nil {
+		list.Keep = func(user state.SCIMUser) bool { return keep(withID(user.Attributes, user.ID)) }
+	}
+	page, total, err := u.h.store.ListSCIMUsers(r.Context(), list)
 	if err != nil {
 		return scim.Page{}, u.h.fail(r.Context(), "list users", "", err)
 	}
-	match := filterFrom(r.Context())
-	return listPage(all, p,
-		func(user state.SCIMUser) bool { return match(withID(user.Attributes, user.ID)) },
-		func(user state.SCIMUser) scim.Resource { return userResource(r, user) }), nil
+	return render(r, total, page, func(user state.SCIMUser) (scim.Resource, error) { return userResource(r, user), nil })
 }
 
 func (u users) Replace(r *http.Request, id string, attrs scim.ResourceAttributes) (scim.Resource, error) {
@@ -56,6 +58,9 @@ func (u users) Replace(r *http.Request, id string, attrs scim.ResourceAttributes
 }
 
 func (u users) Patch(r *http.Request, id string, ops []scim.PatchOperation) (scim.Resource, error) {
+	if err := checkOps(ops); err != nil {
+		return scim.Resource{}, err
+	}
 	return u.update(r, id, "patch user", func(user *state.SCIMUser) error {
 		attrs := user.Attributes
 		if attrs == nil {
@@ -70,7 +75,8 @@ func (u users) Patch(r *http.Request, id string, ops []scim.PatchOperation) (sci
 	})
 }
 
-// update runs change inside the store's transaction, after the If-Match check.
+// update has the store run change (outside its write transaction, on the current user) after the
+// If-Match check.
 func (u users) update(r *http.Request, id, action string, change func(*state.SCIMUser) error) (scim.Resource, error) {
 	cond := ifMatch(r)
 	user, groups, err := u.h.store.UpdateSCIMUser(r.Context(), id, func(user *state.SCIMUser) error {
@@ -101,9 +107,9 @@ func (u users) Delete(r *http.Request, id string) error {
 func setUser(user *state.SCIMUser, attrs map[string]any) error {
 	attrs = compact(attrs)
 	delete(attrs, "password")
-	name, _ := attrs["userName"].(string)
-	if strings.TrimSpace(name) == "" {
-		return invalidValue("userName is required.")
+	name, err := normalized(attrs, "userName")
+	if err != nil {
+		return err
 	}
 	active, ok := attrs["active"].(bool)
 	user.Active = active || !ok // absent means active
@@ -133,8 +139,23 @@ func primaryEmail(v any) string {
 	return cmp.Or(work, first)
 }
 
+// normalized is a resource's unique name as the store keeps it (state.NormalizeSCIMName), written
+// back into attrs; a missing or unusable one is a 400 naming the attribute.
+func normalized(attrs map[string]any, attr string) (string, error) {
+	raw, _ := attrs[attr].(string)
+	if strings.TrimSpace(raw) == "" {
+		return "", invalidValue(attr + " is required.")
+	}
+	name, err := state.NormalizeSCIMName(raw)
+	if err != nil {
+		return "", invalidValue(attr + ": " + strings.TrimPrefix(err.Error(), state.ErrSCIMInvalid.Error()+": ") + ".")
+	}
+	attrs[attr] = name
+	return name, nil
+}
+
 func userResource(r *http.Request, u state.SCIMUser) scim.Resource {
-	return scim.Resource{ID: u.ID, Attributes: userScope.project(u.Attributes, r.URL.Query()), Meta: meta(u.Created, u.Modified, u.Version)}
+	return scim.Resource{ID: u.ID, Attributes: projectionFrom(r.Context()).project(u.Attributes), Meta: meta(u.Created, u.Modified, u.Version)}
 }
 
 // groups is the library's handler for /Groups.
@@ -153,7 +174,7 @@ func (g groups) Create(r *http.Request, attrs scim.ResourceAttributes) (scim.Res
 	g.h.log.Info("SCIM group created", "group", group.DisplayName, "id", group.ID)
 	g.h.dropped(group, want)
 	g.h.changed(group.ID)
-	return g.h.groupResource(r, group), nil
+	return g.h.groupResource(r, group)
 }
 
 func (g groups) Get(r *http.Request, id string) (scim.Resource, error) {
@@ -164,18 +185,20 @@ func (g groups) Get(r *http.Request, id string) (scim.Resource, error) {
 	if err != nil {
 		return scim.Resource{}, g.h.fail(r.Context(), "read group", id, err)
 	}
-	return g.h.groupResource(r, group), nil
+	return g.h.groupResource(r, group)
 }
 
 func (g groups) GetAll(r *http.Request, p scim.ListRequestParams) (scim.Page, error) {
-	all, err := g.h.store.SCIMGroups(r.Context())
+	q := queryFrom(r.Context())
+	list := state.SCIMList[state.SCIMGroup]{By: q.by, Value: q.value, Start: p.StartIndex - 1, Count: p.Count}
+	if keep := q.keep(); keep != nil {
+		list.Keep = func(group state.SCIMGroup) bool { return keep(withID(groupAttrs(group), group.ID)) }
+	}
+	page, total, err := g.h.store.ListSCIMGroups(r.Context(), list)
 	if err != nil {
 		return scim.Page{}, g.h.fail(r.Context(), "list groups", "", err)
 	}
-	match := filterFrom(r.Context())
-	return listPage(all, p,
-		func(group state.SCIMGroup) bool { return !group.Deleted && match(withID(groupAttrs(group), group.ID)) },
-		func(group state.SCIMGroup) scim.Resource { return g.h.groupResource(r, group) }), nil
+	return render(r, total, page, func(group state.SCIMGroup) (scim.Resource, error) { return g.h.groupResource(r, group) })
 }
 
 func (g groups) Replace(r *http.Request, id string, attrs scim.ResourceAttributes) (scim.Resource, error) {
@@ -183,6 +206,15 @@ func (g groups) Replace(r *http.Request, id string, attrs scim.ResourceAttribute
 }
 
 func (g groups) Patch(r *http.Request, id string, ops []scim.PatchOperation) (scim.Resource, error) {
+	if err := checkOps(ops); err != nil {
+		return scim.Resource{}, err
+	}
+	if merge, ok := memberOps(ops); ok {
+		return g.update(r, id, "patch group", func(group *state.SCIMGroup) error {
+			group.MemberIDs = merge(group.MemberIDs)
+			return nil
+		})
+	}
 	return g.update(r, id, "patch group", func(group *state.SCIMGroup) error {
 		attrs := groupAttrs(*group)
 		for _, op := range ops {
@@ -202,8 +234,8 @@ func (g groups) Delete(r *http.Request, id string) error {
 	return err
 }
 
-// update runs change inside the store's transaction, after the If-Match check, and reports a
-// committed change to the daemon.
+// update has the store run change (outside its write transaction, on the current group) after the
+// If-Match check, and reports a committed change to the daemon.
 func (g groups) update(r *http.Request, id, action string, change func(*state.SCIMGroup) error) (scim.Resource, error) {
 	cond := ifMatch(r)
 	var (
@@ -227,14 +259,14 @@ func (g groups) update(r *http.Request, id, action string, change func(*state.SC
 		g.h.log.Info("SCIM group changed", "group", group.DisplayName, "id", id, "change", action)
 		g.h.changed(id)
 	}
-	return g.h.groupResource(r, group), nil
+	return g.h.groupResource(r, group)
 }
 
 // setGroup stores validated group attributes in group.
 func setGroup(group *state.SCIMGroup, attrs map[string]any) error {
-	name, _ := attrs["displayName"].(string)
-	if strings.TrimSpace(name) == "" {
-		return invalidValue("displayName is required.")
+	name, err := normalized(attrs, "displayName")
+	if err != nil {
+		return err
 	}
 	group.DisplayName = name
 	group.ExternalID, _ = attrs["externalId"].(string)
@@ -249,10 +281,7 @@ func setGroup(group *state.SCIMGroup, attrs map[string]any) error {
 
 // groupAttrs is the group as SCIM attributes, which filters and PATCH operations work on.
 func groupAttrs(g state.SCIMGroup) map[string]any {
-	attrs := map[string]any{"displayName": g.DisplayName}
-	if g.ExternalID != "" {
-		attrs["externalId"] = g.ExternalID
-	}
+	attrs := groupCore(g)
 	var members []any
 	for _, id := range g.MemberIDs {
 		members = append(members, map[string]any{"value": id})
@@ -263,11 +292,26 @@ func groupAttrs(g state.SCIMGroup) map[string]any {
 	return attrs
 }
 
-func (h *handler) groupResource(r *http.Request, g state.SCIMGroup) scim.Resource {
-	attrs := groupAttrs(g)
-	if g.Members != nil {
+// groupResource renders a group, reading its members' summaries only when the answer shows them.
+// groupCore is a group's attributes but its members.
+func groupCore(g state.SCIMGroup) map[string]any {
+	attrs := map[string]any{"displayName": g.DisplayName}
+	if g.ExternalID != "" {
+		attrs["externalId"] = g.ExternalID
+	}
+	return attrs
+}
+
+func (h *handler) groupResource(r *http.Request, g state.SCIMGroup) (scim.Resource, error) {
+	attrs := groupCore(g)
+	proj := projectionFrom(r.Context())
+	if proj.shows("members") && len(g.MemberIDs) > 0 {
+		ms, err := h.store.SCIMMembers(r.Context(), g.MemberIDs)
+		if err != nil {
+			return scim.Resource{}, h.fail(r.Context(), "read group members", g.ID, err)
+		}
 		var members []any
-		for _, m := range g.Members {
+		for _, m := range ms {
 			// Entra and Okta show a member by its displayName, falling back to the user name.
 			display := m.DisplayName
 			if display == "" {
@@ -275,13 +319,21 @@ func (h *handler) groupResource(r *http.Request, g state.SCIMGroup) scim.Resourc
 			}
 			members = append(members, map[string]any{"value": m.ID, "display": display, "type": "User", "$ref": h.base + "/Users/" + m.ID})
 		}
-		attrs["members"] = members
+		if members != nil {
+			attrs["members"] = members
+		}
 	}
-	return scim.Resource{ID: g.ID, Attributes: groupScope.project(attrs, r.URL.Query()), Meta: meta(g.Created, g.Modified, g.Version)}
+	return scim.Resource{ID: g.ID, Attributes: proj.project(attrs), Meta: meta(g.Created, g.Modified, g.Version)}, nil
 }
+
+// logSample is how many ids a log line quotes of a longer list.
+const logSample = 5
 
 // dropped logs member ids a write asked for that name no user (the store keeps the others).
 func (h *handler) dropped(g state.SCIMGroup, want []string) {
+	if len(want) <= len(g.MemberIDs) {
+		return // the store keeps a subset of want, deduped: all of it
+	}
 	var unknown []string
 	for _, id := range want {
 		if _, found := slices.BinarySearch(g.MemberIDs, id); !found {
@@ -289,7 +341,8 @@ func (h *handler) dropped(g state.SCIMGroup, want []string) {
 		}
 	}
 	if unknown != nil {
-		h.log.Warn("SCIM group members name no user and were ignored", "group", g.DisplayName, "id", g.ID, "members", unknown)
+		h.log.Warn("SCIM group members name no user and were ignored", "group", g.DisplayName, "id", g.ID,
+			"count", len(unknown), "sample", unknown[:min(len(unknown), logSample)])
 	}
 }
 
@@ -302,7 +355,10 @@ func (h *handler) changed(groupIDs ...string) {
 // fail turns a store or handler error into the SCIM error to answer with. Store failures are
 // logged and answered without their detail.
 func (h *handler) fail(ctx context.Context, action, id string, err error) error {
-	var se scimerr.ScimError
+	var (
+		se    scimerr.ScimError
+		limit *state.SCIMLimitError
+	)
 	switch {
 	case errors.As(err, &se):
 		return se
@@ -312,9 +368,25 @@ func (h *handler) fail(ctx context.Context, action, id string, err error) error 
 		return scimerr.ScimErrorUniqueness
 	case errors.Is(err, state.ErrSCIMInvalid):
 		return scimerr.ScimErrorInvalidValue
+	case errors.As(err, &limit):
+		return limitError(limit)
+	case errors.Is(err, state.ErrSCIMBusy):
+		return scimerr.ScimError{Status: http.StatusServiceUnavailable, Detail: "The resource is being changed by other requests; try again."}
+	case ctx.Err() != nil:
+		return scimerr.ScimError{Status: http.StatusServiceUnavailable, Detail: "The request was cancelled before it was answered."}
 	}
 	h.log.ErrorContext(ctx, "SCIM request failed in the state store", "action", action, "id", id, "error", err)
 	return scimerr.ScimError{Status: http.StatusInternalServerError, Detail: "The agent's state store failed; nothing was changed."}
+}
+
+// limitError answers a write a configured limit refuses: 400 invalidValue for the size of one
+// resource, 403 for the number of resources (RFC 7644 section 3.12 has no quota error).
+func limitError(l *state.SCIMLimitError) scimerr.ScimError {
+	detail := fmt.Sprintf("Refused: %s (a limit of the agent's configuration, scim.limits).", l)
+	if l.What == "users" || l.What == "groups" {
+		return scimerr.ScimError{Status: http.StatusForbidden, Detail: detail}
+	}
+	return invalidValue(detail)
 }
 
 func invalidValue(detail string) scimerr.ScimError {
@@ -368,14 +440,21 @@ func withID(attrs map[string]any, id string) map[string]any {
 	return m
 }
 
-// listPage keeps the matching items and renders the requested page: startIndex is 1-based,
-// count at most the page size (the library clamped both); totalResults counts every match.
-func listPage[T any](items []T, p scim.ListRequestParams, keep func(T) bool, render func(T) scim.Resource) scim.Page {
-	hits := slices.DeleteFunc(items, func(x T) bool { return !keep(x) })
-	start := min(max(p.StartIndex, 1)-1, len(hits))
-	page := scim.Page{TotalResults: len(hits), Resources: []scim.Resource{}}
-	for _, x := range hits[start:min(start+max(p.Count, 0), len(hits))] {
-		page.Resources = append(page.Resources, render(x))
+// render renders a page the store returned, stopping when the client is gone.
+func render[T any](r *http.Request, total int, items []T, fn func(T) (scim.Resource, error)) (scim.Page, error) {
+	page := scim.Page{TotalResults: total, Resources: make([]scim.Resource, 0, len(items))}
+	for _, x := range items {
+		if err := r.Context().Err(); err != nil {
+			return scim.Page{}, scimerr.ScimError{Status: http.StatusServiceUnavailable, Detail: "The request was cancelled before it was answered."}
+		}
+		res, err := fn(x)
+		if err != nil {
+			return scim.Page{}, err
+		}
+		page.Resources = append(page.Resources, res)
 	}
-	return page
+	if n, ok := r.Context().Value(pageKey{}).(*int); ok {
+		*n = len(page.Resources)
+	}
+	return page, nil
 }

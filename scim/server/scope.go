@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/byob-agent/byob-agent/state"
 	"github.com/elimity-com/scim/optional"
 	"github.com/elimity-com/scim/schema"
 	filter "github.com/scim2/filter-parser/v2"
@@ -13,8 +14,8 @@ import (
 
 var (
 	enterpriseUser = schema.ExtensionEnterpriseUser()
-	userScope      = newScope(schema.CoreUserSchema(), enterpriseUser)
-	groupScope     = newScope(groupSchema())
+	userScope      = newScope(schema.CoreUserSchema(), "userName", state.SCIMByUserName, enterpriseUser)
+	groupScope     = newScope(groupSchema(), "displayName", state.SCIMByDisplayName)
 )
 
 // groupSchema is the core Group schema with displayName declared unique, as this server enforces.
@@ -41,16 +42,21 @@ type scope struct {
 	core  schema.Schema
 	attrs schema.Attributes
 	exts  []schema.Schema
+	// unique is the attribute the store keeps normalised and unique; indexes are the (core)
+	// attributes the store can look resources up by.
+	unique  string
+	indexes map[string]state.SCIMIndex
 }
 
-func newScope(core schema.Schema, exts ...schema.Schema) scope {
+func newScope(core schema.Schema, unique string, byUnique state.SCIMIndex, exts ...schema.Schema) scope {
 	attrs := slices.Clone(core.Attributes)
 	for _, a := range schema.CommonAttributes() {
 		if a.Name() == "id" || a.Name() == "externalId" {
 			attrs = append(attrs, a)
 		}
 	}
-	return scope{core: core, attrs: attrs, exts: exts}
+	indexes := map[string]state.SCIMIndex{"id": state.SCIMByID, "externalId": state.SCIMByExternalID, unique: byUnique}
+	return scope{core: core, attrs: attrs, exts: exts, unique: unique, indexes: indexes}
 }
 
 // within is the scope of a multi-valued attribute's elements, for value filters.

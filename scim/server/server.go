@@ -5,9 +5,12 @@
 //
 // github.com/elimity-com/scim does the routing, schema validation, PATCH parsing and discovery.
 // This package does what the library leaves open (see docs/scim-server.md): bearer
-// authentication, body caps, path normalisation, filter evaluation, PATCH application in one
-// storage transaction, pagination counts, attribute projection, ETags and If-Match, uniqueness,
-// and SCIM error bodies for every error.
+// authentication, body caps, path normalisation, filter evaluation (through the store's indexes
+// where it can), PATCH application (parsed and merged before the store's write transaction, which
+// stores the result only if the resource did not change meanwhile), pagination counts, attribute
+// projection, ETags and If-Match, uniqueness, name normalisation, and SCIM error bodies for every
+// error. What one request may cost is capped: attribute lists, filters, PATCH operations and values,
+// bodies, and (in the store) users, groups, members and a user's size.
 package server
 
 import (
@@ -23,6 +26,8 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -55,17 +60,20 @@ type Refusal struct {
 	Detail string
 }
 
-// Store is the durable record of pushed users and groups; *state.DB implements it. Every write
-// runs its function inside one transaction and returns only once the transaction committed.
+// Store is the durable record of pushed users and groups; *state.DB implements it. An update runs
+// its function on the current resource, outside the write transaction, and stores the result only
+// if the resource is unchanged since; every write returns only once it committed. Lists return one
+// page, through an index when asked.
 type Store interface {
 	CreateSCIMUser(ctx context.Context, u state.SCIMUser) (state.SCIMUser, error)
 	SCIMUser(ctx context.Context, id string) (state.SCIMUser, error)
-	SCIMUsers(ctx context.Context) ([]state.SCIMUser, error)
+	ListSCIMUsers(ctx context.Context, q state.SCIMList[state.SCIMUser]) ([]state.SCIMUser, int, error)
 	UpdateSCIMUser(ctx context.Context, id string, fn func(*state.SCIMUser) error) (state.SCIMUser, []string, error)
 	DeleteSCIMUser(ctx context.Context, id string, check func(state.SCIMUser) error) ([]string, error)
 	CreateSCIMGroup(ctx context.Context, g state.SCIMGroup) (state.SCIMGroup, error)
 	SCIMGroup(ctx context.Context, id string) (state.SCIMGroup, error)
-	SCIMGroups(ctx context.Context) ([]state.SCIMGroup, error)
+	ListSCIMGroups(ctx context.Context, q state.SCIMList[state.SCIMGroup]) ([]state.SCIMGroup, int, error)
+	SCIMMembers(ctx context.Context, ids []string) ([]state.SCIMMember, error)
 	UpdateSCIMGroup(ctx context.Context, id string, fn func(*state.SCIMGroup) error) (state.SCIMGroup, error)
 }
 
@@ -198,23 +206,30 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ctx := r.Context()
 	list := r.Method == http.MethodGet && (rest == "/Users" || rest == "/Groups")
+	sc := userScope
+	if rest == "/Groups" || strings.HasPrefix(rest, "/Groups/") {
+		sc = groupScope
+	}
+	// Attribute lists are parsed once here, for every resource the answer renders.
+	proj, perr := sc.parseProjection(q)
+	if perr != nil {
+		writeError(w, *perr)
+		return
+	}
+	ctx = context.WithValue(ctx, projectionKey{}, proj)
 	if f := strings.TrimSpace(q.Get("filter")); f != "" {
 		// The library validates filters but cannot evaluate them safely (and cannot parse Entra's
 		// emails[type eq "work"].value form): compile here, and hand the library no filter.
-		sc := userScope
-		if rest == "/Groups" {
-			sc = groupScope
-		}
 		if !list {
 			writeError(w, scimerr.ScimErrorInvalidFilter)
 			return
 		}
-		pred, err := sc.parseFilter(f)
+		fq, err := sc.parseFilter(f)
 		if err != nil {
 			writeError(w, scimerr.ScimErrorInvalidFilter)
 			return
 		}
-		ctx = context.WithValue(ctx, filterKey{}, pred)
+		ctx = context.WithValue(ctx, filterKey{}, fq)
 	}
 	q.Del("filter")
 
@@ -226,7 +241,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pw := &pageWriter{ResponseWriter: w}
-	h.lib.ServeHTTP(pw, r2)
+	h.lib.ServeHTTP(pw, r2.WithContext(context.WithValue(ctx, pageKey{}, &pw.items)))
 	pw.flush()
 }
 
@@ -298,12 +313,19 @@ func (h *handler) serviceProviderConfig(w http.ResponseWriter) {
 }
 
 // pageWriter holds back a ListResponse to set itemsPerPage to the number of resources returned
-// (the library echoes the requested count) and to send an empty list as [] rather than null.
+// (the library echoes the requested count). It patches the number in place rather than decoding
+// the page: the library encodes the response from a map, so its keys come sorted and the last
+// "itemsPerPage" key is the top-level one (only "schemas", "startIndex" and "totalResults", fixed
+// strings and numbers, follow it).
 type pageWriter struct {
 	http.ResponseWriter
 	status int
 	buf    bytes.Buffer
+	items  int
 }
+
+// pageKey holds the number of resources a list handler rendered, for its pageWriter.
+type pageKey struct{}
 
 func (p *pageWriter) WriteHeader(status int) {
 	if p.status == 0 {
@@ -319,19 +341,14 @@ func (p *pageWriter) Write(b []byte) (int, error) {
 func (p *pageWriter) flush() {
 	p.WriteHeader(http.StatusOK) // in case nothing was written
 	body := p.buf.Bytes()
-	var page map[string]json.RawMessage
-	if p.status == http.StatusOK && json.Unmarshal(body, &page) == nil {
-		var res []json.RawMessage
-		if json.Unmarshal(page["Resources"], &res) == nil {
-			if res == nil {
-				res = []json.RawMessage{}
-			}
-			page["Resources"], _ = json.Marshal(res)
-			page["itemsPerPage"], _ = json.Marshal(len(res))
-			if b, err := json.Marshal(page); err == nil {
-				body = b
-			}
+	const key = `"itemsPerPage":`
+	if i := bytes.LastIndex(body, []byte(key)); p.status == http.StatusOK && i >= 0 {
+		i += len(key)
+		end := i
+		for end < len(body) && (body[end] == '-' || (body[end] >= '0' && body[end] <= '9')) {
+			end++
 		}
+		body = slices.Concat(body[:i], strconv.AppendInt(nil, int64(p.items), 10), body[end:])
 	}
 	p.ResponseWriter.WriteHeader(p.status)
 	p.ResponseWriter.Write(body)

@@ -323,7 +323,7 @@ func export(t *testing.T, s Store) {
 	if err := s.Export(ctx, &empty); err != nil {
 		t.Fatal(err)
 	}
-	if want := "{\n  \"schemaVersion\": 1,\n  \"teams\": []\n}\n"; empty.String() != want {
+	if want := fmt.Sprintf("{\n  \"schemaVersion\": %d,\n  \"teams\": []\n}\n", state.SchemaVersion); empty.String() != want {
 		t.Fatalf("export of an empty store = %q, want %q", empty.String(), want)
 	}
 	for _, n := range []string{"x", "y"} {
