@@ -22,6 +22,7 @@ import (
 const (
 	recentReconciles = 60
 	maxStepsBuffered = 32
+	historyWriters   = 64
 )
 
 // pageRecorder keeps what the status page shows beyond the state: the steps of each team's reconcile
@@ -91,20 +92,28 @@ func (p *pageRecorder) reconciles() []statuspage.Reconcile {
 var errNoRecord = errors.New("no record")
 
 // recordHistory ends a reconcile for the status page: each team that did something gets an event in
-// its history.
+// its history. The updates run historyWriters at a time so that bbolt's Batch puts many in one
+// transaction: one after the other, each would wait out the batch delay alone.
 func (d *daemon) recordHistory(key queuekey.Key, results []apply.Result, err error, took time.Duration) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, historyWriters)
 	for name, e := range d.page.events(key, results, err != nil, took) {
-		_, uerr := d.db.Update(context.Background(), name, func(r *state.Record) error {
-			if r.CreatedAt.IsZero() {
-				return errNoRecord
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			_, uerr := d.db.Update(context.Background(), name, func(r *state.Record) error {
+				if r.CreatedAt.IsZero() {
+					return errNoRecord
+				}
+				r.AddEvent(e)
+				return nil
+			})
+			if uerr != nil && !errors.Is(uerr, errNoRecord) {
+				d.log.Warn("status page: recording the team's history", "team", name, "error", uerr)
 			}
-			r.AddEvent(e)
-			return nil
 		})
-		if uerr != nil && !errors.Is(uerr, errNoRecord) {
-			d.log.Warn("status page: recording the team's history", "team", name, "error", uerr)
-		}
 	}
+	wg.Wait()
 }
 
 // mountStatusPage serves the status page at /status/ (and sends / there) when a token opens it: a

@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/sync/apply"
 	"github.com/byob-agent/byob-agent/sync/plan"
 	"github.com/byob-agent/byob-agent/sync/queuekey"
@@ -58,5 +61,42 @@ func TestPageRecorderBounds(t *testing.T) {
 	}
 	if k1, k2 := p.sessionKey(), p.sessionKey(); len(k1) != 32 || &k1[0] != &k2[0] {
 		t.Error("the session key is not one 32-byte key per process")
+	}
+}
+
+// TestRecordHistory writes each team's event into its record, and creates no record for a team the
+// state does not know.
+func TestRecordHistory(t *testing.T) {
+	db, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	d := &daemon{db: db, log: slog.New(slog.DiscardHandler)}
+	const known = 300
+	var results []apply.Result
+	for i := range known {
+		name := fmt.Sprint("team-", i)
+		if _, err := db.Update(t.Context(), name, func(r *state.Record) error { r.Phase = state.PhaseDesired; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		d.page.step(name, plan.StepEnsureBucket, nil)
+		results = append(results, apply.Result{Team: name, Outcome: apply.OutcomeCreated})
+	}
+	results = append(results, apply.Result{Team: "unknown", Outcome: apply.OutcomeFailed, Detail: "x"})
+	start := time.Now()
+	d.recordHistory(queuekey.All, results, nil, time.Second)
+	t.Logf("%d history events written in %v", known, time.Since(start))
+	recs, err := db.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != known {
+		t.Fatalf("%d records, want %d: a record was made for a team the state did not know", len(recs), known)
+	}
+	for _, r := range recs {
+		if len(r.History) != 1 || r.History[0].Outcome != "created" || len(r.History[0].Steps) != 1 {
+			t.Fatalf("%s: history %+v", r.Name, r.History)
+		}
 	}
 }
