@@ -64,9 +64,9 @@ func TestPageRecorderBounds(t *testing.T) {
 	}
 }
 
-// TestRecordHistory writes each team's event into its record, and creates no record for a team the
+// TestPageRecordsHistory writes each team's event into its record, and creates no record for a team the
 // state does not know.
-func TestRecordHistory(t *testing.T) {
+func TestPageRecordsHistory(t *testing.T) {
 	db, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
 	if err != nil {
 		t.Fatal(err)
