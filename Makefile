@@ -7,7 +7,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 GOFILES   := $(shell find . -name '*.go' -not -path './tools/*' -not -path './bin/*')
 
-.PHONY: all build tools postgres demo-tools demo-notice test vet fuzz demo bench chaos clean
+.PHONY: all build tools postgres chromium demo-tools demo-notice test vet fuzz demo bench chaos clean
 
 all: build
 
@@ -25,7 +25,7 @@ $(BIN)/devenv: $(GOFILES) go.mod go.sum
 # What `make demo` runs against; `make test` also needs helm.
 DEMO_TOOLS := $(BIN)/weed $(BIN)/kmsd tools/azurite/node_modules/.bin/azurite-blob
 demo-tools: $(DEMO_TOOLS)
-tools: demo-tools $(BIN)/helm $(BIN)/promql-check postgres
+tools: demo-tools $(BIN)/helm $(BIN)/promql-check postgres chromium
 
 # PostgreSQL 15 for the state tests (internal/testsupport/testenv starts a server of its own from these
 # binaries): Debian's package, installed with apt-get where it is missing and we may.
@@ -36,6 +36,18 @@ postgres:
 			echo "make tools: installing PostgreSQL 15 (Debian package postgresql-15) for the state tests"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15; \
 		else echo "make tools: $(PG_BIN)/postgres is missing: install the Debian package postgresql-15 (apt-get install postgresql-15)" >&2; exit 1; fi; \
+	fi
+
+# Headless Chromium from Debian's packages, for the status page's browser test (TestStatusPageInBrowser
+# in cmd/agent). Installed with apt-get where missing, which needs root.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make tools: installing Debian's chromium package for the status page's browser test"; \
+		apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	else \
+		echo "make tools: chromium is missing and cannot be installed here (apt-get as root is needed): install Debian's chromium package (sudo apt-get install -y chromium); the status page's browser test (cmd/agent) needs it" >&2; \
+		exit 1; \
 	fi
 
 # helm lints and renders deploy/helm/byob-agent (deploy/deploy_test.go); -X makes `helm version` exact.

@@ -83,6 +83,10 @@ type Config struct {
 	// commands print them.
 	Warnings []string
 
+	// ViewerTokens (server.viewerTokens, viewerTokenFiles) open the status page, as the admin token
+	// does; a reload applies them.
+	ViewerTokens []Secret
+
 	profiles map[string]Profile
 	teams    []team.Team // sorted by name
 }

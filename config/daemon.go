@@ -135,16 +135,19 @@ func (c *Config) Storage(profile, teamName string) (team.Storage, error) {
 	return p.Storage(teamName)
 }
 
-func (f *file) server(root mapping) Server {
-	s := Server{Listen: DefaultListen, ShutdownTimeout: DefaultShutdownTimeout, MaxConnections: DefaultMaxConnections}
+// server reads the server section, with the status page's viewer tokens (kept apart from Server so
+// that Server stays comparable).
+func (f *file) server(root mapping) (s Server, viewers []Secret) {
+	s = Server{Listen: DefaultListen, ShutdownTimeout: DefaultShutdownTimeout, MaxConnections: DefaultMaxConnections}
 	scimKey := root.keys["scim"]
 	const needBase = "is required when scim is enabled: SCIM Location headers are absolute URLs"
 	if !root.has("server") && scimKey != nil {
 		f.problem(scimKey, "server.baseURL", needBase)
 	}
-	m, ok := f.section(root, "server", "", "listen", "baseURL", "tlsCertFile", "tlsKeyFile", "shutdownTimeout", "adminToken", "adminTokenFile", "maxConnections", "metricsListen")
+	m, ok := f.section(root, "server", "", "listen", "baseURL", "tlsCertFile", "tlsKeyFile", "shutdownTimeout", "adminToken", "adminTokenFile",
+		"maxConnections", "metricsListen", "viewerTokens", "viewerTokenFiles")
 	if !ok {
-		return s
+		return s, nil
 	}
 	if l, n := f.str(m, "listen", ""); n != nil {
 		if err := checkListen(l); err != nil {
@@ -187,7 +190,10 @@ func (f *file) server(root mapping) Server {
 		}
 		return nil
 	})
-	return s
+	if m.has("viewerTokens") || m.has("viewerTokenFiles") {
+		viewers = f.secretList(m, "viewerTokens", "viewerTokenFiles", checkBearerToken)
+	}
+	return s, viewers
 }
 
 // checkListen accepts host:port with a numeric port; an empty host listens on every interface and

@@ -81,6 +81,8 @@ func TestLoadDaemon(t *testing.T) {
   tlsCertFile: tls/server.crt
   tlsKeyFile: /etc/byob/tls.key
   adminTokenFile: admin.token
+  viewerTokens: [viewer-token-0123456789]
+  viewerTokenFiles: [viewer.token]
 scim:
   tokens: ["${SCIM_TOKEN}"]
   tokenFiles: [scim/old.token]
@@ -93,9 +95,12 @@ webhooks:
   graph: {clientStateFiles: [graph.state], clientStates: [inline-state-0123456]}
   generic: {secrets: [cmF3LWdlbmVyaWMta2V5LTAxMjM=]} # unprefixed base64, as the reference libraries also accept
 `,
-			files: map[string]string{"tls/server.crt": cert, "/etc/byob/tls.key": key, "admin.token": "admin-token-from-file-0123\n", "scim/old.token": "old-scim-token-0123456789\n",
+			files: map[string]string{"tls/server.crt": cert, "/etc/byob/tls.key": key, "admin.token": "admin-token-from-file-0123\n", "viewer.token": "viewer-from-file-0123\n", "scim/old.token": "old-scim-token-0123456789\n",
 				"okta.secret": "Bearer okta-from-file\n", "graph.state": "state-from-file-0123"},
 			check: func(t *testing.T, c *Config) {
+				if got := strings.Join(reveal(c.ViewerTokens), ","); got != "viewer-token-0123456789,viewer-from-file-0123" {
+					t.Errorf("viewer tokens = %q", got)
+				}
 				if c.Server.TLSCertFile != "/cfg/tls/server.crt" || c.Server.TLSKeyFile != "/etc/byob/tls.key" || c.Server.Listen != DefaultListen ||
 					c.Server.AdminToken.Reveal() != "admin-token-from-file-0123" {
 					t.Errorf("server = %+v", c.Server)
@@ -230,6 +235,8 @@ func TestLoadBadDaemon(t *testing.T) {
 		{name: "adminToken empty", yaml: base + "server:\n  adminToken: \"\" #<\n", field: "server.adminToken", msg: "is empty"},
 		{name: "adminToken variable unset", yaml: base + "server:\n  adminToken: ${NOPE} #<\n", field: "server.adminToken", msg: "environment variable NOPE is not set"},
 		{name: "adminToken and adminTokenFile", yaml: base + "server:\n  adminToken: admin-token-0123456789\n  adminTokenFile: admin.token #<\n", field: "server.adminTokenFile", msg: "set either adminToken or adminTokenFile, not both"},
+		{name: "viewerTokens short", yaml: base + "server:\n  viewerTokens: [short] #<\n", field: "server.viewerTokens[0]", msg: "is shorter than 16 characters"},
+		{name: "viewerTokens empty list", yaml: base + "server: #<\n  viewerTokens: []\n", field: "server", msg: "set viewerTokens or viewerTokenFiles: at least one"},
 		{name: "adminTokenFile missing", yaml: base + "server:\n  adminTokenFile: admin.token #<\n", field: "server.adminTokenFile", msg: `cannot read "/cfg/admin.token": file does not exist`},
 		{name: "adminTokenFile empty", yaml: base + "server:\n  adminTokenFile: admin.token #<\n", files: map[string]string{"admin.token": "\n"}, field: "server.adminTokenFile", msg: `file "/cfg/admin.token" is empty`},
 		{name: "adminTokenFile short", yaml: base + "server:\n  adminTokenFile: admin.token #<\n", files: map[string]string{"admin.token": "short\n"}, field: "server.adminTokenFile", msg: "is shorter than 16 characters"},

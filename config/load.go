@@ -59,7 +59,7 @@ func (l *loader) load(path string) *Config {
 	}
 	profiles := f.profiles(m, cfg.Wandb.Deployment)
 	cfg.DefaultProfile = f.defaultProfile(m, profiles)
-	cfg.Server = f.server(m)
+	cfg.Server, cfg.ViewerTokens = f.server(m)
 	cfg.Schedule = f.schedule(m)
 	cfg.Workers = f.workers(m)
 	cfg.SCIM = f.scim(m, profiles, cfg.DefaultProfile)

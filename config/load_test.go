@@ -446,13 +446,13 @@ func TestExampleConfig(t *testing.T) {
 	// So do the commented-out daemon settings, with every variable they name needed.
 	text = uncomment(t, text, "# server:")
 	daemonEnv := map[string]string{"SCIM_TOKEN": "scim-token-0123456789", "OKTA_HOOK_SECRET": "okta-hook-secret-0123", "GRAPH_CLIENT_STATE": "graph-client-state-0123", "WEBHOOK_SECRET": "whsec_MDEyMzQ1Njc4OWFiY2RlZg==",
-		"BYOB_ADMIN_TOKEN": "admin-token-0123456789"}
+		"BYOB_ADMIN_TOKEN": "admin-token-0123456789", "BYOB_VIEWER_TOKEN": "viewer-token-0123456789"}
 	maps.Copy(env, daemonEnv)
 	if cfg, err = load(text, env); err != nil {
 		t.Fatalf("Load with the daemon settings: %v", err)
 	}
 	if srv := cfg.Server; srv.Listen != "127.0.0.1:8080" || srv.BaseURL != "https://byob.example.com" || srv.ShutdownTimeout != 30*time.Second ||
-		srv.AdminToken.Reveal() != "admin-token-0123456789" ||
+		srv.AdminToken.Reveal() != "admin-token-0123456789" || len(cfg.ViewerTokens) != 1 || cfg.ViewerTokens[0].Reveal() != "viewer-token-0123456789" ||
 		cfg.Schedule != DefaultSchedule || cfg.Workers != DefaultWorkers {
 		t.Errorf("server %+v, schedule %q, workers %d", cfg.Server, cfg.Schedule, cfg.Workers)
 	}

@@ -45,6 +45,8 @@ type Metrics struct {
 	ConfigLastReloadTime prometheus.Gauge
 	// ConnectionWaits counts the connections that found a listener at server.maxConnections.
 	ConnectionWaits *prometheus.CounterVec
+
+	health health // what the transport saw of each target, for Health
 }
 
 // TeamStatuses are the values of byob_teams's status label (state.Record.Status).
@@ -61,7 +63,7 @@ func New() *Metrics {
 			Name: "byob_steps_total", Help: "Reconcile steps carried out, by step and outcome (ok, error).",
 		}, []string{"step", "outcome"}),
 		APICalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "byob_api_requests_total", Help: "Requests to external APIs, by target (wandb, s3, kms, gcs, azure) and status class (2xx, 4xx, 5xx, error).",
+			Name: "byob_api_requests_total", Help: "Requests to external APIs, by target (wandb, s3, kms, gcs, azure, okta, entra, google) and status class (2xx, 4xx, 5xx, error).",
 		}, []string{"target", "code"}),
 		APILatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "byob_api_request_duration_seconds", Help: "Latency of requests to external APIs, by target.",
@@ -175,6 +177,7 @@ func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(r)
 	t.m.APILatency.WithLabelValues(target).Observe(time.Since(start).Seconds())
 	code := "error"
+	t.m.health.observe(target, err != nil || resp.StatusCode >= 500, time.Now())
 	if err == nil {
 		code = strconv.Itoa(resp.StatusCode/100) + "xx"
 		if target == "wandb" && resp.StatusCode < 500 {

@@ -2,10 +2,12 @@
 # make demo: run byob-agent's main job against local emulators, then stop them.
 # Starts a real S3 server (SeaweedFS) with a KMS emulator (local-kms) and the project's W&B SCIM
 # emulator, all on 127.0.0.1, plus Azurite (Microsoft's Azure Blob emulator); runs plan, sync, doctor,
-# and sync again with config.example.yaml.
+# and sync again with config.example.yaml; then starts the daemon and prints its status page's URL. In
+# a terminal it keeps everything up until Enter or Ctrl-C; without one (CI) it stops at once.
+# BIN names another directory of built binaries (default bin/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$PWD/bin
+bin=${BIN:-$PWD/bin}
 work=$(mktemp -d "${TMPDIR:-/tmp}/byob-demo.XXXXXX")
 pids=()
 cleanup() {
@@ -87,4 +89,21 @@ after=$(curl -fsS "$emu/_emulator/counts")
 echo "W&B requests before the second sync: $before"
 echo "W&B requests after it:               $after"
 
-say "Done; stopping the emulators"
+say "byob-agent run: the daemon, with its status page"
+# config.example.yaml with the daemon's listener and a viewer token of the demo's own.
+export BYOB_VIEWER_TOKEN
+BYOB_VIEWER_TOKEN=demo-viewer-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+{ cat config.example.yaml; printf '\nserver:\n  listen: 127.0.0.1:0\n  viewerTokens: ["${BYOB_VIEWER_TOKEN}"]\n'; } >"$work/daemon.yaml"
+"$bin/byob-agent" run --config "$work/daemon.yaml" 2>"$work/daemon.log" &
+pids+=($!)
+wait_line "$work/daemon.log" '"msg":"listening"'
+addr=$(sed -n 's/.*"msg":"listening".*"addr":"\([^"]*\)".*/\1/p' "$work/daemon.log" | head -1)
+wait_line "$work/daemon.log" '"msg":"reconciled"'
+echo "Status page: http://$addr/   (log in with the token $BYOB_VIEWER_TOKEN)"
+if [ -t 0 ]; then
+	read -r -p "The daemon and the emulators keep running: press Enter or Ctrl-C to stop them. " _ || true
+else
+	echo "stdin is not a terminal: stopping at once"
+fi
+
+say "Done; stopping the daemon and the emulators"

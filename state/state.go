@@ -106,6 +106,9 @@ type Record struct {
 	BucketReady      time.Time `json:"bucketReadyAt,omitzero"`
 	TeamCreated      time.Time `json:"teamCreatedAt,omitzero"`
 	LastVerified     time.Time `json:"lastVerifiedAt,omitzero"` // last successful bucket verification
+	// History is what the daemon's reconciles did to the team, oldest first, at most MaxHistory
+	// events (history.go).
+	History []Event `json:"history,omitempty"`
 }
 
 // Status is the one-word summary shown to operators.

@@ -203,7 +203,7 @@ func withAgent(ctx context.Context, name string, args []string, stderr io.Writer
 // oneShotDesired reads every source once, for plan and sync run by hand; an IdP that cannot be read
 // is warned about and its teams are left alone (read lists the sources whose teams may be planned).
 func (a *agent) oneShotDesired(ctx context.Context, stderr io.Writer) (teams []team.Team, read map[string]bool, err error) {
-	idps, _, err := newSources(a.cfg)
+	idps, _, err := newSources(a.cfg, nil)
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
 	}

@@ -122,7 +122,7 @@ type idpReport struct {
 }
 
 func (a *agent) doctorIdPs(ctx context.Context) ([]idpReport, error) {
-	idps, _, err := newSources(a.cfg)
+	idps, _, err := newSources(a.cfg, nil)
 	if err != nil {
 		return nil, err
 	}

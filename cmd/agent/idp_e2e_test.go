@@ -45,6 +45,9 @@ func TestDaemonOktaSource(t *testing.T) {
 	if got := e.memberEmails(teamName); !slices.Equal(got, []string{"ada@example.com", "bob@example.com"}) {
 		t.Errorf("members = %v", got)
 	}
+	if got := d.metric(t, `byob_api_requests_total{code="2xx",target="okta"}`); !atLeast(got, 1) {
+		t.Errorf("Okta's requests are not counted: %q", got)
+	}
 
 	// Membership changes in Okta; the event hook re-reads only that group.
 	fake.RemoveMember(groupID, "00ubob")
@@ -331,7 +334,9 @@ members:
 		t.Errorf("admin status without Group.Read.All: %d %s", code, body)
 	}
 	if _, body := d.do(t, http.MethodGet, "/metrics", "", ""); !strings.Contains(body, `byob_idp_subscription_errors_total{reason="forbidden",source="entra"}`) ||
-		!strings.Contains(body, `byob_idp_subscription_up{source="entra"} 0`) {
+		!strings.Contains(body, `byob_idp_subscription_up{source="entra"} 0`) ||
+		// Each IdP's requests are counted under its name (the status page's backend health).
+		!strings.Contains(body, `byob_api_requests_total{code="2xx",target="entra"}`) || !strings.Contains(body, `byob_api_requests_total{code="2xx",target="google"}`) {
 		t.Errorf("metrics do not report the refused subscription:\n%s", body)
 	}
 	// Granted, the next full read creates it.

@@ -62,6 +62,8 @@ type daemon struct {
 
 	watcher  *filewatch.Watcher // nil when files cannot be watched
 	lastLoad atomic.Pointer[reloadStatus]
+
+	page pageRecorder // the status page's history and chart (statuspage.go)
 }
 
 // world is everything built from one configuration.
@@ -121,14 +123,15 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 	if err != nil {
 		return nil, err
 	}
-	rec.OnStep = func(s plan.Step, err error) {
+	rec.OnStep = func(team string, s plan.Step, err error) {
+		d.page.step(team, s, err)
 		outcome := "ok"
 		if err != nil {
 			outcome = "error"
 		}
 		d.metrics.Steps.WithLabelValues(string(s), outcome).Inc()
 	}
-	idps, ent, err := newSources(cfg)
+	idps, ent, err := newSources(cfg, d.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +145,7 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 	}
 	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
-	catchUps, err := newCatchUps(cfg, d.db)
+	catchUps, err := newCatchUps(cfg, d.db, d.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +183,9 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, sources *
 		d.opsRoutes(mux)
 	}
 	admin.Mount(mux, cfg.Server.AdminToken, d.db, func() any { return d.status() }, d.log)
+	if err := d.mountStatusPage(mux, cfg); err != nil {
+		return nil, err
+	}
 	observe := func(source string) webhook.Observer {
 		for _, o := range []string{webhook.OutcomeAccepted, webhook.OutcomeUnauthorized} {
 			d.metrics.Webhooks.WithLabelValues(source, o) // at 0 from the start, for rate() in alerts
@@ -481,6 +487,7 @@ func (d *daemon) reconciled(key queuekey.Key, results []apply.Result, err error,
 		d.metrics.WebhookToSynced.WithLabelValues(e.source).Observe(time.Since(e.at).Seconds())
 	}
 	d.mu.Unlock()
+	d.recordHistory(key, results, err, took)
 	if recs, err := d.db.List(context.Background()); err == nil {
 		byStatus := map[string]int{}
 		for _, r := range recs {

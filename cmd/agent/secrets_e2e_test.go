@@ -620,6 +620,7 @@ server:
   baseURL: http://127.0.0.1:%[2]d
   shutdownTimeout: 3s
   adminToken: "%[20]s"
+  viewerTokens: ["%[21]s"]
 schedule: "@every 1h"
 workers: 2
 defaultProfile: onprem
@@ -666,7 +667,7 @@ teams:
   - name: %[19]s
 `, w.wandbURL, port, backends.Region, backends.Endpoint, backends.AccessKey, w.prefix,
 		s["scim"], s["okta hook"], s["client state"], s["generic base64"], s["generic whsec"],
-		f.okta.URL, entraTenant, entraClient, f.entraSecret, f.graphURL, f.google.Admin, f.google.URL, w.team("yaml"), s["admin"])
+		f.okta.URL, entraTenant, entraClient, f.entraSecret, f.graphURL, f.google.Admin, f.google.URL, w.team("yaml"), s["admin"], s["viewer"])
 }
 
 // send makes one request to the daemon and collects the answer.
@@ -721,6 +722,7 @@ func (w *leakWorld) daemonScenario(t *testing.T) {
 		"generic base64": lc.secret("generic webhook secret (base64, no whsec_)", base64.StdEncoding.EncodeToString([]byte(genericKey2))),
 		"generic whsec":  lc.secret("generic webhook secret (whsec_)", "whsec_"+base64.StdEncoding.EncodeToString([]byte(genericKey))),
 		"admin":          lc.secret("admin token", "SECRET-admin-token-4d8e2b7a9c1f"),
+		"viewer":         lc.secret("status page viewer token", "SECRET-viewer-token-5f1e9a3c"),
 	}
 	scimFileToken := lc.secret("SCIM token (file)", "SECRET-scim-token-from-file-2a6d0")
 	w.writeSecretFile(t, "scim.token", scimFileToken+"\n")
@@ -784,6 +786,23 @@ func (w *leakWorld) daemonScenario(t *testing.T) {
 	forgedAdmin := lc.secret("forged admin token", "SECRET-forged-admin-token-77e1a3")
 	if code, _ := w.send(t, d, http.MethodGet, "/admin/state/export", map[string]string{"Authorization": "Bearer " + forgedAdmin}, ""); code != http.StatusUnauthorized {
 		t.Errorf("admin export with a forged token: %d", code)
+	}
+
+	// The status page, every team's page, and a login with a forged token.
+	viewer := map[string]string{"Authorization": "Bearer " + s["viewer"]}
+	if code, body := w.send(t, d, http.MethodGet, "/status/", viewer, ""); code != http.StatusOK || !strings.Contains(body, w.team("yaml")) {
+		t.Errorf("status page: %d", code)
+	}
+	for _, name := range append(teams, "scim-"+w.sfx) {
+		w.send(t, d, http.MethodGet, "/status/teams/"+name, viewer, "")
+	}
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	if code, _ := w.send(t, d, http.MethodPost, "/status/login", form, "token="+s["viewer"]); code != http.StatusOK { // the redirect is followed
+		t.Errorf("status page login: %d", code)
+	}
+	forgedViewer := lc.secret("forged viewer token", "SECRET-forged-viewer-token-2c8d")
+	if code, _ := w.send(t, d, http.MethodPost, "/status/login", form, "token="+forgedViewer); code != http.StatusUnauthorized {
+		t.Errorf("status page login with a forged token: %d", code)
 	}
 
 	// Okta: the verification, an event, a forged event.

@@ -72,8 +72,9 @@ type Reconciler struct {
 	Now           func() time.Time
 	// Backoff gives the wait before the next attempt after a team's n-th consecutive failure.
 	Backoff func(n int) time.Duration
-	// OnStep, if set, is told the outcome of every step carried out (metrics). It must not block.
-	OnStep  func(s plan.Step, err error)
+	// OnStep, if set, is told the outcome of every step carried out, and for which team (metrics, the
+	// team's history). It must not block.
+	OnStep  func(team string, s plan.Step, err error)
 	Members MembersPolicy
 
 	bucketLocks keylock.Map // one Ensure or Check per bucket at a time (shared buckets serve many teams)

@@ -76,7 +76,7 @@ func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 		log.Debug("step", "step", s)
 		err := t.step(ctx, s)
 		if r.OnStep != nil {
-			r.OnStep(s, err)
+			r.OnStep(p.Team, s, err)
 		}
 		var ce *conflictError
 		if errors.As(err, &ce) {
