@@ -41,6 +41,12 @@ const (
 // Created reports whether the W&B team exists, which freezes the team's storage.
 func (p Phase) Created() bool { return p == PhaseTeamCreated || p == PhaseInSync }
 
+// Provenances of a managed W&B team.
+const (
+	ProvenanceCreated = "created" // the agent created the W&B team
+	ProvenanceAdopted = "adopted" // the team was made by hand and taken over (`adopt` in the teams list)
+)
+
 // Op names an external mutation whose intent is recorded before it is made.
 type Op string
 
@@ -96,12 +102,16 @@ type Record struct {
 	MemberRoles map[string]string `json:"memberRoles,omitempty"`
 	// InitialMemberIDs are the members W&B put in the team when it was created (its org service
 	// accounts): never removed.
-	InitialMemberIDs []string  `json:"initialMemberIds,omitempty"`
-	CreatedAt        time.Time `json:"createdAt"`
-	UpdatedAt        time.Time `json:"updatedAt"`
-	BucketReady      time.Time `json:"bucketReadyAt,omitzero"`
-	TeamCreated      time.Time `json:"teamCreatedAt,omitzero"`
-	LastVerified     time.Time `json:"lastVerifiedAt,omitzero"` // last successful bucket verification
+	InitialMemberIDs []string `json:"initialMemberIds,omitempty"`
+	// Provenance says how the agent came to manage the W&B team: ProvenanceCreated or ProvenanceAdopted
+	// (empty in records written before it was kept: created).
+	Provenance   string    `json:"provenance,omitempty"`
+	AdoptedAt    time.Time `json:"adoptedAt,omitzero"` // when a team made by hand was taken over
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+	BucketReady  time.Time `json:"bucketReadyAt,omitzero"`
+	TeamCreated  time.Time `json:"teamCreatedAt,omitzero"`
+	LastVerified time.Time `json:"lastVerifiedAt,omitzero"` // last successful bucket verification
 }
 
 // Status is the one-word summary shown to operators.
