@@ -1,0 +1,238 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
+	"github.com/byob-agent/byob-agent/scim/wandb"
+	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/sync/plan"
+)
+
+// adoptConfig is a configuration with one s3-compatible profile and the given teams list.
+func (e *e2e) adoptConfig(scimURL, teams string) {
+	e.t.Helper()
+	cfg := fmt.Sprintf(`wandb:
+  scimURL: %s
+  deployment: dedicated
+  auth: {mode: bearer, apiKey: "${TEST_WANDB_KEY}"}
+  timeout: 5s
+state:
+  path: state.db
+profiles:
+  onprem:
+    provider: s3-compatible
+    region: %s
+    endpoint: %s
+    credentials: {accessKeyId: %s, secretAccessKey: "${TEST_S3_SECRET}"}
+    bucket: "%s-op-{{ .Team }}"
+%s`, scimURL, backends.Region, backends.Endpoint, backends.AccessKey, e.prefix, teams)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// handMadeBucket creates a bucket directly in SeaweedFS with W&B's CORS rule, as someone following
+// W&B's BYOB page by hand would.
+func (e *e2e) handMadeBucket(name string) {
+	e.t.Helper()
+	c := backends.S3Client(e.t.Context())
+	if _, err := c.CreateBucket(e.t.Context(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		e.t.Fatal(err)
+	}
+	_, err := c.PutBucketCors(e.t.Context(), &s3.PutBucketCorsInput{Bucket: aws.String(name), CORSConfiguration: &types.CORSConfiguration{
+		CORSRules: []types.CORSRule{{AllowedMethods: []string{"GET", "HEAD", "PUT"}, AllowedOrigins: []string{"*"}, AllowedHeaders: []string{"*"}, ExposeHeaders: []string{"ETag"}, MaxAgeSeconds: aws.Int32(3000)}}}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// bucketSettings is what the test compares before and after a refusal: tags and CORS rules.
+func (e *e2e) bucketSettings(name string) string {
+	e.t.Helper()
+	c := backends.S3Client(e.t.Context())
+	var out []string
+	if tags, err := c.GetBucketTagging(e.t.Context(), &s3.GetBucketTaggingInput{Bucket: aws.String(name)}); err == nil {
+		for _, t := range tags.TagSet {
+			out = append(out, "tag "+aws.ToString(t.Key)+"="+aws.ToString(t.Value))
+		}
+	}
+	if cors, err := c.GetBucketCors(e.t.Context(), &s3.GetBucketCorsInput{Bucket: aws.String(name)}); err == nil {
+		for _, r := range cors.CORSRules {
+			out = append(out, fmt.Sprintf("cors %v %v %v", r.AllowedMethods, r.AllowedOrigins, r.ExposeHeaders))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// fillImport fills the stanzas import wrote for the named teams (bucket; no path) and drops the others.
+func fillImport(t *testing.T, out string, buckets map[string]string, repair map[string]bool) string {
+	t.Helper()
+	blocks := strings.Split(out, "\n\n")
+	kept := []string{blocks[0][strings.Index(blocks[0], "teams:"):]}
+	for _, b := range blocks[1:] {
+		for name, bucket := range buckets {
+			if strings.Contains(b, "- name: "+name+" ") {
+				b = strings.Replace(b, `bucket: "<FILL IN>"`, "bucket: "+bucket, 1)
+				b = strings.Replace(b, `path: "<FILL IN>"`, `path: ""`, 1)
+				if repair[name] {
+					b = strings.Replace(b, "repair: false", "repair: true", 1)
+				}
+				kept = append(kept, b)
+			}
+		}
+	}
+	if len(kept) != len(buckets)+1 {
+		t.Fatalf("import output lacks a team of %v:\n%s", buckets, out)
+	}
+	return strings.Join(kept, "\n")
+}
+
+// A team made by hand in W&B, on a bucket made by hand, is listed by import, shown by plan and taken
+// over by sync; one whose bucket fails W&B's checks is refused and nothing changes, until the operator
+// allows the repair.
+func TestAdoptE2E(t *testing.T) {
+	e := newE2E(t)
+	scimURL := e.startEmulator(wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey).ForS3Providers())
+	ctx := t.Context()
+	vision, audio, plain := e.team("vision"), e.team("audio"), e.team("plain")
+	visionBucket, audioBucket := e.prefix+"-hand-vision", e.prefix+"-hand-audio"
+
+	// Made by hand: two buckets with W&B's CORS rule, two W&B teams on them (W&B checks the bucket
+	// before it creates a team), and one team on W&B's default storage.
+	e.handMadeBucket(visionBucket)
+	e.handMadeBucket(audioBucket)
+	client, err := wandb.NewClient(wandb.Options{BaseURL: scimURL, Auth: wandb.AuthBearer, APIKey: apiKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byHand := map[string]string{}
+	for name, bucket := range map[string]string{vision: visionBucket, audio: audioBucket, plain: ""} {
+		ng := wandb.NewGroup{DisplayName: name}
+		if bucket != "" {
+			ng.StorageBucket = &wandb.StorageBucket{Name: bucket, Provider: "MINIO"}
+		}
+		g, err := client.CreateGroup(ctx, ng)
+		if err != nil {
+			t.Fatalf("make team %s by hand: %v", name, err)
+		}
+		byHand[name] = g.ID
+	}
+	// Someone then removed the CORS rule of audio's bucket: W&B can no longer use it.
+	if _, err := backends.S3Client(ctx).DeleteBucketCors(ctx, &s3.DeleteBucketCorsInput{Bucket: aws.String(audioBucket)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// import lists the three and writes an entry to fill in for each.
+	e.adoptConfig(scimURL, "")
+	imp := e.mustRun("import")
+	for _, name := range []string{vision, audio, plain} {
+		if !strings.Contains(imp.stdout, "- name: "+name+"  # W&B team id "+byHand[name]) {
+			t.Errorf("import does not list %s:\n%s", name, imp.stdout)
+		}
+	}
+	if !strings.Contains(imp.stdout, "profile: onprem") || !strings.Contains(imp.stdout, `bucket: "<FILL IN>"`) || !strings.Contains(imp.stderr, "3 of W&B's 3 teams") {
+		t.Errorf("import:\n%s\n%s", imp.stdout, imp.stderr)
+	}
+	outFile := filepath.Join(e.dir, "adopt.yaml")
+	e.mustRun("import", "--output", outFile)
+	if b, err := os.ReadFile(outFile); err != nil || string(b) != imp.stdout {
+		t.Errorf("import --output wrote %q (%v), want what import printed", b, err)
+	}
+
+	// The operator fills in the buckets of vision and audio and adds them to the configuration.
+	e.adoptConfig(scimURL, fillImport(t, imp.stdout, map[string]string{vision: visionBucket, audio: audioBucket}, nil))
+	p := e.mustRun("plan")
+	for _, want := range []string{
+		"adopt W&B team " + byHand[vision] + " (made by hand): check bucket " + visionBucket,
+		fmt.Sprintf("refused: adopting team %q refused, nothing was changed: bucket %s fails W&B's checks: cors:", audio, audioBucket),
+	} {
+		if !strings.Contains(oneLine(p.stdout), want) {
+			t.Errorf("plan lacks %q:\n%s", want, p.stdout)
+		}
+	}
+	var plans []plan.TeamPlan
+	if err := json.Unmarshal([]byte(e.mustRun("plan", "--json").stdout), &plans); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plans {
+		switch p.Team {
+		case vision:
+			if p.Adopt == nil || p.Adopt.GroupID != byHand[vision] || len(p.Steps) == 0 || p.Steps[0] != plan.StepCheckAdoption {
+				t.Errorf("plan --json of %s: %+v", vision, p)
+			}
+		case audio:
+			if p.Refused == "" || len(p.Steps) != 0 {
+				t.Errorf("plan --json of %s: %+v", audio, p)
+			}
+		}
+	}
+
+	groupsBefore := e.emu.Groups()
+	audioBefore := e.bucketSettings(audioBucket)
+	e.emu.ResetCounts()
+	s := e.run("sync")
+	if s.code != 1 || !strings.Contains(s.stdout, vision+"  adopted") || !strings.Contains(oneLine(s.stdout), audio+" refused adopting team") {
+		t.Fatalf("sync: exit %d\n%s\n%s", s.code, s.stdout, s.stderr)
+	}
+	// Never a second team, never a change to W&B: one listing and one lookup per team.
+	if n := e.emu.MutatingCount(); n != 0 || !reflect.DeepEqual(e.emu.Groups(), groupsBefore) {
+		t.Errorf("W&B changed: %d mutating requests %v", n, e.emu.Counts())
+	}
+	recs := e.records()
+	if len(recs) != 1 || recs[0].Name != vision || recs[0].Provenance != state.ProvenanceAdopted || recs[0].GroupID != byHand[vision] ||
+		recs[0].Phase != state.PhaseInSync || recs[0].Storage.Bucket != visionBucket || recs[0].LastVerified.IsZero() {
+		t.Fatalf("records after sync = %+v", recs)
+	}
+	if tags := e.bucketTags(visionBucket); tags["managed-by"] != "byob-agent" || tags["byob-agent-team"] != vision {
+		t.Errorf("vision's bucket tags = %v", tags)
+	}
+	// The refusal changed nothing: no record, the bucket as it was.
+	if got := e.bucketSettings(audioBucket); got != audioBefore {
+		t.Errorf("audio's bucket changed: %q, was %q", got, audioBefore)
+	}
+
+	// A second sync: vision is managed as any team (nothing to do), audio refused again, same state.
+	e.emu.ResetCounts()
+	s = e.run("sync")
+	if s.code != 1 || !strings.Contains(s.stdout, vision+"  unchanged") {
+		t.Errorf("second sync: exit %d\n%s", s.code, s.stdout)
+	}
+	if n := e.emu.MutatingCount(); n != 0 || !reflect.DeepEqual(e.records(), recs) {
+		t.Errorf("second sync changed something: %d mutating W&B requests", n)
+	}
+	if d := e.mustRun("doctor", vision); !strings.Contains(d.stdout, "ok") {
+		t.Errorf("doctor %s:\n%s", vision, d.stdout)
+	}
+
+	// The operator allows the repair: audio is adopted, its CORS rule restored.
+	e.adoptConfig(scimURL, fillImport(t, imp.stdout, map[string]string{vision: visionBucket, audio: audioBucket}, map[string]bool{audio: true}))
+	s = e.mustRun("sync")
+	if !strings.Contains(s.stdout, audio+"   adopted") && !strings.Contains(oneLine(s.stdout), audio+" adopted") {
+		t.Errorf("sync with repair:\n%s", s.stdout)
+	}
+	if !strings.Contains(e.bucketSettings(audioBucket), "cors [GET HEAD PUT] [*] [ETag]") {
+		t.Errorf("audio's bucket after the repair: %s", e.bucketSettings(audioBucket))
+	}
+	var rec state.Record
+	if err := json.Unmarshal([]byte(e.mustRun("state", "show", audio).stdout), &rec); err != nil || rec.Provenance != state.ProvenanceAdopted || rec.GroupID != byHand[audio] {
+		t.Errorf("audio's record = %+v (%v)", rec, err)
+	}
+	if n := len(e.emu.Groups()); n != 3 {
+		t.Errorf("W&B has %d teams, want the 3 made by hand", n)
+	}
+	// Nothing is left to import but the team on W&B's default storage.
+	if imp := e.mustRun("import"); !strings.Contains(imp.stderr, "1 of W&B's 3 teams") || !strings.Contains(imp.stdout, "- name: "+plain) {
+		t.Errorf("import after the adoptions:\n%s\n%s", imp.stdout, imp.stderr)
+	}
+}
