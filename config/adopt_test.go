@@ -76,3 +76,14 @@ func TestLoadAdoptBad(t *testing.T) {
 			field: "teams[0].adopt.bucket", msg: "still holds the placeholder"},
 	})
 }
+
+// An adopt entry may state the storage of a team that a group rule's names give: the group stays the
+// team's source. Without adopt, that is two sources claiming one team (TestLoadBadSources).
+func TestLoadAdoptNamedGroup(t *testing.T) {
+	yaml := wandbOK + s3ProfilesOK + "sources:\n  okta:\n    orgURL: https://acme.okta.com\n    apiToken: t\n    groups: {names: [ml]}\n" +
+		"teams:\n  - name: ml\n    adopt: {bucket: made-by-hand}\n"
+	teams := mustLoad(t, yaml, nil, map[string]string{"WANDB_API_KEY": "k", "S3_SECRET": "s"}).DesiredTeams()
+	if len(teams) != 1 || teams[0].Adopt == nil || teams[0].Storage.Bucket != "made-by-hand" {
+		t.Errorf("teams = %+v", teams)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -234,5 +235,54 @@ func TestAdoptE2E(t *testing.T) {
 	// Nothing is left to import but the team on W&B's default storage.
 	if imp := e.mustRun("import"); !strings.Contains(imp.stderr, "1 of W&B's 3 teams") || !strings.Contains(imp.stdout, "- name: "+plain) {
 		t.Errorf("import after the adoptions:\n%s\n%s", imp.stdout, imp.stderr)
+	}
+}
+
+// A team made by hand that an Okta group also gives: the teams-list entry states its storage, the
+// group stays its source, and its members are synced right after the adoption.
+func TestAdoptGroupTeamE2E(t *testing.T) {
+	e := newE2E(t)
+	scimURL := e.startEmulator(wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey).ForS3Providers())
+	fake, _, caFile := e.oktaSource(t)
+	e.env = append(e.env, "SSL_CERT_FILE="+caFile)
+	name, bucket := "search-"+e.sfx, e.prefix+"-hand-search"
+	e.handMadeBucket(bucket)
+	client, err := wandb.NewClient(wandb.Options{BaseURL: scimURL, Auth: wandb.AuthBearer, APIKey: apiKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := client.CreateGroup(t.Context(), wandb.NewGroup{DisplayName: name, StorageBucket: &wandb.StorageBucket{Name: bucket, Provider: "MINIO"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Without adopt, the group's team is a conflict with the team made by hand.
+	e.adoptConfig(scimURL, "")
+	e.appendOktaConfig(fake.URL)
+	if s := e.run("sync"); s.code != 1 || !strings.Contains(s.stdout, "did not create") {
+		t.Fatalf("sync without adopt: exit %d\n%s", s.code, s.stdout)
+	}
+	e.adoptConfig(scimURL, "teams:\n  - name: "+name+"\n    profile: onprem\n    adopt: {bucket: "+bucket+"}\n")
+	e.appendOktaConfig(fake.URL)
+	if p := e.mustRun("plan"); !strings.Contains(oneLine(p.stdout), "record the team as adopted, mark in sync, members: add ada@example.com, bob@example.com") {
+		t.Errorf("plan:\n%s", p.stdout)
+	}
+	e.emu.ResetCounts()
+	if s := e.mustRun("sync"); !strings.Contains(s.stdout, "adopted") {
+		t.Errorf("sync:\n%s", s.stdout)
+	}
+	if got := e.memberEmails(name); !slices.Equal(got, []string{"ada@example.com", "bob@example.com"}) || !e.hasServiceAccount(name) {
+		t.Errorf("members = %v, service account kept: %v", got, e.hasServiceAccount(name))
+	}
+	if n := e.emu.Counts()["POST /scim/Groups"]; n != 0 || len(e.emu.Groups()) != 1 {
+		t.Errorf("a team was created: %d POST /Groups, %d teams", n, len(e.emu.Groups()))
+	}
+	var rec state.Record
+	if err := json.Unmarshal([]byte(e.mustRun("state", "show", name).stdout), &rec); err != nil ||
+		rec.Provenance != state.ProvenanceAdopted || rec.Source != "okta" || rec.GroupID != g.ID || rec.Conflict != "" || len(rec.MembersAdded) != 2 {
+		t.Errorf("record = %+v (%v)", rec, err)
+	}
+	if p := e.mustRun("plan"); !strings.Contains(p.stdout, "no change") {
+		t.Errorf("plan after the adoption:\n%s", p.stdout)
 	}
 }

@@ -41,6 +41,19 @@ func (s *teamSet) add(t team.Team) {
 	s.teams = append(s.teams, t)
 }
 
+// adopt adds a teams-list entry marked for adoption. When a group gives that team, the group stays
+// its source (members, roles) and the entry only says how to take the team over: the storage it was
+// created with, under the entry's profile. Otherwise the entry is the team, as any teams-list entry.
+func (s *teamSet) adopt(t team.Team) {
+	i, ok := s.at[t.Name]
+	if !ok {
+		s.add(t)
+		return
+	}
+	g := &s.teams[i]
+	g.Profile, g.Storage, g.Adopt = t.Profile, t.Storage, t.Adopt
+}
+
 // addGroups maps one source's groups to teams with its rule. A team group becomes a team with the
 // group's members; a role group adds its members to the team of the name it gives, with its role
 // (the first role rule listed wins for a member in several role groups).
@@ -205,8 +218,13 @@ func (s *Sources) Resolve(_ context.Context, key queuekey.Key) (teams []string, 
 // read last.
 func (s *Sources) teams(ctx context.Context, idps []*idpSource) ([]team.Team, error) {
 	var set teamSet
+	var adoptions []team.Team
 	for _, t := range s.cfg.DesiredTeams() {
 		t.Claims = []string{claimYAML}
+		if t.Adopt != nil {
+			adoptions = append(adoptions, t) // after the groups: one of them may give the team
+			continue
+		}
 		set.add(t)
 	}
 	if s.pushed != nil {
@@ -221,6 +239,9 @@ func (s *Sources) teams(ctx context.Context, idps []*idpSource) ([]team.Team, er
 	}
 	for _, src := range idps {
 		set.addGroups(s.cfg, src.team, src.rule, src.snapshot(), s.log)
+	}
+	for _, t := range adoptions {
+		set.adopt(t)
 	}
 	return set.teams, nil
 }

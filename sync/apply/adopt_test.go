@@ -168,3 +168,45 @@ func TestPlanShowsAdoptionRefusal(t *testing.T) {
 		t.Errorf("plan = %+v", p)
 	}
 }
+
+// An adopted team whose source knows its members (a group) has them synced right after the adoption.
+// Whoever was in the team before is kept, even in authoritative mode: W&B's API does not tell its
+// service accounts from people, and the agent added none of them.
+func TestAdoptThenSyncMembers(t *testing.T) {
+	e := applytest.NewEnv(t)
+	e.Rec.Members = apply.MembersPolicy{Sync: true, Authoritative: true, MaxRemove: 0.5}
+	ada := e.Emu.AddUser("ada", "ada@x.io")
+	byHand := e.Emu.AddUser("hand", "hand@x.io")
+	g, err := e.Rec.WandB.CreateGroup(t.Context(), wandb.NewGroup{DisplayName: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Emu.ChangeMembers(g.ID, []string{byHand}, nil); err != nil {
+		t.Fatal(err)
+	}
+	desired := applytest.DesiredTeam("a", applytest.Storage("made-by-hand"))
+	desired.Adopt, desired.Source, desired.ManageMembers, desired.Members = &team.Adoption{}, "okta", true, []string{"ada@x.io"}
+
+	plans, err := e.Rec.Plan(t.Context(), []team.Team{desired}, apply.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := plans[0]; !slices.Contains(p.Steps, plan.StepSyncMembers) || p.Members == nil || !slices.Equal(p.Members.Add, []string{"ada@x.io"}) || len(p.Members.Remove) != 0 {
+		t.Errorf("plan = %+v members %+v", p.Steps, p.Members)
+	}
+	if res := e.Sync(t, []team.Team{desired})["a"]; res.Outcome != apply.OutcomeAdopted {
+		t.Fatalf("result = %+v", res)
+	}
+	want := []string{ada, byHand, e.ServiceAccount}
+	slices.Sort(want)
+	if got := e.Members(t, "a"); !slices.Equal(got, want) {
+		t.Errorf("members = %v, want %v", got, want)
+	}
+	if r := e.Record(t, "a"); !slices.Equal(r.MembersAdded, []string{ada}) || r.Provenance != state.ProvenanceAdopted {
+		t.Errorf("record = %+v", r)
+	}
+	// Converged: nothing to do.
+	if res := e.Sync(t, []team.Team{desired})["a"]; res.Outcome != apply.OutcomeUnchanged {
+		t.Errorf("second sync = %+v", res)
+	}
+}

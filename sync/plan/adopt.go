@@ -55,6 +55,16 @@ func planAdoption(in Input, t *team.Team, r *state.Record, g *wandb.Group, p *Te
 	}
 	p.Adopt = &Adoption{GroupID: g.ID, Repair: t.Adopt.Repair}
 	p.Steps = []Step{StepCheckAdoption, StepTakeBucket, StepVerifyBucket, StepRecordAdoption, StepMarkInSync}
+	if in.SyncMembers && t.ManageMembers {
+		// The members the team has now are recorded as there from the start (record_adoption):
+		// protected, as the service accounts W&B put in a team it creates.
+		initial := &state.Record{}
+		for _, m := range g.Members {
+			initial.InitialMemberIDs = append(initial.InitialMemberIDs, m.Value)
+		}
+		p.Steps = append(p.Steps, StepSyncMembers)
+		p.Members = memberChanges(t, initial, g, in.Authoritative)
+	}
 	return true
 }
 
