@@ -89,6 +89,12 @@ type Record struct {
 	// instances must list every bucket before a team may use it): `byob-agent state mark-registered`.
 	Registered bool `json:"registered,omitempty"`
 
+	// Provenance says how the agent came to manage the W&B team: ProvenanceCreated or ProvenanceAdopted
+	// (empty in records written before it was kept: created). AdoptedAt is when a team made by hand
+	// was taken over.
+	Provenance string    `json:"provenance,omitempty"`
+	AdoptedAt  time.Time `json:"adoptedAt,omitzero"`
+
 	// Members as last synced: the desired emails, and the W&B member ids the team had afterwards.
 	MemberEmails []string `json:"memberEmails,omitempty"`
 	MemberIDs    []string `json:"memberIds,omitempty"`
@@ -102,16 +108,12 @@ type Record struct {
 	MemberRoles map[string]string `json:"memberRoles,omitempty"`
 	// InitialMemberIDs are the members W&B put in the team when it was created (its org service
 	// accounts): never removed.
-	InitialMemberIDs []string `json:"initialMemberIds,omitempty"`
-	// Provenance says how the agent came to manage the W&B team: ProvenanceCreated or ProvenanceAdopted
-	// (empty in records written before it was kept: created).
-	Provenance   string    `json:"provenance,omitempty"`
-	AdoptedAt    time.Time `json:"adoptedAt,omitzero"` // when a team made by hand was taken over
-	CreatedAt    time.Time `json:"createdAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
-	BucketReady  time.Time `json:"bucketReadyAt,omitzero"`
-	TeamCreated  time.Time `json:"teamCreatedAt,omitzero"`
-	LastVerified time.Time `json:"lastVerifiedAt,omitzero"` // last successful bucket verification
+	InitialMemberIDs []string  `json:"initialMemberIds,omitempty"`
+	CreatedAt        time.Time `json:"createdAt"`
+	UpdatedAt        time.Time `json:"updatedAt"`
+	BucketReady      time.Time `json:"bucketReadyAt,omitzero"`
+	TeamCreated      time.Time `json:"teamCreatedAt,omitzero"`
+	LastVerified     time.Time `json:"lastVerifiedAt,omitzero"` // last successful bucket verification
 }
 
 // Status is the one-word summary shown to operators.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -138,7 +139,7 @@ func TestAdoptE2E(t *testing.T) {
 	e.adoptConfig(scimURL, "")
 	imp := e.mustRun("import")
 	for _, name := range []string{vision, audio, plain} {
-		if !strings.Contains(imp.stdout, "- name: "+name+"  # W&B team id "+byHand[name]) {
+		if !strings.Contains(imp.stdout, "- name: "+name+"  # W&B team id "+strconv.Quote(byHand[name])) {
 			t.Errorf("import does not list %s:\n%s", name, imp.stdout)
 		}
 	}

@@ -143,7 +143,7 @@ teams:
 		if profile == "" {
 			profile, profileNote = fill, "FILL IN "+profileNote+" ("+strings.Join(cfg.ProfileNames(), ", ")+")"
 		}
-		fmt.Fprintf(&b, "  - name: %s  # W&B team id %s, members: %d\n", name, g.ID, len(g.Members))
+		fmt.Fprintf(&b, "  - name: %s  # W&B team id %s, members: %d\n", name, strconv.Quote(g.ID), len(g.Members))
 		fmt.Fprintf(&b, "    profile: %s  # %s\n", profile, profileNote)
 		fmt.Fprintf(&b, "    adopt:\n")
 		fmt.Fprintf(&b, "      bucket: %s  # FILL IN the bucket (Azure: container) the team was created with\n", fill)

@@ -34,7 +34,7 @@ profiles:
     bucket: "op-{{ .Team }}"
 `
 
-func loadImportConfig(t *testing.T, text string) (*config.Config, error) {
+func loadImportConfig(t testing.TB, text string) (*config.Config, error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
@@ -78,7 +78,7 @@ func TestImportStanzas(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# W&B team \"under_score\" (id \"G-u\") cannot be adopted",
-		"- name: vision  # W&B team id G-v, members: 2",
+		`- name: vision  # W&B team id "G-v", members: 2`,
 		"profile: main  # the profile whose provider",
 		"# add only the adopt block below to that entry",
 		"profile: onprem",
@@ -163,4 +163,34 @@ func TestImportOutputFile(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
 		t.Errorf("left behind: %v", entries)
 	}
+}
+
+// Team names and ids come from W&B: whatever they hold, the stanzas stay YAML with at most that one
+// entry, named as the team is, and no value that outside text chose.
+func FuzzImportStanzas(f *testing.F) {
+	cfg, err := loadImportConfig(f, importBase)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("vision", "R3JvdXA6MQ==")
+	f.Add("x\n  - name: evil\n    adopt: {bucket: b}", "id\n  - name: evil2")
+	f.Add("under_score", "#")
+	f.Fuzz(func(t *testing.T, name, id string) {
+		out := importStanzas(cfg, []wandb.Group{{ID: id, DisplayName: name}})
+		var doc struct {
+			Teams []struct {
+				Name  string         `yaml:"name"`
+				Adopt map[string]any `yaml:"adopt"`
+			} `yaml:"teams"`
+		}
+		if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("not YAML (%v):\n%s", err, out)
+		}
+		switch {
+		case len(doc.Teams) > 1:
+			t.Fatalf("%d entries for one team:\n%s", len(doc.Teams), out)
+		case len(doc.Teams) == 1 && (doc.Teams[0].Name != name || doc.Teams[0].Adopt["bucket"] != config.Placeholder):
+			t.Fatalf("entry %+v for team %q:\n%s", doc.Teams[0], name, out)
+		}
+	})
 }
