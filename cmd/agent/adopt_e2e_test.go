@@ -15,10 +15,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/byob-agent/byob-agent/bucketfactory"
 	"github.com/byob-agent/byob-agent/internal/testsupport/wandbemu"
 	"github.com/byob-agent/byob-agent/scim/wandb"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/sync/plan"
+	"github.com/byob-agent/byob-agent/team"
 )
 
 // adoptConfig is a configuration with one s3-compatible profile and the given teams list.
@@ -285,5 +287,74 @@ func TestAdoptGroupTeamE2E(t *testing.T) {
 	}
 	if p := e.mustRun("plan"); !strings.Contains(p.stdout, "no change") {
 		t.Errorf("plan after the adoption:\n%s", p.stdout)
+	}
+}
+
+// An AWS bucket made W&B-correct by hand (KMS encryption, policy, public access block, object
+// ownership, CORS) is adopted with its ownership tags added and no other setting written.
+func TestAdoptAWSBucketE2E(t *testing.T) {
+	e := newE2E(t)
+	ctx := t.Context()
+	scimURL := e.startEmulator(wandbemu.NewS3Checker(backends.Endpoint, backends.Region, backends.AccessKey, backends.SecretKey).ForS3Providers())
+	e.writeConfig(scimURL, "{{ .Team }}")
+	name, bucket := e.team("legacy"), e.prefix+"-hand-legacy"
+	t.Setenv("TEST_WANDB_KEY", apiKey) // the configuration is loaded here too, to build the factory
+	t.Setenv("TEST_S3_SECRET", backends.SecretKey)
+	cfg, err := loadConfig(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, _ := cfg.Profile("fixed")
+	f, err := newFactory(ctx, prof, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// By hand: W&B's recipe on a bucket (applied here by the factory for a scratch owner), its
+	// ownership tags then removed, and a W&B team created on it.
+	st := team.Storage{Provider: team.ProviderAWS, Bucket: bucket, Region: backends.Region, Endpoint: backends.Endpoint, KMSKeyARN: e.keyARN, AWSExternalID: "ext-123"}
+	if _, err := f.Ensure(ctx, bucketfactory.Bucket{Team: "scratch", Profile: "fixed", Storage: st, KMSKeyARN: e.keyARN}, bucketfactory.EnsureOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backends.S3Client(ctx).DeleteBucketTagging(ctx, &s3.DeleteBucketTaggingInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := wandb.NewClient(wandb.Options{BaseURL: scimURL, Auth: wandb.AuthBearer, APIKey: apiKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CreateGroup(ctx, wandb.NewGroup{DisplayName: name, StorageBucket: wandb.BucketFor(st, e.keyARN)}); err != nil {
+		t.Fatal(err)
+	}
+
+	raw, _ := os.ReadFile(e.config)
+	text := string(raw)
+	text = text[:strings.Index(text, "teams:\n")] + "teams:\n  - name: " + name + "\n    profile: fixed\n    adopt: {bucket: " + bucket + "}\n"
+	if err := os.WriteFile(e.config, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := e.mustRun("sync")
+	if !strings.Contains(s.stdout, name+"  adopted") {
+		t.Fatalf("sync:\n%s", s.stdout)
+	}
+	tagged := false
+	for _, l := range strings.Split(s.stdout, "\n") {
+		c := strings.TrimSpace(l)
+		tagged = tagged || strings.HasPrefix(c, "changed tags: adopted untagged bucket")
+		if strings.HasPrefix(c, "changed ") && !strings.HasPrefix(c, "changed tags: ") {
+			t.Errorf("a setting other than the ownership tags was written without adopt.repair: %s", c)
+		}
+	}
+	if !tagged {
+		t.Errorf("sync does not report the ownership tags it added:\n%s", s.stdout)
+	}
+	if tags := e.bucketTags(bucket); tags["byob-agent-team"] != name {
+		t.Errorf("tags = %v", tags)
+	}
+	if d := e.run("doctor", name); d.code != 0 {
+		t.Errorf("doctor: exit %d\n%s", d.code, d.stdout)
+	}
+	e.emu.ResetCounts()
+	if s := e.mustRun("sync"); !strings.Contains(s.stdout, name+"  unchanged") || e.emu.MutatingCount() != 0 {
+		t.Errorf("second sync:\n%s", s.stdout)
 	}
 }
