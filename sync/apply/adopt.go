@@ -19,7 +19,8 @@ func (e *refusalError) Error() string { return e.msg }
 // adoptionRefusal runs on the bucket a team to adopt was stated to have the checks `doctor` runs (the
 // provider's Check), and says why the adoption is refused, or "" when it may go ahead. With probe
 // (sync) the probe object is written, read and deleted as doctor does; without it (plan) only
-// settings are read. The ownership mark is not W&B's requirement: taking the bucket adds it.
+// settings are read. The ownership mark is not W&B's requirement: taking the bucket adds it, unless
+// the bucket is marked for another team or profile.
 func (r *Reconciler) adoptionRefusal(ctx context.Context, f bucketfactory.Factory, p plan.TeamPlan, probe bool) (string, error) {
 	b := bucketfactory.Bucket{Team: p.Team, Profile: p.Profile, Storage: p.Storage, KMSKeyARN: p.Storage.KMSKeyARN, Shared: p.Storage.Shared}
 	unlock := r.bucketLocks.Lock(b.Storage.BucketID())
@@ -31,6 +32,9 @@ func (r *Reconciler) adoptionRefusal(ctx context.Context, f bucketfactory.Factor
 	var failed []string
 	for _, c := range results {
 		switch {
+		case c.Foreign:
+			return plan.Refusal(p.Team, fmt.Sprintf("bucket %s is marked for someone else (%s): %s", b.Storage.Bucket, c.Found, c.Fix),
+				"state in adopt.bucket the bucket this team was created with"), nil
 		case c.OK || c.Check == "ownership":
 		case c.Check == "exists":
 			return plan.Refusal(p.Team, fmt.Sprintf("bucket %s does not exist (profile %q)", b.Storage.Bucket, p.Profile),

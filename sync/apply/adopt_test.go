@@ -22,6 +22,8 @@ func TestAdopt(t *testing.T) {
 		{Check: "cors", Expected: "GET,HEAD,PUT from *", Found: "none", Fix: "add W&B's CORS rule"}}}
 	untagged := &bucketfactory.VerifyError{Bucket: "made-by-hand", Failures: []bucketfactory.CheckResult{
 		{Check: "ownership", Expected: "tags managed-by=byob-agent", Found: "no ownership tags", Fix: "tag it"}}}
+	foreign := &bucketfactory.VerifyError{Bucket: "made-by-hand", Failures: []bucketfactory.CheckResult{
+		{Check: "ownership", Expected: "tags byob-agent-team=a", Found: "byob-agent-team=b", Fix: "give team a another bucket", Foreign: true}}}
 	missing := &bucketfactory.VerifyError{Bucket: "made-by-hand", Failures: []bucketfactory.CheckResult{
 		{Check: "exists", Expected: "bucket made-by-hand to exist", Found: "no such bucket"}}}
 
@@ -48,6 +50,8 @@ func TestAdopt(t *testing.T) {
 			calls: []string{"verify:a", "ensure:a", "verify:a"}, ensured: true},
 		{name: "bucket missing: refused, even with repair", byHand: true, repair: true, failCheck: missing, outcome: apply.OutcomeRefused,
 			detail: "bucket made-by-hand does not exist", calls: []string{"verify:a"}},
+		{name: "bucket marked for another team: refused, even with repair", byHand: true, repair: true, failCheck: foreign, outcome: apply.OutcomeRefused,
+			detail: "bucket made-by-hand is marked for someone else (byob-agent-team=b): give team a another bucket", calls: []string{"verify:a"}},
 		{name: "team unknown in W&B", outcome: apply.OutcomeRefused, detail: `W&B has no team named "a"`},
 		{name: "already managed", managed: true, outcome: apply.OutcomeRefused, detail: "byob-agent already manages it"},
 	}
