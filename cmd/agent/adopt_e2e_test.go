@@ -235,6 +235,19 @@ func TestAdoptE2E(t *testing.T) {
 	if n := len(e.emu.Groups()); n != 3 {
 		t.Errorf("W&B has %d teams, want the 3 made by hand", n)
 	}
+	// A team W&B does not have is refused, with nothing changed.
+	ghost := e.team("ghost")
+	e.adoptConfig(scimURL, fillImport(t, imp.stdout, map[string]string{vision: visionBucket, audio: audioBucket}, nil)+
+		"\n  - name: "+ghost+"\n    adopt: {bucket: "+visionBucket+"-nope}\n")
+	recsBefore := e.records()
+	e.emu.ResetCounts()
+	if s := e.run("sync"); s.code != 1 || !strings.Contains(oneLine(s.stdout), fmt.Sprintf("%s refused adopting team %q refused, nothing was changed: W&B has no team named %q", ghost, ghost, ghost)) {
+		t.Errorf("sync with a team W&B does not have: exit %d\n%s", s.code, s.stdout)
+	}
+	if n := e.emu.MutatingCount(); n != 0 || !reflect.DeepEqual(e.records(), recsBefore) {
+		t.Errorf("a refusal changed something: %d mutating W&B requests", n)
+	}
+
 	// Nothing is left to import but the team on W&B's default storage.
 	if imp := e.mustRun("import"); !strings.Contains(imp.stderr, "1 of W&B's 3 teams") || !strings.Contains(imp.stdout, "- name: "+plain) {
 		t.Errorf("import after the adoptions:\n%s\n%s", imp.stdout, imp.stderr)
