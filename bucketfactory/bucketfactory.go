@@ -67,6 +67,9 @@ type CheckResult struct {
 	Expected string `json:"expected,omitempty"`
 	Found    string `json:"found,omitempty"`
 	Fix      string `json:"fix,omitempty"` // for a failure: what to do, precisely (no secrets)
+	// Foreign marks a failed ownership check of a bucket marked for another team or profile: not the
+	// agent's to take for this team, whatever it is allowed to adopt.
+	Foreign bool `json:"foreign,omitempty"`
 }
 
 func (r CheckResult) String() string {
@@ -95,6 +98,11 @@ func (r *Results) Pass(check, expected string) { r.Report(check, true, expected,
 // Fail records a failed check with what to do about it.
 func (r *Results) Fail(check, expected, found, fix string) {
 	r.Report(check, false, expected, found, fix)
+}
+
+// FailForeign records a failed ownership check of a bucket marked for someone else (CheckResult.Foreign).
+func (r *Results) FailForeign(check, expected, found, fix string) {
+	r.List = append(r.List, CheckResult{Check: check, Expected: expected, Found: found, Fix: fix, Foreign: true})
 }
 
 // Compare records a check that passes when found equals expected.

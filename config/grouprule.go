@@ -308,7 +308,7 @@ func (l *loader) checkClaims(entries []*teamEntry) {
 		e := yamlTeams[c.team]
 		o, dup := first[c.team]
 		switch {
-		case e != nil:
+		case e != nil && e.adopt == nil: // an adopt entry may state the storage of a group's team
 			c.f.problem(c.node, c.field, "group %q gives team %q, which teams defines too, at %s: a team comes from one source; drop it here or there",
 				c.group, c.team, e.where())
 		case dup && o.rule == c.rule:

@@ -420,6 +420,16 @@ func TestExampleConfig(t *testing.T) {
 		}
 	}
 
+	// The commented-out adoption loads once uncommented.
+	adopt, err := load(uncomment(t, string(example), "  # - name: legacy-vision"), required)
+	if err != nil {
+		t.Fatalf("Load with the adoption: %v", err)
+	}
+	if i := slices.IndexFunc(adopt.DesiredTeams(), func(tm team.Team) bool { return tm.Name == "legacy-vision" }); i < 0 ||
+		adopt.DesiredTeams()[i].Adopt == nil || adopt.DesiredTeams()[i].Storage.Bucket != "legacy-vision-data" {
+		t.Errorf("adopted team: %+v", adopt.DesiredTeams())
+	}
+
 	// The commented-out profiles load once uncommented.
 	text := string(example)
 	for _, name := range []string{"gcs-main", "coreweave"} {

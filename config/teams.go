@@ -19,6 +19,7 @@ type teamEntry struct {
 	nameNode    *yaml.Node // nil when the name is absent or bad
 	profile     string
 	profileNode *yaml.Node
+	adopt       *adoptEntry // nil: the agent creates the team
 }
 
 func (e *teamEntry) problem(format string, args ...any) {
@@ -45,13 +46,14 @@ func (f *file) teamList(m mapping, ifMissing string) []*teamEntry {
 	var out []*teamEntry
 	for i, item := range n.Content {
 		field := fmt.Sprintf("teams[%d]", i)
-		tm, ok := f.mapping(item, field, "name", "profile")
+		tm, ok := f.mapping(item, field, "name", "profile", "adopt")
 		if !ok {
 			continue
 		}
 		e := &teamEntry{f: f, field: field, node: item}
 		e.name, e.nameNode = f.str(tm, "name", mustSet)
 		e.profile, e.profileNode = f.str(tm, "profile", "")
+		e.adopt = f.adoptEntry(tm)
 		out = append(out, e)
 	}
 	return out
@@ -181,6 +183,13 @@ func resolveTeams(entries []*teamEntry, profiles map[string]*profileDef, default
 			e.problem("team %q: %v", e.name, err)
 			continue
 		}
+		var adopt *team.Adoption
+		if e.adopt != nil {
+			if st, ok = e.adopt.storage(e, &p.Profile, st); !ok {
+				continue
+			}
+			adopt = &team.Adoption{Repair: e.adopt.repair}
+		}
 		// A bucket carries the ownership mark of one team, or of one shared profile.
 		key := keyOf(st)
 		u := byBucket[key]
@@ -200,7 +209,7 @@ func resolveTeams(entries []*teamEntry, profiles map[string]*profileDef, default
 		if st.Shared && !u.claim(e, st.Bucket, st.Path) {
 			continue
 		}
-		out = append(out, team.Team{Name: e.name, Profile: pname, Source: "yaml", Storage: st})
+		out = append(out, team.Team{Name: e.name, Profile: pname, Source: "yaml", Storage: st, Adopt: adopt})
 	}
 	slices.SortFunc(out, func(a, b team.Team) int { return strings.Compare(a.Name, b.Name) })
 	return out

@@ -45,6 +45,12 @@ const (
 // Created reports whether the W&B team exists, which freezes the team's storage.
 func (p Phase) Created() bool { return p == PhaseTeamCreated || p == PhaseInSync }
 
+// Provenances of a managed W&B team.
+const (
+	ProvenanceCreated = "created" // the agent created the W&B team
+	ProvenanceAdopted = "adopted" // the team was made by hand and taken over (`adopt` in the teams list)
+)
+
 // Op names an external mutation whose intent is recorded before it is made.
 type Op string
 
@@ -86,6 +92,12 @@ type Record struct {
 	// Registered says the operator has registered the bucket with W&B (dedicated and self-managed
 	// instances must list every bucket before a team may use it): `byob-agent state mark-registered`.
 	Registered bool `json:"registered,omitempty"`
+
+	// Provenance says how the agent came to manage the W&B team: ProvenanceCreated or ProvenanceAdopted
+	// (empty in records written before it was kept: created). AdoptedAt is when a team made by hand
+	// was taken over.
+	Provenance string    `json:"provenance,omitempty"`
+	AdoptedAt  time.Time `json:"adoptedAt,omitzero"`
 
 	// Members as last synced: the desired emails, and the W&B member ids the team had afterwards.
 	MemberEmails []string `json:"memberEmails,omitempty"`

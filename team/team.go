@@ -40,6 +40,15 @@ type Team struct {
 	// Claims names every source entry that asked for this team ("yaml", `okta group "wandb-ml"`). A
 	// team comes from one source: more than one claim is a conflict the planner reports.
 	Claims []string
+	// Adopt, when set, says W&B already has this team (made by hand) and the agent is to take it over
+	// with the storage the operator stated (Storage) rather than create it.
+	Adopt *Adoption
+}
+
+// Adoption is how a team made by hand is taken over.
+type Adoption struct {
+	// Repair lets the agent fix bucket settings that fail W&B's checks; without it such a bucket is refused.
+	Repair bool
 }
 
 // Team roles W&B knows without custom roles.

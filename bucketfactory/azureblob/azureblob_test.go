@@ -423,8 +423,9 @@ func TestOwnership(t *testing.T) {
 				if n := env.Mutations(); n != 0 {
 					t.Errorf("Ensure of a container not ours made %d mutating calls: %v", n, env.Counts())
 				}
-				if failed := failures(mustCheck(t, f, b, false)); len(failed) == 0 || failed[0].Check != "ownership" || failed[0].Fix == "" {
-					t.Errorf("Check of a container not ours: failures %v, want ownership first, with a fix", failed)
+				foreign := tt.adopt // marked for someone else; unmarked is not foreign
+				if failed := failures(mustCheck(t, f, b, false)); len(failed) == 0 || failed[0].Check != "ownership" || failed[0].Fix == "" || failed[0].Foreign != foreign {
+					t.Errorf("Check of a container not ours: failures %v, want ownership first, with a fix, foreign %v", failed, foreign)
 				}
 				return
 			}

@@ -66,7 +66,7 @@ func (c *checker) checkOwnership(props *container.GetPropertiesResponse) bool {
 	owner := describeOwner(c.b)
 	switch foreign := foreignMark(md, c.b); {
 	case foreign != "":
-		c.Report("ownership", false, expected, found, fmt.Sprintf(
+		c.FailForeign("ownership", expected, found, fmt.Sprintf(
 			"container %s is %s: give %s another container, or correct the metadata if it is wrong", c.name, foreign, owner))
 	case metaValue(md, key) != value:
 		c.Report("ownership", false, expected, found, fmt.Sprintf(

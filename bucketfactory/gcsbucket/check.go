@@ -67,7 +67,7 @@ func (c *checker) checkOwnership(attrs *storage.BucketAttrs) {
 	key, value := c.b.Owner()
 	expected := fmt.Sprintf("labels %s=%s and %s=%s", bucketfactory.TagManagedBy, bucketfactory.TagManagedByValue, key, value)
 	if owner := foreignOwner(attrs.Labels, c.b); owner != "" {
-		c.Fail("ownership", expected, "label "+owner,
+		c.FailForeign("ownership", expected, "label "+owner,
 			fmt.Sprintf("the bucket belongs to %s: give this team another bucket name (relabel it %s=%s only if it really is this team's)", owner, key, value))
 		return
 	}

@@ -76,7 +76,7 @@ func (c *checker) checkOwnership(ctx context.Context) error {
 	owner := describeOwner(c.b)
 	switch foreign := foreignMark(tags, c.b); {
 	case foreign != "":
-		c.Report("ownership", false, expected, found, fmt.Sprintf(
+		c.FailForeign("ownership", expected, found, fmt.Sprintf(
 			"bucket %s is %s: give %s another bucket, or correct the tags if they are wrong", c.name, foreign, owner))
 	case tags[key] != value:
 		c.Report("ownership", false, expected, found, fmt.Sprintf(

@@ -140,8 +140,9 @@ func TestCheckResults(t *testing.T) {
 			want: allBut("ownership"),
 			wantFirst: func(b bucketfactory.Bucket) bucketfactory.CheckResult {
 				return bucketfactory.CheckResult{Check: "ownership", Expected: "tags byob-agent-team=" + b.Team + ", managed-by=byob-agent",
-					Found: "byob-agent-team=other-team, managed-by=byob-agent",
-					Fix:   fmt.Sprintf(`bucket %s is tagged for team "other-team": give team %q another bucket, or correct the tags if they are wrong`, b.Storage.Bucket, b.Team)}
+					Found:   "byob-agent-team=other-team, managed-by=byob-agent",
+					Fix:     fmt.Sprintf(`bucket %s is tagged for team "other-team": give team %q another bucket, or correct the tags if they are wrong`, b.Storage.Bucket, b.Team),
+					Foreign: true}
 			},
 		},
 		{

@@ -266,7 +266,7 @@ func syncOnce(ctx context.Context, a *agent, g *globals, stdout, stderr io.Write
 	counts := map[apply.Outcome]int{}
 	for _, r := range results {
 		counts[r.Outcome]++
-		if r.Outcome == apply.OutcomeFailed || r.Outcome == apply.OutcomeConflict {
+		if r.Outcome == apply.OutcomeFailed || r.Outcome == apply.OutcomeConflict || r.Outcome == apply.OutcomeRefused {
 			bad++
 		}
 	}
@@ -290,7 +290,7 @@ func syncOnce(ctx context.Context, a *agent, g *globals, stdout, stderr io.Write
 		fmt.Fprintf(stdout, "\n%d teams: %s\n", len(results), summarize(counts))
 	}
 	if bad > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("%d of %d teams failed or are in conflict (see above; `byob-agent state show TEAM` has details)", bad, len(results))}
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d teams failed, are in conflict or were refused (see above; `byob-agent state show TEAM` has details)", bad, len(results))}
 	}
 	if err := ctx.Err(); err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("interrupted: teams not started were left as they were; run sync again")}

@@ -35,6 +35,7 @@ Usage:
                                                    PostgreSQL (DSN from $BYOB_STATE_POSTGRES_DSN), verified; agents stopped
   byob-agent doctor  [--config FILE] [--json] [TEAM...]  check buckets against W&B's requirements, with fixes
   byob-agent file-stores [--config FILE] [--output FILE] GORILLA_SUPPORTED_FILE_STORES value (holds secrets)
+  byob-agent import  [--config FILE] [--output FILE]  teams-list entries to adopt the W&B teams made by hand
   byob-agent config validate [--config FILE]       check the configuration; prints every problem
   byob-agent version
 
@@ -42,7 +43,7 @@ Common flags: --config FILE (default byob-agent.yaml, or $BYOB_AGENT_CONFIG),
   --log-level debug|info|warn|error (default info), --log-format text|json (default text).
 state ls, show, export and backup read the state file, or ask the daemon that holds it (server.adminToken);
   --daemon URL asks the daemon at URL.
-Exit codes: 0 success; 1 a team failed or is in conflict; 2 bad usage or configuration.
+Exit codes: 0 success; 1 a team failed, is in conflict or its adoption was refused; 2 bad usage or configuration.
 `
 
 // exitError carries an exit code through the command functions.
@@ -127,6 +128,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDoctor(ctx, rest, stdout, stderr)
 	case "file-stores":
 		return cmdFileStores(ctx, rest, stdout, stderr)
+	case "import":
+		return cmdImport(ctx, rest, stdout, stderr)
 	case "state":
 		if len(rest) == 0 {
 			return usageErr("state: want ls, show, export, backup, mark-registered or migrate")

@@ -53,6 +53,19 @@ func (s *teamSet) add(t team.Team) {
 	s.teams = append(s.teams, t)
 }
 
+// adopt adds a teams-list entry marked for adoption. When a group gives that team, the group stays
+// its source (members, roles) and the entry only says how to take the team over: the storage it was
+// created with, under the entry's profile. Otherwise the entry is the team, as any teams-list entry.
+func (s *teamSet) adopt(t team.Team) {
+	i, ok := s.at[t.Name]
+	if !ok {
+		s.add(t)
+		return
+	}
+	g := &s.teams[i]
+	g.Profile, g.Storage, g.Adopt = t.Profile, t.Storage, t.Adopt
+}
+
 // addGroups maps one source's groups to teams with its rule. A team group becomes a team with the
 // group's members; a role group adds its members to the team of the name it gives, with its role
 // (the first role rule listed wins for a member in several role groups).
@@ -234,7 +247,7 @@ func (s *Sources) Resolve(_ context.Context, key queuekey.Key) (teams []string, 
 // read last.
 func (s *Sources) teams(ctx context.Context, idps []*idpSource) ([]team.Team, error) {
 	var set teamSet
-	s.addYAML(&set)
+	adoptions := s.addYAML(&set)
 	if s.pushed != nil {
 		groups, names, err := s.pushed.Read(ctx)
 		if err != nil {
@@ -248,15 +261,25 @@ func (s *Sources) teams(ctx context.Context, idps []*idpSource) ([]team.Team, er
 	for _, src := range idps {
 		set.addGroups(s.cfg, src.team, src.rule, src.snapshot(), s.log)
 	}
+	for _, t := range adoptions {
+		set.adopt(t)
+	}
 	s.remember(set)
 	return set.teams, nil
 }
 
-func (s *Sources) addYAML(set *teamSet) {
+// addYAML adds the teams list's teams to set, except those marked for adoption, which it returns:
+// they go in after the groups, since a group may give such a team (the entry gives its storage).
+func (s *Sources) addYAML(set *teamSet) (adoptions []team.Team) {
 	for _, t := range s.cfg.DesiredTeams() {
 		t.Claims = []string{claimYAML}
+		if t.Adopt != nil {
+			adoptions = append(adoptions, t)
+			continue
+		}
 		set.add(t)
 	}
+	return adoptions
 }
 
 // readIdPs refreshes the IdP sources as the key asks: everything for a full reconcile (or before

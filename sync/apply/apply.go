@@ -84,7 +84,8 @@ type Reconciler struct {
 type PlanOptions struct {
 	RespectBackoff bool
 	// InspectDrift reads the bucket settings (no writes, no probe) of every team whose drift check is
-	// due, so the plan can say what drifted. Off, a plan reads nothing from the clouds.
+	// due, so the plan can say what drifted, and of every team to adopt, so it can say whether the
+	// adoption will be refused. Off, a plan reads nothing from the clouds.
 	InspectDrift bool
 	// Only, when set, limits the plan to these teams (desired or recorded); others are left alone.
 	Only map[string]bool
@@ -115,7 +116,7 @@ func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOption
 		Now: r.now(), DriftInterval: r.DriftInterval, RespectBackoff: o.RespectBackoff,
 	})
 	if o.InspectDrift {
-		r.inspectDrift(ctx, plans)
+		r.inspect(ctx, plans)
 	}
 	return plans, nil
 }
@@ -128,15 +129,27 @@ func (r *Reconciler) registration() map[string]bool {
 	return out
 }
 
-// inspectDrift fills Drift of the plans with a drift check, concurrently and read-only.
-func (r *Reconciler) inspectDrift(ctx context.Context, plans []plan.TeamPlan) {
+// inspect reads, concurrently and read-only, the buckets the plans will look at: the settings of every
+// team whose drift check is due (Drift), and the stated bucket of every team to adopt (a refusal the
+// sync would make is shown now; the probe object is left to the sync).
+func (r *Reconciler) inspect(ctx context.Context, plans []plan.TeamPlan) {
 	r.each(len(plans), func(i int) {
 		p := &plans[i]
-		if len(p.Steps) != 1 || p.Steps[0] != plan.StepCheckDrift {
+		if len(p.Steps) == 0 || (p.Steps[0] != plan.StepCheckDrift || len(p.Steps) != 1) && p.Steps[0] != plan.StepCheckAdoption {
 			return
 		}
 		prof, ok := r.Profiles[p.Profile]
 		if !ok {
+			return
+		}
+		if p.Steps[0] == plan.StepCheckAdoption {
+			refusal, err := r.adoptionRefusal(ctx, prof.Factory, *p, false)
+			switch {
+			case err != nil:
+				p.Note = "adoption check failed: " + err.Error()
+			case refusal != "":
+				p.Refused, p.Steps = refusal, nil
+			}
 			return
 		}
 		b := BucketOf(*p.Record)
@@ -161,7 +174,9 @@ type Outcome string
 
 const (
 	OutcomeUnchanged Outcome = "unchanged"
-	OutcomeCreated   Outcome = "created"  // W&B team created (or adopted) this run
+	OutcomeCreated   Outcome = "created"  // W&B team created (or found made by our interrupted create) this run
+	OutcomeAdopted   Outcome = "adopted"  // a W&B team made by hand was taken over (adopt in the teams list)
+	OutcomeRefused   Outcome = "refused"  // an adoption was refused; nothing was changed
 	OutcomeRepaired  Outcome = "repaired" // drift found and repaired
 	OutcomeVerified  Outcome = "verified" // drift check found nothing
 	OutcomeUpdated   Outcome = "updated"  // state-only change (in sync, orphaned, conflict cleared)

@@ -28,12 +28,17 @@ type teamRun struct {
 	// changed): logged, and reported in the result.
 	warnings []string
 	created  bool
+	adopted  bool         // a team made by hand was taken over
 	group    *wandb.Group // the team's W&B group: from the plan's listing, or as just created
 }
 
 func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 	log := r.logger().With("team", p.Team)
 	res := Result{Team: p.Team, Outcome: OutcomeUnchanged, Detail: p.Summary()}
+	if p.Refused != "" {
+		log.Warn("adoption refused; nothing was changed", "reason", p.Refused)
+		return Result{Team: p.Team, Outcome: OutcomeRefused, Detail: p.Refused}
+	}
 	if ctx.Err() != nil && p.Changes() {
 		// Shutting down: a team not yet started is left as it is, not marked as failed.
 		return Result{Team: p.Team, Outcome: OutcomeWaiting, Detail: "not started: " + ctx.Err().Error()}
@@ -66,10 +71,18 @@ func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 		}
 		t.factory, t.adopt = prof.Factory, prof.AdoptExisting
 	}
+	steps := p.Steps
+	if len(steps) > 0 && steps[0] == plan.StepCheckAdoption {
+		// Before anything is written: a refused adoption leaves no trace, not even a state record.
+		if res, ok := t.checkAdoption(ctx); !ok {
+			return res
+		}
+		steps = steps[1:]
+	}
 	if err := t.update(ctx, func(rec *state.Record) { rec.Conflict = "" }); err != nil {
 		return Result{Team: p.Team, Outcome: OutcomeFailed, Detail: err.Error(), Err: err}
 	}
-	for _, s := range p.Steps {
+	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return t.fail(ctx, s, err)
 		}
@@ -92,6 +105,8 @@ func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 func (t *teamRun) result() Result {
 	res := Result{Team: t.p.Team, Changes: t.changes, Warnings: t.warnings, Detail: t.p.Summary()}
 	switch {
+	case t.adopted:
+		res.Outcome = OutcomeAdopted
 	case t.created:
 		res.Outcome = OutcomeCreated
 	case t.p.Waiting:
@@ -210,6 +225,7 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 		t.log.Info("created W&B team", "group_id", g.ID, "bucket", t.rec.Storage.Bucket)
 		return t.update(ctx, func(rec *state.Record) {
 			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, g.ID, nil, now
+			rec.Provenance = state.ProvenanceCreated
 			// The members W&B put in at creation: its organisation service accounts (the agent sends
 			// none). Membership sync never touches them.
 			rec.InitialMemberIDs = memberIDs(g.Members)
@@ -220,10 +236,23 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 		t.log.Info("adopted W&B team created by an interrupted attempt", "group_id", t.p.Group.ID)
 		return t.update(ctx, func(rec *state.Record) {
 			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, t.p.Group.ID, nil, now
+			rec.Provenance = state.ProvenanceCreated
 			// Our POST sent no members: whoever is in the team now, W&B put there (its service
 			// accounts) or someone added by hand. Either way the agent did not add them.
 			rec.InitialMemberIDs = memberIDs(t.p.Group.Members)
 		})
+
+	case plan.StepTakeBucket:
+		// The team's bucket from now on: recorded first, then marked ours. The checks passed (or
+		// the operator allowed repairs), so Ensure writes the ownership tags and, only with
+		// adopt.repair, the settings that failed; it never creates the bucket (it exists).
+		if err := t.begin(ctx, state.OpEnsureBucket, t.p.Storage.Bucket, true); err != nil {
+			return err
+		}
+		return t.ensure(ctx, bucketfactory.EnsureOptions{AdoptUntagged: true})
+
+	case plan.StepRecordAdoption:
+		return t.recordAdoption(ctx)
 
 	case plan.StepMarkInSync:
 		return t.update(ctx, func(rec *state.Record) {

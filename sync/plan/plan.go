@@ -29,6 +29,10 @@ const (
 	StepCheckDrift   Step = "check_drift"    // re-apply the recipe where it drifted, then verify
 	StepOrphan       Step = "orphan"         // no longer desired: mark it, keep bucket and team
 	StepSyncMembers  Step = "sync_members"   // add and remove W&B team members to match the source
+	// Taking over a team made by hand (adopt in the teams list), in this order.
+	StepCheckAdoption  Step = "check_adoption"  // read only: W&B has the team, the stated bucket passes W&B's checks
+	StepTakeBucket     Step = "take_bucket"     // mark the stated bucket ours; repair its settings if allowed
+	StepRecordAdoption Step = "record_adoption" // state only: the team is managed, provenance adopted
 )
 
 // TeamPlan is what sync would do for one team.
@@ -51,6 +55,11 @@ type TeamPlan struct {
 	Drift []bucketfactory.CheckResult `json:"drift,omitempty"`
 	// Members is what a members sync would change, when the plan has one.
 	Members *MemberChanges `json:"members,omitempty"`
+	// Adopt says the team, made by hand in W&B, is to be taken over.
+	Adopt *Adoption `json:"adopt,omitempty"`
+	// Refused, when set, is why the team's adoption is refused; nothing is changed for it (not even
+	// its state record) until the operator acts.
+	Refused string `json:"refused,omitempty"`
 
 	// What the plan was made from, for the applier: the desired team (nil for an orphan), the team's
 	// record (nil for a new team) and W&B's group of that name (nil if W&B has none).
@@ -61,6 +70,9 @@ type TeamPlan struct {
 
 // Changes reports whether the plan does anything at all (including state-only updates).
 func (p TeamPlan) Changes() bool {
+	if p.Refused != "" {
+		return false
+	}
 	recorded := ""
 	if p.Record != nil {
 		recorded = p.Record.Conflict
@@ -72,6 +84,9 @@ func (p TeamPlan) Changes() bool {
 func (p TeamPlan) Summary() string {
 	if p.Conflict != "" {
 		return "conflict: " + p.Conflict
+	}
+	if p.Refused != "" {
+		return "refused: " + p.Refused
 	}
 	if len(p.Steps) == 0 {
 		if p.Note != "" {
@@ -111,6 +126,15 @@ func (p TeamPlan) describe(s Step) string {
 		return fmt.Sprintf("check bucket %s for drift", p.Storage.Bucket)
 	case StepOrphan:
 		return "mark orphaned (bucket and W&B team are kept)"
+	case StepCheckAdoption:
+		return fmt.Sprintf("adopt W&B team %s (made by hand): check bucket %s against W&B's requirements", p.Adopt.GroupID, p.Storage.Bucket)
+	case StepTakeBucket:
+		if p.Adopt.Repair {
+			return "mark the bucket byob-agent's and repair what fails (adopt.repair)"
+		}
+		return "mark the bucket byob-agent's (ownership tags; no other setting is changed)"
+	case StepRecordAdoption:
+		return "record the team as adopted"
 	case StepSyncMembers:
 		if p.Members == nil || p.Members.empty() {
 			return fmt.Sprintf("check members (%d wanted)", len(p.Desired.Members))
@@ -184,6 +208,9 @@ func planTeam(in Input, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan 
 			"(or the teams list) so that only one of them gives this name", t.Name, strings.Join(t.Claims, " and "))
 		return p
 	}
+	if t.Adopt != nil && planAdoption(in, t, r, g, &p) {
+		return p
+	}
 
 	if r != nil && r.Phase.Created() {
 		// The team exists: its storage is frozen, only bucket settings may be repaired.
@@ -223,9 +250,7 @@ func planTeam(in Input, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan 
 		return p
 	}
 
-	if in.RespectBackoff && r != nil && r.NextRetry.After(in.Now) {
-		p.Waiting, p.RetryAt = true, r.NextRetry
-		p.Note = fmt.Sprintf("waiting until %s to retry after: %s", r.NextRetry.UTC().Format(time.RFC3339), r.LastError)
+	if backingOff(in, r, &p) {
 		return p
 	}
 
@@ -260,6 +285,16 @@ func planTeam(in Input, t *team.Team, r *state.Record, g *wandb.Group) TeamPlan 
 		p.Members = memberChanges(t, nil, nil, in.Authoritative)
 	}
 	return p
+}
+
+// backingOff holds a team back whose last failure asked for a later retry (in the daemon).
+func backingOff(in Input, r *state.Record, p *TeamPlan) bool {
+	if !in.RespectBackoff || r == nil || !r.NextRetry.After(in.Now) {
+		return false
+	}
+	p.Waiting, p.RetryAt = true, r.NextRetry
+	p.Note = fmt.Sprintf("waiting until %s to retry after: %s", r.NextRetry.UTC().Format(time.RFC3339), r.LastError)
+	return true
 }
 
 // ForeignTeam is the conflict of a desired team whose name W&B already gives to a team (id) that

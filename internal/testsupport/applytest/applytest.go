@@ -46,6 +46,9 @@ type FakeFactory struct {
 	Changes   []bucketfactory.Change
 	Recovered []string // teams EnsureKey was told to recover
 	Adoptions []string // teams Ensure was allowed to adopt untagged
+	// RepairOnEnsure makes Ensure clear the check failures set for its team ("inspect:" and "verify:"
+	// in FailOn), as a real Ensure repairs the settings those checks read.
+	RepairOnEnsure bool
 }
 
 func (f *FakeFactory) record(op, team string) error {
@@ -78,6 +81,12 @@ func (f *FakeFactory) Ensure(ctx context.Context, b bucketfactory.Bucket, o buck
 	}
 	if err := f.record("ensure", b.Team); err != nil {
 		return nil, err
+	}
+	if f.RepairOnEnsure {
+		f.mu.Lock()
+		delete(f.FailOn, "inspect:"+b.Team)
+		delete(f.FailOn, "verify:"+b.Team)
+		f.mu.Unlock()
 	}
 	return f.Changes, nil
 }
