@@ -38,8 +38,8 @@ var webhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte(webhookK
 type daemon struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has exited
-	base string // http://127.0.0.1:port
-	http *http.Client
+	base   string        // http://127.0.0.1:port
+	http   *http.Client
 }
 
 func freePort() (int, error) {

@@ -15,8 +15,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
@@ -203,4 +205,40 @@ func startDelayProxy(target string, delay time.Duration) (*delayProxy, error) {
 	})}
 	go p.srv.Serve(ln) // returns ErrServerClosed after Close
 	return p, nil
+}
+
+// childrenCPU is the CPU time (user + system) the bench process's children have used so far: the
+// backends (SeaweedFS, local-kms, the emulator) and a running agent. Linux only; 0 elsewhere.
+func childrenCPU() time.Duration {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	self := os.Getpid()
+	var ticks int64
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces) in parentheses: state ppid ... utime stime.
+		rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+		f := strings.Fields(rest)
+		if len(f) < 13 || f[1] != strconv.Itoa(self) {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// selfCPU is the CPU time of the bench process itself (the delaying proxies, the seeding).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

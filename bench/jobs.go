@@ -103,6 +103,9 @@ type agentRun struct {
 	cpu      time.Duration // user + system, the agent's own
 	outcomes map[string]int
 	counts   counts // what the proxies saw
+	// The CPU the rest used meanwhile: the backends (SeaweedFS, local-kms, the emulator) and the
+	// bench process (the proxies).
+	backends, bench time.Duration
 }
 
 // runSync runs `byob-agent sync --json` and checks every team ended as want. profileDir, when set,
@@ -119,9 +122,12 @@ func (w *world) runSync(ctx context.Context, cfg, profileDir, profileName, want 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	w.resetCounts()
+	children, self := childrenCPU(), selfCPU()
 	start := time.Now()
 	err := cmd.Run()
-	run := agentRun{wall: time.Since(start), counts: w.counts(), outcomes: map[string]int{}}
+	// Once waited for, the agent is no longer a child: childrenCPU is the backends' alone.
+	run := agentRun{wall: time.Since(start), counts: w.counts(), outcomes: map[string]int{},
+		backends: childrenCPU() - children, bench: selfCPU() - self}
 	if err != nil {
 		return run, fmt.Errorf("byob-agent sync: %v\n%s", err, tail(stderr.String()))
 	}
@@ -271,6 +277,16 @@ func (w *world) newNaive(ctx context.Context) (*naive, error) {
 		return nil, err
 	}
 	return &naive{factory: f, wandb: c}, nil
+}
+
+// ensureShared makes the shared bucket, as the first team of a cold sync would.
+func (n *naive) ensureShared(ctx context.Context) error {
+	b := bucketfactory.Bucket{Team: "bench", Profile: profileName, Shared: true,
+		Storage: team.Storage{Provider: team.ProviderS3Compatible, Bucket: sharedBucket, Path: "teams/bench", Shared: true}}
+	if _, err := n.factory.Ensure(ctx, b, bucketfactory.EnsureOptions{}); err != nil {
+		return fmt.Errorf("create the shared bucket: %w", err)
+	}
+	return nil
 }
 
 // run does the job for teams, one after the other.

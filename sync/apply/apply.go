@@ -76,7 +76,10 @@ type Reconciler struct {
 	OnStep  func(s plan.Step, err error)
 	Members MembersPolicy
 
-	bucketLocks keylock.Map // one Ensure or Check per bucket at a time (shared buckets serve many teams)
+	// bucketLocks keep an Ensure of a bucket apart from every other Ensure or Check of it (a shared
+	// bucket serves many teams); checks, which only read (and probe under their own team's path),
+	// run side by side.
+	bucketLocks keylock.RWMap
 }
 
 // PlanOptions tune a plan.
@@ -140,7 +143,7 @@ func (r *Reconciler) inspectDrift(ctx context.Context, plans []plan.TeamPlan) {
 		}
 		b := BucketOf(*p.Record)
 		b.Profile = p.Profile // the profile the team is desired under, which the repair will use
-		unlock := r.bucketLocks.Lock(b.Storage.BucketID())
+		unlock := r.bucketLocks.RLock(b.Storage.BucketID())
 		results, err := prof.Factory.Check(ctx, b, bucketfactory.CheckOptions{})
 		unlock()
 		if err != nil {
@@ -185,8 +188,41 @@ type Result struct {
 // Apply carries out the plans with bounded concurrency. A failing team never stops the others.
 func (r *Reconciler) Apply(ctx context.Context, plans []plan.TeamPlan) []Result {
 	results := make([]Result, len(plans))
-	r.each(len(plans), func(i int) { results[i] = r.applyTeam(ctx, plans[i]) })
+	ensured := &ensuredBuckets{}
+	r.each(len(plans), func(i int) { results[i] = r.applyTeam(ctx, plans[i], ensured) })
 	return results
+}
+
+// ensuredBuckets are the shared buckets one Apply has ensured. Every team of a shared bucket asks
+// for the same bucket-wide settings, so once one Ensure succeeded in this Apply the others skip it
+// (each team's own verification, probe included, still runs). Keys are ensureKey's.
+type ensuredBuckets struct {
+	mu   sync.Mutex
+	done map[string]bool
+}
+
+func (e *ensuredBuckets) has(key string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.done[key]
+}
+
+func (e *ensuredBuckets) add(key string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.done == nil {
+		e.done = map[string]bool{}
+	}
+	e.done[key] = true
+}
+
+// ensureKey says what a shared bucket's Ensure depends on: the bucket, the profile (its ownership
+// mark), the key and whether an untagged bucket may be adopted. "" for a bucket of one team.
+func ensureKey(b bucketfactory.Bucket, o bucketfactory.EnsureOptions) string {
+	if !b.Shared {
+		return ""
+	}
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%t", b.Storage.BucketID(), b.Profile, b.KMSKeyARN, o.AdoptUntagged)
 }
 
 // each calls fn(0..n-1) on at most Concurrency goroutines; a plan holds each team once, so one team is

@@ -338,30 +338,61 @@ func TestPlanInspectsDriftReadOnly(t *testing.T) {
 	}
 }
 
-func TestSharedBucketIsNeverEnsuredTwiceAtOnce(t *testing.T) {
-	e := applytest.NewEnv(t)
-	f := &applytest.OverlapFactory{FakeFactory: applytest.FakeFactory{FailOn: map[string]error{}}}
-	e.Rec.Profiles["main"] = apply.Profile{Factory: f}
-	e.Rec.Concurrency = 8
+// sharedTeams are n desired teams on one shared bucket.
+func sharedTeams(n int) []team.Team {
 	var desired []team.Team
-	for i := range 8 {
+	for i := range n {
 		st := applytest.Storage("shared-bucket")
 		st.Shared, st.Path = true, fmt.Sprintf("teams/t%d", i)
 		desired = append(desired, applytest.DesiredTeam(fmt.Sprintf("t%d", i), st))
 	}
-	res := e.Sync(t, desired)
+	return desired
+}
+
+func TestSharedBucketIsEnsuredOncePerApplyAndNeverDuringACheck(t *testing.T) {
+	e := applytest.NewEnv(t)
+	f := &applytest.OverlapFactory{FakeFactory: applytest.FakeFactory{FailOn: map[string]error{}}}
+	e.Rec.Profiles["main"] = apply.Profile{Factory: f}
+	e.Rec.Concurrency = 8
+	res := e.Sync(t, sharedTeams(8))
 	for n, r := range res {
 		if r.Outcome != apply.OutcomeCreated {
 			t.Errorf("%s: %+v", n, r)
 		}
 	}
 	if f.Overlap.Load() {
-		t.Error("two Ensure calls on one shared bucket overlapped")
+		t.Error("an Ensure of the shared bucket overlapped another Ensure or a Check of it")
+	}
+	calls := strings.Join(f.Calls, ",")
+	if n := strings.Count(calls, "ensure:"); n != 1 {
+		t.Errorf("%d Ensure calls of the shared bucket in one Apply, want 1: %v", n, f.Calls)
+	}
+	if n := strings.Count(calls, "verify:"); n != 8 {
+		t.Errorf("%d verifications, want one a team (8): %v", n, f.Calls)
 	}
 	for _, g := range e.Emu.Groups() {
 		if g.StorageBucket.Name != "shared-bucket" || !strings.HasPrefix(g.StorageBucket.Path, "teams/t") {
 			t.Errorf("team %s storage %+v", g.DisplayName, g.StorageBucket)
 		}
+	}
+}
+
+func TestFailedSharedEnsureIsNotRemembered(t *testing.T) {
+	e := applytest.NewEnv(t)
+	e.Rec.Concurrency = 1 // t0 first
+	e.Factory.FailOn["ensure:t0"] = errors.New("access denied")
+	res := e.Sync(t, sharedTeams(3))
+	if res["t0"].Outcome != apply.OutcomeFailed {
+		t.Errorf("t0: %+v", res["t0"])
+	}
+	for _, n := range []string{"t1", "t2"} {
+		if res[n].Outcome != apply.OutcomeCreated {
+			t.Errorf("%s: %+v", n, res[n])
+		}
+	}
+	// t1 ensured the bucket itself after t0 failed; t2 relied on t1's.
+	if got := strings.Join(e.Factory.Calls, ","); strings.Count(got, "ensure:") != 2 || !strings.Contains(got, "ensure:t1") {
+		t.Errorf("calls %s: want Ensure by t0 (failed) and t1 only", got)
 	}
 }
 
