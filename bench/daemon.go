@@ -110,24 +110,32 @@ func (d *daemon) stop() {
 	}
 }
 
-// rssMB is the daemon's resident memory (VmRSS, Linux).
-func (d *daemon) rssMB() (float64, error) {
+// memory reads the daemon's resident memory from /proc/PID/status (Linux): VmRSS, and its anonymous
+// (heap, stacks) and file-backed (the mapped state file, the binary) parts, in MB.
+func (d *daemon) memory() (rss, anon, file float64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
-		return 0, fmt.Errorf("read the daemon's resident memory: %w", err)
+		return 0, 0, 0, fmt.Errorf("read the daemon's resident memory: %w", err)
 	}
 	defer f.Close()
+	fields := map[string]*float64{"VmRSS:": &rss, "RssAnon:": &anon, "RssFile:": &file}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-			if err != nil {
-				return 0, fmt.Errorf("parse VmRSS %q: %w", rest, err)
-			}
-			return float64(kb) / 1024, nil
+		name, rest, _ := strings.Cut(sc.Text(), "\t")
+		dst, ok := fields[name]
+		if !ok {
+			continue
 		}
+		kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("parse %s %q: %w", name, rest, err)
+		}
+		*dst = float64(kb) / 1024
 	}
-	return 0, errors.New("no VmRSS in /proc/PID/status")
+	if rss == 0 {
+		return 0, 0, 0, errors.New("no VmRSS in /proc/PID/status")
+	}
+	return rss, anon, file, sc.Err()
 }
 
 // scim sends one SCIM request and decodes the answer into out (when not nil). want 0 accepts any 2xx.
@@ -349,7 +357,7 @@ type daemonResults struct {
 
 // measureDaemon runs the daemon on cfg (a converged state of many teams) and measures the SCIM
 // endpoint, a push until the W&B team exists, and resident memory after a full reconcile.
-func (w *world) measureDaemon(ctx context.Context, cfg string, port int, s sizes, profileDir string) (daemonResults, error) {
+func (w *world) measureDaemon(ctx context.Context, cfg string, port int, s sizes, profileDir string, say sayFunc) (daemonResults, error) {
 	var r daemonResults
 	d, err := w.startDaemon(ctx, cfg, port, profileDir)
 	if err != nil {
@@ -367,11 +375,14 @@ func (w *world) measureDaemon(ctx context.Context, cfg string, port int, s sizes
 		hook = append(hook, lat)
 	}
 	r.hookP50 = percentileMS(hook, 0.5)
+	say("  push to team: p50 %.0f ms", r.hookP50)
 
+	t := time.Now()
 	ids, names, err := d.pushUsers(ctx, s.users)
 	if err != nil {
 		return r, err
 	}
+	say("  %d users pushed in %.1f s", s.users, time.Since(t).Seconds())
 	// userName eq lookups, as an IdP makes before creating a user; one at a time: latency, not queueing.
 	lookups := make([]string, s.lookups)
 	for i := range lookups {
@@ -394,6 +405,7 @@ func (w *world) measureDaemon(ctx context.Context, cfg string, port int, s sizes
 		return r, err
 	}
 	r.filterP99 = percentileMS(lat, 0.99)
+	say("  userName eq: p50 %.1f ms, p99 %.1f ms", percentileMS(lat, 0.5), r.filterP99)
 
 	// Group-member PATCHes at concurrency 16, spread over 16 groups (which are teams the daemon provisions meanwhile).
 	groups := make([]string, 16)
@@ -418,10 +430,13 @@ func (w *world) measureDaemon(ctx context.Context, cfg string, port int, s sizes
 	}
 	r.patchRPS = float64(done.Load()) / total.Seconds()
 	r.patchP99 = percentileMS(lat, 0.99)
+	say("  PATCH: %.0f/s, p50 %.1f ms, p99 %.1f ms", r.patchRPS, percentileMS(lat, 0.5), r.patchP99)
 
 	if err := d.fullReconcile(ctx); err != nil {
 		return r, err
 	}
-	r.rssMB, err = d.rssMB()
+	var anon, file float64
+	r.rssMB, anon, file, err = d.memory()
+	say("  resident %.1f MB (anonymous %.1f, file-backed %.1f)", r.rssMB, anon, file)
 	return r, err
 }

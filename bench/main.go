@@ -232,7 +232,7 @@ func (w *world) measureConverged(ctx context.Context, s sizes, parts map[string]
 		return nil
 	}
 	say("daemon on the %d teams: SCIM pushes, %d users, %d lookups, %d PATCHes, a full reconcile", s.noop, s.users, s.lookups, s.patches)
-	dr, err := w.measureDaemon(ctx, noop, port, s, profileDir)
+	dr, err := w.measureDaemon(ctx, noop, port, s, profileDir, say)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,10 @@
 package metrics
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +24,7 @@ type Metrics struct {
 	APICalls         *prometheus.CounterVec   // by target and status class
 	APILatency       *prometheus.HistogramVec // by target
 	QueueDepth       prometheus.Gauge
-	TeamsByPhase     *prometheus.GaugeVec // by status
+	teams            *teamsCollector // byob_teams, by status, counted at each scrape: see CountTeams
 	Webhooks         *prometheus.CounterVec
 	WebhookToSynced  *prometheus.HistogramVec // by source
 	LastWandbContact prometheus.Gauge         // unix seconds of the last successful W&B request
@@ -52,9 +54,8 @@ func New() *Metrics {
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "byob_queue_depth", Help: "Keys waiting in the work queue.",
 		}),
-		TeamsByPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "byob_teams", Help: "Teams in the state, by status (desired, bucket_ready, team_created, in_sync, failed, conflict, orphaned).",
-		}, []string{"status"}),
+		teams: &teamsCollector{desc: prometheus.NewDesc("byob_teams",
+			"Teams in the state, by status (desired, bucket_ready, team_created, in_sync, failed, conflict, orphaned).", []string{"status"}, nil)},
 		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "byob_webhook_requests_total", Help: "Webhook and SCIM requests, by source and outcome.",
 		}, []string{"source", "outcome"}),
@@ -72,10 +73,44 @@ func New() *Metrics {
 			Name: "byob_idp_subscription_errors_total", Help: "Failures to create, renew or reauthorize an IdP's change-notification subscription, by source and reason (forbidden: a permission is missing; error).",
 		}, []string{"source", "reason"}),
 	}
-	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.TeamsByPhase,
+	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.teams,
 		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// CountTeams sets how byob_teams is counted: count is called at every scrape (counting the whole
+// state after every reconcile cost a read of every record per webhook; issue 15).
+func (m *Metrics) CountTeams(count func() (map[string]int, error)) {
+	m.teams.mu.Lock()
+	defer m.teams.mu.Unlock()
+	m.teams.count = count
+}
+
+// teamsCollector reports byob_teams from a count taken when scraped.
+type teamsCollector struct {
+	desc  *prometheus.Desc
+	mu    sync.Mutex
+	count func() (map[string]int, error)
+}
+
+func (c *teamsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *teamsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	count := c.count
+	c.mu.Unlock()
+	if count == nil {
+		return
+	}
+	counts, err := count()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, fmt.Errorf("count teams: %w", err))
+		return
+	}
+	for status, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), status)
+	}
 }
 
 // Handler serves the metrics in the Prometheus text format.

@@ -94,6 +94,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer db.Close()
 	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), enqueued: map[queuekey.Key]enqueue{}}
+	d.metrics.CountTeams(func() (map[string]int, error) { return db.CountByStatus(context.Background()) })
 	d.queue = workqueue.NewQueue(workqueue.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
 	w, err := d.build(ctx, cfg)
 	if err != nil {
@@ -421,12 +422,6 @@ func (d *daemon) reconciled(key queuekey.Key, results []apply.Result, err error,
 		d.metrics.WebhookToSynced.WithLabelValues(e.source).Observe(time.Since(e.at).Seconds())
 	}
 	d.mu.Unlock()
-	if recs, err := d.db.List(context.Background()); err == nil {
-		d.metrics.TeamsByPhase.Reset()
-		for _, r := range recs {
-			d.metrics.TeamsByPhase.WithLabelValues(r.Status()).Inc()
-		}
-	}
 	d.log.Info("reconciled", "key", key, "teams", len(results), "took", took.String(), "error", errString(err))
 }
 

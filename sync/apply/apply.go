@@ -4,7 +4,9 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"log/slog"
 	"slices"
 	"sync"
@@ -21,6 +23,7 @@ import (
 
 // Store is the part of the state the reconciler needs.
 type Store interface {
+	Get(ctx context.Context, name string) (state.Record, error)
 	List(ctx context.Context) ([]state.Record, error)
 	Update(ctx context.Context, name string, fn func(*state.Record) error) (state.Record, error)
 }
@@ -95,15 +98,12 @@ type PlanOptions struct {
 	Sources map[string]bool
 }
 
-// Plan reads the state and W&B's team list (one listing for all teams) and plans every team.
+// Plan reads the state and W&B's team list (one listing for all teams; a few teams named in o.Only
+// are looked up one by one instead) and plans every team.
 func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOptions) ([]plan.TeamPlan, error) {
-	records, err := r.Store.List(ctx)
+	records, groups, err := r.read(ctx, o.Only)
 	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
-	}
-	groups, err := r.WandB.ListGroups(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list W&B teams: %w", err)
+		return nil, err
 	}
 	if o.Sources != nil {
 		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Sources[r.Source] && r.Source != "" })
@@ -120,6 +120,46 @@ func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOption
 		r.inspectDrift(ctx, plans)
 	}
 	return plans, nil
+}
+
+// maxLookups is how many teams a plan looks up one by one (a record read and a W&B displayName
+// filter each) rather than read the whole state and list every W&B team. A webhook or SCIM write
+// names one team or a few, and with 10,000 teams the whole state and listing cost far more (issue 15).
+const maxLookups = 8
+
+// read returns the records and W&B teams the plan needs: those of only, or all when only is nil or large.
+func (r *Reconciler) read(ctx context.Context, only map[string]bool) ([]state.Record, []wandb.Group, error) {
+	if only == nil || len(only) > maxLookups {
+		records, err := r.Store.List(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read state: %w", err)
+		}
+		groups, err := r.WandB.ListGroups(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list W&B teams: %w", err)
+		}
+		return records, groups, nil
+	}
+	var records []state.Record
+	var groups []wandb.Group
+	for _, name := range slices.Sorted(maps.Keys(only)) {
+		rec, err := r.Store.Get(ctx, name)
+		switch {
+		case errors.Is(err, state.ErrNotFound):
+		case err != nil:
+			return nil, nil, fmt.Errorf("read state: %w", err)
+		default:
+			records = append(records, rec)
+		}
+		g, err := r.WandB.FindGroup(ctx, name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("look up W&B team: %w", err)
+		}
+		if g != nil {
+			groups = append(groups, *g)
+		}
+	}
+	return records, groups, nil
 }
 
 func (r *Reconciler) registration() map[string]bool {

@@ -534,3 +534,77 @@ func TestOrphanMembersPolicy(t *testing.T) {
 		}
 	}
 }
+
+// countingWandB counts the W&B listings and lookups a plan makes.
+type countingWandB struct {
+	apply.WandB
+	lists, finds atomic.Int32
+}
+
+func (c *countingWandB) ListGroups(ctx context.Context) ([]wandb.Group, error) {
+	c.lists.Add(1)
+	return c.WandB.ListGroups(ctx)
+}
+
+func (c *countingWandB) FindGroup(ctx context.Context, name string) (*wandb.Group, error) {
+	c.finds.Add(1)
+	return c.WandB.FindGroup(ctx, name)
+}
+
+// TestFewTeamsAreLookedUpNotListed: a reconcile of a few named teams (a webhook's) reads their
+// records and looks each up in W&B rather than read every record and list every team, and plans
+// them exactly as a full reconcile would.
+func TestFewTeamsAreLookedUpNotListed(t *testing.T) {
+	e := applytest.NewEnv(t)
+	client, _ := e.Rec.WandB.(*wandb.Client)
+	if _, err := client.CreateGroup(t.Context(), wandb.NewGroup{DisplayName: "foreign"}); err != nil {
+		t.Fatal(err)
+	}
+	e.Sync(t, applytest.Teams("a", "b"))
+	cw := &countingWandB{WandB: e.Rec.WandB}
+	e.Rec.WandB = cw
+	var many []string
+	for i := range 9 {
+		many = append(many, fmt.Sprintf("t%d", i))
+	}
+	tests := []struct {
+		name         string
+		only         []string
+		want         map[string]apply.Outcome
+		lists, finds int32
+	}{
+		{"one converged team", []string{"a"}, map[string]apply.Outcome{"a": apply.OutcomeUnchanged}, 0, 1},
+		{"a foreign W&B team", []string{"foreign"}, map[string]apply.Outcome{"foreign": apply.OutcomeConflict}, 0, 1},
+		{"a new team", []string{"c"}, map[string]apply.Outcome{"c": apply.OutcomeCreated}, 0, 1},
+		{"more than a few", many, map[string]apply.Outcome{"t0": apply.OutcomeCreated}, 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cw.lists.Store(0)
+			cw.finds.Store(0)
+			only := map[string]bool{}
+			for _, n := range tt.only {
+				only[n] = true
+			}
+			results, err := e.Rec.Sync(t.Context(), applytest.Teams(append([]string{"a", "b", "foreign", "c"}, many...)...), apply.PlanOptions{Only: only})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]apply.Outcome{}
+			for _, r := range results {
+				got[r.Team] = r.Outcome
+			}
+			for n, want := range tt.want {
+				if got[n] != want {
+					t.Errorf("%s: %s, want %s", n, got[n], want)
+				}
+			}
+			if len(got) != len(tt.only) {
+				t.Errorf("planned %v, want only %v", got, tt.only)
+			}
+			if cw.lists.Load() != tt.lists || cw.finds.Load() != tt.finds {
+				t.Errorf("%d listings and %d lookups, want %d and %d", cw.lists.Load(), cw.finds.Load(), tt.lists, tt.finds)
+			}
+		})
+	}
+}
