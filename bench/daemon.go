@@ -138,6 +138,34 @@ func (d *daemon) memory() (rss, anon, file float64, err error) {
 	return rss, anon, file, sc.Err()
 }
 
+// mappedMB is the resident memory of each file the daemon has mapped, by base name (Linux smaps).
+func (d *daemon) mappedMB() (map[string]float64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", d.cmd.Process.Pid))
+	if err != nil {
+		return nil, fmt.Errorf("read the daemon's mappings: %w", err)
+	}
+	defer f.Close()
+	out := map[string]float64{}
+	var current string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) >= 6 && strings.Contains(fields[0], "-"): // a mapping's header: range perms offset dev inode path
+			current = filepath.Base(fields[5])
+		case len(fields) == 3 && fields[0] == "Rss:":
+			kb, err := strconv.Atoi(fields[1])
+			if err != nil {
+				return nil, fmt.Errorf("parse smaps line %q: %w", sc.Text(), err)
+			}
+			out[current] += float64(kb) / 1024
+		case len(fields) >= 1 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":"):
+			current = "" // an anonymous mapping
+		}
+	}
+	return out, sc.Err()
+}
+
 // scim sends one SCIM request and decodes the answer into out (when not nil). want 0 accepts any 2xx.
 func (d *daemon) scim(ctx context.Context, method, path string, body any, want int, out any) error {
 	var rd io.Reader
@@ -436,7 +464,18 @@ func (w *world) measureDaemon(ctx context.Context, cfg string, port int, s sizes
 		return r, err
 	}
 	var anon, file float64
-	r.rssMB, anon, file, err = d.memory()
-	say("  resident %.1f MB (anonymous %.1f, file-backed %.1f)", r.rssMB, anon, file)
-	return r, err
+	if r.rssMB, anon, file, err = d.memory(); err != nil {
+		return r, err
+	}
+	maps, err := d.mappedMB()
+	if err != nil {
+		return r, err
+	}
+	var stateMB float64
+	if fi, err := os.Stat(filepath.Join(filepath.Dir(cfg), "state.db")); err == nil {
+		stateMB = float64(fi.Size()) / (1 << 20)
+	}
+	say("  resident %.1f MB: anonymous %.1f, file-backed %.1f (the state file %.1f of its %.1f, the binary %.1f)",
+		r.rssMB, anon, file, maps["state.db"], stateMB, maps["byob-agent"])
+	return r, nil
 }

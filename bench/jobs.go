@@ -74,13 +74,12 @@ teamsFile: teams.yaml
 		cfg += fmt.Sprintf(`server:
   listen: 127.0.0.1:%[1]d
   baseURL: http://127.0.0.1:%[1]d
-workers: %[2]d
 scim:
   tokens: ["${BENCH_SCIM_TOKEN}"]
   groups: {prefix: "wandb-"}
 webhooks:
   generic: {secrets: ["${BENCH_WEBHOOK_SECRET}"]}
-`, d.port, concurrency)
+`, d.port)
 	}
 	path := filepath.Join(dir, "byob-agent.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

@@ -109,7 +109,13 @@ func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOption
 		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Sources[r.Source] && r.Source != "" })
 	}
 	if o.Only != nil {
-		desired = slices.DeleteFunc(slices.Clone(desired), func(t team.Team) bool { return !o.Only[t.Name] })
+		var only []team.Team // not a clone of every desired team: a webhook's reconcile names a few
+		for _, t := range desired {
+			if o.Only[t.Name] {
+				only = append(only, t)
+			}
+		}
+		desired = only
 		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Only[r.Name] })
 	}
 	plans := plan.Plan(plan.Input{
