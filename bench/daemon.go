@@ -38,6 +38,7 @@ var webhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte(webhookK
 type daemon struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has exited
+	peakMB float64       // VmHWM at the last memory reading
 	base   string        // http://127.0.0.1:port
 	http   *http.Client
 }
@@ -111,14 +112,16 @@ func (d *daemon) stop() {
 }
 
 // memory reads the daemon's resident memory from /proc/PID/status (Linux): VmRSS, and its anonymous
-// (heap, stacks) and file-backed (the mapped state file, the binary) parts, in MB.
+// (heap, stacks) and file-backed (the mapped state file, the binary) parts, in MB; the peak (VmHWM)
+// goes to d.peakMB.
 func (d *daemon) memory() (rss, anon, file float64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("read the daemon's resident memory: %w", err)
 	}
 	defer f.Close()
-	fields := map[string]*float64{"VmRSS:": &rss, "RssAnon:": &anon, "RssFile:": &file}
+	var peak float64
+	fields := map[string]*float64{"VmRSS:": &rss, "RssAnon:": &anon, "RssFile:": &file, "VmHWM:": &peak}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		name, rest, _ := strings.Cut(sc.Text(), "\t")
@@ -135,6 +138,7 @@ func (d *daemon) memory() (rss, anon, file float64, err error) {
 	if rss == 0 {
 		return 0, 0, 0, errors.New("no VmRSS in /proc/PID/status")
 	}
+	d.peakMB = peak
 	return rss, anon, file, sc.Err()
 }
 
@@ -475,7 +479,7 @@ func (w *world) measureDaemon(ctx context.Context, cfg string, port int, s sizes
 	if fi, err := os.Stat(filepath.Join(filepath.Dir(cfg), "state.db")); err == nil {
 		stateMB = float64(fi.Size()) / (1 << 20)
 	}
-	say("  resident %.1f MB: anonymous %.1f, file-backed %.1f (the state file %.1f of its %.1f, the binary %.1f)",
-		r.rssMB, anon, file, maps["state.db"], stateMB, maps["byob-agent"])
+	say("  resident %.1f MB (peak %.1f): anonymous %.1f, file-backed %.1f (the state file %.1f of its %.1f, the binary %.1f)",
+		r.rssMB, d.peakMB, anon, file, maps["state.db"], stateMB, maps["byob-agent"])
 	return r, nil
 }
