@@ -239,12 +239,13 @@ func (r *Reconciler) Apply(ctx context.Context, plans []plan.TeamPlan) []Result 
 	return results
 }
 
-// ensuredBuckets are the shared buckets one Apply has ensured. Every team of a shared bucket asks
-// for the same bucket-wide settings, so once one Ensure succeeded in this Apply the others skip it
-// (each team's own verification, probe included, still runs). Keys are ensureKey's.
+// ensuredBuckets are the shared buckets one Apply has ensured, and those it has verified whole.
+// Every team of a shared bucket asks for the same bucket-wide settings, so once one Ensure succeeded
+// in this Apply the others skip it, and once one team's verification passed the others verify only
+// their own path (their probe). Keys are ensureKey's (verified keys with opts zero).
 type ensuredBuckets struct {
-	mu   sync.Mutex
-	done map[string]bool
+	mu             sync.Mutex
+	done, verified map[string]bool
 }
 
 func (e *ensuredBuckets) has(key string) bool {
@@ -262,13 +263,38 @@ func (e *ensuredBuckets) add(key string) {
 	e.done[key] = true
 }
 
-// ensureKey says what a shared bucket's Ensure depends on: the bucket, the profile (its ownership
-// mark), the key and whether an untagged bucket may be adopted. "" for a bucket of one team.
+func (e *ensuredBuckets) hasVerified(key string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.verified[key]
+}
+
+// setVerified records whether the bucket's settings stand verified: an Ensure that changed them
+// takes that back.
+func (e *ensuredBuckets) setVerified(key string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.verified == nil {
+		e.verified = map[string]bool{}
+	}
+	e.verified[key] = ok
+}
+
+// sharedKey says what a shared bucket's settings depend on: the bucket, the profile (its ownership
+// mark) and the key. "" for a bucket of one team.
+func sharedKey(b bucketfactory.Bucket) string {
+	if !b.Shared {
+		return ""
+	}
+	return b.Storage.BucketID() + "\x00" + b.Profile + "\x00" + b.KMSKeyARN
+}
+
+// ensureKey is sharedKey with whether an untagged bucket may be adopted: what an Ensure depends on.
 func ensureKey(b bucketfactory.Bucket, o bucketfactory.EnsureOptions) string {
 	if !b.Shared {
 		return ""
 	}
-	return fmt.Sprintf("%s\x00%s\x00%s\x00%t", b.Storage.BucketID(), b.Profile, b.KMSKeyARN, o.AdoptUntagged)
+	return fmt.Sprintf("%s\x00%t", sharedKey(b), o.AdoptUntagged)
 }
 
 // each calls fn(0..n-1) on at most Concurrency goroutines; a plan holds each team once, so one team is

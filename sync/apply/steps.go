@@ -178,18 +178,33 @@ func (t *teamRun) ensure(ctx context.Context, opts bucketfactory.EnsureOptions) 
 	}
 	changes, err := t.factory.Ensure(ctx, b, opts)
 	t.noteChanges(changes)
+	if key != "" && len(changes) > 0 {
+		t.ensured.setVerified(sharedKey(b), false) // settings changed: the next verification is whole
+	}
 	if err == nil && key != "" {
 		t.ensured.add(key)
 	}
 	return err
 }
 
-// verify runs the full verification holding the bucket's shared lock: teams of a shared bucket
-// verify side by side, each probing under its own path.
+// verify runs the verification holding the bucket's shared lock: teams of a shared bucket verify
+// side by side, each probing under its own path. Once a whole verification of a shared bucket passed
+// in this Apply, the next ones check only their team's path, until an Ensure (which holds the
+// exclusive lock, so no verification runs meanwhile) changes a setting.
 func (t *teamRun) verify(ctx context.Context) error {
 	b := t.bucket()
 	defer t.r.bucketLocks.RLock(b.Storage.BucketID())()
-	return bucketfactory.Verify(ctx, t.factory, b)
+	key := sharedKey(b)
+	if key != "" && t.ensured.hasVerified(key) {
+		return bucketfactory.VerifyTeamPath(ctx, t.factory, b)
+	}
+	if err := bucketfactory.Verify(ctx, t.factory, b); err != nil {
+		return err
+	}
+	if key != "" {
+		t.ensured.setVerified(key, true)
+	}
+	return nil
 }
 
 func (t *teamRun) step(ctx context.Context, s plan.Step) error {

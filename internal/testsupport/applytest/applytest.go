@@ -42,7 +42,7 @@ func DesiredTeam(name string, st team.Storage) team.Team {
 type FakeFactory struct {
 	mu        sync.Mutex
 	Calls     []string
-	FailOn    map[string]error // "ensure:<team>", "verify:<team>", "key:<team>"
+	FailOn    map[string]error // "ensure:<team>", "verify:<team>", "probe:<team>", "key:<team>"
 	Changes   []bucketfactory.Change
 	Recovered []string // teams EnsureKey was told to recover
 	Adoptions []string // teams Ensure was allowed to adopt untagged
@@ -84,7 +84,10 @@ func (f *FakeFactory) Ensure(ctx context.Context, b bucketfactory.Bucket, o buck
 
 func (f *FakeFactory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.CheckOptions) ([]bucketfactory.CheckResult, error) {
 	op := "inspect"
-	if o.Probe {
+	switch {
+	case o.Probe && o.SettingsVerified:
+		op = "probe" // the team's path only
+	case o.Probe:
 		op = "verify"
 	}
 	err := f.record(op, b.Team)
