@@ -1,5 +1,6 @@
 // Package apply provides the Reconciler: it reads the state and W&B, has the planner decide, and
-// carries each team's steps out, recording intent before and result after every external mutation.
+// carries each team's steps out, recording intent before every external mutation and its result with
+// the team's next write (before its next external mutation, or at its end).
 package apply
 
 import (
