@@ -68,9 +68,10 @@ chaos: tools build
 	./scripts/chaos.sh
 
 # The performance table of README "Performance": builds the agent and the W&B emulator into a temporary
-# directory, runs every measurement against SeaweedFS, local-kms and the emulator, writes bench/results.json.
+# directory, runs every measurement against SeaweedFS, local-kms and the emulator, writes bench/results.json
+# (needs SeaweedFS and kmsd from `make tools`, not Azurite).
 # BENCH_FLAGS=-profile=bench/profiles also writes the agent's CPU and heap profiles there.
-bench: demo-tools
+bench: $(BIN)/weed $(BIN)/kmsd
 	$(GO) run ./bench -out bench/results.json $(BENCH_FLAGS)
 
 # The Go micro-benchmarks of the packages.
