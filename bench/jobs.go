@@ -98,18 +98,17 @@ func (w *world) env(extra ...string) []string {
 
 // agentRun is one one-shot command of the agent.
 type agentRun struct {
-	wall     time.Duration
-	cpu      time.Duration // user + system, the agent's own
-	outcomes map[string]int
-	counts   counts // what the proxies saw
+	wall   time.Duration
+	cpu    time.Duration // user + system, the agent's own
+	counts counts        // what the proxies saw
 	// The CPU the rest used meanwhile: the backends (SeaweedFS, local-kms, the emulator) and the
 	// bench process (the proxies).
 	backends, bench time.Duration
 }
 
-// runSync runs `byob-agent sync --json` and checks every team ended as want. profileDir, when set,
-// receives cpu.pprof and heap.pprof of the run.
-func (w *world) runSync(ctx context.Context, cfg, profileDir, profileName, want string) (agentRun, error) {
+// runSync runs `byob-agent sync --json` and checks that it reported teams teams, every one as want.
+// profileDir, when set, receives NAME-cpu.pprof and NAME-heap.pprof of the run.
+func (w *world) runSync(ctx context.Context, cfg, profileDir, profileName string, teams int, want string) (agentRun, error) {
 	cmd := exec.CommandContext(ctx, w.agentBin, "sync", "--json", "--log-level", "warn", "--config", cfg)
 	cmd.Dir = filepath.Dir(cfg)
 	var extra []string
@@ -125,8 +124,7 @@ func (w *world) runSync(ctx context.Context, cfg, profileDir, profileName, want 
 	start := time.Now()
 	err := cmd.Run()
 	// Once waited for, the agent is no longer a child: childrenCPU is the backends' alone.
-	run := agentRun{wall: time.Since(start), counts: w.counts(), outcomes: map[string]int{},
-		backends: childrenCPU() - children, bench: selfCPU() - self}
+	run := agentRun{wall: time.Since(start), counts: w.counts(), backends: childrenCPU() - children, bench: selfCPU() - self}
 	if err != nil {
 		return run, fmt.Errorf("byob-agent sync: %v\n%s", err, tail(stderr.String()))
 	}
@@ -139,8 +137,10 @@ func (w *world) runSync(ctx context.Context, cfg, profileDir, profileName, want 
 	if err := json.Unmarshal(stdout.Bytes(), &results); err != nil {
 		return run, fmt.Errorf("read the output of byob-agent sync --json: %w", err)
 	}
+	if len(results) != teams {
+		return run, fmt.Errorf("byob-agent sync reported %d teams, want %d", len(results), teams)
+	}
 	for _, r := range results {
-		run.outcomes[r.Outcome]++
 		if r.Outcome != want {
 			return run, fmt.Errorf("byob-agent sync: team %s %s (%s), want %s", r.Team, r.Outcome, r.Detail, want)
 		}

@@ -159,7 +159,7 @@ func (w *world) measureCold(ctx context.Context, s sizes, profileDir string, r m
 	if err != nil {
 		return err
 	}
-	c, err := w.runSync(ctx, cold, profileDir, "cold", "created")
+	c, err := w.runSync(ctx, cold, profileDir, "cold", s.cold, "created")
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func (w *world) measureConverged(ctx context.Context, s sizes, parts map[string]
 	}
 	if parts["noop"] {
 		say("no-op sync of %d converged teams", s.noop)
-		n, err := w.runSync(ctx, noop, profileDir, "noop", "unchanged")
+		n, err := w.runSync(ctx, noop, profileDir, "noop", s.noop, "unchanged")
 		if err != nil {
 			return err
 		}
