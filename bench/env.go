@@ -24,8 +24,8 @@ import (
 	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 )
 
-// world is what every measurement runs against: SeaweedFS (through testenv, with local-kms), the W&B
-// emulator as a process of its own, a delaying proxy in front of each, and the agent binary.
+// world is what every measurement runs against: SeaweedFS (started by testenv, with local-kms), the
+// W&B emulator as a process of its own, a delaying proxy in front of each, and the agent binary.
 type world struct {
 	dir      string // temporary: binaries, configs, states
 	agentBin string
@@ -72,7 +72,7 @@ func startWorld(ctx context.Context, delay time.Duration, logs io.Writer) (_ *wo
 	if err := w.startEmulator(startCtx, emuBin, logs); err != nil {
 		return nil, err
 	}
-	if w.s3Proxy, err = startDelayProxy(w.s3.Endpoint, delay); err != nil {
+	if w.s3Proxy, err = startDelayProxy(w.s3.DirectEndpoint(), delay); err != nil {
 		return nil, err
 	}
 	if w.emuProxy, err = startDelayProxy(w.emuURL, delay); err != nil {
