@@ -7,7 +7,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 GOFILES   := $(shell find . -name '*.go' -not -path './tools/*' -not -path './bin/*')
 
-.PHONY: all build tools postgres chromium demo-tools demo-notice test vet fuzz demo bench chaos clean
+.PHONY: all build tools postgres chromium demo-tools demo-notice test vet fuzz demo bench microbench chaos clean
 
 all: build
 
@@ -96,7 +96,15 @@ demo: demo-notice demo-tools build
 chaos: tools build
 	./scripts/chaos.sh
 
-bench: tools build
+# The performance table of README "Performance": builds the agent and the W&B emulator into a temporary
+# directory, runs every measurement against SeaweedFS, local-kms and the emulator, writes bench/results.json
+# (needs SeaweedFS and kmsd from `make tools`, not Azurite).
+# BENCH_FLAGS=-profile=bench/profiles also writes the agent's CPU and heap profiles there.
+bench: $(BIN)/weed $(BIN)/kmsd
+	$(GO) run ./bench -out bench/results.json $(BENCH_FLAGS)
+
+# The Go micro-benchmarks of the packages.
+microbench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

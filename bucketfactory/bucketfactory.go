@@ -116,6 +116,11 @@ type CheckOptions struct {
 	// can really use the bucket (a default-encryption key that cannot be used fails only on a write).
 	// Off, Check only reads, which is what a plan may do.
 	Probe bool
+	// SettingsVerified says a full check of this shared bucket passed moments ago, in the same run and
+	// with no Ensure of it since: only that it still exists and what is the team's own (its probe, under
+	// its path) need checking.
+	// A provider that cannot tell the two apart checks everything; a bucket of one team always is.
+	SettingsVerified bool
 }
 
 // VerifyError is returned by Verify when any check failed; it lists the failures.
@@ -167,7 +172,17 @@ type KeyFactory interface {
 
 // Verify runs every check including the probe and returns a *VerifyError listing the failures.
 func Verify(ctx context.Context, f Factory, b Bucket) error {
-	results, err := f.Check(ctx, b, CheckOptions{Probe: true})
+	return verify(ctx, f, b, CheckOptions{Probe: true})
+}
+
+// VerifyTeamPath is Verify of a shared bucket whose settings passed Verify moments ago, in the same
+// run (see CheckOptions.SettingsVerified): it proves the team's own path with the probe.
+func VerifyTeamPath(ctx context.Context, f Factory, b Bucket) error {
+	return verify(ctx, f, b, CheckOptions{Probe: true, SettingsVerified: true})
+}
+
+func verify(ctx context.Context, f Factory, b Bucket, o CheckOptions) error {
+	results, err := f.Check(ctx, b, o)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -219,6 +220,13 @@ func (c *Config) ProfileNames() []string {
 func (c *Config) DesiredTeams() []team.Team {
 	return slices.Clone(c.teams)
 }
+
+// EachDesiredTeam yields the teams DesiredTeams returns without copying the list, which the daemon
+// reads for every reconcile (issue 15).
+func (c *Config) EachDesiredTeam() iter.Seq[team.Team] { return slices.Values(c.teams) }
+
+// DesiredTeamCount is len(DesiredTeams()).
+func (c *Config) DesiredTeamCount() int { return len(c.teams) }
 
 // Storage renders the profile's bucket and path templates for one team and checks the result against
 // the provider's naming rules (and, for a shared profile, that the team gets the shared bucket and a

@@ -4,9 +4,12 @@
 package metrics
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +26,7 @@ type Metrics struct {
 	APICalls         *prometheus.CounterVec   // by target and status class
 	APILatency       *prometheus.HistogramVec // by target
 	QueueDepth       prometheus.Gauge
-	TeamsByPhase     *prometheus.GaugeVec // by status
+	teams            *teamsCollector // byob_teams, by status, counted at each scrape: see CountTeams
 	Webhooks         *prometheus.CounterVec
 	WebhookToSynced  *prometheus.HistogramVec // by source
 	LastWandbContact prometheus.Gauge         // unix seconds of the last successful W&B request
@@ -72,9 +75,8 @@ func New() *Metrics {
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "byob_queue_depth", Help: "Keys waiting in the work queue.",
 		}),
-		TeamsByPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "byob_teams", Help: "Teams in the state, by status (" + strings.Join(TeamStatuses, ", ") + ").",
-		}, []string{"status"}),
+		teams: &teamsCollector{desc: prometheus.NewDesc("byob_teams",
+			"Teams in the state, by status ("+strings.Join(TeamStatuses, ", ")+").", []string{"status"}, nil)},
 		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "byob_webhook_requests_total", Help: "Webhook and SCIM requests, by source and outcome.",
 		}, []string{"source", "outcome"}),
@@ -113,13 +115,12 @@ func New() *Metrics {
 			Name: "byob_http_connection_waits_total", Help: "Times a listener (main, metrics) was at server.maxConnections and a new connection had to wait.",
 		}, []string{"listener"}),
 	}
-	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.TeamsByPhase,
+	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.teams,
 		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors, m.ConnectionWaits,
 		m.CatchUps, m.CatchUpChanges, m.Ready, m.ConfigReloads, m.ConfigLastReloadOK, m.ConfigLastReloadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series alerts and dashboards select exist from the start at 0: a counter that first appears
 	// already at 1 hides that first increase from increase() and rate(), and absent is not 0.
-	m.SetTeams(nil)
 	for _, kind := range []string{"all", "team", "group"} {
 		for _, result := range []string{"ok", "error"} {
 			m.Reconciles.WithLabelValues(kind, result)
@@ -134,14 +135,43 @@ func New() *Metrics {
 	return m
 }
 
-// SetTeams sets byob_teams to the count of teams of each status; statuses with none are 0.
-func (m *Metrics) SetTeams(byStatus map[string]int) {
-	m.TeamsByPhase.Reset()
-	for _, s := range TeamStatuses {
-		m.TeamsByPhase.WithLabelValues(s).Set(0)
+// CountTeams sets how byob_teams is counted: count is called at every scrape (counting the whole
+// state after every reconcile cost a read of every record per webhook; issue 15).
+func (m *Metrics) CountTeams(count func() (map[string]int, error)) {
+	m.teams.mu.Lock()
+	defer m.teams.mu.Unlock()
+	m.teams.count = count
+}
+
+// teamsCollector reports byob_teams from a count taken when scraped.
+type teamsCollector struct {
+	desc  *prometheus.Desc
+	mu    sync.Mutex
+	count func() (map[string]int, error)
+}
+
+func (c *teamsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *teamsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	count := c.count
+	c.mu.Unlock()
+	var counts map[string]int
+	if count != nil {
+		var err error
+		if counts, err = count(); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.desc, fmt.Errorf("count teams: %w", err))
+			return
+		}
 	}
-	for s, n := range byStatus {
-		m.TeamsByPhase.WithLabelValues(s).Set(float64(n))
+	// Every status is reported, 0 when no team has it: alerts select series that must exist.
+	for _, status := range TeamStatuses {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[status]), status)
+	}
+	for status, n := range counts {
+		if !slices.Contains(TeamStatuses, status) {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), status)
+		}
 	}
 }
 

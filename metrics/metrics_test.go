@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -71,14 +72,16 @@ func TestSeriesExistFromTheStart(t *testing.T) {
 				`byob_api_requests_total{code="error",target="wandb"} 0`, `byob_ready 0`, `byob_config_last_reload_success 0`},
 		},
 		{
-			name:    "two failed teams",
-			do:      func() { m.SetTeams(map[string]int{"failed": 2, "in_sync": 1}) },
+			name: "two failed teams",
+			do: func() {
+				m.CountTeams(func() (map[string]int, error) { return map[string]int{"failed": 2, "in_sync": 1}, nil })
+			},
 			want:    []string{`byob_teams{status="failed"} 2`, `byob_teams{status="in_sync"} 1`, `byob_teams{status="conflict"} 0`},
 			notWant: []string{`byob_teams{status="failed"} 0`},
 		},
 		{
 			name:    "none failed any more",
-			do:      func() { m.SetTeams(map[string]int{"in_sync": 3}) },
+			do:      func() { m.CountTeams(func() (map[string]int, error) { return map[string]int{"in_sync": 3}, nil }) },
 			want:    []string{`byob_teams{status="failed"} 0`, `byob_teams{status="in_sync"} 3`},
 			notWant: []string{`byob_teams{status="failed"} 2`},
 		},
@@ -96,6 +99,49 @@ func TestSeriesExistFromTheStart(t *testing.T) {
 				if strings.Contains(body, w) {
 					t.Errorf("metrics still have %q", w)
 				}
+			}
+		})
+	}
+}
+
+func TestTeamsAreCountedAtScrape(t *testing.T) {
+	tests := map[string]struct {
+		count func() (map[string]int, error)
+		want  []string // lines the scrape must have
+		code  int
+	}{
+		"no count set": {want: []string{"go_goroutines"}, code: http.StatusOK},
+		"counts": {
+			count: func() (map[string]int, error) { return map[string]int{"in_sync": 2, "failed": 1}, nil },
+			want:  []string{`byob_teams{status="in_sync"} 2`, `byob_teams{status="failed"} 1`}, code: http.StatusOK,
+		},
+		"state unreadable": {
+			count: func() (map[string]int, error) { return nil, errors.New("state closed") },
+			want:  []string{"count teams: state closed"}, code: http.StatusInternalServerError,
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			m := New()
+			calls := 0
+			if tt.count != nil {
+				m.CountTeams(func() (map[string]int, error) { calls++; return tt.count() })
+			}
+			for range 2 {
+				rec := httptest.NewRecorder()
+				m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+				body, _ := io.ReadAll(rec.Body)
+				if rec.Code != tt.code {
+					t.Errorf("status %d, want %d", rec.Code, tt.code)
+				}
+				for _, w := range tt.want {
+					if !strings.Contains(string(body), w) {
+						t.Errorf("metrics lack %q:\n%s", w, body)
+					}
+				}
+			}
+			if tt.count != nil && calls != 2 {
+				t.Errorf("counted %d times in 2 scrapes, want 2", calls)
 			}
 		})
 	}

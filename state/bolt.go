@@ -225,6 +225,33 @@ func (d *DB) List(ctx context.Context) ([]Record, error) {
 	return out, err
 }
 
+// CountByStatus counts the records by Record.Status, reading only the fields the status comes from:
+// the byob_teams metric asks at every scrape, and decoding every whole record costs more.
+func (d *DB) CountByStatus(ctx context.Context) (map[string]int, error) {
+	counts := map[string]int{}
+	err := d.db.View(func(tx *bolt.Tx) error {
+		b := teams(tx)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var s struct {
+				Phase     Phase  `json:"phase"`
+				LastError string `json:"lastError"`
+				Conflict  string `json:"conflict"`
+				Orphaned  bool   `json:"orphaned"`
+			}
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("decode state of team %q: %w", k, err)
+			}
+			r := Record{Phase: s.Phase, LastError: s.LastError, Conflict: s.Conflict, Orphaned: s.Orphaned}
+			counts[r.Status()]++
+			return nil
+		})
+	})
+	return counts, err
+}
+
 // Update applies fn to the team's record (a zero Record with the name set if there is none) and
 // stores the result, all in one transaction. Returning an error from fn stores nothing.
 // Concurrent calls are batched into shared transactions.

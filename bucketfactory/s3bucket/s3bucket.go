@@ -81,8 +81,11 @@ type Factory struct {
 	endpoint  string // default endpoint URL; "" for AWS's
 	creds     aws.CredentialsProvider
 	s3        *s3.Client
-	kms       *kms.Client // nil unless aws
-	sts       *sts.Client // nil unless aws
+	// clients are the S3 clients of the regions and endpoints buckets name, by region and endpoint:
+	// built once and reused across teams (building one per call was a share of every team's CPU).
+	clients sync.Map
+	kms     *kms.Client // nil unless aws
+	sts     *sts.Client // nil unless aws
 
 	accountMu sync.Mutex
 	accountID string // from Options or, once asked, from STS
@@ -202,14 +205,20 @@ func (f *Factory) bucketClient(b bucketfactory.Bucket) (*s3.Client, error) {
 	if st.Region == "" && st.Endpoint == "" {
 		return f.s3, nil
 	}
-	return s3.New(f.s3.Options(), func(o *s3.Options) {
+	key := st.Region + "\x00" + st.Endpoint
+	if c, ok := f.clients.Load(key); ok {
+		return c.(*s3.Client), nil
+	}
+	c := s3.New(f.s3.Options(), func(o *s3.Options) {
 		if st.Region != "" {
 			o.Region = st.Region
 		}
 		if st.Endpoint != "" {
 			o.BaseEndpoint = aws.String(st.Endpoint)
 		}
-	}), nil
+	})
+	actual, _ := f.clients.LoadOrStore(key, c)
+	return actual.(*s3.Client), nil
 }
 
 // recipeStep is one bucket setting of W&B's recipe, as Ensure applies it and Check reports it.

@@ -170,3 +170,41 @@ func TestNewRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestBucketClientIsBuiltOncePerAddress: buckets that name a region or endpoint share one client per
+// region and endpoint, across teams and calls; the profile's own address uses the profile's client.
+func TestBucketClientIsBuiltOncePerAddress(t *testing.T) {
+	f, err := New(t.Context(), Options{Provider: team.ProviderS3Compatible, Region: "us-east-1", Endpoint: "http://127.0.0.1:1",
+		PathStyle: true, Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func(teamName, region, endpoint string) any {
+		t.Helper()
+		c, err := f.bucketClient(bucketfactory.Bucket{Team: teamName, Storage: team.Storage{
+			Provider: team.ProviderS3Compatible, Bucket: "wandb-" + teamName, Region: region, Endpoint: endpoint}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := client("a", "us-east-1", "http://127.0.0.1:1")
+	tests := []struct {
+		name                   string
+		team, region, endpoint string
+		same                   bool
+	}{
+		{"another team, same address", "b", "us-east-1", "http://127.0.0.1:1", true},
+		{"the same team again", "a", "us-east-1", "http://127.0.0.1:1", true},
+		{"another endpoint", "c", "us-east-1", "http://127.0.0.1:2", false},
+		{"another region", "d", "eu-west-1", "http://127.0.0.1:1", false},
+	}
+	for _, tt := range tests {
+		if got := client(tt.team, tt.region, tt.endpoint) == a; got != tt.same {
+			t.Errorf("%s: same client %v, want %v", tt.name, got, tt.same)
+		}
+	}
+	if client("e", "", "") != any(f.s3) {
+		t.Error("a bucket naming no address must use the profile's client")
+	}
+}

@@ -2,6 +2,7 @@ package s3bucket
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -133,5 +134,52 @@ func TestSharedBucketOwnership(t *testing.T) {
 				t.Errorf("Check ownership = %+v, want a failure naming the other owner", results)
 			}
 		})
+	}
+}
+
+// TestSettingsVerifiedChecksOnlyTheTeamsPath: once the shared bucket's settings passed, a team's
+// check reads none of them again: it checks that the bucket exists and probes its own path. A bucket
+// of one team ignores the hint.
+func TestSettingsVerifiedChecksOnlyTheTeamsPath(t *testing.T) {
+	env := s3Env(t)
+	ctx := t.Context()
+	f := newTestFactory(t, env, team.ProviderS3Compatible)
+	name := uniqueName(t)
+	shared := func(teamName string) bucketfactory.Bucket {
+		return bucketfactory.Bucket{Team: teamName, Profile: "prod", Shared: true,
+			Storage: team.Storage{Provider: team.ProviderS3Compatible, Bucket: name, Path: "teams/" + teamName, Shared: true}}
+	}
+	mustEnsure(t, f, shared("team-a"), bucketfactory.EnsureOptions{})
+	own := bucketfactory.Bucket{Team: "team-c", Storage: team.Storage{Provider: team.ProviderS3Compatible, Bucket: uniqueName(t)}}
+	mustEnsure(t, f, own, bucketfactory.EnsureOptions{})
+	tests := []struct {
+		name string
+		b    bucketfactory.Bucket
+		want map[string]int // S3 operations, as the proxy names them
+	}{
+		{"shared bucket", shared("team-b"), map[string]int{"HEAD bucket": 1, "PUT object": 1, "GET object": 1, "DELETE object": 1}},
+		{"bucket of one team", own, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env.ResetCounts()
+			if err := bucketfactory.VerifyTeamPath(ctx, f, tt.b); err != nil {
+				t.Fatal(err)
+			}
+			got := env.S3Counts()
+			if tt.want != nil && !maps.Equal(got, tt.want) {
+				t.Errorf("requests %v, want %v", got, tt.want)
+			}
+			if tt.want == nil && got["HEAD bucket"] != 1 {
+				t.Errorf("requests %v: a bucket of one team must be checked whole", got)
+			}
+		})
+	}
+	// A missing shared bucket is still found missing: the hint never hides it.
+	gone := shared("team-d")
+	gone.Storage.Bucket = uniqueName(t)
+	var ve *bucketfactory.VerifyError
+	if err := bucketfactory.VerifyTeamPath(ctx, f, gone); !errors.As(err, &ve) {
+		t.Errorf("probe of a missing bucket: %v, want a VerifyError", err)
 	}
 }

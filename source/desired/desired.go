@@ -246,16 +246,23 @@ func (s *Sources) Resolve(_ context.Context, key queuekey.Key) (teams []string, 
 // teams is every team wanted now: the configuration's, the SCIM-pushed groups' and the groups idps
 // read last.
 func (s *Sources) teams(ctx context.Context, idps []*idpSource) ([]team.Team, error) {
-	var set teamSet
-	adoptions := s.addYAML(&set)
+	var groups []source.Group
 	if s.pushed != nil {
-		groups, names, err := s.pushed.Read(ctx)
-		if err != nil {
+		var names map[string]string
+		var err error
+		if groups, names, err = s.pushed.Read(ctx); err != nil {
 			return nil, err
 		}
 		s.mu.Lock()
 		s.pushedNames = names
 		s.mu.Unlock()
+	}
+	// Sized for every team up front: the daemon builds this set for every reconcile, and with
+	// 10,000 teams growing it was most of what the daemon allocated (issue 15).
+	n := s.cfg.DesiredTeamCount() + len(groups)
+	set := teamSet{teams: make([]team.Team, 0, n), at: make(map[string]int, n)}
+	adoptions := s.addYAML(&set)
+	if s.pushed != nil {
 		set.addGroups(s.cfg, scimpush.Name, s.cfg.SCIM.GroupRule, groups, s.log)
 	}
 	for _, src := range idps {
@@ -271,7 +278,7 @@ func (s *Sources) teams(ctx context.Context, idps []*idpSource) ([]team.Team, er
 // addYAML adds the teams list's teams to set, except those marked for adoption, which it returns:
 // they go in after the groups, since a group may give such a team (the entry gives its storage).
 func (s *Sources) addYAML(set *teamSet) (adoptions []team.Team) {
-	for _, t := range s.cfg.DesiredTeams() {
+	for t := range s.cfg.EachDesiredTeam() {
 		t.Claims = []string{claimYAML}
 		if t.Adopt != nil {
 			adoptions = append(adoptions, t)

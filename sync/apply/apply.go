@@ -1,11 +1,14 @@
 // Package apply provides the Reconciler: it reads the state and W&B, has the planner decide, and
-// carries each team's steps out, recording intent before and result after every external mutation.
+// carries each team's steps out, recording intent before every external mutation and its result with
+// the team's next write (before its next external mutation, or at its end).
 package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -21,6 +24,7 @@ import (
 
 // Store is the part of the state the reconciler needs.
 type Store interface {
+	Get(ctx context.Context, name string) (state.Record, error)
 	List(ctx context.Context) ([]state.Record, error)
 	Update(ctx context.Context, name string, fn func(*state.Record) error) (state.Record, error)
 }
@@ -77,7 +81,10 @@ type Reconciler struct {
 	OnStep  func(team string, s plan.Step, err error)
 	Members MembersPolicy
 
-	bucketLocks keylock.Map // one Ensure or Check per bucket at a time (shared buckets serve many teams)
+	// bucketLocks keep an Ensure of a bucket apart from every other Ensure or Check of it (a shared
+	// bucket serves many teams); checks, which only read (and probe under their own team's path),
+	// run side by side.
+	bucketLocks keylock.RWMap
 }
 
 // PlanOptions tune a plan.
@@ -94,21 +101,24 @@ type PlanOptions struct {
 	Sources map[string]bool
 }
 
-// Plan reads the state and W&B's team list (one listing for all teams) and plans every team.
+// Plan reads the state and W&B's team list (one listing for all teams; a few teams named in o.Only
+// are looked up one by one instead) and plans every team.
 func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOptions) ([]plan.TeamPlan, error) {
-	records, err := r.Store.List(ctx)
+	records, groups, err := r.read(ctx, o.Only)
 	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
-	}
-	groups, err := r.WandB.ListGroups(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list W&B teams: %w", err)
+		return nil, err
 	}
 	if o.Sources != nil {
 		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Sources[r.Source] && r.Source != "" })
 	}
 	if o.Only != nil {
-		desired = slices.DeleteFunc(slices.Clone(desired), func(t team.Team) bool { return !o.Only[t.Name] })
+		var only []team.Team // not a clone of every desired team: a webhook's reconcile names a few
+		for _, t := range desired {
+			if o.Only[t.Name] {
+				only = append(only, t)
+			}
+		}
+		desired = only
 		records = slices.DeleteFunc(records, func(r state.Record) bool { return !o.Only[r.Name] })
 	}
 	plans := plan.Plan(plan.Input{
@@ -119,6 +129,46 @@ func (r *Reconciler) Plan(ctx context.Context, desired []team.Team, o PlanOption
 		r.inspect(ctx, plans)
 	}
 	return plans, nil
+}
+
+// maxLookups is how many teams a plan looks up one by one (a record read and a W&B displayName
+// filter each) rather than read the whole state and list every W&B team. A webhook or SCIM write
+// names one team or a few, and with 10,000 teams the whole state and listing cost far more (issue 15).
+const maxLookups = 8
+
+// read returns the records and W&B teams the plan needs: those of only, or all when only is nil or large.
+func (r *Reconciler) read(ctx context.Context, only map[string]bool) ([]state.Record, []wandb.Group, error) {
+	if only == nil || len(only) > maxLookups {
+		records, err := r.Store.List(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read state: %w", err)
+		}
+		groups, err := r.WandB.ListGroups(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list W&B teams: %w", err)
+		}
+		return records, groups, nil
+	}
+	var records []state.Record
+	var groups []wandb.Group
+	for _, name := range slices.Sorted(maps.Keys(only)) {
+		rec, err := r.Store.Get(ctx, name)
+		switch {
+		case errors.Is(err, state.ErrNotFound):
+		case err != nil:
+			return nil, nil, fmt.Errorf("read state: %w", err)
+		default:
+			records = append(records, rec)
+		}
+		g, err := r.WandB.FindGroup(ctx, name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("look up W&B team: %w", err)
+		}
+		if g != nil {
+			groups = append(groups, *g)
+		}
+	}
+	return records, groups, nil
 }
 
 func (r *Reconciler) registration() map[string]bool {
@@ -154,7 +204,7 @@ func (r *Reconciler) inspect(ctx context.Context, plans []plan.TeamPlan) {
 		}
 		b := BucketOf(*p.Record)
 		b.Profile = p.Profile // the profile the team is desired under, which the repair will use
-		unlock := r.bucketLocks.Lock(b.Storage.BucketID())
+		unlock := r.bucketLocks.RLock(b.Storage.BucketID())
 		results, err := prof.Factory.Check(ctx, b, bucketfactory.CheckOptions{})
 		unlock()
 		if err != nil {
@@ -201,8 +251,67 @@ type Result struct {
 // Apply carries out the plans with bounded concurrency. A failing team never stops the others.
 func (r *Reconciler) Apply(ctx context.Context, plans []plan.TeamPlan) []Result {
 	results := make([]Result, len(plans))
-	r.each(len(plans), func(i int) { results[i] = r.applyTeam(ctx, plans[i]) })
+	ensured := &ensuredBuckets{}
+	r.each(len(plans), func(i int) { results[i] = r.applyTeam(ctx, plans[i], ensured) })
 	return results
+}
+
+// ensuredBuckets are the shared buckets one Apply has ensured, and those it has verified whole.
+// Every team of a shared bucket asks for the same bucket-wide settings, so once one Ensure succeeded
+// in this Apply the others skip it, and once one team's verification passed the others verify only
+// their own path (their probe). Keys are ensureKey's (verified keys with opts zero).
+type ensuredBuckets struct {
+	mu             sync.Mutex
+	done, verified map[string]bool
+}
+
+func (e *ensuredBuckets) has(key string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.done[key]
+}
+
+func (e *ensuredBuckets) add(key string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.done == nil {
+		e.done = map[string]bool{}
+	}
+	e.done[key] = true
+}
+
+func (e *ensuredBuckets) hasVerified(key string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.verified[key]
+}
+
+// setVerified records whether the bucket's settings stand verified: an Ensure that changed them
+// takes that back.
+func (e *ensuredBuckets) setVerified(key string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.verified == nil {
+		e.verified = map[string]bool{}
+	}
+	e.verified[key] = ok
+}
+
+// sharedKey says what a shared bucket's settings depend on: the bucket, the profile (its ownership
+// mark) and the key. "" for a bucket of one team.
+func sharedKey(b bucketfactory.Bucket) string {
+	if !b.Shared {
+		return ""
+	}
+	return b.Storage.BucketID() + "\x00" + b.Profile + "\x00" + b.KMSKeyARN
+}
+
+// ensureKey is sharedKey with whether an untagged bucket may be adopted: what an Ensure depends on.
+func ensureKey(b bucketfactory.Bucket, o bucketfactory.EnsureOptions) string {
+	if !b.Shared {
+		return ""
+	}
+	return fmt.Sprintf("%s\x00%t", sharedKey(b), o.AdoptUntagged)
 }
 
 // each calls fn(0..n-1) on at most Concurrency goroutines; a plan holds each team once, so one team is

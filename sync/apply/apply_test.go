@@ -338,30 +338,64 @@ func TestPlanInspectsDriftReadOnly(t *testing.T) {
 	}
 }
 
-func TestSharedBucketIsNeverEnsuredTwiceAtOnce(t *testing.T) {
-	e := applytest.NewEnv(t)
-	f := &applytest.OverlapFactory{FakeFactory: applytest.FakeFactory{FailOn: map[string]error{}}}
-	e.Rec.Profiles["main"] = apply.Profile{Factory: f}
-	e.Rec.Concurrency = 8
+// sharedTeams are n desired teams on one shared bucket.
+func sharedTeams(n int) []team.Team {
 	var desired []team.Team
-	for i := range 8 {
+	for i := range n {
 		st := applytest.Storage("shared-bucket")
 		st.Shared, st.Path = true, fmt.Sprintf("teams/t%d", i)
 		desired = append(desired, applytest.DesiredTeam(fmt.Sprintf("t%d", i), st))
 	}
-	res := e.Sync(t, desired)
+	return desired
+}
+
+func TestSharedBucketIsEnsuredOncePerApplyAndNeverDuringACheck(t *testing.T) {
+	e := applytest.NewEnv(t)
+	f := &applytest.OverlapFactory{FakeFactory: applytest.FakeFactory{FailOn: map[string]error{}}}
+	e.Rec.Profiles["main"] = apply.Profile{Factory: f}
+	e.Rec.Concurrency = 8
+	res := e.Sync(t, sharedTeams(8))
 	for n, r := range res {
 		if r.Outcome != apply.OutcomeCreated {
 			t.Errorf("%s: %+v", n, r)
 		}
 	}
 	if f.Overlap.Load() {
-		t.Error("two Ensure calls on one shared bucket overlapped")
+		t.Error("an Ensure of the shared bucket overlapped another Ensure or a Check of it")
+	}
+	calls := strings.Join(f.Calls, ",")
+	if n := strings.Count(calls, "ensure:"); n != 1 {
+		t.Errorf("%d Ensure calls of the shared bucket in one Apply, want 1: %v", n, f.Calls)
+	}
+	// One verification a team: whole for the first (or the first few, side by side), then of the
+	// team's path only.
+	whole, path := strings.Count(calls, "verify:"), strings.Count(calls, "probe:")
+	if whole < 1 || whole+path != 8 {
+		t.Errorf("%d whole and %d path-only verifications, want at least 1 whole and 8 in all: %v", whole, path, f.Calls)
 	}
 	for _, g := range e.Emu.Groups() {
 		if g.StorageBucket.Name != "shared-bucket" || !strings.HasPrefix(g.StorageBucket.Path, "teams/t") {
 			t.Errorf("team %s storage %+v", g.DisplayName, g.StorageBucket)
 		}
+	}
+}
+
+func TestFailedSharedEnsureIsNotRemembered(t *testing.T) {
+	e := applytest.NewEnv(t)
+	e.Rec.Concurrency = 1 // t0 first
+	e.Factory.FailOn["ensure:t0"] = errors.New("access denied")
+	res := e.Sync(t, sharedTeams(3))
+	if res["t0"].Outcome != apply.OutcomeFailed {
+		t.Errorf("t0: %+v", res["t0"])
+	}
+	for _, n := range []string{"t1", "t2"} {
+		if res[n].Outcome != apply.OutcomeCreated {
+			t.Errorf("%s: %+v", n, res[n])
+		}
+	}
+	// t1 ensured the bucket itself after t0 failed; t2 relied on t1's.
+	if got := strings.Join(e.Factory.Calls, ","); strings.Count(got, "ensure:") != 2 || !strings.Contains(got, "ensure:t1") {
+		t.Errorf("calls %s: want Ensure by t0 (failed) and t1 only", got)
 	}
 }
 
@@ -501,5 +535,79 @@ func TestOrphanMembersPolicy(t *testing.T) {
 		if want := map[bool]int{false: 2, true: 1}[remove]; got != want || !slices.Contains(e.Members(t, "ml"), e.ServiceAccount) || !e.Record(t, "ml").Orphaned {
 			t.Errorf("RemoveOnOrphan=%v: %d members left, want %d; record %+v", remove, got, want, e.Record(t, "ml"))
 		}
+	}
+}
+
+// countingWandB counts the W&B listings and lookups a plan makes.
+type countingWandB struct {
+	apply.WandB
+	lists, finds atomic.Int32
+}
+
+func (c *countingWandB) ListGroups(ctx context.Context) ([]wandb.Group, error) {
+	c.lists.Add(1)
+	return c.WandB.ListGroups(ctx)
+}
+
+func (c *countingWandB) FindGroup(ctx context.Context, name string) (*wandb.Group, error) {
+	c.finds.Add(1)
+	return c.WandB.FindGroup(ctx, name)
+}
+
+// TestFewTeamsAreLookedUpNotListed: a reconcile of a few named teams (a webhook's) reads their
+// records and looks each up in W&B rather than read every record and list every team, and plans
+// them exactly as a full reconcile would.
+func TestFewTeamsAreLookedUpNotListed(t *testing.T) {
+	e := applytest.NewEnv(t)
+	client, _ := e.Rec.WandB.(*wandb.Client)
+	if _, err := client.CreateGroup(t.Context(), wandb.NewGroup{DisplayName: "foreign"}); err != nil {
+		t.Fatal(err)
+	}
+	e.Sync(t, applytest.Teams("a", "b"))
+	cw := &countingWandB{WandB: e.Rec.WandB}
+	e.Rec.WandB = cw
+	var many []string
+	for i := range 9 {
+		many = append(many, fmt.Sprintf("t%d", i))
+	}
+	tests := []struct {
+		name         string
+		only         []string
+		want         map[string]apply.Outcome
+		lists, finds int32
+	}{
+		{"one converged team", []string{"a"}, map[string]apply.Outcome{"a": apply.OutcomeUnchanged}, 0, 1},
+		{"a foreign W&B team", []string{"foreign"}, map[string]apply.Outcome{"foreign": apply.OutcomeConflict}, 0, 1},
+		{"a new team", []string{"c"}, map[string]apply.Outcome{"c": apply.OutcomeCreated}, 0, 1},
+		{"more than a few", many, map[string]apply.Outcome{"t0": apply.OutcomeCreated}, 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cw.lists.Store(0)
+			cw.finds.Store(0)
+			only := map[string]bool{}
+			for _, n := range tt.only {
+				only[n] = true
+			}
+			results, err := e.Rec.Sync(t.Context(), applytest.Teams(append([]string{"a", "b", "foreign", "c"}, many...)...), apply.PlanOptions{Only: only})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]apply.Outcome{}
+			for _, r := range results {
+				got[r.Team] = r.Outcome
+			}
+			for n, want := range tt.want {
+				if got[n] != want {
+					t.Errorf("%s: %s, want %s", n, got[n], want)
+				}
+			}
+			if len(got) != len(tt.only) {
+				t.Errorf("planned %v, want only %v", got, tt.only)
+			}
+			if cw.lists.Load() != tt.lists || cw.finds.Load() != tt.finds {
+				t.Errorf("%d listings and %d lookups, want %d and %d", cw.lists.Load(), cw.finds.Load(), tt.lists, tt.finds)
+			}
+		})
 	}
 }

@@ -23,6 +23,9 @@ func (t *teamRun) syncMembers(ctx context.Context) error {
 	if t.group == nil {
 		return fmt.Errorf("sync members: W&B team %q not known yet", t.p.Team)
 	}
+	if err := t.flush(ctx); err != nil { // the team's creation is on disk before users are created or added
+		return err
+	}
 	pol := t.r.Members
 	current := memberIDs(t.group.Members)
 	wanted := map[string]bool{}

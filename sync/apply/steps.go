@@ -18,6 +18,7 @@ import (
 // teamRun carries one team through its steps; rec mirrors what the state holds.
 type teamRun struct {
 	r       *Reconciler
+	ensured *ensuredBuckets // of this Apply
 	p       plan.TeamPlan
 	rec     state.Record
 	log     *slog.Logger
@@ -30,9 +31,14 @@ type teamRun struct {
 	created  bool
 	adopted  bool         // a team made by hand was taken over
 	group    *wandb.Group // the team's W&B group: from the plan's listing, or as just created
+	// pending are changes already in rec but not yet written: state-only changes (the outcome of a
+	// check, a create's result) that ride on the team's next write, which comes before its next
+	// external mutation (an intent is written at once) or at its end. Every write is a transaction
+	// of its own, fsynced: fewer of them is most of what a team costs the agent (issue 15).
+	pending []func(*state.Record)
 }
 
-func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
+func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan, ensured *ensuredBuckets) Result {
 	log := r.logger().With("team", p.Team)
 	res := Result{Team: p.Team, Outcome: OutcomeUnchanged, Detail: p.Summary()}
 	if p.Refused != "" {
@@ -52,7 +58,8 @@ func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 		}
 		return res
 	}
-	t := &teamRun{r: r, p: p, log: log, group: p.Group}
+	t := &teamRun{r: r, ensured: ensured, p: p, log: log, group: p.Group}
+	t.rec = state.Record{Name: p.Team}
 	if p.Record != nil {
 		t.rec = *p.Record
 	}
@@ -79,9 +86,7 @@ func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 		}
 		steps = steps[1:]
 	}
-	if err := t.update(ctx, func(rec *state.Record) { rec.Conflict = "" }); err != nil {
-		return Result{Team: p.Team, Outcome: OutcomeFailed, Detail: err.Error(), Err: err}
-	}
+	t.later(func(rec *state.Record) { rec.Conflict = "" })
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return t.fail(ctx, s, err)
@@ -98,6 +103,9 @@ func (r *Reconciler) applyTeam(ctx context.Context, p plan.TeamPlan) Result {
 		if err != nil {
 			return t.fail(ctx, s, err)
 		}
+	}
+	if err := t.flush(ctx); err != nil {
+		return t.fail(ctx, "", err)
 	}
 	return t.result()
 }
@@ -121,16 +129,13 @@ func (t *teamRun) result() Result {
 	return res
 }
 
-// update changes the team's record in one transaction and keeps the local mirror in step.
+// update changes the team's record, with the pending changes before fn, in one transaction and
+// keeps the local mirror in step.
 func (t *teamRun) update(ctx context.Context, fn func(*state.Record)) error {
+	fns := append(t.pending, fn)
+	t.pending = nil // written now, or (on error) the team fails and writes its failure
 	rec, err := t.r.Store.Update(ctx, t.p.Team, func(rec *state.Record) error {
-		fn(rec)
-		if rec.Phase == "" {
-			rec.Phase = state.PhaseDesired
-		}
-		if t.p.Desired != nil && t.p.Conflict == "" { // in conflict, who owns the team is the question
-			rec.Profile, rec.Source = t.p.Desired.Profile, t.p.Desired.Source
-		}
+		t.apply(rec, fns)
 		return nil
 	})
 	if err != nil {
@@ -140,23 +145,81 @@ func (t *teamRun) update(ctx context.Context, fn func(*state.Record)) error {
 	return nil
 }
 
+// later makes a state-only change to the local mirror now and to the record with the team's next
+// write (see pending).
+func (t *teamRun) later(fn func(*state.Record)) {
+	t.apply(&t.rec, []func(*state.Record){fn})
+	t.pending = append(t.pending, fn)
+}
+
+// flush writes the pending changes, if any.
+func (t *teamRun) flush(ctx context.Context) error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	return t.update(ctx, func(*state.Record) {})
+}
+
+func (t *teamRun) apply(rec *state.Record, fns []func(*state.Record)) {
+	for _, fn := range fns {
+		fn(rec)
+	}
+	if rec.Phase == "" {
+		rec.Phase = state.PhaseDesired
+	}
+	if t.p.Desired != nil && t.p.Conflict == "" { // in conflict, who owns the team is the question
+		rec.Profile, rec.Source = t.p.Desired.Profile, t.p.Desired.Source
+	}
+}
+
 // bucket is the team's bucket as its record has it (update keeps the record's name and profile those
 // of the plan).
 func (t *teamRun) bucket() bucketfactory.Bucket { return BucketOf(t.rec) }
 
-// ensure runs Ensure, then the full verification, holding the bucket's lock.
+// ensure runs Ensure holding the bucket's exclusive lock, unless this Apply already ensured the
+// shared bucket the same way. Pending changes (the intent of the step) are written first.
 func (t *teamRun) ensure(ctx context.Context, opts bucketfactory.EnsureOptions) error {
 	b := t.bucket()
+	key := ensureKey(b, opts)
+	if key != "" && t.ensured.has(key) {
+		return nil
+	}
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
 	defer t.r.bucketLocks.Lock(b.Storage.BucketID())()
+	if key != "" && t.ensured.has(key) { // ensured while this team waited for the lock
+		return nil
+	}
 	changes, err := t.factory.Ensure(ctx, b, opts)
 	t.noteChanges(changes)
+	if key != "" && len(changes) > 0 {
+		t.ensured.setVerified(sharedKey(b), false) // settings changed: the next verification is whole
+	}
+	if err == nil && key != "" {
+		t.ensured.add(key)
+	}
 	return err
 }
 
+// verify runs the verification holding the bucket's shared lock: teams of a shared bucket verify
+// side by side, each probing under its own path. Once a whole verification of a shared bucket passed
+// in this Apply, the next ones check only their team's path, until an Ensure (which holds the
+// exclusive lock, so no verification runs meanwhile) changes a setting.
 func (t *teamRun) verify(ctx context.Context) error {
 	b := t.bucket()
-	defer t.r.bucketLocks.Lock(b.Storage.BucketID())()
-	return bucketfactory.Verify(ctx, t.factory, b)
+	defer t.r.bucketLocks.RLock(b.Storage.BucketID())()
+	key := sharedKey(b)
+	if key != "" && t.ensured.hasVerified(key) {
+		return bucketfactory.VerifyTeamPath(ctx, t.factory, b)
+	}
+	if err := bucketfactory.Verify(ctx, t.factory, b); err != nil {
+		return err
+	}
+	if key != "" {
+		t.ensured.setVerified(key, true)
+	}
+	return nil
 }
 
 func (t *teamRun) step(ctx context.Context, s plan.Step) error {
@@ -184,9 +247,9 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 	case plan.StepEnsureBucket:
 		bucket := t.p.Storage.Bucket
 		recovering := t.rec.Intent != nil && t.rec.Intent.Op == state.OpEnsureBucket && t.rec.Intent.Target == bucket
-		if err := t.begin(ctx, state.OpEnsureBucket, bucket, true); err != nil {
-			return err
-		}
+		// The intent is written by ensure before the bucket is touched, with the record when ensure
+		// skips a shared bucket this Apply has ensured already.
+		t.later(t.intent(state.OpEnsureBucket, bucket, true))
 		return t.ensure(ctx, bucketfactory.EnsureOptions{AdoptUntagged: t.adopt || recovering})
 
 	case plan.StepVerifyBucket:
@@ -194,9 +257,10 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 			return err
 		}
 		t.log.Info("bucket verified", "bucket", t.rec.Storage.Bucket)
-		return t.update(ctx, func(rec *state.Record) {
+		t.later(func(rec *state.Record) {
 			rec.Phase, rec.Intent, rec.BucketReady, rec.LastVerified = state.PhaseBucketReady, nil, now, now
 		})
+		return nil
 
 	case plan.StepCreateTeam:
 		// An intent to create this team found now was left by an earlier run (or an earlier attempt of
@@ -223,24 +287,29 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 		}
 		t.created, t.group = true, &g
 		t.log.Info("created W&B team", "group_id", g.ID, "bucket", t.rec.Storage.Bucket)
-		return t.update(ctx, func(rec *state.Record) {
+		// Written with the next step's write (or at the team's end), before any other external
+		// mutation: a crash before that leaves the create intent, which the next run resolves as it
+		// resolves a crash right after the POST.
+		t.later(func(rec *state.Record) {
 			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, g.ID, nil, now
 			rec.Provenance = state.ProvenanceCreated
 			// The members W&B put in at creation: its organisation service accounts (the agent sends
 			// none). Membership sync never touches them.
 			rec.InitialMemberIDs = memberIDs(g.Members)
 		})
+		return nil
 
 	case plan.StepAdoptTeam:
 		t.created = true
 		t.log.Info("adopted W&B team created by an interrupted attempt", "group_id", t.p.Group.ID)
-		return t.update(ctx, func(rec *state.Record) {
+		t.later(func(rec *state.Record) {
 			rec.Phase, rec.GroupID, rec.Intent, rec.TeamCreated = state.PhaseTeamCreated, t.p.Group.ID, nil, now
 			rec.Provenance = state.ProvenanceCreated
 			// Our POST sent no members: whoever is in the team now, W&B put there (its service
 			// accounts) or someone added by hand. Either way the agent did not add them.
 			rec.InitialMemberIDs = memberIDs(t.p.Group.Members)
 		})
+		return nil
 
 	case plan.StepTakeBucket:
 		// The team's bucket from now on: recorded first, then marked ours. The checks passed (or
@@ -274,6 +343,9 @@ func (t *teamRun) step(ctx context.Context, s plan.Step) error {
 	case plan.StepOrphan:
 		t.log.Info("team no longer desired: marked orphaned; its bucket and W&B team are kept")
 		if pol := t.r.Members; pol.Sync && pol.RemoveOnOrphan && t.rec.GroupID != "" {
+			if err := t.flush(ctx); err != nil {
+				return err
+			}
 			for _, id := range t.rec.MembersAdded {
 				if err := t.r.WandB.RemoveMember(ctx, t.rec.GroupID, id); err != nil {
 					return err
@@ -342,8 +414,13 @@ func refusedAtOnce(err error) bool {
 // begin records the intent of an external mutation before it is made. withStorage also (re)records
 // the storage spec the mutation works from; it is only allowed before the team exists.
 func (t *teamRun) begin(ctx context.Context, op state.Op, target string, withStorage bool) error {
+	return t.update(ctx, t.intent(op, target, withStorage))
+}
+
+// intent is begin's change of the record.
+func (t *teamRun) intent(op state.Op, target string, withStorage bool) func(*state.Record) {
 	now := t.r.now().UTC()
-	return t.update(ctx, func(rec *state.Record) {
+	return func(rec *state.Record) {
 		if withStorage && !rec.Phase.Created() {
 			if rec.StorageDigest != t.p.Storage.Digest() {
 				rec.Phase, rec.KMSKeyARN, rec.Registered = state.PhaseDesired, "", false
@@ -359,7 +436,7 @@ func (t *teamRun) begin(ctx context.Context, op state.Op, target string, withSto
 		if rec.Intent == nil || rec.Intent.Op != op || rec.Intent.Target != target {
 			rec.Intent = &state.Intent{Op: op, Target: target, Started: now}
 		}
-	})
+	}
 }
 
 func (t *teamRun) noteChanges(changes []bucketfactory.Change) {

@@ -42,7 +42,7 @@ func DesiredTeam(name string, st team.Storage) team.Team {
 type FakeFactory struct {
 	mu        sync.Mutex
 	Calls     []string
-	FailOn    map[string]error // "ensure:<team>", "verify:<team>", "key:<team>"
+	FailOn    map[string]error // "ensure:<team>", "verify:<team>", "probe:<team>", "key:<team>"
 	Changes   []bucketfactory.Change
 	Recovered []string // teams EnsureKey was told to recover
 	Adoptions []string // teams Ensure was allowed to adopt untagged
@@ -93,7 +93,10 @@ func (f *FakeFactory) Ensure(ctx context.Context, b bucketfactory.Bucket, o buck
 
 func (f *FakeFactory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.CheckOptions) ([]bucketfactory.CheckResult, error) {
 	op := "inspect"
-	if o.Probe {
+	switch {
+	case o.Probe && o.SettingsVerified:
+		op = "probe" // the team's path only
+	case o.Probe:
 		op = "verify"
 	}
 	err := f.record(op, b.Team)
@@ -204,20 +207,52 @@ func Teams(names ...string) []team.Team {
 	return out
 }
 
-// OverlapFactory fails if two calls on one bucket overlap.
+// OverlapFactory records whether an Ensure of a bucket overlapped another Ensure or a Check of the
+// same bucket (checks may overlap each other: they only read, and probe under their own team's path).
 type OverlapFactory struct {
 	FakeFactory
-	busy    sync.Map
-	Overlap atomic.Bool
+	mu       sync.Mutex
+	ensuring map[string]bool // bucket -> an Ensure is running
+	checking map[string]int  // bucket -> Checks running
+	Overlap  atomic.Bool
+}
+
+// enter marks a call on bucket as running (exclusive for an Ensure) and returns its end.
+func (f *OverlapFactory) enter(bucket string, exclusive bool) (leave func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ensuring == nil {
+		f.ensuring, f.checking = map[string]bool{}, map[string]int{}
+	}
+	if f.ensuring[bucket] || exclusive && f.checking[bucket] > 0 {
+		f.Overlap.Store(true)
+	}
+	if exclusive {
+		f.ensuring[bucket] = true
+	} else {
+		f.checking[bucket]++
+	}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if exclusive {
+			delete(f.ensuring, bucket)
+		} else {
+			f.checking[bucket]--
+		}
+	}
 }
 
 func (f *OverlapFactory) Ensure(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.EnsureOptions) ([]bucketfactory.Change, error) {
-	if _, loaded := f.busy.LoadOrStore(b.Storage.Bucket, true); loaded {
-		f.Overlap.Store(true)
-	}
+	defer f.enter(b.Storage.Bucket, true)()
 	time.Sleep(5 * time.Millisecond)
-	f.busy.Delete(b.Storage.Bucket)
 	return f.FakeFactory.Ensure(ctx, b, o)
+}
+
+func (f *OverlapFactory) Check(ctx context.Context, b bucketfactory.Bucket, o bucketfactory.CheckOptions) ([]bucketfactory.CheckResult, error) {
+	defer f.enter(b.Storage.Bucket, false)()
+	time.Sleep(time.Millisecond)
+	return f.FakeFactory.Check(ctx, b, o)
 }
 
 // Members are the sorted user ids of W&B's team name.

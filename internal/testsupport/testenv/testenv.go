@@ -377,6 +377,10 @@ func (e *S3Env) S3Client(context.Context) *s3.Client {
 	return newS3Client(e.s3Direct, e.Region, e.AccessKey, e.SecretKey)
 }
 
+// DirectEndpoint is SeaweedFS's own S3 endpoint, bypassing the counting proxy (as S3Client does): for
+// a caller with a proxy of its own in front (the benchmark), so requests do not take two hops.
+func (e *S3Env) DirectEndpoint() string { return e.s3Direct }
+
 // OtherS3Client is S3Client for the second identity (another account).
 func (e *S3Env) OtherS3Client(context.Context) *s3.Client {
 	return newS3Client(e.s3Direct, e.Region, e.OtherAccessKey, e.OtherSecretKey)
