@@ -77,6 +77,7 @@ teamsFile: teams.yaml
 scim:
   tokens: ["${BENCH_SCIM_TOKEN}"]
   groups: {prefix: "wandb-"}
+  teamsPerHour: 100000 # the bench pushes hundreds of groups at once; the default quota is 20
 webhooks:
   generic: {secrets: ["${BENCH_WEBHOOK_SECRET}"]}
 `, d.port)
