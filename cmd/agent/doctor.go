@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -356,7 +354,7 @@ func cmdFileStores(ctx context.Context, args []string, stdout, stderr io.Writer)
 		_, err := fmt.Fprintln(stdout, value)
 		return err
 	}
-	return writeSecretFile(*output, value+"\n")
+	return writeFileReplacing(*output, value+"\n", 0o600) // readable by its owner only: it holds credentials
 }
 
 // fileStore is a bucket's entry in GORILLA_SUPPORTED_FILE_STORES. W&B documents "cw://" as the one
@@ -370,39 +368,6 @@ func (a *agent) fileStore(ctx context.Context, r state.Record) (string, error) {
 		return "", err
 	}
 	return f.Address(ctx, apply.BucketOf(r))
-}
-
-// writeSecretFile replaces path with a file holding data, readable by its owner only. The data goes
-// to a new temporary file in the same directory (created exclusively, mode 0600 from the start) that
-// is then renamed over path: a reader never sees a partial file, nothing is ever written with a wider
-// mode, and no symlink is followed. A symlink at path is refused rather than replaced, so that a link
-// someone set up (or planted) is never silently swapped for a file.
-func writeSecretFile(path, data string) error {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		return fmt.Errorf("write %s: it is a symbolic link; refusing to write the secret value through it: remove the link or choose another file", path)
-	}
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*") // O_EXCL, mode 0600
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.WriteString(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		// rename replaces what is at path, a symlink planted since the check included, never its target.
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // markRegistered records that the operator registered the team's bucket with W&B (every team on that

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,7 +56,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *output == "" {
 		_, err = io.WriteString(stdout, text)
 	} else {
-		err = writeReplacing(*output, text)
+		err = writeFileReplacing(*output, text, 0o644)
 	}
 	if err != nil {
 		return err
@@ -169,32 +168,4 @@ func checkImportName(cfg *config.Config, name string) error {
 		}
 	}
 	return nil
-}
-
-// writeReplacing writes data to path through a new file of its own (created exclusively, so nothing
-// another process made is written through) renamed over path: a symlink at path is replaced, never
-// followed, and a reader sees the old content or the new, never a part.
-func writeReplacing(path, data string) (err error) {
-	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("write %s: it is a directory", path)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("write %s: %w", path, err)
-		}
-	}()
-	_, err = tmp.WriteString(data)
-	err = errors.Join(err, tmp.Chmod(0o644), tmp.Sync())
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -136,7 +136,8 @@ func TestImportNothingToAdopt(t *testing.T) {
 	}
 }
 
-// --output replaces the file whole through a new file: a symlink there is replaced, not followed.
+// --output replaces a file whole through a new one, mode 0644; a symlink or a directory there is
+// refused and left as it is (writeFileReplacing's own cases are in TestWriteSecretFile).
 func TestImportOutputFile(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "precious")
@@ -144,23 +145,30 @@ func TestImportOutputFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "adopt.yaml")
-	if err := os.Symlink(target, out); err != nil {
+	if err := os.WriteFile(out, []byte("old entries, longer than the new ones\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeReplacing(out, "teams: []\n"); err != nil {
+	if err := writeFileReplacing(out, "teams: []\n", 0o644); err != nil {
 		t.Fatal(err)
+	}
+	fi, err := os.Lstat(out)
+	if b, _ := os.ReadFile(out); err != nil || fi.Mode().Perm() != 0o644 || string(b) != "teams: []\n" {
+		t.Errorf("output: %v, mode %v, %q", err, fi.Mode(), b)
+	}
+	link := filepath.Join(dir, "link.yaml")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileReplacing(link, "teams: []\n", 0o644); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("writing over a symlink: %v", err)
 	}
 	if b, _ := os.ReadFile(target); string(b) != "keep me" {
 		t.Errorf("the symlink's target was written: %q", b)
 	}
-	fi, err := os.Lstat(out)
-	if b, _ := os.ReadFile(out); err != nil || fi.Mode()&os.ModeSymlink != 0 || string(b) != "teams: []\n" {
-		t.Errorf("output: %v, mode %v, %q", err, fi.Mode(), b)
-	}
-	if err := writeReplacing(dir, "x"); err == nil || !strings.Contains(err.Error(), "is a directory") {
+	if err := writeFileReplacing(dir, "x", 0o644); err == nil || !strings.Contains(err.Error(), "is a directory") {
 		t.Errorf("writing over a directory: %v", err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
 		t.Errorf("left behind: %v", entries)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// writeSecretFile writes through an exclusive temporary file and a rename: the result is 0600 whatever
+// writeFileReplacing writes through an exclusive temporary file and a rename: the result is 0600 whatever
 // was there, no symlink is followed (the one at the path is refused, its target unchanged), and
 // nothing is left behind on failure.
 func TestWriteSecretFile(t *testing.T) {
@@ -51,7 +51,7 @@ func TestWriteSecretFile(t *testing.T) {
 			}
 			path := filepath.Join(dir, "stores")
 			tt.prepare(t, root, path)
-			err := writeSecretFile(path, "s3://key:secret@bucket\n")
+			err := writeFileReplacing(path, "s3://key:secret@bucket\n", 0o600)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) || strings.Contains(err.Error(), "secret@") {
 					t.Fatalf("err = %v, want %q", err, tt.err)
