@@ -48,6 +48,10 @@ func TestRecords(t *testing.T) {
 	statetest.Records(t, func(t *testing.T) statetest.Store { return open(t) })
 }
 
+func TestSCIM(t *testing.T) {
+	statetest.SCIM(t, func(t *testing.T) statetest.SCIMStore { return open(t) })
+}
+
 // BenchmarkUpdate measures concurrent read-modify-write updates of 100 teams, unfenced and fenced
 // (the fence adds one locking read of the lease row to each transaction).
 func BenchmarkUpdate(b *testing.B) {

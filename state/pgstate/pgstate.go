@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,6 +32,8 @@ type Store struct {
 	pool  *pgxpool.Pool
 	now   func() time.Time
 	fence *Term // nil: writes are not fenced (one-shot commands, migrate)
+	// limits bound SCIM writes; shared by every Fenced view of the store.
+	limits *atomic.Pointer[state.SCIMLimits]
 }
 
 // Open connects to the database named by dsn and migrates its schema. The DSN is a secret: errors
@@ -48,7 +51,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open PostgreSQL state on %s: %w", where(cfg.ConnConfig), err)
 	}
-	return &Store{pool: pool, now: time.Now}, nil
+	return &Store{pool: pool, now: time.Now, limits: new(atomic.Pointer[state.SCIMLimits])}, nil
 }
 
 // where names a database without its credentials.
