@@ -59,8 +59,17 @@ func where(c *pgx.ConnConfig) string {
 	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
 }
 
-// Close releases the connections.
-func (s *Store) Close() { s.pool.Close() }
+// Close releases the connections. It returns nil, as state.DB's Close may fail.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// ErrNoBackup: the state is in PostgreSQL, whose own tools back it up.
+var ErrNoBackup = errors.New("state backup copies the bbolt state file, and this state is in PostgreSQL: back it up with pg_dump, or write its team records as JSON with `byob-agent state export`")
+
+// Backup refuses: see ErrNoBackup.
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) { return 0, ErrNoBackup }
 
 // Fenced returns a view of s whose every write checks, in its own transaction, that t is still the
 // current term: a write after the lease moved on fails with ErrFenced and commits nothing.
