@@ -182,9 +182,9 @@ teams:
 			},
 		},
 		{
-			name:  "state in PostgreSQL",
-			yaml:  wandbOK + profilesOK + "state:\n  postgres:\n    dsn: ${PG_DSN}\n    leaseDuration: 30s\n    renewDeadline: 20s\n",
-			env:   map[string]string{"PG_DSN": "postgres://agent:pw@db:5432/byob"},
+			name: "state in PostgreSQL",
+			yaml: wandbOK + profilesOK + "state:\n  postgres:\n    dsn: ${PG_DSN}\n    leaseDuration: 30s\n    renewDeadline: 20s\n",
+			env:  map[string]string{"PG_DSN": "postgres://agent:pw@db:5432/byob"},
 			check: func(t *testing.T, c *Config) {
 				p := c.State.Postgres
 				if p == nil || p.DSN.Reveal() != "postgres://agent:pw@db:5432/byob" || p.LeaseDuration != 30*time.Second || p.RenewDeadline != 20*time.Second || p.RetryPeriod != 0 {
