@@ -92,8 +92,11 @@ func TestFencedSCIMWrites(t *testing.T) {
 	tb := b.term(t)
 
 	for name, write := range map[string]func() error{
-		"CreateSCIMUser":  func() error { _, err := old.CreateSCIMUser(ctx, state.SCIMUser{UserName: "bob"}); return err },
-		"UpdateSCIMUser":  func() error { _, _, err := old.UpdateSCIMUser(ctx, u.ID, func(u *state.SCIMUser) error { u.Email = "x"; return nil }); return err },
+		"CreateSCIMUser": func() error { _, err := old.CreateSCIMUser(ctx, state.SCIMUser{UserName: "bob"}); return err },
+		"UpdateSCIMUser": func() error {
+			_, _, err := old.UpdateSCIMUser(ctx, u.ID, func(u *state.SCIMUser) error { u.Email = "x"; return nil })
+			return err
+		},
 		"DeleteSCIMUser":  func() error { _, err := old.DeleteSCIMUser(ctx, u.ID, nil); return err },
 		"CreateSCIMGroup": func() error { _, err := old.CreateSCIMGroup(ctx, state.SCIMGroup{DisplayName: "other"}); return err },
 		"UpdateSCIMGroup": func() error {
