@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,4 +174,57 @@ func TestDeadlockIsRetried(t *testing.T) {
 	if err != nil || len(got.MemberIDs) != 1 {
 		t.Fatalf("group after the retried update: %+v, %v", got, err)
 	}
+}
+
+// BenchmarkSCIMWrites measures concurrent SCIM writes: user creations, and membership changes spread
+// over 20 groups (each a locked read-modify-write of the group row).
+func BenchmarkSCIMWrites(b *testing.B) {
+	dsn, err := postgres.Get(b).NewDatabase(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(b.Context(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := b.Context()
+	var groups []string
+	for i := range 20 {
+		g, err := s.CreateSCIMGroup(ctx, state.SCIMGroup{DisplayName: fmt.Sprint("g", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		groups = append(groups, g.ID)
+	}
+	var n atomic.Int64
+	b.Run("CreateUser", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.CreateSCIMUser(ctx, state.SCIMUser{UserName: fmt.Sprint("user", n.Add(1))}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	users, err := s.SCIMUsers(ctx)
+	if err != nil || len(users) == 0 {
+		b.Fatal(len(users), err)
+	}
+	b.Run("AddMember", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := n.Add(1)
+				u := users[int(i)%len(users)].ID
+				if _, err := s.UpdateSCIMGroup(ctx, groups[int(i)%len(groups)], func(g *state.SCIMGroup) error {
+					g.MemberIDs = append(g.MemberIDs, u)
+					return nil
+				}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }
