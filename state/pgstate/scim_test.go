@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -227,4 +228,61 @@ func BenchmarkSCIMWrites(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestSCIMAcrossReplicas: two stores on one database (two replicas' pools) add members to one group
+// and create users of one name at once: no member is lost, and the name is taken once.
+func TestSCIMAcrossReplicas(t *testing.T) {
+	dsn := newDatabase(t)
+	var replicas [2]*Store
+	for i := range replicas {
+		s, err := Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		replicas[i] = s
+	}
+	ctx := t.Context()
+	g, err := replicas[0].CreateSCIMGroup(ctx, state.SCIMGroup{DisplayName: "shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 30 {
+		u, err := replicas[i%2].CreateSCIMUser(ctx, state.SCIMUser{UserName: fmt.Sprint("u", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*len(ids))
+	for i, id := range ids {
+		wg.Go(func() {
+			_, err := replicas[i%2].UpdateSCIMGroup(ctx, g.ID, func(g *state.SCIMGroup) error { g.MemberIDs = append(g.MemberIDs, id); return nil })
+			errs <- err
+		})
+		wg.Go(func() {
+			_, err := replicas[i%2].CreateSCIMUser(ctx, state.SCIMUser{UserName: "Same"})
+			if errors.Is(err, state.ErrSCIMConflict) {
+				err = nil
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := replicas[1].SCIMGroup(ctx, g.ID)
+	if err != nil || len(got.MemberIDs) != len(ids) || got.Version != uint64(len(ids))+1 {
+		t.Fatalf("after %d adds from two replicas: %d members, version %d (%v)", len(ids), len(got.MemberIDs), got.Version, err)
+	}
+	if _, total, err := replicas[0].ListSCIMUsers(ctx, state.SCIMList[state.SCIMUser]{By: state.SCIMByUserName, Value: "same", Count: 5}); err != nil || total != 1 {
+		t.Fatalf("users named same: %d, %v", total, err)
+	}
 }
