@@ -164,35 +164,6 @@ func TestStatus(t *testing.T) {
 	}
 }
 
-// TestCountByStatus: the partial decode counts as Status does on whole records.
-func TestCountByStatus(t *testing.T) {
-	ctx := context.Background()
-	d, _ := openTemp(t)
-	recs := map[string]func(*Record){
-		"a": func(r *Record) { r.Phase = PhaseInSync },
-		"b": func(r *Record) { r.Phase = PhaseInSync },
-		"c": func(r *Record) { r.Phase, r.LastError = PhaseDesired, "boom" },
-		"d": func(r *Record) { r.Phase, r.Conflict, r.LastError = PhaseInSync, "taken", "x" },
-		"e": func(r *Record) { r.Phase, r.Orphaned = PhaseInSync, true },
-		"f": func(r *Record) { r.Phase = PhaseBucketReady },
-	}
-	want := map[string]int{}
-	for name, fn := range recs {
-		r, err := d.Update(ctx, name, func(r *Record) error { fn(r); return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		want[r.Status()]++
-	}
-	got, err := d.CountByStatus(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("CountByStatus = %v, want %v", got, want)
-	}
-}
-
 // TestMarkRegistered: registration is per bucket, so every team on the bucket is marked, and only those.
 func TestMarkRegistered(t *testing.T) {
 	db, _ := openTemp(t)

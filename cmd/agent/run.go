@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -42,7 +43,7 @@ import (
 type daemon struct {
 	log     *slog.Logger
 	path    string // configuration file, read again on SIGHUP and when it or a file it names changes
-	db      *state.DB
+	db      stateStore
 	metrics *metrics.Metrics
 	queue   *workqueue.Queue
 	quota   *scimpush.Quota // new teams of SCIM pushes, kept across reloads
@@ -100,7 +101,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	db, err := state.Open(cfg.State.Path, state.Options{})
+	db, err := openState(ctx, cfg, state.Options{})
 	if err != nil {
 		return err
 	}
@@ -442,6 +443,9 @@ func (d *daemon) reload(ctx context.Context, trigger string) {
 	cfg, files, err := loadWatched(d.path)
 	if err == nil && cfg.State.Path != old.State.Path {
 		err = fmt.Errorf("state.path changed from %s to %s: that needs a restart", old.State.Path, cfg.State.Path)
+	}
+	if err == nil && !reflect.DeepEqual(cfg.State.Postgres, old.State.Postgres) {
+		err = fmt.Errorf("state.postgres changed: that needs a restart")
 	}
 	if err == nil && old.Server.NeedsRestart(cfg.Server) {
 		err = fmt.Errorf("server settings changed: they need a restart")

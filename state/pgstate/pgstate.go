@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,6 +32,8 @@ type Store struct {
 	pool  *pgxpool.Pool
 	now   func() time.Time
 	fence *Term // nil: writes are not fenced (one-shot commands, migrate)
+	// limits bound SCIM writes; shared by every Fenced view of the store.
+	limits *atomic.Pointer[state.SCIMLimits]
 }
 
 // Open connects to the database named by dsn and migrates its schema. The DSN is a secret: errors
@@ -48,7 +51,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open PostgreSQL state on %s: %w", where(cfg.ConnConfig), err)
 	}
-	return &Store{pool: pool, now: time.Now}, nil
+	return &Store{pool: pool, now: time.Now, limits: new(atomic.Pointer[state.SCIMLimits])}, nil
 }
 
 // where names a database without its credentials.
@@ -56,8 +59,17 @@ func where(c *pgx.ConnConfig) string {
 	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
 }
 
-// Close releases the connections.
-func (s *Store) Close() { s.pool.Close() }
+// Close releases the connections. It returns nil, as state.DB's Close may fail.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// ErrNoBackup: the state is in PostgreSQL, whose own tools back it up.
+var ErrNoBackup = errors.New("state backup copies the bbolt state file, and this state is in PostgreSQL: back it up with pg_dump, or write its team records as JSON with `byob-agent state export`")
+
+// Backup refuses: see ErrNoBackup.
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) { return 0, ErrNoBackup }
 
 // Fenced returns a view of s whose every write checks, in its own transaction, that t is still the
 // current term: a write after the lease moved on fails with ErrFenced and commits nothing.
@@ -145,6 +157,28 @@ func list(ctx context.Context, q interface {
 		return nil
 	})
 	return out, err
+}
+
+// CountByStatus counts the teams of each status (state.Record.Status), reading only the four fields
+// status depends on: it runs at every metrics scrape.
+func (s *Store) CountByStatus(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT coalesce(data->>'phase', ''), coalesce(data->>'lastError', ''),
+		coalesce(data->>'conflict', ''), coalesce((data->>'orphaned')::boolean, false) FROM team_records`)
+	if err != nil {
+		return nil, fmt.Errorf("count teams by status: %w", err)
+	}
+	counts := map[string]int{}
+	var r state.Record
+	var phase string
+	_, err = pgx.ForEachRow(rows, []any{&phase, &r.LastError, &r.Conflict, &r.Orphaned}, func() error {
+		r.Phase = state.Phase(phase)
+		counts[r.Status()]++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count teams by status: %w", err)
+	}
+	return counts, nil
 }
 
 // Update applies fn to the team's record (a zero Record with the name set if there is none) and

@@ -29,6 +29,7 @@ type Store interface {
 	Cursor(ctx context.Context, name string) (string, error)
 	SetCursor(ctx context.Context, name, value string) error
 	Export(ctx context.Context, w io.Writer) error
+	CountByStatus(ctx context.Context) (map[string]int, error)
 	state.CopyTarget
 }
 
@@ -40,6 +41,7 @@ func Records(t *testing.T, open func(t *testing.T) Store) {
 		run  func(*testing.T, Store)
 	}{
 		{"UpdateGetList", updateGetList},
+		{"CountByStatus", countByStatus},
 		{"EveryFieldRoundTrips", everyFieldRoundTrips},
 		{"FailedUpdateStoresNothing", failedUpdateStoresNothing},
 		{"UpdateWithoutChangeDoesNotWrite", updateWithoutChange},
@@ -419,5 +421,30 @@ func copyThrough(t *testing.T, first, second, third Store) {
 	}
 	if _, err := state.Copy(ctx, second, first); err == nil {
 		t.Fatal("Copy into a store that has records succeeded")
+	}
+}
+
+// countByStatus: the backend's partial read counts as Status does on whole records.
+func countByStatus(t *testing.T, s Store) {
+	ctx := t.Context()
+	recs := map[string]func(*state.Record){
+		"a": func(r *state.Record) { r.Phase = state.PhaseInSync },
+		"b": func(r *state.Record) { r.Phase = state.PhaseInSync },
+		"c": func(r *state.Record) { r.Phase, r.LastError = state.PhaseDesired, "boom" },
+		"d": func(r *state.Record) { r.Phase, r.Conflict, r.LastError = state.PhaseInSync, "taken", "x" },
+		"e": func(r *state.Record) { r.Phase, r.Orphaned = state.PhaseInSync, true },
+		"f": func(r *state.Record) { r.Phase = state.PhaseBucketReady },
+	}
+	want := map[string]int{}
+	for name, fn := range recs {
+		r := update(t, s, name, fn)
+		want[r.Status()]++
+	}
+	got, err := s.CountByStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("CountByStatus = %v, want %v", got, want)
 	}
 }
