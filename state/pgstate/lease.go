@@ -14,6 +14,9 @@ import (
 // epoch), or the lease expired, or this replica stepped down. The replica must stop its leader work.
 var ErrFenced = errors.New("fenced: this replica no longer holds the leader lease")
 
+// errStepDown ends a term whose lead function returned before the term was over.
+var errStepDown = errors.New("the leader's work stopped: stepping down")
+
 // Default lease timing, as Kubernetes' leader election has it: a leader that cannot renew for
 // RenewDeadline steps down, 5 s before another replica may take the lease.
 const (
@@ -119,7 +122,7 @@ func (s *Store) Elector(cfg LeaseConfig) (*Elector, error) {
 // Run campaigns until ctx ends. Each time this replica takes the lease it calls lead with the new term
 // and a context that ends when the term does (lease lost, renew deadline passed, lease connection
 // lost, or ctx ended), and waits for lead to return before campaigning again: lead must return
-// promptly when its context ends. The lease is renewed on a connection of its own, named
+// promptly when its context ends. lead returning before that steps down (the lease is released). The lease is renewed on a connection of its own, named
 // "byob-agent lease HOLDER" (application_name); losing that connection ends the term. On return the
 // lease is released, so another replica takes over without waiting for it to expire.
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, t *Term)) error {
@@ -204,11 +207,12 @@ func (e *Elector) lead(ctx context.Context, conn *pgx.Conn, t *Term, lead func(c
 	go func() {
 		defer close(done)
 		lead(leadCtx, t)
+		cancel(errStepDown) // lead gave up the term (say a write was fenced): stop renewing
 	}()
 	reason := e.renewUntilLost(leadCtx, conn, t)
 	cancel(reason)
 	<-done
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(reason, errStepDown) {
 		e.release(conn, t)
 	}
 	e.cfg.Log.Info("leader lease: stepped down", "holder", t.Holder, "epoch", t.Epoch, "reason", reason)
