@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/byob-agent/byob-agent/internal/leader"
+	"github.com/byob-agent/byob-agent/state/pgstate"
+	"github.com/byob-agent/byob-agent/sync/apply"
+	"github.com/byob-agent/byob-agent/sync/controller"
+	"github.com/byob-agent/byob-agent/sync/queuekey"
+	"github.com/byob-agent/byob-agent/sync/triggers"
+	"github.com/byob-agent/byob-agent/team"
+)
+
+// triggerPoll is how often a leader reads the outbox without a notification.
+const triggerPoll = 5 * time.Second
+
+// replication is what a daemon sharing its state with other replicas (PostgreSQL) needs: triggers
+// any replica accepts go to the outbox, and the leader of a term reads it through that term's fence.
+// nil with the bbolt state: the replica is alone, leads from start to stop, and queues triggers itself.
+type replication struct {
+	campaign leader.Campaign
+	outbox   interface {
+		AddTriggers(ctx context.Context, source string, keys []string) error
+	}
+	termOutbox func() triggers.Outbox // the outbox fenced by the current term
+}
+
+// errStepDown cuts a term short after a write of it was fenced: another replica leads.
+var errStepDown = errors.New("a write was fenced: stepping down")
+
+// campaign runs the leadership until ctx ends: lead for each term this replica gets.
+func (d *daemon) campaign(ctx context.Context) {
+	c := leader.Campaign(leader.Single)
+	if d.repl != nil {
+		c = d.repl.campaign
+	}
+	d.leader.OnChange = func(s leader.Status) {
+		d.metrics.Leader.Set(map[bool]float64{false: 0, true: 1}[s.Leading])
+		d.metrics.LeaderEpoch.Set(float64(s.Epoch))
+	}
+	if err := d.leader.Run(ctx, c, func(term context.Context, epoch int64) { d.lead(ctx, term, epoch) }); err != nil && ctx.Err() == nil {
+		d.log.Error("leader campaign ended", "error", err)
+	}
+}
+
+// lead runs the reconcile machinery for one term, until it ends: the schedule, the IdP catch-ups,
+// the outbox's relay and the queue's workers. A term lost while the daemon runs (lease lost, a write
+// fenced) cuts the reconciles in flight at once, as another replica leads now; at shutdown they get
+// server.shutdownTimeout to finish (each step is checkpointed either way).
+func (d *daemon) lead(shutdown, term context.Context, epoch int64) {
+	d.metrics.LeaderChanges.Inc()
+	d.log.Info("leading: running reconciles", "epoch", epoch)
+	term, stepDown := context.WithCancelCause(term)
+	defer stepDown(nil)
+	w := d.world.Load()
+	var relay *triggers.Relay
+	if d.repl != nil {
+		relay = &triggers.Relay{Outbox: d.repl.termOutbox(), Enqueue: d.enqueue, Poll: triggerPoll, Log: d.log}
+	}
+	d.mu.Lock()
+	d.term, d.stepDown, d.relay = term, stepDown, relay
+	d.cron.Start()
+	d.mu.Unlock()
+	d.startCatchUps(term, w.catchUps)
+	d.queue.Add(queuekey.All) // a new leader reconciles everything first
+
+	ctl := &controller.Controller{
+		Queue:      d.queue,
+		Reconciler: func() *apply.Reconciler { return d.world.Load().rec },
+		Desired: func(ctx context.Context, key queuekey.Key) ([]team.Team, error) {
+			return d.world.Load().sources.Teams(ctx, key)
+		},
+		Resolve: func(ctx context.Context, key queuekey.Key) ([]string, bool) {
+			return d.world.Load().sources.Resolve(ctx, key)
+		},
+		Workers:     w.cfg.Workers,
+		Logger:      d.log,
+		OnReconcile: d.reconciled,
+	}
+	work, cutWork := context.WithCancel(context.WithoutCancel(term))
+	defer cutWork()
+	workersDone := make(chan struct{})
+	go func() { ctl.Run(term, work); close(workersDone) }()
+	relayDone := make(chan struct{})
+	go func() {
+		if relay != nil {
+			relay.Run(term)
+		}
+		close(relayDone)
+	}()
+
+	<-term.Done()
+	d.mu.Lock()
+	d.cron.Stop()
+	d.stopCatchUps()
+	d.term, d.stepDown, d.relay = nil, nil, nil
+	d.mu.Unlock()
+	<-relayDone
+	if shutdown.Err() == nil {
+		d.log.Warn("no longer leading: cutting reconciles in flight short", "epoch", epoch, "reason", context.Cause(term))
+		cutWork()
+	} else {
+		timeout := d.world.Load().cfg.Server.ShutdownTimeout
+		d.log.Info("shutting down: finishing reconciles in flight", "timeout", timeout.String())
+		select {
+		case <-workersDone:
+		case <-time.After(timeout):
+			d.log.Warn("reconciles still running at the shutdown timeout: cutting them short (each step is checkpointed)")
+			cutWork()
+		}
+	}
+	<-workersDone
+}
+
+// leaderDone tells the term's relay that a reconcile of key succeeded, and steps down when a write
+// was fenced.
+func (d *daemon) leaderDone(key queuekey.Key, err error, began time.Time) {
+	d.mu.Lock()
+	relay, stepDown := d.relay, d.stepDown
+	d.mu.Unlock()
+	switch {
+	case errors.Is(err, pgstate.ErrFenced) && stepDown != nil:
+		stepDown(errStepDown)
+	case err == nil && relay != nil:
+		relay.Reconciled(context.Background(), key, began)
+	}
+}
+
+// trigger takes the keys of a webhook or SCIM change: into the outbox when replicas share the work
+// (the leader, whichever it is, reads them from there), else straight into the queue.
+func (d *daemon) trigger(ctx context.Context, source string, keys []queuekey.Key) error {
+	if d.repl == nil {
+		for _, k := range keys {
+			d.enqueue(source, k)
+		}
+		return nil
+	}
+	texts := make([]string, len(keys))
+	for i, k := range keys {
+		texts[i] = string(k)
+	}
+	return d.repl.outbox.AddTriggers(ctx, source, texts)
+}
