@@ -17,15 +17,16 @@ import (
 // triggerPoll is how often a leader reads the outbox without a notification.
 const triggerPoll = 5 * time.Second
 
-// replication is what a daemon sharing its state with other replicas (PostgreSQL) needs: triggers
-// any replica accepts go to the outbox, and the leader of a term reads it through that term's fence.
-// nil with the bbolt state: the replica is alone, leads from start to stop, and queues triggers itself.
+// replication is what a daemon sharing its state with other replicas (PostgreSQL) needs: the
+// campaign for the leader lease (its terms' contexts carry the term that fences their writes), and the
+// outbox, where triggers any replica accepts wait for the leader. nil with the bbolt state: the replica
+// is alone, leads from start to stop, and queues triggers itself.
 type replication struct {
 	campaign leader.Campaign
 	outbox   interface {
 		AddTriggers(ctx context.Context, source string, keys []string) error
+		triggers.Outbox // fenced by the term in the context (pgstate.Store.FencedByContext)
 	}
-	termOutbox func() triggers.Outbox // the outbox fenced by the current term
 }
 
 // errStepDown cuts a term short after a write of it was fenced: another replica leads.
@@ -58,7 +59,7 @@ func (d *daemon) lead(shutdown, term context.Context, epoch int64) {
 	w := d.world.Load()
 	var relay *triggers.Relay
 	if d.repl != nil {
-		relay = &triggers.Relay{Outbox: d.repl.termOutbox(), Enqueue: d.enqueue, Poll: triggerPoll, Log: d.log}
+		relay = &triggers.Relay{Outbox: d.repl.outbox, Enqueue: d.enqueue, Poll: triggerPoll, Log: d.log}
 	}
 	d.mu.Lock()
 	d.term, d.stepDown, d.relay = term, stepDown, relay
@@ -119,13 +120,13 @@ func (d *daemon) lead(shutdown, term context.Context, epoch int64) {
 // was fenced.
 func (d *daemon) leaderDone(key queuekey.Key, err error, began time.Time) {
 	d.mu.Lock()
-	relay, stepDown := d.relay, d.stepDown
+	term, relay, stepDown := d.term, d.relay, d.stepDown
 	d.mu.Unlock()
 	switch {
 	case errors.Is(err, pgstate.ErrFenced) && stepDown != nil:
 		stepDown(errStepDown)
 	case err == nil && relay != nil:
-		relay.Reconciled(context.Background(), key, began)
+		relay.Reconciled(term, key, began) // under the term: a stale leader deletes nothing
 	}
 }
 

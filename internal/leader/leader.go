@@ -22,12 +22,12 @@ func Single(ctx context.Context, lead func(context.Context, int64)) error {
 	return ctx.Err()
 }
 
-// Lease campaigns for e's lease; onTerm is told each term first (the daemon makes its store fenced by it).
-func Lease(e *pgstate.Elector, onTerm func(*pgstate.Term)) Campaign {
+// Lease campaigns for e's lease. Each term's context carries its term (pgstate.WithTerm), so a store
+// FencedByContext fences the term's writes.
+func Lease(e *pgstate.Elector) Campaign {
 	return func(ctx context.Context, lead func(context.Context, int64)) error {
 		return e.Run(ctx, func(ctx context.Context, t *pgstate.Term) {
-			onTerm(t)
-			lead(ctx, t.Epoch)
+			lead(pgstate.WithTerm(ctx, t), t.Epoch)
 		})
 	}
 }

@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
+	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/state/pgstate"
 )
 
@@ -51,12 +54,12 @@ func TestSingleLeadsUntilStopped(t *testing.T) {
 // replica campaigns on s as holder; its terms' epochs and the term it was told of come out of terms.
 type replica struct {
 	tr     Tracker
-	terms  chan [2]int64 // epoch given to lead, epoch of the *pgstate.Term told first
+	terms  chan [2]int64 // epoch given to lead, and the epoch a write under its context records
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func campaign(t *testing.T, s *pgstate.Store, holder string) *replica {
+func campaign(t *testing.T, s *pgstate.Store, dsn, holder string) *replica {
 	e, err := s.Elector(pgstate.LeaseConfig{Name: "test", Holder: holder, Duration: time.Hour, RenewDeadline: 30 * time.Minute, RetryPeriod: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -64,17 +67,35 @@ func campaign(t *testing.T, s *pgstate.Store, holder string) *replica {
 	r := &replica{terms: make(chan [2]int64, 10), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(t.Context())
 	r.cancel = cancel
-	var told int64
-	c := Lease(e, func(term *pgstate.Term) { told = term.Epoch })
+	f := s.FencedByContext()
 	go func() {
 		defer close(r.done)
-		r.tr.Run(ctx, c, func(ctx context.Context, epoch int64) {
-			r.terms <- [2]int64{epoch, told}
+		r.tr.Run(ctx, Lease(e), func(ctx context.Context, epoch int64) {
+			rec, err := f.Update(ctx, "team-"+holder, func(r *state.Record) error { r.Phase = state.PhaseInSync; return nil })
+			if err != nil {
+				t.Errorf("%s: write under its term %d: %v", holder, epoch, err)
+			}
+			r.terms <- [2]int64{epoch, writtenBy(t, dsn, rec.Name)}
 			<-ctx.Done()
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-r.done })
 	return r
+}
+
+// writtenBy reads the epoch a team's record was last written by, from the database.
+func writtenBy(t *testing.T, dsn, name string) int64 {
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	defer conn.Close(t.Context())
+	var epoch int64
+	if err := conn.QueryRow(t.Context(), `SELECT epoch FROM team_records WHERE name = $1`, name).Scan(&epoch); err != nil {
+		t.Error(err)
+	}
+	return epoch
 }
 
 // TestLeaseHandsOver: of two replicas one leads; when it stops (releasing the lease) the other leads
@@ -89,12 +110,12 @@ func TestLeaseHandsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	a := campaign(t, s, "a")
+	a := campaign(t, s, dsn, "a")
 	first := <-a.terms
 	if first[0] != 1 || first[1] != 1 {
-		t.Fatalf("a's first term: epoch %d, told %d; want 1", first[0], first[1])
+		t.Fatalf("a's first term: epoch %d, written by epoch %d; want 1", first[0], first[1])
 	}
-	b := campaign(t, s, "b")
+	b := campaign(t, s, dsn, "b")
 	if st := a.tr.Status(); !st.Leading || st.Epoch != 1 {
 		t.Fatalf("a: %+v", st)
 	}
@@ -106,7 +127,7 @@ func TestLeaseHandsOver(t *testing.T) {
 	select {
 	case got := <-b.terms:
 		if got[0] != 2 || got[1] != 2 {
-			t.Fatalf("b's term: epoch %d, told %d; want 2", got[0], got[1])
+			t.Fatalf("b's term: epoch %d, written by epoch %d; want 2", got[0], got[1])
 		}
 	case <-time.After(wait):
 		t.Fatalf("b did not lead within %v of a's stop", wait)

@@ -100,6 +100,33 @@ func (t *Term) check(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
+type termKey struct{}
+
+// WithTerm returns ctx carrying term t, for the writes of a store FencedByContext.
+func WithTerm(ctx context.Context, t *Term) context.Context {
+	return context.WithValue(ctx, termKey{}, t)
+}
+
+// FencedByContext returns a view of s whose every write is fenced by the term its context carries
+// (WithTerm): a daemon builds its reconcilers once and each leader term's work runs under a context
+// with that term. A write whose context carries none fails with ErrFenced.
+func (s *Store) FencedByContext() *Store {
+	f := *s
+	f.fenceCtx = true
+	return &f
+}
+
+// term is the term that fences a write with ctx, or nil when s is not fenced.
+func (s *Store) term(ctx context.Context) *Term {
+	if s.fence != nil || !s.fenceCtx {
+		return s.fence
+	}
+	if t, ok := ctx.Value(termKey{}).(*Term); ok && t != nil {
+		return t
+	}
+	return &Term{} // no term: check refuses it, as not begun by an Elector
+}
+
 // Elector campaigns for one lease.
 type Elector struct {
 	s   *Store

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/byob-agent/byob-agent/state"
 )
 
 func TestTriggers(t *testing.T) {
@@ -117,4 +119,27 @@ func TestLeadReturnStepsDown(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestFencedByContext: a store fenced by context writes under the term its context carries, records
+// that term's epoch, and refuses a write with no term or an ended one.
+func TestFencedByContext(t *testing.T) {
+	s := open(t)
+	f := s.FencedByContext()
+	a := newCandidate(t, s, "a", 10*time.Second)
+	term := a.term(t)
+	ctx := WithTerm(t.Context(), term)
+	if err := setPhase(ctx, f, "t1", state.PhaseInSync); err != nil {
+		t.Fatalf("write under the current term: %v", err)
+	}
+	checkEpochs(t, s, map[string]int64{"t1": term.Epoch})
+	if err := setPhase(t.Context(), f, "t2", state.PhaseInSync); !errors.Is(err, ErrFenced) {
+		t.Fatalf("write without a term = %v, want ErrFenced", err)
+	}
+	a.stop()
+	a.end(t, term)
+	if err := setPhase(ctx, f, "t1", state.PhaseDesired); !errors.Is(err, ErrFenced) {
+		t.Fatalf("write under the ended term = %v, want ErrFenced", err)
+	}
+	checkEpochs(t, s, map[string]int64{"t1": term.Epoch})
 }
