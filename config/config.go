@@ -110,7 +110,9 @@ type Auth struct {
 
 // State is where the agent keeps its durable record.
 type State struct {
-	Path string // resolved against the config file's directory
+	Path string // resolved against the config file's directory; bbolt, unused with Postgres
+	// Postgres, when set, keeps the state in PostgreSQL instead (several replicas, one leader).
+	Postgres *PostgresState
 }
 
 // Sync tunes the reconciler.

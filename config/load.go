@@ -148,13 +148,14 @@ func checkURL(s string) error {
 
 func (f *file) state(root mapping) State {
 	s := State{Path: f.resolve(DefaultStatePath)}
-	m, ok := f.section(root, "state", "", "path")
+	m, ok := f.section(root, "state", "", "path", "postgres")
 	if !ok {
 		return s
 	}
 	if p, n := f.str(m, "path", ""); n != nil && p != "" {
 		s.Path = f.resolve(p)
 	}
+	s.Postgres = f.postgresState(m)
 	return s
 }
 

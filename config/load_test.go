@@ -182,6 +182,27 @@ teams:
 			},
 		},
 		{
+			name: "state in PostgreSQL",
+			yaml: wandbOK + profilesOK + "state:\n  postgres:\n    dsn: ${PG_DSN}\n    leaseDuration: 30s\n    renewDeadline: 20s\n",
+			env:  map[string]string{"PG_DSN": "postgres://agent:pw@db:5432/byob"},
+			check: func(t *testing.T, c *Config) {
+				p := c.State.Postgres
+				if p == nil || p.DSN.Reveal() != "postgres://agent:pw@db:5432/byob" || p.LeaseDuration != 30*time.Second || p.RenewDeadline != 20*time.Second || p.RetryPeriod != 0 {
+					t.Errorf("state.postgres = %+v", p)
+				}
+			},
+		},
+		{
+			name:  "state in PostgreSQL, DSN from a file",
+			yaml:  wandbOK + profilesOK + "state:\n  postgres:\n    dsnFile: pg.dsn\n",
+			files: map[string]string{"pg.dsn": "host=db dbname=byob\n"},
+			check: func(t *testing.T, c *Config) {
+				if p := c.State.Postgres; p == nil || p.DSN.Reveal() != "host=db dbname=byob" {
+					t.Errorf("state.postgres = %+v", p)
+				}
+			},
+		},
+		{
 			name: "literal ${ in a value",
 			yaml: wandbOK + profilesOK + "    awsExternalId: a$${b}\n",
 			check: func(t *testing.T, c *Config) {

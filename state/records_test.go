@@ -18,3 +18,14 @@ func TestBoltRecords(t *testing.T) {
 		return d
 	})
 }
+
+func TestBoltSCIM(t *testing.T) {
+	statetest.SCIM(t, func(t *testing.T) statetest.SCIMStore {
+		d, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	})
+}

@@ -103,18 +103,18 @@ type SCIMList[T any] struct {
 
 // CreateSCIMUser stores a new user under a new id.
 func (d *DB) CreateSCIMUser(ctx context.Context, u SCIMUser) (SCIMUser, error) {
-	if err := checkName(u.UserName); err != nil {
+	if err := CheckSCIMName(u.UserName); err != nil {
 		return SCIMUser{}, fmt.Errorf("create SCIM user: userName: %w", err)
 	}
 	now := d.now().UTC()
 	u.Version, u.Created, u.Modified = 1, now, now
 	lim := d.SCIMLimits()
-	id, err := newSCIMID()
+	id, err := NewSCIMID()
 	if err != nil {
 		return SCIMUser{}, fmt.Errorf("create SCIM user: %w", err)
 	}
 	u.ID = id
-	raw, err := encodeUser(u, lim)
+	raw, err := EncodeSCIMUser(u, lim)
 	if err != nil {
 		return SCIMUser{}, fmt.Errorf("create SCIM user: %w", err)
 	}
@@ -208,12 +208,12 @@ func (d *DB) UpdateSCIMUser(ctx context.Context, id string, fn func(*SCIMUser) e
 		if same, err := encodesTo(next, before); err != nil || same {
 			return next, nil, err // nothing changed: no write
 		}
-		if err := checkName(next.UserName); err != nil {
+		if err := CheckSCIMName(next.UserName); err != nil {
 			return SCIMUser{}, nil, fmt.Errorf("update SCIM user %q: userName: %w", id, err)
 		}
 		next.Version++
 		next.Modified = d.now().UTC()
-		raw, err := encodeUser(next, lim)
+		raw, err := EncodeSCIMUser(next, lim)
 		if err != nil {
 			return SCIMUser{}, nil, fmt.Errorf("update SCIM user %q: %w", id, err)
 		}
@@ -302,7 +302,8 @@ func (d *DB) batch(fn func(*bolt.Tx) error) error {
 	})
 }
 
-func newSCIMID() (string, error) {
+// NewSCIMID is a new random resource id (128 bits, hex).
+func NewSCIMID() (string, error) {
 	var raw [16]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", fmt.Errorf("generate id: %w", err)

@@ -280,7 +280,7 @@ func FuzzNormalizeSCIMName(f *testing.F) {
 		if again, err := NormalizeSCIMName(n); err != nil || again != n {
 			t.Fatalf("%q -> %q -> %q %v", s, n, again, err)
 		}
-		if strings.ContainsFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f || bidiControl(r) }) || checkName(n) != nil {
+		if strings.ContainsFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f || bidiControl(r) }) || CheckSCIMName(n) != nil {
 			t.Fatalf("%q -> %q", s, n)
 		}
 	})

@@ -27,7 +27,7 @@ func (s scimTx) usersStill(gen int, ids []string) bool {
 
 // CreateSCIMGroup stores a new group under a new id. Member ids that name no user are dropped.
 func (d *DB) CreateSCIMGroup(ctx context.Context, g SCIMGroup) (SCIMGroup, error) {
-	if err := checkName(g.DisplayName); err != nil {
+	if err := CheckSCIMName(g.DisplayName); err != nil {
 		return SCIMGroup{}, fmt.Errorf("create SCIM group: displayName: %w", err)
 	}
 	lim := d.SCIMLimits()
@@ -39,13 +39,13 @@ func (d *DB) CreateSCIMGroup(ctx context.Context, g SCIMGroup) (SCIMGroup, error
 			gen int
 			err error
 		)
-		if g.MemberIDs, gen, err = d.knownUsers(sortedIDs(g.MemberIDs)); err != nil {
+		if g.MemberIDs, gen, err = d.knownUsers(SortedSCIMIDs(g.MemberIDs)); err != nil {
 			return SCIMGroup{}, fmt.Errorf("create SCIM group: %w", err)
 		}
 		if len(g.MemberIDs) > lim.MaxMembers {
 			return SCIMGroup{}, fmt.Errorf("create SCIM group: %w", &SCIMLimitError{What: "members of one group", Limit: lim.MaxMembers})
 		}
-		if g.ID, err = newSCIMID(); err != nil {
+		if g.ID, err = NewSCIMID(); err != nil {
 			return SCIMGroup{}, fmt.Errorf("create SCIM group: %w", err)
 		}
 		raw, err := encode(g)
@@ -212,7 +212,7 @@ func (d *DB) UpdateSCIMGroup(ctx context.Context, id string, fn func(*SCIMGroup)
 		}
 		next := cur
 		next.ID, next.Version, next.Created, next.Modified, next.Members = id, version, created, modified, nil
-		if next.MemberIDs, err = d.keepKnown(old, sortedIDs(next.MemberIDs)); err != nil {
+		if next.MemberIDs, err = d.keepKnown(old, SortedSCIMIDs(next.MemberIDs)); err != nil {
 			return SCIMGroup{}, fmt.Errorf("update SCIM group %q: %w", id, err)
 		}
 		if next.Deleted {
@@ -225,7 +225,7 @@ func (d *DB) UpdateSCIMGroup(ctx context.Context, id string, fn func(*SCIMGroup)
 			return SCIMGroup{}, fmt.Errorf("update SCIM group %q: %w", id, &SCIMLimitError{What: "members of one group", Limit: lim.MaxMembers})
 		}
 		if !next.Deleted {
-			if err := checkName(next.DisplayName); err != nil {
+			if err := CheckSCIMName(next.DisplayName); err != nil {
 				return SCIMGroup{}, fmt.Errorf("update SCIM group %q: displayName: %w", id, err)
 			}
 		}
@@ -235,7 +235,7 @@ func (d *DB) UpdateSCIMGroup(ctx context.Context, id string, fn func(*SCIMGroup)
 		if err != nil {
 			return SCIMGroup{}, fmt.Errorf("update SCIM group %q: %w", id, err)
 		}
-		added, _ := diffSorted(old, next.MemberIDs)
+		added, _ := DiffSCIMIDs(old, next.MemberIDs)
 		var stale bool
 		err = d.batch(func(tx *bolt.Tx) error {
 			s, err := scimWrite(tx)
@@ -259,7 +259,7 @@ func (d *DB) UpdateSCIMGroup(ctx context.Context, id string, fn func(*SCIMGroup)
 
 // keepKnown drops from now the ids old lacks that name no user: only the added ones are looked up.
 func (d *DB) keepKnown(old, now []string) ([]string, error) {
-	added, _ := diffSorted(old, now)
+	added, _ := DiffSCIMIDs(old, now)
 	if len(added) == 0 {
 		return now, nil
 	}

@@ -21,8 +21,8 @@ var (
 	bucketSCIMUsers         = []byte("scim_users")          // id -> SCIMUser
 	bucketSCIMGroups        = []byte("scim_groups")         // id -> live SCIMGroup
 	bucketSCIMDeletedGroups = []byte("scim_groups_deleted") // id -> deleted SCIMGroup, until purged
-	bucketSCIMUserNames     = []byte("scim_user_names")     // foldKey(userName) -> user id
-	bucketSCIMGroupNames    = []byte("scim_group_names")    // foldKey(displayName) -> live group id
+	bucketSCIMUserNames     = []byte("scim_user_names")     // []byte(FoldSCIMName(userName)) -> user id
+	bucketSCIMGroupNames    = []byte("scim_group_names")    // []byte(FoldSCIMName(displayName)) -> live group id
 	bucketSCIMUserExt       = []byte("scim_user_ext")       // externalId 0 id -> ""
 	bucketSCIMGroupExt      = []byte("scim_group_ext")      // externalId 0 id -> "" (live groups)
 	bucketSCIMSummaries     = []byte("scim_user_summaries") // user id -> scimSummary
@@ -117,7 +117,7 @@ func (s scimTx) claim(index *bolt.Bucket, id, old, name string) error {
 	if name == "" {
 		return ErrSCIMInvalid
 	}
-	key := foldKey(name)
+	key := []byte(FoldSCIMName(name))
 	if owner := index.Get(key); owner != nil && string(owner) != id {
 		return ErrSCIMConflict
 	}
@@ -132,7 +132,7 @@ func (s scimTx) release(index *bolt.Bucket, id, name string) error {
 	if name == "" {
 		return nil
 	}
-	key := foldKey(name)
+	key := []byte(FoldSCIMName(name))
 	if string(index.Get(key)) != id {
 		return nil
 	}
@@ -227,7 +227,7 @@ func (s scimTx) groupsOf(userID string) []string {
 // setMembers records in the member-of index that a live group went from members old to members
 // now (both sorted).
 func (s scimTx) setMembers(groupID string, old, now []string) error {
-	added, removed := diffSorted(old, now)
+	added, removed := DiffSCIMIDs(old, now)
 	for _, id := range removed {
 		if err := s.memberOf.Delete(pairKey(id, groupID)); err != nil {
 			return err
@@ -241,8 +241,8 @@ func (s scimTx) setMembers(groupID string, old, now []string) error {
 	return nil
 }
 
-// diffSorted returns what now has that old lacks, and the reverse, in one pass over both.
-func diffSorted(old, now []string) (added, removed []string) {
+// DiffSCIMIDs returns what now has that old lacks, and the reverse, in one pass over both.
+func DiffSCIMIDs(old, now []string) (added, removed []string) {
 	i, j := 0, 0
 	for i < len(old) || j < len(now) {
 		switch {
@@ -267,7 +267,7 @@ func (s scimTx) resolve(d *DB, ids []string) []SCIMMember {
 		if s.summaries == nil {
 			var u SCIMUser
 			if d.decode(id, s.users.get(id), &u) == nil {
-				out = append(out, SCIMMember{ID: id, UserName: u.UserName, DisplayName: displayName(u.Attributes), Email: u.Email, Active: u.Active})
+				out = append(out, u.Member())
 			}
 			continue
 		}
@@ -303,7 +303,7 @@ func (s scimTx) candidates(b records, by SCIMIndex, value string, countKey []byt
 		if index == nil {
 			return byID(func(func(string) bool) {}), 0
 		}
-		return byID(one(string(index.Get(foldKey(lookupName(value)))))), -1
+		return byID(one(string(index.Get([]byte(FoldSCIMName(LookupSCIMName(value))))))), -1
 	case SCIMByExternalID:
 		index := s.userExt
 		if b.Bucket == s.groups.Bucket {
@@ -324,9 +324,9 @@ func (s scimTx) candidates(b records, by SCIMIndex, value string, countKey []byt
 	}, s.count(countKey)
 }
 
-// lookupName is a name to look up as stored: normalised, or as it is when it cannot be (a name
+// LookupSCIMName is a name to look up as stored: normalised, or as it is when it cannot be (a name
 // the schema-2 migration kept as it was).
-func lookupName(value string) string {
+func LookupSCIMName(value string) string {
 	if name, err := NormalizeSCIMName(value); err == nil {
 		return name
 	}
@@ -337,7 +337,7 @@ func lookupName(value string) string {
 func (s scimTx) userHas(u SCIMUser, by SCIMIndex, value string) bool {
 	switch by {
 	case SCIMByUserName:
-		return strings.EqualFold(u.UserName, lookupName(value))
+		return strings.EqualFold(u.UserName, LookupSCIMName(value))
 	case SCIMByExternalID:
 		return u.ExternalID == value
 	}
@@ -347,7 +347,7 @@ func (s scimTx) userHas(u SCIMUser, by SCIMIndex, value string) bool {
 func (s scimTx) groupHas(g SCIMGroup, by SCIMIndex, value string) bool {
 	switch by {
 	case SCIMByDisplayName:
-		return strings.EqualFold(g.DisplayName, lookupName(value))
+		return strings.EqualFold(g.DisplayName, LookupSCIMName(value))
 	case SCIMByExternalID:
 		return g.ExternalID == value
 	}
@@ -402,8 +402,8 @@ func (d *DB) decode(id string, raw []byte, v any) error {
 	return nil
 }
 
-// encodeUser encodes a user to store, refusing one over the size limit.
-func encodeUser(u SCIMUser, lim SCIMLimits) ([]byte, error) {
+// EncodeSCIMUser encodes a user to store, refusing one over the size limit.
+func EncodeSCIMUser(u SCIMUser, lim SCIMLimits) ([]byte, error) {
 	raw, err := json.Marshal(u)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", u.ID, err)
@@ -470,8 +470,8 @@ func (l *idLocks) lock(id string) (unlock func()) {
 	}
 }
 
-// sortedIDs sorts and dedupes ids, dropping empty ones.
-func sortedIDs(ids []string) []string {
+// SortedSCIMIDs sorts and dedupes ids, dropping empty ones.
+func SortedSCIMIDs(ids []string) []string {
 	out := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == "" })
 	slices.Sort(out)
 	return slices.Compact(out)

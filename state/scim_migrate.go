@@ -94,7 +94,7 @@ func (d *DB) migrateSCIM(tx *bolt.Tx) error {
 	for _, g := range live {
 		g.DisplayName = groupNames[g.ID]
 		var known []string
-		for _, id := range sortedIDs(g.MemberIDs) {
+		for _, id := range SortedSCIMIDs(g.MemberIDs) {
 			if s.users.get(id) != nil {
 				known = append(known, id)
 			}
@@ -125,11 +125,11 @@ func (d *DB) migrateSCIM(tx *bolt.Tx) error {
 func claimAll[T any](d *DB, index *bolt.Bucket, attr string, recs []T, name func(T) (id, name string)) map[string]string {
 	out := make(map[string]string, len(recs))
 	claim := func(id, n string) bool {
-		if index.Get(foldKey(n)) != nil {
+		if index.Get([]byte(FoldSCIMName(n))) != nil {
 			return false
 		}
 		out[id] = n
-		return index.Put(foldKey(n), []byte(id)) == nil
+		return index.Put([]byte(FoldSCIMName(n)), []byte(id)) == nil
 	}
 	var rest []T
 	for _, r := range recs {

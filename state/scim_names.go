@@ -35,8 +35,8 @@ func bidiControl(r rune) bool {
 	return r == '\u061C' || r == '\u200E' || r == '\u200F' || (r >= '\u202A' && r <= '\u202E') || (r >= '\u2066' && r <= '\u2069')
 }
 
-// checkName refuses a name a writer did not normalise (the SCIM endpoint normalises what it is sent).
-func checkName(name string) error {
+// CheckSCIMName refuses a name a writer did not normalise (the SCIM endpoint normalises what it is sent).
+func CheckSCIMName(name string) error {
 	n, err := NormalizeSCIMName(name)
 	switch {
 	case err != nil:
@@ -47,17 +47,22 @@ func checkName(name string) error {
 	return nil
 }
 
-// foldKey maps every rune to the smallest rune of its case-folding orbit, so two names get the
+// FoldSCIMName maps every rune to the smallest rune of its case-folding orbit, so two names get the
 // same key exactly when strings.EqualFold says they are equal: the uniqueness check and the SCIM
 // filter `userName eq` (which uses EqualFold) then agree on every name.
-func foldKey(s string) []byte {
-	return []byte(strings.Map(func(r rune) rune {
+func FoldSCIMName(s string) string {
+	return strings.Map(func(r rune) rune {
 		least := r
 		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
 			least = min(least, f)
 		}
 		return least
-	}, s))
+	}, s)
+}
+
+// Member is what a group's member list shows of the user.
+func (u SCIMUser) Member() SCIMMember {
+	return SCIMMember{ID: u.ID, UserName: u.UserName, DisplayName: displayName(u.Attributes), Email: u.Email, Active: u.Active}
 }
 
 // displayName is a user's displayName attribute (SCIM attribute names are case-insensitive, RFC 7643
@@ -98,14 +103,20 @@ var ErrSCIMLimit = errors.New("SCIM limit reached")
 
 func (e *SCIMLimitError) Is(target error) bool { return target == ErrSCIMLimit }
 
-// SetSCIMLimits sets the limits later writes check; zero fields take the defaults.
-func (d *DB) SetSCIMLimits(l SCIMLimits) {
+// WithDefaults is l with its zero fields set to the defaults.
+func (l SCIMLimits) WithDefaults() SCIMLimits {
 	def := DefaultSCIMLimits
 	for _, f := range []struct{ v, def *int }{{&l.MaxUserBytes, &def.MaxUserBytes}, {&l.MaxUsers, &def.MaxUsers}, {&l.MaxGroups, &def.MaxGroups}, {&l.MaxMembers, &def.MaxMembers}} {
 		if *f.v <= 0 {
 			*f.v = *f.def
 		}
 	}
+	return l
+}
+
+// SetSCIMLimits sets the limits later writes check; zero fields take the defaults.
+func (d *DB) SetSCIMLimits(l SCIMLimits) {
+	l = l.WithDefaults()
 	d.limits.Store(&l)
 }
 

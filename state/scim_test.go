@@ -204,15 +204,15 @@ func TestSCIMConcurrentGroupUpdates(t *testing.T) {
 	}
 }
 
-// foldKey must agree with strings.EqualFold, which the SCIM filters use, so the uniqueness check
+// FoldSCIMName must agree with strings.EqualFold, which the SCIM filters use, so the uniqueness check
 // and the IdP's lookup before a POST see the same rows.
 func FuzzFoldKey(f *testing.F) {
 	for _, s := range [][2]string{{"alice", "ALICE"}, {"K", "\u212a"}, {"s", "\u017f"}, {"ß", "SS"}, {"\xff", "\ufffd"}, {"Σ", "ς"}} {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		if got, want := string(foldKey(a)) == string(foldKey(b)), strings.EqualFold(a, b); got != want {
-			t.Fatalf("foldKey(%q)==foldKey(%q) is %v, EqualFold is %v", a, b, got, want)
+		if got, want := FoldSCIMName(a) == FoldSCIMName(b), strings.EqualFold(a, b); got != want {
+			t.Fatalf("FoldSCIMName(%q)==FoldSCIMName(%q) is %v, EqualFold is %v", a, b, got, want)
 		}
 	})
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/state/admin"
+	"github.com/byob-agent/byob-agent/state/pgstate"
 	"github.com/byob-agent/byob-agent/sync/apply"
 	"github.com/byob-agent/byob-agent/team"
 )
@@ -60,7 +61,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 // agent is a loaded configuration with its state, and the storage factories built on demand.
 type agent struct {
 	cfg *config.Config
-	db  *state.DB
+	db  stateStore
 	rec *apply.Reconciler
 	log *slog.Logger
 	// metrics, in the daemon, measures the storage requests of the factories built after it is set.
@@ -81,14 +82,14 @@ func openAgentState(ctx context.Context, g *globals, stderr io.Writer, so state.
 		return nil, err
 	}
 	so.Logger = log // a schema migration reports what it found
-	db, err := state.Open(cfg.State.Path, so)
+	db, err := openState(ctx, cfg, so)
 	if err != nil {
 		return nil, err
 	}
 	return newAgent(cfg, db), nil
 }
 
-func newAgent(cfg *config.Config, db *state.DB) *agent {
+func newAgent(cfg *config.Config, db stateStore) *agent {
 	return &agent{cfg: cfg, db: db, factories: map[string]bucketfactory.Factory{}}
 }
 
@@ -358,12 +359,15 @@ func cmdState(ctx context.Context, sub string, args []string, stdout, stderr io.
 		if *daemonURL != "" {
 			return usageErr("state mark-registered writes the state file: stop the daemon rather than name it with --daemon")
 		}
-		db, err := state.Open(cfg.State.Path, state.Options{})
+		db, err := openState(ctx, cfg, state.Options{})
 		if err != nil {
 			return err
 		}
 		defer db.Close()
 		return markRegistered(ctx, db, pos[0], stdout)
+	}
+	if sub == "backup" && cfg.State.Postgres != nil {
+		return usageErr("state backup: %v", pgstate.ErrNoBackup)
 	}
 	if sub == "backup" && sameFile(pos[0], cfg.State.Path) {
 		return usageErr("state backup: %s is the state file itself; name another file", pos[0])

@@ -407,7 +407,7 @@ func writeSecretFile(path, data string) error {
 
 // markRegistered records that the operator registered the team's bucket with W&B (every team on that
 // bucket) and says which teams it marked.
-func markRegistered(ctx context.Context, db *state.DB, name string, stdout io.Writer) error {
+func markRegistered(ctx context.Context, db stateStore, name string, stdout io.Writer) error {
 	marked, err := db.MarkRegistered(ctx, name)
 	if err != nil {
 		return &exitError{code: 1, err: err}

@@ -2,8 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
 	"time"
+
+	"github.com/byob-agent/byob-agent/config"
 
 	"github.com/byob-agent/byob-agent/internal/leader"
 	"github.com/byob-agent/byob-agent/state/pgstate"
@@ -27,6 +33,35 @@ type replication struct {
 		AddTriggers(ctx context.Context, source string, keys []string) error
 		triggers.Outbox // fenced by the term in the context (pgstate.Store.FencedByContext)
 	}
+}
+
+// newReplication prepares a replica on the PostgreSQL state: its campaign for the lease (named by host
+// name, process id and a random suffix, unique among the replicas), and the store for its leader work,
+// whose writes are fenced by the term of their context.
+func newReplication(pg *pgstate.Store, p *config.PostgresState, log *slog.Logger) (*replication, stateStore, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	holder := fmt.Sprintf("%s-%d-%s", host, os.Getpid(), rand.Text()[:6])
+	e, err := pg.Elector(pgstate.LeaseConfig{Holder: holder, Duration: p.LeaseDuration, RenewDeadline: p.RenewDeadline,
+		RetryPeriod: p.RetryPeriod, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	fenced := pg.FencedByContext()
+	return &replication{campaign: leader.Lease(e), outbox: fenced}, fenced, nil
+}
+
+// termContext is the context of the current leader term (it carries the term that fences writes), or
+// a background one when not leading, whose fenced writes fail.
+func (d *daemon) termContext() context.Context {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.term == nil {
+		return context.Background()
+	}
+	return d.term
 }
 
 // errStepDown cuts a term short after a write of it was fenced: another replica leads.

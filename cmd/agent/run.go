@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/state/admin"
+	"github.com/byob-agent/byob-agent/state/pgstate"
 	"github.com/byob-agent/byob-agent/sync/apply"
 	"github.com/byob-agent/byob-agent/sync/plan"
 	"github.com/byob-agent/byob-agent/sync/queuekey"
@@ -40,8 +42,9 @@ import (
 // writes, and workers that reconcile. Every replica serves HTTP; only the leader reconciles (lead.go).
 type daemon struct {
 	log     *slog.Logger
-	path    string // configuration file, read again on SIGHUP and when it or a file it names changes
-	db      *state.DB
+	path    string     // configuration file, read again on SIGHUP and when it or a file it names changes
+	db      stateStore // SCIM, reads, the outbox: every replica
+	work    stateStore // the leader's writes: db, or with PostgreSQL db fenced by the term in the context
 	metrics *metrics.Metrics
 	queue   *workqueue.Queue
 	quota   *scimpush.Quota // new teams of SCIM pushes, kept across reloads
@@ -104,12 +107,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	db, err := state.Open(cfg.State.Path, state.Options{})
+	db, err := openState(ctx, cfg, state.Options{})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), quota: scimpush.NewQuota(nil), enqueued: map[queuekey.Key]enqueue{}, catchUpErrs: map[string]string{}}
+	d := &daemon{log: log, path: g.config, db: db, work: db, metrics: metrics.New(), quota: scimpush.NewQuota(nil), enqueued: map[queuekey.Key]enqueue{}, catchUpErrs: map[string]string{}}
+	if pg, ok := db.(*pgstate.Store); ok {
+		if d.repl, d.work, err = newReplication(pg, cfg.State.Postgres, log); err != nil {
+			return err
+		}
+	}
 	d.queue = workqueue.NewQueue(workqueue.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
 	w, err := d.build(ctx, cfg)
 	if err != nil {
@@ -124,7 +132,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // build makes the reconciler and HTTP handlers of one configuration.
 func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) {
-	rec, err := newAgent(cfg, d.db).reconciler(ctx, d.log, d.metrics)
+	rec, err := newAgent(cfg, d.work).reconciler(ctx, d.log, d.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +157,7 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 	}
 	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
-	catchUps, err := newCatchUps(cfg, d.db)
+	catchUps, err := newCatchUps(cfg, d.work)
 	if err != nil {
 		return nil, err
 	}
@@ -427,6 +435,9 @@ func (d *daemon) reload(ctx context.Context, trigger string) {
 	if err == nil && cfg.State.Path != old.State.Path {
 		err = fmt.Errorf("state.path changed from %s to %s: that needs a restart", old.State.Path, cfg.State.Path)
 	}
+	if err == nil && !reflect.DeepEqual(cfg.State.Postgres, old.State.Postgres) {
+		err = fmt.Errorf("state.postgres changed: that needs a restart")
+	}
 	if err == nil && old.Server.NeedsRestart(cfg.Server) {
 		err = fmt.Errorf("server settings changed: they need a restart")
 	}
@@ -501,7 +512,7 @@ func (d *daemon) purgeSCIM(key queuekey.Key, began time.Time) {
 	} else if key != queuekey.All {
 		return
 	}
-	n, err := d.db.PurgeDeletedSCIMGroups(context.Background(), began, ids...)
+	n, err := d.work.PurgeDeletedSCIMGroups(d.termContext(), began, ids...)
 	switch {
 	case err != nil:
 		d.log.Warn("could not forget deleted SCIM groups; will try after the next reconcile", "error", err)

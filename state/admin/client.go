@@ -19,6 +19,7 @@ import (
 
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/state/pgstate"
 )
 
 // daemonState reads the state through the running daemon's /admin/. It serves the state commands as
@@ -44,13 +45,20 @@ type Reader interface {
 }
 
 // OpenReader opens the state file read-only or, while another process holds it, asks the daemon
-// at server.listen. With daemonURL set it asks the daemon at that URL without trying the file (which
+// at server.listen; a PostgreSQL state (state.postgres) it reads directly. With daemonURL set it asks the daemon at that URL without trying the file (which
 // may be on another machine).
 func OpenReader(cfg *config.Config, daemonURL string) (Reader, func() error, error) {
 	noop := func() error { return nil }
 	if daemonURL != "" {
 		d, err := newDaemonState(cfg, daemonURL)
 		return d, noop, err
+	}
+	if p := cfg.State.Postgres; p != nil { // every replica may read it: no lock to wait for
+		pg, err := pgstate.Open(context.Background(), p.DSN.Reveal())
+		if err != nil {
+			return nil, nil, err
+		}
+		return pg, pg.Close, nil
 	}
 	db, err := state.Open(cfg.State.Path, state.Options{ReadOnly: true, LockTimeout: readerLockTimeout})
 	if errors.Is(err, state.ErrLocked) {

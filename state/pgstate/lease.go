@@ -43,27 +43,41 @@ func (c *LeaseConfig) setDefaults() error {
 	if c.Name == "" {
 		c.Name = "byob-agent"
 	}
-	if c.Duration == 0 {
-		c.Duration = DefaultLeaseDuration
-	}
-	if c.RenewDeadline == 0 {
-		c.RenewDeadline = DefaultRenewDeadline
-	}
-	if c.RetryPeriod == 0 {
-		c.RetryPeriod = DefaultRetryPeriod
-	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	switch {
-	case c.Holder == "":
+	if c.Holder == "" {
 		return errors.New("leader lease: holder is required")
-	case c.RenewDeadline >= c.Duration:
-		return fmt.Errorf("leader lease: renewDeadline %v must be shorter than the lease duration %v", c.RenewDeadline, c.Duration)
-	case c.RetryPeriod >= c.RenewDeadline:
-		return fmt.Errorf("leader lease: retryPeriod %v must be shorter than renewDeadline %v", c.RetryPeriod, c.RenewDeadline)
+	}
+	var err error
+	c.Duration, c.RenewDeadline, c.RetryPeriod, err = LeaseTimings(c.Duration, c.RenewDeadline, c.RetryPeriod)
+	if err != nil {
+		return fmt.Errorf("leader lease: %w", err)
 	}
 	return nil
+}
+
+// LeaseTimings gives zero timings their defaults and checks that they nest: each positive, the
+// retry period shorter than the renew deadline, which is shorter than the lease duration.
+func LeaseTimings(duration, renewDeadline, retryPeriod time.Duration) (time.Duration, time.Duration, time.Duration, error) {
+	if duration == 0 {
+		duration = DefaultLeaseDuration
+	}
+	if renewDeadline == 0 {
+		renewDeadline = DefaultRenewDeadline
+	}
+	if retryPeriod == 0 {
+		retryPeriod = DefaultRetryPeriod
+	}
+	switch {
+	case duration < 0 || renewDeadline < 0 || retryPeriod < 0:
+		return 0, 0, 0, errors.New("lease timings must be positive")
+	case renewDeadline >= duration:
+		return 0, 0, 0, fmt.Errorf("renewDeadline %v must be shorter than the lease duration %v", renewDeadline, duration)
+	case retryPeriod >= renewDeadline:
+		return 0, 0, 0, fmt.Errorf("retryPeriod %v must be shorter than renewDeadline %v", retryPeriod, renewDeadline)
+	}
+	return duration, renewDeadline, retryPeriod, nil
 }
 
 // Term is one replica's time as leader: the lease's epoch when it took it. Its context ends when the

@@ -40,12 +40,16 @@ func open(t *testing.T) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
 func TestRecords(t *testing.T) {
 	statetest.Records(t, func(t *testing.T) statetest.Store { return open(t) })
+}
+
+func TestSCIM(t *testing.T) {
+	statetest.SCIM(t, func(t *testing.T) statetest.SCIMStore { return open(t) })
 }
 
 // BenchmarkUpdate measures concurrent read-modify-write updates of 100 teams, unfenced and fenced

@@ -43,7 +43,47 @@ var migrations = []string{
 		acquired_at timestamptz NOT NULL,
 		PRIMARY KEY (name, epoch)
 	);`,
-	// 2: triggers (webhook and SCIM changes) any replica accepted, until the leader has reconciled
+	// 2: the SCIM push store (scim.go). Names are unique by state.FoldSCIMName, kept as bytea like
+	// externalIds and the JSON records: a value a client sends may hold any byte, NUL included, which
+	// text refuses. A deleted group keeps its row (no name key, no externalId) until purged; modified_ns
+	// is its Modified in Unix nanoseconds, compared as exactly as Go compares times. The member rows
+	// index who is in which live group; their foreign key keeps a deleted user out of every group.
+	`CREATE TABLE scim_users (
+		id          text PRIMARY KEY,
+		name_key    bytea NOT NULL,
+		external_id bytea,
+		member      bytea NOT NULL,
+		data        bytea NOT NULL,
+		epoch       bigint,
+		updated_at  timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE UNIQUE INDEX scim_users_name_key ON scim_users (name_key);
+	CREATE INDEX scim_users_external_id ON scim_users (external_id);
+	CREATE TABLE scim_groups (
+		id          text PRIMARY KEY,
+		name_key    bytea,
+		external_id bytea,
+		deleted     boolean NOT NULL,
+		modified_ns bigint NOT NULL,
+		data        bytea NOT NULL,
+		epoch       bigint,
+		updated_at  timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE UNIQUE INDEX scim_groups_name_key ON scim_groups (name_key);
+	CREATE INDEX scim_groups_external_id ON scim_groups (external_id);
+	CREATE INDEX scim_groups_deleted ON scim_groups (modified_ns) WHERE deleted;
+	CREATE TABLE scim_members (
+		user_id  text NOT NULL REFERENCES scim_users (id),
+		group_id text NOT NULL REFERENCES scim_groups (id) ON DELETE CASCADE,
+		PRIMARY KEY (user_id, group_id)
+	);
+	CREATE INDEX scim_members_group ON scim_members (group_id);
+	CREATE TABLE scim_counts (
+		name text PRIMARY KEY,
+		n    bigint NOT NULL
+	);
+	INSERT INTO scim_counts (name, n) VALUES ('users', 0), ('groups', 0);`,
+	// 3: triggers (webhook and SCIM changes) any replica accepted, until the leader has reconciled
 	// their key; see outbox.go.
 	`CREATE TABLE trigger_outbox (
 		id          bigserial PRIMARY KEY,

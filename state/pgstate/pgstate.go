@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,8 @@ type Store struct {
 	fence *Term // nil: writes are not fenced (one-shot commands, migrate), unless fenceCtx
 	// fenceCtx fences each write by the term its context carries (WithTerm).
 	fenceCtx bool
+	// limits bound SCIM writes; shared by every Fenced view of the store.
+	limits *atomic.Pointer[state.SCIMLimits]
 }
 
 // Open connects to the database named by dsn and migrates its schema. The DSN is a secret: errors
@@ -50,7 +53,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open PostgreSQL state on %s: %w", where(cfg.ConnConfig), err)
 	}
-	return &Store{pool: pool, now: time.Now}, nil
+	return &Store{pool: pool, now: time.Now, limits: new(atomic.Pointer[state.SCIMLimits])}, nil
 }
 
 // where names a database without its credentials.
@@ -58,8 +61,17 @@ func where(c *pgx.ConnConfig) string {
 	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
 }
 
-// Close releases the connections.
-func (s *Store) Close() { s.pool.Close() }
+// Close releases the connections. It returns nil, as state.DB's Close may fail.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// ErrNoBackup: the state is in PostgreSQL, whose own tools back it up.
+var ErrNoBackup = errors.New("state backup copies the bbolt state file, and this state is in PostgreSQL: back it up with pg_dump, or write its team records as JSON with `byob-agent state export`")
+
+// Backup refuses: see ErrNoBackup.
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) { return 0, ErrNoBackup }
 
 // Fenced returns a view of s whose every write checks, in its own transaction, that t is still the
 // current term: a write after the lease moved on fails with ErrFenced and commits nothing.
