@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -267,7 +268,9 @@ func (p *haPusher) send(ctx context.Context, d *daemonProc, method, path, auth, 
 // each chaos event, so every event finds work in flight: the leader SIGKILLed at its n-th S3 or KMS
 // mutation (right after the intent of that step was written) or its n-th W&B POST (during the team's
 // creation), n drawn from the seed and bounded by what the batch is sure to cause; the leader
-// SIGSTOPped until another replica took the lease, then continued; the leader's lease connection
+// SIGSTOPped the same way at an S3 or KMS mutation that goes through, until another replica took the
+// lease, then continued (it gets the answer and records it at once: the fence must refuse that
+// write); the leader's lease connection
 // terminated by the server (pg_terminate_backend) while it runs. Then every acknowledged group must
 // be stored, every team converged exactly once (one bucket, one key, one W&B team), the outbox empty
 // (every accepted webhook processed), and no record written by an epoch after the next term began.
@@ -291,16 +294,24 @@ func TestChaosHA(t *testing.T) {
 		c.writeConfig(r)
 		c.reps = append(c.reps, r)
 	}
-	// The kill of an event: the leader, SIGKILLed from inside a backend's fault hook.
+	// The kill of an event: the leader, SIGKILLed (or SIGSTOPped, with pause set) from inside a
+	// backend's fault hook.
 	killed := make(chan *haReplica, 1)
 	var killedAt gosync.Map // "at" -> time.Time
+	var pause atomic.Bool
 	faults := newChaosFaults(cfg.rng(21), func() bool {
 		r, _ := c.lease()
 		if r == nil {
 			return false
 		}
 		killedAt.Store("at", time.Now())
-		c.proc(r).cmd.Process.Kill()
+		sig := syscall.SIGKILL
+		if pause.Load() {
+			sig = syscall.SIGSTOP
+		}
+		if err := c.proc(r).cmd.Process.Signal(sig); err != nil {
+			return false
+		}
 		killed <- r
 		return true
 	})
@@ -338,12 +349,18 @@ func TestChaosHA(t *testing.T) {
 	var maxGap time.Duration
 	var pushes gosync.WaitGroup
 	for _, ev := range events {
-		leader, _ := c.leaderAfter(epoch - 1)
+		c.leaderAfter(epoch - 1)
 		b := newBatch()
 		var at time.Time
 		switch ev.kind {
-		case "s3", "wandb", "kms":
+		case "s3", "wandb", "kms", "sigstop":
+			// A pause lets the request through: the paused leader gets its answer when continued, and
+			// records it at once, after another replica took over (the write fencing must refuse).
 			k := chaosKill{on: ev.kind, at: 1 + rng.IntN(len(b)), pass: rng.IntN(2) == 0}
+			if ev.kind == "sigstop" {
+				k = chaosKill{on: []string{"s3", "kms"}[rng.IntN(2)], at: 1 + rng.IntN(len(b)), pass: true}
+			}
+			pause.Store(ev.kind == "sigstop")
 			disarm := faults.arm(k)
 			pushed := make(chan struct{})
 			go func() { push.push(ctx, b); close(pushed) }()
@@ -351,31 +368,29 @@ func TestChaosHA(t *testing.T) {
 			select {
 			case victim = <-killed:
 			case <-time.After(haEventDeadline):
-				t.Fatalf("kill %v did not fire within %v", k, haEventDeadline)
+				t.Fatalf("%s at %v did not fire within %v", ev.kind, k, haEventDeadline)
 			}
-			rep.KillsBy[disarm()]++
+			by := disarm()
 			v, _ := killedAt.Load("at")
 			at = v.(time.Time)
+			if ev.kind == "sigstop" {
+				if next, _ := c.leaderAfter(epoch); next == victim {
+					t.Fatalf("the paused replica still leads")
+				}
+				if err := c.proc(victim).cmd.Process.Signal(syscall.SIGCONT); err != nil {
+					t.Fatal(err)
+				}
+				rep.KillsBy["leader paused past its lease at "+by]++
+				<-pushed
+				break
+			}
+			rep.KillsBy[by]++
 			rep.Kills++
 			rep.KillsMidWork++
 			victim.d.cmd.Wait()
 			rep.Secrets += secretsIn(victim.d.logs())
 			c.start(victim)
 			<-pushed
-		case "sigstop":
-			pushes.Go(func() { push.push(ctx, b) })
-			if err := leader.d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
-			at = time.Now()
-			next, _ := c.leaderAfter(epoch)
-			if next == leader {
-				t.Fatalf("the paused replica still leads")
-			}
-			if err := leader.d.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-				t.Fatal(err)
-			}
-			rep.KillsBy["leader paused past its lease"]++
 		case "terminate":
 			pushes.Go(func() { push.push(ctx, b) })
 			var holder string
