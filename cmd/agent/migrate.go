@@ -86,7 +86,7 @@ func cmdStateMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 	}
 	fmt.Fprintf(stdout, "copied %d teams and %d cursors from %s to %s, verified record by record\n", n.Teams, n.Cursors, from, into)
-	fmt.Fprintln(stdout, "SCIM users and groups were not copied: the PostgreSQL backend has no SCIM store yet")
+	fmt.Fprintln(stdout, "SCIM users and groups were not copied: state migrate copies team records and cursors only")
 	return nil
 }
 
