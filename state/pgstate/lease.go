@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -86,6 +87,10 @@ type Term struct {
 	Name, Holder string
 	Epoch        int64
 	ctx          context.Context
+	// idle bounds how long a write transaction of the term may sit idle on the server: a leader
+	// paused inside one (SIGSTOP, a long GC, a frozen VM) would otherwise hold the lease row FOR SHARE
+	// and keep every other replica from taking over, for as long as the pause lasts.
+	idle time.Duration
 }
 
 // check, inside a write transaction, holds the lease row (FOR SHARE) and proves the term current. A
@@ -100,7 +105,9 @@ func (t *Term) check(ctx context.Context, tx pgx.Tx) error {
 	}
 	var epoch int64
 	var live bool
-	err := tx.QueryRow(ctx, `SELECT epoch, expires_at > clock_timestamp() FROM leader_lease WHERE name = $1 FOR SHARE`, t.Name).Scan(&epoch, &live)
+	var setting string
+	err := tx.QueryRow(ctx, `SELECT epoch, expires_at > clock_timestamp(), set_config('idle_in_transaction_session_timeout', $2, true)
+		FROM leader_lease WHERE name = $1 FOR SHARE`, t.Name, strconv.FormatInt(t.idle.Milliseconds(), 10)).Scan(&epoch, &live, &setting)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%w: lease %q does not exist", ErrFenced, t.Name)
@@ -236,7 +243,9 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*Term, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Term{Name: e.cfg.Name, Holder: e.cfg.Holder, Epoch: epoch}, nil
+	// Twice the lease: a write that began in the term and is merely slow still commits before a
+	// takeover (which waits for it), and a paused one is cut at most that long after it went idle.
+	return &Term{Name: e.cfg.Name, Holder: e.cfg.Holder, Epoch: epoch, idle: 2 * e.cfg.Duration}, nil
 }
 
 // lead runs one term: lead in a goroutine, renewals here, until the term ends.
