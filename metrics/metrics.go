@@ -36,7 +36,9 @@ type Metrics struct {
 	// changed groups).
 	CatchUps       *prometheus.CounterVec
 	CatchUpChanges *prometheus.CounterVec
-	// Ready is 1 while the daemon is ready (/readyz answers 200: the last reconcile succeeded).
+	// Ready is 1 while the daemon is ready (/readyz answers 200: the last reconcile succeeded). Of
+	// replicas sharing a PostgreSQL state only the leader reconciles and reports it, and TeamsByPhase:
+	// a follower keeps both at 0, so alerts may take their max and sum over the replicas.
 	Ready prometheus.Gauge
 	// ConfigReloads counts reloads of the configuration by trigger (sighup, file) and result (ok,
 	// error); the two gauges tell the outcome and time of the last load, the one at start included.

@@ -444,6 +444,19 @@ func TestChaosHA(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	rep.ConvergeSec = seconds(time.Since(lastEvent))
+	// The metrics: one replica leads, and only its byob_teams count the teams (alerts sum them).
+	waitFor(t, "one leader whose metrics count every team", func() bool {
+		leaders, inSync := 0, 0.0
+		for _, r := range c.reps {
+			d := c.proc(r)
+			if d.metric(t, "byob_leader") == "1" {
+				leaders++
+			}
+			v, _ := strconv.ParseFloat(d.metric(t, `byob_teams{status="in_sync"}`), 64)
+			inSync += v
+		}
+		return leaders == 1 && inSync == float64(len(names)+1)
+	})
 	stop()
 	hooks.Wait()
 

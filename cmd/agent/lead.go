@@ -149,6 +149,10 @@ func (d *daemon) lead(shutdown, term context.Context, epoch int64) {
 		}
 	}
 	<-workersDone
+	if d.repl != nil { // reconciles are over: the next leader reports these now (alerts sum and max over replicas)
+		d.metrics.Ready.Set(0)
+		d.metrics.SetTeams(nil)
+	}
 }
 
 // leaderDone tells the term's relay that a reconcile of key succeeded, and steps down when a write
