@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/byob-agent/byob-agent/config"
-
 	"github.com/byob-agent/byob-agent/internal/leader"
 	"github.com/byob-agent/byob-agent/state/pgstate"
 	"github.com/byob-agent/byob-agent/sync/apply"
