@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,7 +17,7 @@ import (
 // defaultDSNEnv is where `state migrate` reads the PostgreSQL DSN unless told otherwise.
 const defaultDSNEnv = "BYOB_STATE_POSTGRES_DSN"
 
-// cmdStateMigrate copies the team records and cursors between the bbolt state file and PostgreSQL,
+// cmdStateMigrate copies the team records, cursors and SCIM push store between the bbolt state file and PostgreSQL,
 // into an empty destination, verified record by record. Every agent must be stopped: the bbolt file's
 // lock keeps a daemon out, but nothing keeps PostgreSQL replicas from writing meanwhile.
 func cmdStateMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,7 +25,7 @@ func cmdStateMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	flags := newFlagSet("state migrate", stderr, g)
 	to := flags.String("to", "", "postgres: copy the state file into PostgreSQL; bolt: copy PostgreSQL into a new state file")
 	file := flags.String("file", "", "the bbolt state file (default: state.path of the configuration)")
-	dsnEnv := flags.String("dsn-env", defaultDSNEnv, "environment variable that holds the PostgreSQL DSN")
+	dsnEnv := flags.String("dsn-env", defaultDSNEnv, "environment variable that holds the PostgreSQL DSN (default: it, else state.postgres of the configuration)")
 	dsnFile := flags.String("dsn-file", "", "file that holds the PostgreSQL DSN (instead of --dsn-env)")
 	pos, err := parseArgs(flags, args)
 	if err != nil {
@@ -36,17 +37,24 @@ func cmdStateMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	if *to != "postgres" && *to != "bolt" {
 		return usageErr("state migrate: --to must be postgres or bolt")
 	}
+	dsnFlag := false
+	flags.Visit(func(f *flag.Flag) { dsnFlag = dsnFlag || f.Name == "dsn-env" || f.Name == "dsn-file" })
 	dsn, err := readDSN(*dsnEnv, *dsnFile)
+	path := *file
+	if path == "" || (err != nil && !dsnFlag) {
+		cfg, cerr := loadConfig(g.config)
+		if cerr != nil {
+			return cerr
+		}
+		if path == "" {
+			path = cfg.State.Path
+		}
+		if p := cfg.State.Postgres; err != nil && !dsnFlag && p != nil {
+			dsn, err = p.DSN.Reveal(), nil // state.postgres of the configuration
+		}
+	}
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("state migrate: %w", err)}
-	}
-	path := *file
-	if path == "" {
-		cfg, err := loadConfig(g.config)
-		if err != nil {
-			return err
-		}
-		path = cfg.State.Path
 	}
 	pg, err := pgstate.Open(ctx, dsn)
 	if err != nil {
@@ -63,7 +71,7 @@ func cmdStateMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		defer db.Close()
 		from, into = path, "PostgreSQL"
-		n, err = state.Copy(ctx, pg, db)
+		n, err = copyAll(ctx, pg, db)
 		if err != nil {
 			return fmt.Errorf("migrate %s into PostgreSQL: %w", path, err)
 		}
@@ -76,7 +84,7 @@ func cmdStateMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 			return err
 		}
 		from, into = "PostgreSQL", path
-		n, err = state.Copy(ctx, db, pg)
+		n, err = copyAll(ctx, db, pg)
 		if cerr := db.Close(); err == nil {
 			err = cerr
 		}
@@ -85,9 +93,26 @@ func cmdStateMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 			return fmt.Errorf("migrate PostgreSQL into %s: %w", path, err)
 		}
 	}
-	fmt.Fprintf(stdout, "copied %d teams and %d cursors from %s to %s, verified record by record\n", n.Teams, n.Cursors, from, into)
-	fmt.Fprintln(stdout, "SCIM users and groups were not copied: state migrate copies team records and cursors only")
+	fmt.Fprintf(stdout, "copied %d teams, %d cursors, %d SCIM users and %d SCIM groups from %s to %s, verified record by record\n",
+		n.Teams, n.Cursors, n.Users, n.Groups, from, into)
 	return nil
+}
+
+// copyAll copies the team records and cursors, then the SCIM push store.
+func copyAll(ctx context.Context, dst interface {
+	state.CopyTarget
+	state.SCIMCopyTarget
+}, src interface {
+	state.CopySource
+	state.SCIMCopySource
+}) (state.Copied, error) {
+	n, err := state.Copy(ctx, dst, src)
+	if err != nil {
+		return n, err
+	}
+	s, err := state.CopySCIM(ctx, dst, src)
+	n.Users, n.Groups = s.Users, s.Groups
+	return n, err
 }
 
 // readDSN reads the DSN from a file (trailing newline dropped) or an environment variable.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/state/pgstate"
+	"github.com/byob-agent/byob-agent/state/statetest"
 )
 
 // TestStateMigrate: a state file copied into PostgreSQL and back into a new file is the same state;
@@ -35,6 +36,7 @@ func TestStateMigrate(t *testing.T) {
 	if err := db.SetCursor(ctx, "graph/delta", "link"); err != nil {
 		t.Fatal(err)
 	}
+	statetest.Fill(t, db)
 	var want bytes.Buffer
 	if err := db.Export(ctx, &want); err != nil {
 		t.Fatal(err)
@@ -63,7 +65,7 @@ func TestStateMigrate(t *testing.T) {
 		return out.String(), err
 	}
 	out, err := migrate("--to", "postgres", "--file", src, "--dsn-file", dsnFile)
-	if err != nil || !strings.Contains(out, "copied 20 teams and 1 cursors") || !strings.Contains(out, "verified record by record") {
+	if err != nil || !strings.Contains(out, "copied 20 teams, 1 cursors, 6 SCIM users and 3 SCIM groups") || !strings.Contains(out, "verified record by record") {
 		t.Fatalf("--to postgres: %v\n%s", err, out)
 	}
 	pg, err := pgstate.Open(ctx, dsn)
@@ -81,7 +83,7 @@ func TestStateMigrate(t *testing.T) {
 
 	back := filepath.Join(dir, "back.db")
 	t.Setenv("MIGRATE_TEST_DSN", dsn)
-	if out, err := migrate("--to", "bolt", "--file", back, "--dsn-env", "MIGRATE_TEST_DSN"); err != nil {
+	if out, err := migrate("--to", "bolt", "--file", back, "--dsn-env", "MIGRATE_TEST_DSN"); err != nil || !strings.Contains(out, "6 SCIM users and 3 SCIM groups") {
 		t.Fatalf("--to bolt: %v\n%s", err, out)
 	}
 	db, err = state.Open(back, state.Options{ReadOnly: true})

@@ -524,6 +524,33 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	})
 
+	// The state in PostgreSQL: the DSN (from a file, with a password that trust authentication
+	// ignores) never shows, in the commands' output or in their errors.
+	t.Run("state in PostgreSQL", func(t *testing.T) {
+		defer lc.check(t)
+		dsn, err := postgres.Get(t).NewDatabase(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		password := lc.secret("PostgreSQL DSN password", "SECRET-pg-password-3f9a1c")
+		w.writeSecretFile(t, "pg.dsn", strings.Replace(dsn, "postgres@", "postgres:"+password+"@", 1)+"\n")
+		pg := replace(t, valid, "state:\n  path: state.db\n", "state:\n  path: state.db\n  postgres: {dsnFile: pg.dsn}\n")
+		w.writeConfig(t, pg)
+		defer w.writeConfig(t, valid)
+		w.stage = "state in PostgreSQL: "
+		defer func() { w.stage = "" }()
+		w.runAs(t, 0, "config", "validate")
+		if out := w.runAs(t, 0, "state", "migrate", "--to", "postgres"); !strings.Contains(out.stdout, "verified record by record") {
+			t.Errorf("state migrate into PostgreSQL:\n%s", out.stdout)
+		}
+		w.runAs(t, 0, "state", "ls")
+		w.runAs(t, 0, "state", "export")
+		w.runAs(t, 1, "state", "show", "no-such-team")
+		w.runAs(t, 2, "state", "backup", "copy.db")
+		w.runAs(t, 1, "state", "migrate", "--to", "postgres") // not empty any more: refused
+		w.configs = append(w.configs, pg)
+	})
+
 	// The coverage check needs the daemon's configurations: it runs when the daemon scenario did.
 	if t.Run("daemon", func(t *testing.T) { w.daemonScenario(t) }) {
 		w.configs = append(w.configs, valid)

@@ -51,11 +51,3 @@ func openState(ctx context.Context, cfg *config.Config, so state.Options) (state
 	}
 	return db, nil
 }
-
-// stateName names the configured state in messages: the file, or PostgreSQL (never the DSN).
-func stateName(cfg *config.Config) string {
-	if cfg.State.Postgres != nil {
-		return "the PostgreSQL state (state.postgres)"
-	}
-	return cfg.State.Path
-}

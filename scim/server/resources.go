@@ -75,8 +75,7 @@ func (u users) Patch(r *http.Request, id string, ops []scim.PatchOperation) (sci
 	})
 }
 
-// update has the store run change (outside its write transaction, on the current user) after the
-// If-Match check.
+// update has the store run change on the current user after the If-Match check.
 func (u users) update(r *http.Request, id, action string, change func(*state.SCIMUser) error) (scim.Resource, error) {
 	cond := ifMatch(r)
 	user, groups, err := u.h.store.UpdateSCIMUser(r.Context(), id, func(user *state.SCIMUser) error {

@@ -60,9 +60,11 @@ type Refusal struct {
 	Detail string
 }
 
-// Store is the durable record of pushed users and groups; *state.DB implements it. An update runs
-// its function on the current resource, outside the write transaction, and stores the result only
-// if the resource is unchanged since; every write returns only once it committed. Lists return one
+// Store is the durable record of pushed users and groups; *state.DB and *pgstate.Store implement it.
+// An update runs its function on the current resource and stores the result only if the resource is
+// unchanged since (bbolt runs it outside the write transaction, PostgreSQL inside with the row
+// locked): the function must be quick and must not touch the store. Every write returns only once it
+// committed. Lists return one
 // page, through an index when asked.
 type Store interface {
 	CreateSCIMUser(ctx context.Context, u state.SCIMUser) (state.SCIMUser, error)

@@ -64,3 +64,49 @@ func (s *Store) Import(ctx context.Context, recs []state.Record, cursors map[str
 	}
 	return nil
 }
+
+// ImportSCIM stores users and groups as they are (ids, versions, times; deleted groups too) into a
+// database that has no SCIM user or group yet, in one transaction: the receiving end of
+// state.CopySCIM. A name taken twice or a member that names no user is refused.
+func (s *Store) ImportSCIM(ctx context.Context, users []state.SCIMUser, groups []state.SCIMGroup) error {
+	err := s.write(ctx, func(tx pgx.Tx) (bool, error) {
+		if _, err := tx.Exec(ctx, `LOCK TABLE scim_users, scim_groups IN EXCLUSIVE MODE`); err != nil {
+			return false, err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM scim_users) + (SELECT count(*) FROM scim_groups)`).Scan(&n); err != nil {
+			return false, err
+		}
+		if n > 0 {
+			return false, fmt.Errorf("it already holds %d SCIM users and groups: import only into a new state", n)
+		}
+		for _, u := range users {
+			raw, err := json.Marshal(u)
+			if err != nil {
+				return false, fmt.Errorf("encode %s: %w", u.ID, err)
+			}
+			if err := s.putUser(ctx, tx, u, raw, true); err != nil {
+				return false, fmt.Errorf("user %s: %w", u.ID, err)
+			}
+		}
+		live := 0
+		for _, g := range groups {
+			g.Members = nil
+			if err := s.putGroup(ctx, tx, g, true); err != nil {
+				return false, fmt.Errorf("group %s: %w", g.ID, err)
+			}
+			if !g.Deleted {
+				live++
+				if err := addMembers(ctx, tx, g.ID, g.MemberIDs); err != nil {
+					return false, fmt.Errorf("group %s: members: %w", g.ID, err)
+				}
+			}
+		}
+		_, err := tx.Exec(ctx, `UPDATE scim_counts SET n = CASE name WHEN 'users' THEN $1::bigint ELSE $2::bigint END`, len(users), live)
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("import SCIM users and groups into PostgreSQL state: %w", err)
+	}
+	return nil
+}

@@ -2,12 +2,14 @@ package pgstate
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/byob-agent/byob-agent/state"
+	"github.com/byob-agent/byob-agent/state/statetest"
 	"github.com/byob-agent/byob-agent/team"
 )
 
@@ -43,11 +45,18 @@ func TestCopyBetweenBackends(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	statetest.Fill(t, src)
 	pg := open(t)
+	if n, err := state.CopySCIM(ctx, pg, src); err != nil || n != (state.Copied{Users: 6, Groups: 3}) {
+		t.Fatalf("SCIM bbolt -> PostgreSQL: %+v, %v", n, err)
+	}
 	if n, err := state.Copy(ctx, pg, src); err != nil || n != (state.Copied{Teams: 50, Cursors: 2}) {
 		t.Fatalf("bbolt -> PostgreSQL: %+v, %v", n, err)
 	}
 	back := openBolt("back.db")
+	if n, err := state.CopySCIM(ctx, back, pg); err != nil || n != (state.Copied{Users: 6, Groups: 3}) {
+		t.Fatalf("SCIM PostgreSQL -> bbolt: %+v, %v", n, err)
+	}
 	if n, err := state.Copy(ctx, back, pg); err != nil || n != (state.Copied{Teams: 50, Cursors: 2}) {
 		t.Fatalf("PostgreSQL -> bbolt: %+v, %v", n, err)
 	}
@@ -61,4 +70,32 @@ func TestCopyBetweenBackends(t *testing.T) {
 	if a.String() != b.String() {
 		t.Fatal("the state copied to PostgreSQL and back differs from the original")
 	}
+	if a, b := scimJSON(t, src), scimJSON(t, back); a != b {
+		t.Fatalf("the SCIM store copied to PostgreSQL and back differs from the original:\n%s\n%s", a, b)
+	}
+}
+
+// scimJSON is every SCIM user and group of a store (members resolved) as JSON.
+func scimJSON(t *testing.T, s statetest.SCIMStore) string {
+	users, err := s.SCIMUsers(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := s.SCIMGroups(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type withMembers struct {
+		state.SCIMGroup
+		Members []state.SCIMMember
+	}
+	var gs []withMembers
+	for _, g := range groups {
+		gs = append(gs, withMembers{g, g.Members})
+	}
+	raw, err := json.Marshal([]any{users, gs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }

@@ -208,10 +208,6 @@ func (s *Store) ListSCIMUsers(ctx context.Context, q state.SCIMList[state.SCIMUs
 // candidate, re-checked by has (a name key may stand for more than one name).
 func listPage[T any](ctx context.Context, s *Store, table, count string, q state.SCIMList[T], has func(T) bool) ([]T, int, error) {
 	start, n := max(q.Start, 0), max(q.Count, 0)
-	live := ""
-	if table == "scim_groups" {
-		live = " AND NOT deleted"
-	}
 	var (
 		page  []T
 		total int
@@ -222,29 +218,25 @@ func listPage[T any](ctx context.Context, s *Store, table, count string, q state
 			if err := tx.QueryRow(ctx, `SELECT n FROM scim_counts WHERE name = $1`, count).Scan(&total); err != nil {
 				return err
 			}
-			rows, err := tx.Query(ctx, `SELECT id, data FROM `+table+` WHERE true`+live+` ORDER BY id COLLATE "C" LIMIT $1 OFFSET $2`, n, start)
+			rows, err := tx.Query(ctx, lookup(table, "")+` LIMIT $1 OFFSET $2`, n, start)
 			if err != nil {
 				return err
 			}
 			return eachRecord(rows, func(v T) { page = append(page, v) })
 		}
-		where, arg := "true", any(nil)
+		var args []any
 		switch q.By {
 		case state.SCIMByID:
 			if !usable(q.Value) {
 				return nil
 			}
-			where, arg = "id = $1", q.Value
+			args = []any{q.Value}
 		case state.SCIMByUserName, state.SCIMByDisplayName:
-			where, arg = "name_key = $1", []byte(state.FoldSCIMName(state.LookupSCIMName(q.Value)))
+			args = []any{[]byte(state.FoldSCIMName(state.LookupSCIMName(q.Value)))}
 		case state.SCIMByExternalID:
-			where, arg = "external_id = $1", []byte(q.Value)
+			args = []any{[]byte(q.Value)}
 		}
-		args := []any{}
-		if arg != nil {
-			args = append(args, arg)
-		}
-		rows, err := tx.Query(ctx, `SELECT id, data FROM `+table+` WHERE `+where+live+` ORDER BY id COLLATE "C"`, args...)
+		rows, err := tx.Query(ctx, lookup(table, q.By), args...)
 		if err != nil {
 			return err
 		}
@@ -262,6 +254,24 @@ func listPage[T any](ctx context.Context, s *Store, table, count string, q state
 		return nil, 0, err
 	}
 	return page, total, nil
+}
+
+// lookup is the query of the records of table (live ones only, for groups) that index by takes to
+// its one parameter, or of them all; each lookup goes through an index (TestLookupsUseIndexes).
+func lookup(table string, by state.SCIMIndex) string {
+	where, ok := map[state.SCIMIndex]string{
+		state.SCIMByID:          "id = $1",
+		state.SCIMByUserName:    "name_key = $1",
+		state.SCIMByDisplayName: "name_key = $1",
+		state.SCIMByExternalID:  "external_id = $1",
+	}[by]
+	if !ok {
+		where = "true" // every record, as state.DB lists them for an index it does not know
+	}
+	if table == "scim_groups" {
+		where += " AND NOT deleted"
+	}
+	return `SELECT id, data FROM ` + table + ` WHERE ` + where + ` ORDER BY id COLLATE "C"`
 }
 
 // eachRecord decodes the (id, data) rows one at a time.

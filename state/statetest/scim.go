@@ -28,10 +28,12 @@ type SCIMStore interface {
 	UpdateSCIMGroup(ctx context.Context, id string, fn func(*state.SCIMGroup) error) (state.SCIMGroup, error)
 	PurgeDeletedSCIMGroups(ctx context.Context, before time.Time, ids ...string) (int, error)
 	SetSCIMLimits(l state.SCIMLimits)
+	state.SCIMCopyTarget
 }
 
 // SCIM runs the SCIM suite; open returns a new, empty store that the test's cleanup closes.
 func SCIM(t *testing.T, open func(t *testing.T) SCIMStore) {
+	t.Run("CopyThroughAnother", func(t *testing.T) { copySCIM(t, open(t), open(t), open(t)) })
 	for _, tc := range []struct {
 		name string
 		run  func(*testing.T, SCIMStore)
@@ -508,5 +510,65 @@ func concurrentCreatesOfOneName(t *testing.T, s SCIMStore) {
 	}
 	if ok != 2 {
 		t.Fatalf("%d concurrent creates of one name succeeded, want one user and one group", ok)
+	}
+}
+
+// Fill gives a SCIM store users and groups of every kind (with externalIds and attributes, members,
+// a deleted group), for copies.
+func Fill(t *testing.T, s SCIMStore) {
+	ctx := t.Context()
+	var ids []string
+	for i := range 6 {
+		u := newUser(t, s, fmt.Sprintf("Fill-%d", i))
+		if _, _, err := s.UpdateSCIMUser(ctx, u.ID, func(u *state.SCIMUser) error { u.ExternalID = fmt.Sprint("x", i%3); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	newGroup(t, s, "fill-a", ids[:4]...)
+	b := newGroup(t, s, "fill-b", ids[2:]...)
+	if _, err := s.UpdateSCIMGroup(ctx, b.ID, func(g *state.SCIMGroup) error { g.ExternalID = "gx"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c := newGroup(t, s, "fill-c", ids[0])
+	if _, err := s.UpdateSCIMGroup(ctx, c.ID, func(g *state.SCIMGroup) error { g.Deleted = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copySCIM: a copy of a copy reads back the same, indexes work in it, and a second import is refused.
+func copySCIM(t *testing.T, first, second, third SCIMStore) {
+	ctx := t.Context()
+	Fill(t, first)
+	for _, hop := range []struct{ dst, src SCIMStore }{{second, first}, {third, second}} {
+		n, err := state.CopySCIM(ctx, hop.dst, hop.src)
+		if err != nil || n != (state.Copied{Users: 6, Groups: 3}) {
+			t.Fatalf("CopySCIM: %+v, %v", n, err)
+		}
+	}
+	want, err := first.SCIMGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := third.SCIMGroups(ctx)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("groups of the copy of a copy: %d, %v", len(got), err)
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID || !got[i].Modified.Equal(want[i].Modified) || got[i].Version != want[i].Version || !slices.Equal(got[i].Members, want[i].Members) {
+			t.Errorf("group %s differs in the copy of a copy:\n%+v\n%+v", want[i].ID, got[i], want[i])
+		}
+	}
+	if _, err := third.CreateSCIMUser(ctx, state.SCIMUser{UserName: "FILL-0"}); !errors.Is(err, state.ErrSCIMConflict) {
+		t.Errorf("the copy lacks its userName index: %v", err)
+	}
+	if page, total, err := third.ListSCIMUsers(ctx, state.SCIMList[state.SCIMUser]{By: state.SCIMByExternalID, Value: "x1", Count: 5}); err != nil || total != 2 || len(page) != 2 {
+		t.Errorf("the copy's externalId index: %d of %d, %v", len(page), total, err)
+	}
+	if _, total, err := third.ListSCIMGroups(ctx, state.SCIMList[state.SCIMGroup]{Count: 5}); err != nil || total != 2 {
+		t.Errorf("the copy counts %d live groups, %v; want 2", total, err)
+	}
+	if _, err := state.CopySCIM(ctx, second, first); err == nil {
+		t.Error("a copy into a store that has SCIM users was accepted")
 	}
 }
