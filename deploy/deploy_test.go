@@ -632,7 +632,6 @@ func TestHelmTemplateRefuses(t *testing.T) {
 		{"metricsPort is containerPort", "metricsPort: 8080\n", "metricsPort 8080 is containerPort"},
 		{"invalid YAML", "config: \"a: [\"\n", "not valid YAML"},
 		{"ingress without hosts", "ingress: {enabled: true}\n", "at least one host"},
-		{"a second replica", "replicas: 2\n", "replicas"},
 		{"unknown log level", "logLevel: verbose\n", "logLevel"},
 	}
 	for _, tt := range tests {

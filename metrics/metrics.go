@@ -39,7 +39,9 @@ type Metrics struct {
 	// changed groups).
 	CatchUps       *prometheus.CounterVec
 	CatchUpChanges *prometheus.CounterVec
-	// Ready is 1 while the daemon is ready (/readyz answers 200: the last reconcile succeeded).
+	// Ready is 1 while the daemon is ready (/readyz answers 200: the last reconcile succeeded). Of
+	// replicas sharing a PostgreSQL state only the leader reconciles and reports it, and TeamsByPhase:
+	// a follower keeps both at 0, so alerts may take their max and sum over the replicas.
 	Ready prometheus.Gauge
 	// ConfigReloads counts reloads of the configuration by trigger (sighup, file) and result (ok,
 	// error); the two gauges tell the outcome and time of the last load, the one at start included.
@@ -48,6 +50,12 @@ type Metrics struct {
 	ConfigLastReloadTime prometheus.Gauge
 	// ConnectionWaits counts the connections that found a listener at server.maxConnections.
 	ConnectionWaits *prometheus.CounterVec
+	// Leader is 1 while this replica leads (runs reconciles), LeaderEpoch the epoch of its current or
+	// last term (0 with the bbolt state), LeaderChanges the terms it has begun: summed over replicas,
+	// the leadership changes (failovers).
+	Leader        prometheus.Gauge
+	LeaderEpoch   prometheus.Gauge
+	LeaderChanges prometheus.Counter
 
 	health health // what the transport saw of each target, for Health
 }
@@ -114,10 +122,20 @@ func New() *Metrics {
 		ConnectionWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "byob_http_connection_waits_total", Help: "Times a listener (main, metrics) was at server.maxConnections and a new connection had to wait.",
 		}, []string{"listener"}),
+		Leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "byob_leader", Help: "1 while this replica leads (runs the reconciles), 0 while another one does.",
+		}),
+		LeaderEpoch: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "byob_leader_epoch", Help: "Epoch of this replica's current or last leader term (0 with the bbolt state).",
+		}),
+		LeaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "byob_leader_changes_total", Help: "Leader terms this replica has begun; summed over replicas, the leadership changes.",
+		}),
 	}
 	m.reg.MustRegister(m.Reconciles, m.Steps, m.APICalls, m.APILatency, m.QueueDepth, m.teams,
 		m.Webhooks, m.WebhookToSynced, m.LastWandbContact, m.Subscriptions, m.SubscriptionErrors, m.ConnectionWaits,
 		m.CatchUps, m.CatchUpChanges, m.Ready, m.ConfigReloads, m.ConfigLastReloadOK, m.ConfigLastReloadTime,
+		m.Leader, m.LeaderEpoch, m.LeaderChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series alerts and dashboards select exist from the start at 0: a counter that first appears
 	// already at 1 hides that first increase from increase() and rate(), and absent is not 0.

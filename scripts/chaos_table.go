@@ -33,6 +33,10 @@ type report struct {
 	Secrets      int            `json:"secretsFound"`
 	ConvergeSec  float64        `json:"convergeSeconds"`
 	TotalSec     float64        `json:"totalSeconds"`
+	// TestChaosHA only.
+	Failovers        int     `json:"failovers"`
+	MaxLeaderlessSec float64 `json:"maxLeaderlessSeconds"`
+	StaleWrites      int     `json:"staleWrites"`
 }
 
 func main() {
@@ -57,7 +61,7 @@ func main() {
 		if !r.Passed {
 			result = "FAIL"
 		}
-		bad = bad || !r.Passed || r.Duplicates+r.Strays+r.Lost+r.Secrets > 0
+		bad = bad || !r.Passed || r.Duplicates+r.Strays+r.Lost+r.Secrets+r.StaleWrites > 0
 		acked := "-" // only the daemon test pushes writes
 		if r.Acknowledged > 0 {
 			acked = fmt.Sprint(r.Acknowledged)
@@ -68,6 +72,9 @@ func main() {
 	tw.Flush()
 	for _, r := range reports {
 		fmt.Printf("\n%s (seed %d)\n  kills by: %s\n  faults:   %s\n", r.Test, r.Seed, list(r.KillsBy), list(r.Faults))
+		if r.Failovers > 0 {
+			fmt.Printf("  replicas: %d failovers, at most %.1fs without a leader, %d stale-epoch writes\n", r.Failovers, r.MaxLeaderlessSec, r.StaleWrites)
+		}
 	}
 	if bad {
 		os.Exit(1)

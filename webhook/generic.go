@@ -167,7 +167,10 @@ func (h *generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	h.enqueue(r, ks)
+	if !h.enqueue(w, r, ks) {
+		h.seen.forget(id) // not taken: its retry is not a replay
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

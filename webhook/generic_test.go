@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"maps"
 	"net/http"
 	"slices"
@@ -139,23 +140,30 @@ func TestGenericReplay(t *testing.T) {
 		advance time.Duration // before the call
 		want    int
 		outcome string
+		down    bool // the queue refuses the keys
 	}{
-		{"first delivery", signedCall(genericKey1, "msg_1", 0, `{"teams":["a"]}`), 0, 204, OutcomeAccepted},
-		{"same delivery again", signedCall(genericKey1, "msg_1", 0, `{"teams":["a"]}`), time.Minute, 204, OutcomeReplay},
-		{"retry re-signed later", signedCall(genericKey1, "msg_1", 2*time.Minute, `{"teams":["a"]}`), time.Minute, 204, OutcomeReplay},
-		{"another id", signedCall(genericKey1, "msg_2", 2*time.Minute, `{"teams":["b"]}`), 0, 204, OutcomeAccepted},
+		{"first delivery", signedCall(genericKey1, "msg_1", 0, `{"teams":["a"]}`), 0, 204, OutcomeAccepted, false},
+		{"same delivery again", signedCall(genericKey1, "msg_1", 0, `{"teams":["a"]}`), time.Minute, 204, OutcomeReplay, false},
+		{"retry re-signed later", signedCall(genericKey1, "msg_1", 2*time.Minute, `{"teams":["a"]}`), time.Minute, 204, OutcomeReplay, false},
+		{"another id", signedCall(genericKey1, "msg_2", 2*time.Minute, `{"teams":["b"]}`), 0, 204, OutcomeAccepted, false},
 		// msg_1 was sent at genericNow: past genericNow+5m it can only come back with a new timestamp.
-		{"id forgotten once stale", signedCall(genericKey1, "msg_1", 6*time.Minute, `{"teams":["a"]}`), 4 * time.Minute, 204, OutcomeAccepted},
+		{"id forgotten once stale", signedCall(genericKey1, "msg_1", 6*time.Minute, `{"teams":["a"]}`), 4 * time.Minute, 204, OutcomeAccepted, false},
+		{"queue down: 503", signedCall(genericKey1, "msg_3", 6*time.Minute, `{"teams":["c"]}`), 0, 503, OutcomeUnavailable, true},
+		{"retry once it is back is not a replay", signedCall(genericKey1, "msg_3", 6*time.Minute, `{"teams":["c"]}`), 0, 204, OutcomeAccepted, false},
+		{"and then it is", signedCall(genericKey1, "msg_3", 6*time.Minute, `{"teams":["c"]}`), 0, 204, OutcomeReplay, false},
 	}
 	for i, s := range steps {
 		now = now.Add(s.advance)
-		rec.outcomes = nil
+		rec.outcomes, rec.fail = nil, nil
+		if s.down {
+			rec.fail = errors.New("outbox unreachable")
+		}
 		w := s.call.do(h)
 		if w.Code != s.want || len(rec.outcomes) != 1 || rec.outcomes[0] != s.outcome {
 			t.Errorf("step %d (%s): status %d outcomes %q, want %d %q", i, s.name, w.Code, rec.outcomes, s.want, s.outcome)
 		}
 	}
-	if want := []queuekey.Key{"team:a", "team:b", "team:a"}; !slices.Equal(rec.keys, want) {
+	if want := []queuekey.Key{"team:a", "team:b", "team:a", "team:c"}; !slices.Equal(rec.keys, want) {
 		t.Errorf("keys = %q, want %q", rec.keys, want)
 	}
 }

@@ -164,7 +164,9 @@ func (h *graph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.observe(h.source, OutcomeUnauthorized)
 	}
-	h.enqueue(r, ks)
+	if !h.enqueue(w, r, ks) {
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
 	for event, sub := range events {
 		h.act(event, sub, h.catchUp != nil && catchesUp(event) && !ks.Everything())

@@ -12,7 +12,12 @@ import (
 // chanQueue hands every enqueued key to a channel, so a test can wait for background runs.
 type chanQueue chan queuekey.Key
 
-func (q chanQueue) Enqueue(k queuekey.Key) { q <- k }
+func (q chanQueue) Enqueue(_ context.Context, keys []queuekey.Key) error {
+	for _, k := range keys {
+		q <- k
+	}
+	return nil
+}
 
 // take waits for n keys; the timeout only turns a hang into a failure.
 func (q chanQueue) take(t *testing.T, n int) []queuekey.Key {

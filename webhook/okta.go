@@ -81,7 +81,9 @@ func (h *okta) deliver(w http.ResponseWriter, r *http.Request) {
 			ks.Add(key)
 		}
 	}
-	h.enqueue(r, ks)
+	if !h.enqueue(w, r, ks) {
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

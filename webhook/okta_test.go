@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -118,4 +119,13 @@ func FuzzOkta(f *testing.F) {
 		hdr := map[string]string{"Content-Type": contentType, "Authorization": authz, "x-okta-verification-challenge": challenge}
 		fuzzCall(t, h, method, "/hook", hdr, body, []int{200, 204, 400, 401, 405, 413, 415}, rec, authz == oktaSecret1)
 	})
+}
+
+// TestOktaQueueDown: keys that cannot be recorded are answered 503, so Okta sends the event again.
+func TestOktaQueueDown(t *testing.T) {
+	rec := &recorder{fail: errors.New("outbox unreachable")}
+	h := NewOkta(OktaOptions{Secrets: []string{oktaSecret1}, Queue: rec, Observe: rec.observer(SourceOkta)})
+	w := call{contentType: "application/json", header: map[string]string{"Authorization": oktaSecret1},
+		body: oktaEvents(oktaEvent("group.user_membership.add", oktaTarget("UserGroup", "00g1")))}.do(h)
+	want{status: 503, outcomes: []string{OutcomeUnavailable}}.check(t, w, rec, oktaSecret1)
 }

@@ -36,6 +36,22 @@ func (c *replayCache) add(id string, expires, now int64) bool {
 	return true
 }
 
+// forget drops id, so that a retry of a call that could not be taken is accepted.
+func (c *replayCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.ids[id]; !ok {
+		return
+	}
+	delete(c.ids, id)
+	for i, e := range c.byTime {
+		if e.id == id {
+			heap.Remove(&c.byTime, i)
+			return
+		}
+	}
+}
+
 func (c *replayCache) forgetSoonest() {
 	delete(c.ids, heap.Pop(&c.byTime).(idExpiry).id)
 }

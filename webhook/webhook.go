@@ -6,6 +6,7 @@
 package webhook
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -33,6 +34,7 @@ const (
 	OutcomeTooLarge     = "too_large"    // body over MaxBody
 	OutcomeReplay       = "replay"       // a signed call whose webhook-id was already seen
 	OutcomeStale        = "stale"        // a signed call whose webhook-timestamp is out of tolerance
+	OutcomeUnavailable  = "unavailable"  // authentic, but its keys could not be recorded (503)
 	// OutcomeUnknownSource: an authenticated delivery named groups of a source the agent does not
 	// read; those keys were dropped (they would otherwise reconcile everything).
 	OutcomeUnknownSource = "unknown_source"
@@ -54,9 +56,13 @@ const (
 // logSample is how many keys a log line about dropped or excess keys shows, after their count.
 const logSample = 5
 
-// Enqueuer is the daemon's work queue. Enqueue must not block: receivers call it while the IdP waits
-// for the answer (Okta and Graph give up after 3 s), and the queue coalesces duplicate keys anyway.
-type Enqueuer interface{ Enqueue(key queuekey.Key) }
+// Enqueuer is the daemon's work queue, or the database's outbox when several replicas share the work.
+// Enqueue must return promptly: receivers call it while the IdP waits for the answer (Okta and Graph
+// give up after 3 s). An error means the keys were not taken: the delivery is answered 503, so the
+// IdP retries it.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, keys []queuekey.Key) error
+}
 
 // Observer is told the outcome of every request, for metrics. It is called once per outcome per
 // request: a Graph batch mixing valid and forged items reports both accepted and unauthorized.
@@ -152,8 +158,9 @@ func (rc receiver) newKeys() *keySet {
 	return &keySet{max: rc.maxKeys, known: rc.known}
 }
 
-// enqueue queues ks and reports the delivery as accepted, and what was dropped or capped.
-func (rc receiver) enqueue(r *http.Request, ks *keySet) {
+// enqueue queues ks and reports the delivery as accepted, and what was dropped or capped. On false it
+// has answered 503.
+func (rc receiver) enqueue(w http.ResponseWriter, r *http.Request, ks *keySet) bool {
 	if len(ks.unknown) > 0 {
 		rc.observe(rc.source, OutcomeUnknownSource)
 		rc.log.Warn("webhook named groups of no configured source: dropped", "count", ks.unknownN, "sample", ks.unknown, "remote", r.RemoteAddr)
@@ -164,11 +171,14 @@ func (rc receiver) enqueue(r *http.Request, ks *keySet) {
 			"count", ks.Len()+ks.excess, "max", ks.max, "sample", ks.Set.List()[:min(ks.Len(), logSample)], "remote", r.RemoteAddr)
 	}
 	keys := ks.List()
-	for _, k := range keys {
-		rc.queue.Enqueue(k)
+	if err := rc.queue.Enqueue(r.Context(), keys); err != nil {
+		rc.log.Error("webhook keys could not be recorded: answering 503 so that it is sent again", "keys", len(keys), "error", err, "remote", r.RemoteAddr)
+		rc.fail(w, http.StatusServiceUnavailable, OutcomeUnavailable)
+		return false
 	}
 	rc.observe(rc.source, OutcomeAccepted)
 	rc.log.Debug("webhook accepted", "keys", keys, "remote", r.RemoteAddr)
+	return true
 }
 
 // keySet collects the keys of one delivery, each once, at most max of them: past that the delivery

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,12 +23,17 @@ type recorder struct {
 	mu       sync.Mutex
 	keys     []queuekey.Key
 	outcomes []string
+	fail     error // Enqueue's answer while set
 }
 
-func (r *recorder) Enqueue(key queuekey.Key) {
+func (r *recorder) Enqueue(_ context.Context, keys []queuekey.Key) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.keys = append(r.keys, key)
+	if r.fail != nil {
+		return r.fail
+	}
+	r.keys = append(r.keys, keys...)
+	return nil
 }
 
 func (r *recorder) observer(source string) Observer {

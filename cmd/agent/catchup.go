@@ -31,7 +31,7 @@ func (c catchUp) trigger() {
 // changes cannot be told (no delta link yet, or Graph forgot it) or the query failed, since a
 // trigger means notifications may have been lost.
 func (d *daemon) entraCatchUp(src *entra.Source, every time.Duration) catchUp {
-	delta := entra.NewDelta(src, d.db)
+	delta := entra.NewDelta(src, d.work)
 	return catchUp{source: "entra", every: every, now: make(chan struct{}, 1),
 		poll: func(ctx context.Context, enqueue func(queuekey.Key)) (int, error) {
 			ch, err := delta.Changed(ctx)

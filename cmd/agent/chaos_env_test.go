@@ -91,8 +91,13 @@ type chaosReport struct {
 	Lost         int            `json:"lost"`         // acknowledged SCIM writes missing after the restart
 	Acknowledged int            `json:"acknowledged,omitempty"`
 	Secrets      int            `json:"secretsFound"`
-	ConvergeSec  float64        `json:"convergeSeconds"` // from the last restart to everything converged
-	TotalSec     float64        `json:"totalSeconds"`
+	// Replicas on PostgreSQL (TestChaosHA): leader terms after the first, the longest time from a
+	// leader's loss to the next term, and team records written with a stale epoch.
+	Failovers        int     `json:"failovers,omitempty"`
+	MaxLeaderlessSec float64 `json:"maxLeaderlessSeconds,omitempty"`
+	StaleWrites      int     `json:"staleWrites,omitempty"`
+	ConvergeSec      float64 `json:"convergeSeconds"` // from the last restart to everything converged
+	TotalSec         float64 `json:"totalSeconds"`
 }
 
 // newChaosReport starts a test's report; it is written when the test ends, failed or not.
@@ -193,13 +198,15 @@ func newChaosFaults(rng *rand.Rand, kill func() bool) *chaosFaults {
 	return &chaosFaults{kill: kill, rng: rng, faults: map[string]int{}, counts: map[string]int{}, byBucket: map[string]int{}}
 }
 
-// install hooks f into the S3 and KMS proxies, Azurite's proxy and the emulator of e; removing the
+// install hooks f into the S3 and KMS proxies, Azurite's proxy (unless az is nil) and the emulator of e; removing the
 // hooks is left to the cleanups of newE2E and of Azurite. Both S3 and Azurite are addressed by path:
 // /bucket/... and /account/container/... .
 func (f *chaosFaults) install(e *e2e, az *testenv.AzureEnv) {
 	backends.SetS3Fault(f.proxyFault("s3", testenv.IsS3Mutation, 0))
 	backends.SetKMSFault(f.proxyFault("kms", testenv.IsKMSMutation, -1))
-	az.SetFault(f.proxyFault("azure", testenv.IsS3Mutation, 1))
+	if az != nil {
+		az.SetFault(f.proxyFault("azure", testenv.IsS3Mutation, 1))
+	}
 	w := f.wandbFault
 	e.fault.Store(&w)
 }

@@ -258,6 +258,7 @@ func TestDaemon(t *testing.T) {
 		`byob_api_request_duration_seconds_count{target="s3"}`,
 		`byob_steps_total{outcome="ok",step="create_team"} 2`,
 		`byob_queue_depth`,
+		"byob_leader 1\n", "byob_leader_epoch 0\n", "byob_leader_changes_total 1\n", // bbolt: the one replica leads, one term
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q:\n%s", want, m)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/byob-agent/byob-agent/config"
 	"github.com/byob-agent/byob-agent/internal/filewatch"
+	"github.com/byob-agent/byob-agent/internal/leader"
 	"github.com/byob-agent/byob-agent/metrics"
 	"github.com/byob-agent/byob-agent/scim/server"
 	"github.com/byob-agent/byob-agent/source/desired"
@@ -29,30 +30,38 @@ import (
 	"github.com/byob-agent/byob-agent/source/scimpush"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/state/admin"
+	"github.com/byob-agent/byob-agent/state/pgstate"
 	"github.com/byob-agent/byob-agent/sync/apply"
-	"github.com/byob-agent/byob-agent/sync/controller"
 	"github.com/byob-agent/byob-agent/sync/plan"
 	"github.com/byob-agent/byob-agent/sync/queuekey"
+	"github.com/byob-agent/byob-agent/sync/triggers"
 	"github.com/byob-agent/byob-agent/sync/workqueue"
-	"github.com/byob-agent/byob-agent/team"
 	"github.com/byob-agent/byob-agent/webhook"
 )
 
 // daemon is `byob-agent run`: one HTTP listener, a work queue fed by the schedule, webhooks and SCIM
-// writes, and workers that reconcile.
+// writes, and workers that reconcile. Every replica serves HTTP; only the leader reconciles (lead.go).
 type daemon struct {
 	log     *slog.Logger
-	path    string // configuration file, read again on SIGHUP and when it or a file it names changes
-	db      stateStore
+	path    string     // configuration file, read again on SIGHUP and when it or a file it names changes
+	db      stateStore // SCIM, reads, the outbox: every replica
+	work    stateStore // the leader's writes: db, or with PostgreSQL db fenced by the term in the context
 	metrics *metrics.Metrics
 	queue   *workqueue.Queue
 	quota   *scimpush.Quota // new teams of SCIM pushes, kept across reloads
+	repl    *replication    // nil: the state is this replica's alone (bbolt)
+	leader  leader.Tracker
 
 	world   atomic.Pointer[world] // swapped whole on reload
 	handler atomic.Pointer[http.Handler]
 
-	mu       sync.Mutex
-	cron     *cron.Cron
+	mu   sync.Mutex
+	cron *cron.Cron // runs only while leading
+	// term is the context of this replica's leader term, stepDown ends it and relay brings it the
+	// outbox's triggers; all nil while not leading.
+	term     context.Context
+	stepDown context.CancelCauseFunc
+	relay    *triggers.Relay
 	enqueued map[queuekey.Key]enqueue // first enqueue of a key still waiting, for the latency metric
 	// stopCatchUps stops the running configuration's catch-up pollers; catchUpErrs holds the last
 	// error of each that failed, by source, for readiness.
@@ -106,8 +115,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer db.Close()
-	d := &daemon{log: log, path: g.config, db: db, metrics: metrics.New(), quota: scimpush.NewQuota(nil), enqueued: map[queuekey.Key]enqueue{}, catchUpErrs: map[string]string{}}
-	d.metrics.CountTeams(func() (map[string]int, error) { return db.CountByStatus(context.Background()) })
+	d := &daemon{log: log, path: g.config, db: db, work: db, metrics: metrics.New(), quota: scimpush.NewQuota(nil), enqueued: map[queuekey.Key]enqueue{}, catchUpErrs: map[string]string{}}
+	if pg, ok := db.(*pgstate.Store); ok {
+		if d.repl, d.work, err = newReplication(pg, cfg.State.Postgres, log); err != nil {
+			return err
+		}
+	}
+	d.metrics.CountTeams(func() (map[string]int, error) {
+		if !d.leading() {
+			return nil, nil // a follower reports 0: alerts sum and max over replicas count the leader only
+		}
+		return db.CountByStatus(context.Background())
+	})
 	d.queue = workqueue.NewQueue(workqueue.QueueOptions{OnDepth: func(n int) { d.metrics.QueueDepth.Set(float64(n)) }})
 	w, err := d.build(ctx, cfg)
 	if err != nil {
@@ -122,7 +141,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // build makes the reconciler and HTTP handlers of one configuration.
 func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) {
-	rec, err := newAgent(cfg, d.db).reconciler(ctx, d.log, d.metrics)
+	rec, err := newAgent(cfg, d.work).reconciler(ctx, d.log, d.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +167,7 @@ func (d *daemon) build(ctx context.Context, cfg *config.Config) (*world, error) 
 		}
 	}
 	sources := desired.New(cfg, idps, scimpush.New(d.db), d.log)
-	catchUps, err := newCatchUps(cfg, d.db, d.metrics)
+	catchUps, err := newCatchUps(cfg, d.work, d.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +220,7 @@ func (d *daemon) routes(cfg *config.Config, subs *entra.Subscriptions, sources *
 			BaseURL:  strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/scim/v2",
 			Tokens:   reveal(s.Tokens),
 			Store:    d.db,
-			OnChange: func(groupID string) { d.enqueue(scimpush.Name, queuekey.Group(scimpush.Name, groupID)) },
+			OnChange: d.scimChanged,
 			Logger:   d.log,
 			AdmitGroup: func(displayName string) *server.Refusal {
 				return d.admitPush(sources, displayName)
@@ -298,13 +317,26 @@ func reveal(secrets []config.Secret) []string {
 	return out
 }
 
-// enqueuer adapts the queue for one webhook source.
-type enqueuerFunc func(key queuekey.Key)
+// enqueuer takes one webhook source's keys (trigger).
+type enqueuerFunc func(ctx context.Context, keys []queuekey.Key) error
 
-func (f enqueuerFunc) Enqueue(key queuekey.Key) { f(key) }
+func (f enqueuerFunc) Enqueue(ctx context.Context, keys []queuekey.Key) error { return f(ctx, keys) }
 
 func (d *daemon) enqueuer(source string) webhook.Enqueuer {
-	return enqueuerFunc(func(key queuekey.Key) { d.enqueue(source, key) })
+	return enqueuerFunc(func(ctx context.Context, keys []queuekey.Key) error { return d.trigger(ctx, source, keys) })
+}
+
+// scimChangeTimeout bounds recording a committed SCIM change's trigger.
+const scimChangeTimeout = 5 * time.Second
+
+// scimChanged queues the group of a committed SCIM write. Should the outbox be unreachable, the write
+// stays committed and the leader's next full reconcile (schedule, or a new term) applies it.
+func (d *daemon) scimChanged(groupID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), scimChangeTimeout)
+	defer cancel()
+	if err := d.trigger(ctx, scimpush.Name, []queuekey.Key{queuekey.Group(scimpush.Name, groupID)}); err != nil {
+		d.log.Warn("SCIM change not queued; the next full reconcile applies it", "error", err)
+	}
 }
 
 // enqueue adds a key and remembers when the first still-waiting request for it came.
@@ -354,27 +386,10 @@ func (d *daemon) serve(ctx context.Context) error {
 	if err := d.schedule(cfg); err != nil {
 		return err
 	}
-	d.queue.Add(queuekey.All) // the first full reconcile runs at start
-	d.startCatchUps(ctx, d.world.Load().catchUps)
-
-	ctl := &controller.Controller{
-		Queue:      d.queue,
-		Reconciler: func() *apply.Reconciler { return d.world.Load().rec },
-		Desired: func(ctx context.Context, key queuekey.Key) ([]team.Team, error) {
-			return d.world.Load().sources.Teams(ctx, key)
-		},
-		Resolve: func(ctx context.Context, key queuekey.Key) ([]string, bool) {
-			return d.world.Load().sources.Resolve(ctx, key)
-		},
-		Workers:     cfg.Workers,
-		Logger:      d.log,
-		OnReconcile: d.reconciled,
-	}
-	getCtx, stopGetting := context.WithCancel(context.Background())
-	work, cutWork := context.WithCancel(context.Background())
-	defer cutWork()
-	workersDone := make(chan struct{})
-	go func() { ctl.Run(getCtx, work); close(workersDone) }()
+	campaign, stopCampaign := context.WithCancel(ctx)
+	defer stopCampaign()
+	campaignDone := make(chan struct{})
+	go func() { d.campaign(campaign); close(campaignDone) }()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -388,40 +403,27 @@ func (d *daemon) serve(ctx context.Context) error {
 			d.reload(ctx, "file")
 			continue
 		case err := <-served:
-			stopGetting()
-			<-workersDone
+			stopCampaign()
+			<-campaignDone
 			return fmt.Errorf("serve: %w", err)
 		case <-ctx.Done():
 		}
 		break
 	}
 
-	timeout := d.world.Load().cfg.Server.ShutdownTimeout
-	d.log.Info("shutting down: finishing reconciles in flight", "timeout", timeout.String())
-	d.mu.Lock()
-	d.cron.Stop()
-	d.stopCatchUps()
-	d.mu.Unlock()
-	shutCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	shutCtx, cancel := context.WithTimeout(context.Background(), d.world.Load().cfg.Server.ShutdownTimeout)
 	defer cancel()
 	for _, s := range servers {
 		if err := s.Shutdown(shutCtx); err != nil {
 			d.log.Warn("HTTP shutdown", "error", err)
 		}
 	}
-	stopGetting()
-	select {
-	case <-workersDone:
-	case <-shutCtx.Done():
-		d.log.Warn("reconciles still running at the shutdown timeout: cutting them short (each step is checkpointed)")
-		cutWork()
-		<-workersDone
-	}
+	<-campaignDone // ctx ended: the term ends, its reconciles finish within the shutdown timeout
 	d.log.Info("stopped")
 	return nil
 }
 
-// schedule (re)starts the cron that enqueues full reconciles.
+// schedule (re)places the cron that enqueues full reconciles, running it while leading.
 func (d *daemon) schedule(cfg *config.Config) error {
 	c := cron.New()
 	if _, err := c.AddFunc(cfg.Schedule, func() { d.queue.Add(queuekey.All) }); err != nil {
@@ -433,7 +435,9 @@ func (d *daemon) schedule(cfg *config.Config) error {
 		d.cron.Stop()
 	}
 	d.cron = c
-	c.Start()
+	if d.term != nil {
+		c.Start()
+	}
 	return nil
 }
 
@@ -463,7 +467,12 @@ func (d *daemon) reload(ctx context.Context, trigger string) {
 		return
 	}
 	d.world.Store(w)
-	d.startCatchUps(ctx, w.catchUps)
+	d.mu.Lock()
+	term := d.term
+	d.mu.Unlock()
+	if term != nil {
+		d.startCatchUps(term, w.catchUps)
+	}
 	d.loaded(trigger, nil)
 	if d.watcher != nil {
 		d.watcher.Set(files) // the teams file may be another one now
@@ -501,6 +510,7 @@ func (d *daemon) reconciled(key queuekey.Key, results []apply.Result, err error,
 	d.mu.Unlock()
 	d.recordHistory(key, results, err, took)
 	d.log.Info("reconciled", "key", key, "teams", len(results), "took", took.String(), "error", errString(err))
+	d.leaderDone(key, err, time.Now().Add(-took))
 	if err == nil {
 		d.purgeSCIM(key, time.Now().Add(-took))
 	}
@@ -515,7 +525,7 @@ func (d *daemon) purgeSCIM(key queuekey.Key, began time.Time) {
 	} else if key != queuekey.All {
 		return
 	}
-	n, err := d.db.PurgeDeletedSCIMGroups(context.Background(), began, ids...)
+	n, err := d.work.PurgeDeletedSCIMGroups(d.termContext(), began, ids...)
 	switch {
 	case err != nil:
 		d.log.Warn("could not forget deleted SCIM groups; will try after the next reconcile", "error", err)

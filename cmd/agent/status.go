@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/leader"
 	"github.com/byob-agent/byob-agent/source/desired"
 )
 
@@ -23,6 +24,8 @@ type status struct {
 	Degraded           []degraded `json:"degraded,omitempty"`
 	// SCIMGroupsYielded are pushed groups whose team name another source gives.
 	SCIMGroupsYielded []desired.Yielded `json:"scimGroupsYielded,omitempty"`
+	// Leader is this replica's leadership: with the bbolt state it always leads.
+	Leader leader.Status `json:"leader"`
 }
 
 // degraded is a problem that leaves the daemon ready: Kind is public, Detail is not.
@@ -46,9 +49,17 @@ func (d *daemon) status() status {
 		t := time.Unix(0, last).UTC()
 		s.LastReconcileOK = &t
 	}
-	switch msg := d.lastErr.Load(); {
+	s.Leader = d.leader.Status()
+	msg := d.lastErr.Load()
+	if msg != nil {
+		s.LastReconcileError = *msg
+	}
+	switch {
+	case d.repl != nil && !s.Leader.Leading:
+		// A follower serves SCIM, webhooks and the admin API; the leader's reconciles are its own
+		// readiness, on its /readyz.
 	case msg != nil:
-		s.Ready, s.Reason, s.LastReconcileError = false, reasonFailing, *msg
+		s.Ready, s.Reason = false, reasonFailing
 	case s.LastReconcileOK == nil:
 		s.Ready, s.Reason = false, reasonStarting
 	}

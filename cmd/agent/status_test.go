@@ -20,15 +20,22 @@ func TestReadyzIsGeneric(t *testing.T) {
 		body     string
 		ready    bool
 		errField string
+		follower bool // replicas share the state and another one leads
 	}{
-		{"starting", false, "", 503, reasonStarting, false, ""},
-		{"failing", true, detail, 503, reasonFailing, false, detail},
-		{"failing from the start", false, detail, 503, reasonFailing, false, detail},
-		{"ready", true, "", 200, reasonReady, true, ""},
+		{"starting", false, "", 503, reasonStarting, false, "", false},
+		{"failing", true, detail, 503, reasonFailing, false, detail, false},
+		{"failing from the start", false, detail, 503, reasonFailing, false, detail, false},
+		{"ready", true, "", 200, reasonReady, true, "", false},
+		// A follower serves SCIM and webhooks, whatever its own last term's reconciles did.
+		{"follower", false, "", 200, reasonReady, true, "", true},
+		{"follower that failed while leading", true, detail, 200, reasonReady, true, detail, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := &daemon{}
+			if tt.follower {
+				d.repl = &replication{}
+			}
 			if tt.ok {
 				d.lastOK.Store(time.Now().UnixNano())
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"context"
 	"crypto/rand"
 	"errors"
 	"net/http"
@@ -97,11 +96,12 @@ var errNoRecord = errors.New("no record")
 func (d *daemon) recordHistory(key queuekey.Key, results []apply.Result, err error, took time.Duration) {
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, historyWriters)
+	ctx := d.termContext() // leader work: fenced by the term with the PostgreSQL state
 	for name, e := range d.page.events(key, results, err != nil, took) {
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			_, uerr := d.db.Update(context.Background(), name, func(r *state.Record) error {
+			_, uerr := d.work.Update(ctx, name, func(r *state.Record) error {
 				if r.CreatedAt.IsZero() {
 					return errNoRecord
 				}

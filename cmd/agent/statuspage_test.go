@@ -72,7 +72,7 @@ func TestPageRecordsHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	d := &daemon{db: db, log: slog.New(slog.DiscardHandler)}
+	d := &daemon{db: db, work: db, log: slog.New(slog.DiscardHandler)}
 	const known = 300
 	var results []apply.Result
 	for i := range known {

@@ -35,9 +35,8 @@ func TestStatePostgresDaemon(t *testing.T) {
 
 	start := func() *daemonProc { return e.startDaemonEnv(port, e.env...) }
 	d := start()
-	if !e.hasTeam(e.team("yaml")) {
-		t.Fatalf("the first reconcile did not create the configured team: %+v", e.emu.Groups())
-	}
+	// Ready means serving: the replica may not lead yet, so its first reconcile may still be running.
+	waitFor(t, "the first reconcile to create the configured team", func() bool { return e.hasTeam(e.team("yaml")) })
 	bearer := "Bearer " + scimToken
 	code, body := d.do(t, http.MethodPost, "/scim/v2/Users", bearer, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"Ada@Example.com","active":true,"externalId":"pg-e1"}`)
 	if code != http.StatusCreated {

@@ -45,14 +45,14 @@ func (s *Store) Import(ctx context.Context, recs []state.Record, cursors map[str
 			if err != nil {
 				return false, fmt.Errorf("encode team %q: %w", r.Name, err)
 			}
-			rows = append(rows, []any{r.Name, data, s.epoch()})
+			rows = append(rows, []any{r.Name, data, s.epoch(ctx)})
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"team_records"}, []string{"name", "data", "epoch"}, pgx.CopyFromRows(rows)); err != nil {
 			return false, fmt.Errorf("store teams: %w", err)
 		}
 		crows := make([][]any, 0, len(cursors))
 		for name, v := range cursors {
-			crows = append(crows, []any{name, v, s.epoch()})
+			crows = append(crows, []any{name, v, s.epoch(ctx)})
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cursors"}, []string{"name", "value", "epoch"}, pgx.CopyFromRows(crows)); err != nil {
 			return false, fmt.Errorf("store cursors: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +14,9 @@ import (
 // ErrFenced is a write refused because its term is over: another replica took the lease (a higher
 // epoch), or the lease expired, or this replica stepped down. The replica must stop its leader work.
 var ErrFenced = errors.New("fenced: this replica no longer holds the leader lease")
+
+// errStepDown ends a term whose lead function returned before the term was over.
+var errStepDown = errors.New("the leader's work stopped: stepping down")
 
 // Default lease timing, as Kubernetes' leader election has it: a leader that cannot renew for
 // RenewDeadline steps down, 5 s before another replica may take the lease.
@@ -83,6 +87,10 @@ type Term struct {
 	Name, Holder string
 	Epoch        int64
 	ctx          context.Context
+	// idle bounds how long a write transaction of the term may sit idle on the server: a leader
+	// paused inside one (SIGSTOP, a long GC, a frozen VM) would otherwise hold the lease row FOR SHARE
+	// and keep every other replica from taking over, for as long as the pause lasts.
+	idle time.Duration
 }
 
 // check, inside a write transaction, holds the lease row (FOR SHARE) and proves the term current. A
@@ -97,7 +105,9 @@ func (t *Term) check(ctx context.Context, tx pgx.Tx) error {
 	}
 	var epoch int64
 	var live bool
-	err := tx.QueryRow(ctx, `SELECT epoch, expires_at > clock_timestamp() FROM leader_lease WHERE name = $1 FOR SHARE`, t.Name).Scan(&epoch, &live)
+	var setting string
+	err := tx.QueryRow(ctx, `SELECT epoch, expires_at > clock_timestamp(), set_config('idle_in_transaction_session_timeout', $2, true)
+		FROM leader_lease WHERE name = $1 FOR SHARE`, t.Name, strconv.FormatInt(t.idle.Milliseconds(), 10)).Scan(&epoch, &live, &setting)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%w: lease %q does not exist", ErrFenced, t.Name)
@@ -109,6 +119,33 @@ func (t *Term) check(ctx context.Context, tx pgx.Tx) error {
 		return fmt.Errorf("%w: the lease of term %d expired", ErrFenced, t.Epoch)
 	}
 	return nil
+}
+
+type termKey struct{}
+
+// WithTerm returns ctx carrying term t, for the writes of a store FencedByContext.
+func WithTerm(ctx context.Context, t *Term) context.Context {
+	return context.WithValue(ctx, termKey{}, t)
+}
+
+// FencedByContext returns a view of s whose every write is fenced by the term its context carries
+// (WithTerm): a daemon builds its reconcilers once and each leader term's work runs under a context
+// with that term. A write whose context carries none fails with ErrFenced.
+func (s *Store) FencedByContext() *Store {
+	f := *s
+	f.fenceCtx = true
+	return &f
+}
+
+// term is the term that fences a write with ctx, or nil when s is not fenced.
+func (s *Store) term(ctx context.Context) *Term {
+	if s.fence != nil || !s.fenceCtx {
+		return s.fence
+	}
+	if t, ok := ctx.Value(termKey{}).(*Term); ok && t != nil {
+		return t
+	}
+	return &Term{} // no term: check refuses it, as not begun by an Elector
 }
 
 // Elector campaigns for one lease.
@@ -133,7 +170,7 @@ func (s *Store) Elector(cfg LeaseConfig) (*Elector, error) {
 // Run campaigns until ctx ends. Each time this replica takes the lease it calls lead with the new term
 // and a context that ends when the term does (lease lost, renew deadline passed, lease connection
 // lost, or ctx ended), and waits for lead to return before campaigning again: lead must return
-// promptly when its context ends. The lease is renewed on a connection of its own, named
+// promptly when its context ends. lead returning before that steps down (the lease is released). The lease is renewed on a connection of its own, named
 // "byob-agent lease HOLDER" (application_name); losing that connection ends the term. On return the
 // lease is released, so another replica takes over without waiting for it to expire.
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, t *Term)) error {
@@ -206,7 +243,9 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*Term, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Term{Name: e.cfg.Name, Holder: e.cfg.Holder, Epoch: epoch}, nil
+	// Twice the lease: a write that began in the term and is merely slow still commits before a
+	// takeover (which waits for it), and a paused one is cut at most that long after it went idle.
+	return &Term{Name: e.cfg.Name, Holder: e.cfg.Holder, Epoch: epoch, idle: 2 * e.cfg.Duration}, nil
 }
 
 // lead runs one term: lead in a goroutine, renewals here, until the term ends.
@@ -218,11 +257,12 @@ func (e *Elector) lead(ctx context.Context, conn *pgx.Conn, t *Term, lead func(c
 	go func() {
 		defer close(done)
 		lead(leadCtx, t)
+		cancel(errStepDown) // lead gave up the term (say a write was fenced): stop renewing
 	}()
 	reason := e.renewUntilLost(leadCtx, conn, t)
 	cancel(reason)
 	<-done
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(reason, errStepDown) {
 		e.release(conn, t)
 	}
 	e.cfg.Log.Info("leader lease: stepped down", "holder", t.Holder, "epoch", t.Epoch, "reason", reason)

@@ -353,3 +353,34 @@ func TestLeaseConfig(t *testing.T) {
 		t.Errorf("defaults: %+v, %v", c, err)
 	}
 }
+
+// TestPausedWriteDoesNotBlockTakeover: a leader paused inside a fenced write transaction (holding the
+// lease row FOR SHARE) keeps the others out only until the server ends its idle transaction (twice the
+// lease); then another replica takes over, and the paused write commits nothing.
+func TestPausedWriteDoesNotBlockTakeover(t *testing.T) {
+	s := open(t)
+	a := newCandidate(t, s, "a", 2*time.Second)
+	ta := a.term(t)
+	a.setRenew(func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }) // paused until its term ends
+	inFn, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	written := make(chan error, 1)
+	go func() {
+		_, err := s.Fenced(ta).Update(context.Background(), "x", func(r *state.Record) error {
+			close(inFn)
+			<-release // never, until the test ends
+			r.Phase = state.PhaseBucketReady
+			return nil
+		})
+		written <- err
+	}()
+	<-inFn
+	b := newCandidate(t, s, "b", time.Minute)
+	if tb := b.term(t); tb.Epoch != ta.Epoch+1 {
+		t.Fatalf("b's epoch %d, want %d", tb.Epoch, ta.Epoch+1)
+	}
+	var n int
+	if err := s.pool.QueryRow(t.Context(), `SELECT count(*) FROM team_records WHERE name = 'x'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the paused write left %d rows (%v), want none", n, err)
+	}
+}

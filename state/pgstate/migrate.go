@@ -83,6 +83,14 @@ var migrations = []string{
 		n    bigint NOT NULL
 	);
 	INSERT INTO scim_counts (name, n) VALUES ('users', 0), ('groups', 0);`,
+	// 3: triggers (webhook and SCIM changes) any replica accepted, until the leader has reconciled
+	// their key; see outbox.go.
+	`CREATE TABLE trigger_outbox (
+		id          bigserial PRIMARY KEY,
+		source      text NOT NULL,
+		key         text NOT NULL,
+		accepted_at timestamptz NOT NULL DEFAULT now()
+	);`,
 }
 
 // SchemaVersion is the schema version this build migrates to.

@@ -31,7 +31,9 @@ import (
 type Store struct {
 	pool  *pgxpool.Pool
 	now   func() time.Time
-	fence *Term // nil: writes are not fenced (one-shot commands, migrate)
+	fence *Term // nil: writes are not fenced (one-shot commands, migrate), unless fenceCtx
+	// fenceCtx fences each write by the term its context carries (WithTerm).
+	fenceCtx bool
 	// limits bound SCIM writes; shared by every Fenced view of the store.
 	limits *atomic.Pointer[state.SCIMLimits]
 }
@@ -90,8 +92,8 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) (commit bool, err 
 		return err
 	}
 	defer tx.Rollback(context.Background()) // a no-op after Commit
-	if s.fence != nil {
-		if err := s.fence.check(ctx, tx); err != nil {
+	if t := s.term(ctx); t != nil {
+		if err := t.check(ctx, tx); err != nil {
 			return err
 		}
 	}
@@ -104,11 +106,11 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) (commit bool, err 
 
 // epoch is what a write records as its writer: the fencing term's epoch, or NULL when unfenced. It
 // lets a test (or an operator) check in the database that no stale leader committed anything.
-func (s *Store) epoch() *int64 {
-	if s.fence == nil {
-		return nil
+func (s *Store) epoch(ctx context.Context) *int64 {
+	if t := s.term(ctx); t != nil {
+		return &t.Epoch
 	}
-	return &s.fence.Epoch
+	return nil
 }
 
 // Get returns the record of one team, or state.ErrNotFound.
@@ -211,7 +213,7 @@ func (s *Store) Update(ctx context.Context, name string, fn func(*state.Record) 
 		if err != nil {
 			return false, fmt.Errorf("encode team %q: %w", name, err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE team_records SET data = $2, epoch = $3, updated_at = now() WHERE name = $1`, name, data, s.epoch()); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE team_records SET data = $2, epoch = $3, updated_at = now() WHERE name = $1`, name, data, s.epoch(ctx)); err != nil {
 			return false, err
 		}
 		out = next
@@ -245,7 +247,7 @@ func (s *Store) MarkRegistered(ctx context.Context, name string) ([]state.Record
 			if err != nil {
 				return false, fmt.Errorf("encode team %q: %w", r.Name, err)
 			}
-			if _, err := tx.Exec(ctx, `UPDATE team_records SET data = $2, epoch = $3, updated_at = now() WHERE name = $1`, r.Name, data, s.epoch()); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE team_records SET data = $2, epoch = $3, updated_at = now() WHERE name = $1`, r.Name, data, s.epoch(ctx)); err != nil {
 				return false, err
 			}
 		}
@@ -284,7 +286,7 @@ func (s *Store) SetCursor(ctx context.Context, name, value string) error {
 			_, err = tx.Exec(ctx, `DELETE FROM cursors WHERE name = $1`, name)
 		} else {
 			_, err = tx.Exec(ctx, `INSERT INTO cursors (name, value, epoch) VALUES ($1, $2, $3)
-				ON CONFLICT (name) DO UPDATE SET value = excluded.value, epoch = excluded.epoch`, name, value, s.epoch())
+				ON CONFLICT (name) DO UPDATE SET value = excluded.value, epoch = excluded.epoch`, name, value, s.epoch(ctx))
 		}
 		return err == nil, err
 	})

@@ -142,7 +142,7 @@ func (s *Store) putUser(ctx context.Context, tx pgx.Tx, u state.SCIMUser, raw []
 	if insert {
 		q = `INSERT INTO scim_users (id, name_key, external_id, member, data, epoch) VALUES ($1, $2, $3, $4, $5, $6)`
 	}
-	_, err = tx.Exec(ctx, q, u.ID, []byte(state.FoldSCIMName(u.UserName)), nullable(u.ExternalID), member, raw, s.epoch())
+	_, err = tx.Exec(ctx, q, u.ID, []byte(state.FoldSCIMName(u.UserName)), nullable(u.ExternalID), member, raw, s.epoch(ctx))
 	return conflict(err, "userName", u.UserName)
 }
 

@@ -89,7 +89,7 @@ func (s *Store) putGroup(ctx context.Context, tx pgx.Tx, g state.SCIMGroup, inse
 	if insert {
 		q = `INSERT INTO scim_groups (id, name_key, external_id, deleted, modified_ns, data, epoch) VALUES ($1, $2, $3, $4, $5, $6, $7)`
 	}
-	_, err = tx.Exec(ctx, q, g.ID, key, ext, g.Deleted, g.Modified.UnixNano(), raw, s.epoch())
+	_, err = tx.Exec(ctx, q, g.ID, key, ext, g.Deleted, g.Modified.UnixNano(), raw, s.epoch(ctx))
 	return conflict(err, "displayName", g.DisplayName)
 }
 

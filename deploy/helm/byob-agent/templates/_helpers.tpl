@@ -94,12 +94,26 @@ ${VAR} are only known to the agent and are not checked.
 {{- if hasKey $cfg "Error" }}
 {{- fail (printf "config is not valid YAML: %s" (get $cfg "Error")) }}
 {{- end }}
+{{- $pg := dig "state" "postgres" "" $cfg }}
 {{- $path := dig "state" "path" "" $cfg | toString }}
+{{- if $pg }}
+{{- $dsn := dig "state" "postgres" "dsn" "" $cfg | toString }}
+{{- if and $dsn (not (contains "${" $dsn)) }}
+{{- fail "config: state.postgres.dsn is written in the ConfigMap; a DSN holds a password: use dsn: ${BYOB_STATE_POSTGRES_DSN} with postgres.dsnSecret (or a dsnFile under secretMount.path)" }}
+{{- end }}
+{{- if not (or .Values.postgres.dsnSecret.name (include "byob-agent.secretName" .)) }}
+{{- fail "config: state.postgres needs its DSN from a Secret: set postgres.dsnSecret.name, or existingSecret/secrets with the key BYOB_STATE_POSTGRES_DSN" }}
+{{- end }}
+{{- else if gt (int .Values.replicas) 1 }}
+{{- fail (printf "replicas: %d needs the PostgreSQL state (state.postgres in config): the bbolt state file takes one process only" (int .Values.replicas)) }}
+{{- end }}
+{{- if not $pg }}
 {{- if not $path }}
 {{- fail (printf "config: state.path must be set, under persistence.mountPath (%s)" .Values.persistence.mountPath) }}
 {{- end }}
 {{- if and (not (contains "${" $path)) (not (hasPrefix (printf "%s/" (trimSuffix "/" .Values.persistence.mountPath)) $path)) }}
 {{- fail (printf "config: state.path %q is not under persistence.mountPath (%s), the only writable place" $path .Values.persistence.mountPath) }}
+{{- end }}
 {{- end }}
 {{- $listen := dig "server" "listen" "" $cfg | toString }}
 {{- if not $listen }}
@@ -135,6 +149,12 @@ ${VAR} are only known to the agent and are not checked.
 {{- toYaml $cfg }}
 {{- end }}
 
+{{/* "true" when the config keeps the state in PostgreSQL (replicas may share it), else "". */}}
+{{- define "byob-agent.postgres" -}}
+{{- $cfg := fromYaml (include "byob-agent.configValues" .) }}
+{{- if dig "state" "postgres" "" $cfg }}true{{ end }}
+{{- end }}
+
 {{/* The container port of /metrics and the probes. */}}
 {{- define "byob-agent.metricsPortName" -}}
 {{- if .Values.metricsPort }}metrics{{ else }}http{{ end }}
@@ -149,7 +169,8 @@ ${VAR} are only known to the agent and are not checked.
 {{- $base = printf "http://%s.%s.svc:%d" $fullname .Release.Namespace (int .Values.service.port) }}
 {{- end }}
 {{- $webhooks := dig "webhooks" (dict) $cfg -}}
-byob-agent {{ .Chart.AppVersion }} runs as one pod of Deployment {{ $fullname }} in namespace {{ .Release.Namespace }}.
+byob-agent {{ .Chart.AppVersion }} runs as {{ int .Values.replicas }} pod(s) of Deployment {{ $fullname }} in namespace {{ .Release.Namespace }}
+{{- if include "byob-agent.postgres" . }}, state in PostgreSQL (one replica leads; see byob_leader){{ end }}.
 
 Endpoints to give your identity provider (base URL {{ $base }}):
 {{- if hasKey $cfg "scim" }}
@@ -189,7 +210,7 @@ Logs: kubectl -n {{ .Release.Namespace }} logs deploy/{{ $fullname }}
 WARNING: no Secret (existingSecret or secrets): the config's ${VAR}s and ...File paths under
 {{ .Values.secretMount.path }} have nothing to read, and the agent will not start until they do.
 {{- end }}
-{{- if not .Values.persistence.enabled }}
+{{- if and (not .Values.persistence.enabled) (not (include "byob-agent.postgres" .)) }}
 
 WARNING: persistence.enabled=false: the agent's state is lost whenever the pod is replaced.
 {{- end }}
