@@ -149,7 +149,7 @@ func TestHelmPrometheusRule(t *testing.T) {
 			ns:       releaseSpace,
 			selector: `job="rel-byob-agent",namespace="byob"`,
 			fors: map[string]string{"ByobTeamsFailed": "30m", "ByobTeamsConflict": "15m", "ByobWandbUnreachable": "15m",
-				"ByobNotReady": "15m", "ByobAgentDown": "5m", "ByobConfigReloadFailed": "10m", "ByobWebhookAuthFailures": ""},
+				"ByobNotReady": "15m", "ByobNoLeader": "5m", "ByobAgentDown": "5m", "ByobConfigReloadFailed": "10m", "ByobWebhookAuthFailures": ""},
 			labels: map[string]string{"severity": "warning"},
 		},
 		{
@@ -173,7 +173,7 @@ func TestHelmPrometheusRule(t *testing.T) {
 			ns:       "monitoring",
 			selector: `service="byob"`,
 			fors: map[string]string{"ByobTeamsFailed": "2h", "ByobTeamsConflict": "1h", "ByobWandbUnreachable": "30m",
-				"ByobNotReady": "20m", "ByobAgentDown": "10m", "ByobConfigReloadFailed": "1m", "ByobWebhookAuthFailures": ""},
+				"ByobNotReady": "20m", "ByobNoLeader": "5m", "ByobAgentDown": "10m", "ByobConfigReloadFailed": "1m", "ByobWebhookAuthFailures": ""},
 			labels: map[string]string{"severity": "page", "team": "platform"},
 		},
 		{
@@ -181,7 +181,7 @@ func TestHelmPrometheusRule(t *testing.T) {
 			ns:       "monitoring",
 			selector: `job="byob",namespace="byob"`,
 			fors: map[string]string{"ByobTeamsFailed": "1h", "ByobTeamsConflict": "30m", "ByobWandbUnreachable": "10m",
-				"ByobNotReady": "10m", "ByobAgentDown": "5m", "ByobConfigReloadFailed": "5m", "ByobWebhookAuthFailures": ""},
+				"ByobNotReady": "10m", "ByobNoLeader": "10m", "ByobAgentDown": "5m", "ByobConfigReloadFailed": "5m", "ByobWebhookAuthFailures": ""},
 			labels: map[string]string{"severity": "warning", "team": "platform"},
 		},
 	}
