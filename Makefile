@@ -100,8 +100,10 @@ chaos: tools build
 # directory, runs every measurement against SeaweedFS, local-kms and the emulator, writes bench/results.json
 # (needs SeaweedFS and kmsd from `make tools`, not Azurite).
 # BENCH_FLAGS=-profile=bench/profiles also writes the agent's CPU and heap profiles there.
-bench: $(BIN)/weed $(BIN)/kmsd
+# The performance table (README "Performance"), with the state in the bbolt file and then in PostgreSQL.
+bench: $(BIN)/weed $(BIN)/kmsd postgres
 	$(GO) run ./bench -out bench/results.json $(BENCH_FLAGS)
+	$(GO) run ./bench -state postgres -out bench/results-postgres.json $(BENCH_FLAGS)
 
 # The Go micro-benchmarks of the packages.
 microbench:

@@ -9,14 +9,21 @@ import (
 	"testing"
 )
 
-// TestSmoke runs every measurement with a handful of teams against the real backends and checks that
-// the results have every key with a sane value. It asserts no time: benchmarks are not timed tests.
+// TestSmoke runs every measurement with a handful of teams against the real backends, with the state
+// in the bbolt file and in PostgreSQL, and checks that the results have every key with a sane value.
+// It asserts no time: benchmarks are not timed tests.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts SeaweedFS and builds the agent")
 	}
+	for _, backend := range []string{"bolt", "postgres"} {
+		t.Run(backend, func(t *testing.T) { smokeRun(t, backend) })
+	}
+}
+
+func smokeRun(t *testing.T, backend string) {
 	out := filepath.Join(t.TempDir(), "results.json")
-	if err := run(t.Context(), []string{"-smoke", "-out", out}, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"-smoke", "-state", backend, "-out", out}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(out)

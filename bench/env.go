@@ -35,6 +35,9 @@ type world struct {
 	apiKey   string
 	s3Proxy  *delayProxy // what the agent's storage requests go through
 	emuProxy *delayProxy // what the agent's W&B requests go through
+	// pg, with -state postgres, holds the agent's state: a database of its own for each configuration
+	// (the state file is still used to seed the converged teams, then migrated with `state migrate`).
+	pg *testenv.PostgresEnv
 }
 
 // startWorld builds the agent and the emulator into a temporary directory and starts the backends.
@@ -128,6 +131,9 @@ func (w *world) close() error {
 	}
 	if w.s3 != nil {
 		errs = append(errs, w.s3.Close())
+	}
+	if w.pg != nil {
+		errs = append(errs, w.pg.Close())
 	}
 	errs = append(errs, os.RemoveAll(w.dir))
 	return errors.Join(errs...)

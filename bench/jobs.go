@@ -37,7 +37,7 @@ type daemonSettings struct {
 
 // writeConfig writes a configuration and its teams file under w.dir/name and returns its path. The
 // state lives beside it.
-func (w *world) writeConfig(name string, teams []string, concurrency int, d *daemonSettings) (string, error) {
+func (w *world) writeConfig(ctx context.Context, name string, teams []string, concurrency int, d *daemonSettings) (string, error) {
 	dir := filepath.Join(w.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", dir, err)
@@ -50,17 +50,21 @@ func (w *world) writeConfig(name string, teams []string, concurrency int, d *dae
 	if err := os.WriteFile(filepath.Join(dir, "teams.yaml"), []byte(tf.String()), 0o600); err != nil {
 		return "", fmt.Errorf("write the teams file: %w", err)
 	}
+	pgState, err := w.postgresState(ctx, dir)
+	if err != nil {
+		return "", err
+	}
 	cfg := fmt.Sprintf(`wandb:
   scimURL: %s/scim
   deployment: dedicated
   auth: {mode: bearer, apiKey: "${BENCH_WANDB_KEY}"}
 state:
-  path: state.db
+  path: state.db%s
 sync:
   concurrency: %d
 defaultProfile: %s
 profiles:
-  %[3]s:
+  %[4]s:
     provider: s3-compatible
     topology: shared
     region: %s
@@ -69,7 +73,7 @@ profiles:
     bucket: %s
     path: "teams/{{ .Team }}"
 teamsFile: teams.yaml
-`, w.emuProxy.url, concurrency, profileName, w.s3.Region, w.s3Proxy.url, w.s3.AccessKey, sharedBucket)
+`, w.emuProxy.url, pgState, concurrency, profileName, w.s3.Region, w.s3Proxy.url, w.s3.AccessKey, sharedBucket)
 	if d != nil {
 		cfg += fmt.Sprintf(`server:
   listen: 127.0.0.1:%[1]d
@@ -87,6 +91,38 @@ webhooks:
 		return "", fmt.Errorf("write the configuration: %w", err)
 	}
 	return path, nil
+}
+
+// postgresState is the configuration's state.postgres with -state postgres: a new database, its DSN in
+// a file next to the configuration; "" with the bbolt state.
+func (w *world) postgresState(ctx context.Context, dir string) (string, error) {
+	if w.pg == nil {
+		return "", nil
+	}
+	dsn, err := w.pg.NewDatabase(ctx)
+	if err != nil {
+		return "", fmt.Errorf("create a database for the agent's state: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pg.dsn"), []byte(dsn+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write the DSN file: %w", err)
+	}
+	return "\n  postgres: {dsnFile: pg.dsn}", nil
+}
+
+// migrateState copies the seeded state file of cfg into its PostgreSQL database with the agent's own
+// `state migrate`, which compares every record after; nothing with the bbolt state.
+func (w *world) migrateState(ctx context.Context, cfg string) error {
+	if w.pg == nil {
+		return nil
+	}
+	dir := filepath.Dir(cfg)
+	cmd := exec.CommandContext(ctx, w.agentBin, "state", "migrate", "--to", "postgres", "--config", cfg,
+		"--file", filepath.Join(dir, "state.db"), "--dsn-file", filepath.Join(dir, "pg.dsn"))
+	cmd.Dir, cmd.Env = dir, w.env()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("byob-agent state migrate: %v\n%s", err, tail(string(out)))
+	}
+	return nil
 }
 
 // env is the agent's environment: the secrets the configuration names, and HOME in the work

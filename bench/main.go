@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"io"
 	"math"
 	"os"
@@ -52,6 +53,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	logs := fs.String("logs", "", "file for the backends' output (default: discarded)")
 	only := fs.String("only", "", "comma-separated parts to run (cold, baseline, noop, daemon; default all): to profile one; the results then lack the others' keys")
 	delay := fs.Duration("delay", full.delay, "latency added to every storage and W&B request the agent makes")
+	backend := fs.String("state", "bolt", "the agent's state: bolt (the file) or postgres (a PostgreSQL 15 server the bench starts)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +84,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			parts[p] = true
 		}
 	}
-	res, err := measure(ctx, s, parts, *profileDir, logw, stdout)
+	if *backend != "bolt" && *backend != "postgres" {
+		return fmt.Errorf("-state must be bolt or postgres, got %q", *backend)
+	}
+	res, err := measure(ctx, s, parts, *backend == "postgres", *profileDir, logw, stdout)
 	if err != nil {
 		return err
 	}
@@ -99,7 +104,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // measure runs the measurements of parts in one world and returns the figures by key.
-func measure(ctx context.Context, s sizes, parts map[string]bool, profileDir string, logs, progress io.Writer) (_ map[string]float64, err error) {
+func measure(ctx context.Context, s sizes, parts map[string]bool, postgres bool, profileDir string, logs, progress io.Writer) (_ map[string]float64, err error) {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 	}
@@ -113,6 +118,12 @@ func measure(ctx context.Context, s sizes, parts map[string]bool, profileDir str
 			err = cerr
 		}
 	}()
+	if postgres {
+		say("starting PostgreSQL 15 for the agent's state")
+		if w.pg, err = testenv.StartPostgres(ctx, testenv.PostgresOptions{Logs: logs}); err != nil {
+			return nil, err
+		}
+	}
 	r := map[string]float64{}
 	nv, err := w.newNaive(ctx)
 	if err != nil {
@@ -155,7 +166,7 @@ type sayFunc func(format string, args ...any)
 // measureCold: new teams on the shared bucket (created by the first of them), with latency.
 func (w *world) measureCold(ctx context.Context, s sizes, profileDir string, r map[string]float64, say sayFunc) error {
 	say("cold sync of %d teams, concurrency %d, %s per request", s.cold, s.concurrency, s.delay)
-	cold, err := w.writeConfig("cold", teamNames("c", s.cold), s.concurrency, nil)
+	cold, err := w.writeConfig(ctx, "cold", teamNames("c", s.cold), s.concurrency, nil)
 	if err != nil {
 		return err
 	}
@@ -177,7 +188,7 @@ func (w *world) measureCold(ctx context.Context, s sizes, profileDir string, r m
 // sequential work grows linearly with the teams, so the sample is scaled to 1,000 and 10,000.
 func (w *world) measureBaseline(ctx context.Context, s sizes, nv *naive, r map[string]float64, say sayFunc) error {
 	say("baseline: %d teams cold, then again, sequentially and statelessly", s.baseline)
-	cfg, err := w.writeConfig("baseline", teamNames("b", s.baseline), 1, nil)
+	cfg, err := w.writeConfig(ctx, "baseline", teamNames("b", s.baseline), 1, nil)
 	if err != nil {
 		return err
 	}
@@ -210,11 +221,14 @@ func (w *world) measureConverged(ctx context.Context, s sizes, parts map[string]
 	if err != nil {
 		return err
 	}
-	noop, err := w.writeConfig("noop", teamNames("n", s.noop), s.concurrency, &daemonSettings{port: port})
+	noop, err := w.writeConfig(ctx, "noop", teamNames("n", s.noop), s.concurrency, &daemonSettings{port: port})
 	if err != nil {
 		return err
 	}
 	if err := w.seedConverged(ctx, noop); err != nil {
+		return err
+	}
+	if err := w.migrateState(ctx, noop); err != nil {
 		return err
 	}
 	if parts["noop"] {
