@@ -28,7 +28,10 @@ const triggerPoll = 5 * time.Second
 // is alone, leads from start to stop, and queues triggers itself.
 type replication struct {
 	campaign leader.Campaign
-	outbox   interface {
+	// ping checks that the shared state answers: a replica cut off from it can take no SCIM write or
+	// webhook, so it is not ready (nil in tests: always answers).
+	ping   func(ctx context.Context) error
+	outbox interface {
 		AddTriggers(ctx context.Context, source string, keys []string) error
 		triggers.Outbox // fenced by the term in the context (pgstate.Store.FencedByContext)
 	}
@@ -49,7 +52,7 @@ func newReplication(pg *pgstate.Store, p *config.PostgresState, log *slog.Logger
 		return nil, nil, err
 	}
 	fenced := pg.FencedByContext()
-	return &replication{campaign: leader.Lease(e), outbox: fenced}, fenced, nil
+	return &replication{campaign: leader.Lease(e), outbox: fenced, ping: pg.Ping}, fenced, nil
 }
 
 // leading reports whether this replica runs the reconciles now: always with the bbolt state.

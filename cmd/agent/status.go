@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -38,6 +39,7 @@ type degraded struct {
 const (
 	reasonStarting = "not ready: starting, the first reconcile has not finished"
 	reasonFailing  = "not ready: reconcile failing"
+	reasonNoState  = "not ready: state database unreachable"
 	reasonReady    = "ok"
 	kindIdPSubs    = "idp subscription" // change notifications may not arrive; the schedule still reads every group
 	kindCatchUp    = "idp catch-up"     // missed webhooks are caught up only by the schedule
@@ -55,6 +57,8 @@ func (d *daemon) status() status {
 		s.LastReconcileError = *msg
 	}
 	switch {
+	case d.repl != nil && d.repl.ping != nil && d.pingState() != nil:
+		s.Ready, s.Reason = false, reasonNoState
 	case d.repl != nil && !s.Leader.Leading:
 		// A follower serves SCIM, webhooks and the admin API; the leader's reconciles are its own
 		// readiness, on its /readyz.
@@ -80,6 +84,21 @@ func (d *daemon) status() status {
 	}
 	d.mu.Unlock()
 	return s
+}
+
+// stateTimeout bounds the check that the shared state answers, made for each readiness answer.
+const stateTimeout = 2 * time.Second
+
+// pingState checks that the shared state (PostgreSQL) answers; a failure is logged, with the detail
+// the unauthenticated /readyz does not give.
+func (d *daemon) pingState() error {
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	defer cancel()
+	err := d.repl.ping(ctx)
+	if err != nil && d.log != nil {
+		d.log.Warn("not ready: the state database does not answer", "error", err)
+	}
+	return err
 }
 
 // readyz answers the probes with the generic reason only: details are in the logs and on

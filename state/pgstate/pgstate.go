@@ -62,6 +62,14 @@ func where(c *pgx.ConnConfig) string {
 }
 
 // Close releases the connections. It returns nil, as state.DB's Close may fail.
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("reach the PostgreSQL state: %w", err)
+	}
+	return nil
+}
+
 func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
