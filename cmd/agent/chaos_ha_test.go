@@ -25,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/state/pgstate"
 )
@@ -279,10 +280,7 @@ func TestChaosHA(t *testing.T) {
 	rng := cfg.rng(20)
 	rep := newChaosReport(t, cfg)
 	e := newE2E(t)
-	dsn, err := postgres.Get(t).NewDatabase(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := testenv.PostgresDatabase(t)
 	pool, err := pgxpool.New(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)

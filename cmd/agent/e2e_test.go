@@ -38,9 +38,6 @@ var (
 		return testenv.StartAzurite(ctx, testenv.AzuriteOptions{})
 	})
 	// postgres is started by the first test that needs PostgreSQL.
-	postgres = testenv.NewShared("PostgreSQL", time.Minute, func(ctx context.Context) (*testenv.PostgresEnv, error) {
-		return testenv.StartPostgres(ctx, testenv.PostgresOptions{})
-	})
 )
 
 const apiKey = "wandb-e2e-api-key-4f1c9a7e"
@@ -74,7 +71,7 @@ func runMain(m *testing.M) int {
 	}
 	defer backends.Close()
 	defer azurite.Close()
-	defer postgres.Close()
+	defer testenv.SharedPostgres.Close()
 	return m.Run()
 }
 

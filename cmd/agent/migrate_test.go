@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/state"
 	"github.com/byob-agent/byob-agent/state/pgstate"
 	"github.com/byob-agent/byob-agent/state/statetest"
@@ -43,10 +44,7 @@ func TestStateMigrate(t *testing.T) {
 	}
 	db.Close()
 
-	dsn, err := postgres.Get(t).NewDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := testenv.PostgresDatabase(t)
 	// Trust authentication ignores the password, so a DSN with one still works: it must never show.
 	dsn = strings.Replace(dsn, "postgres@", "postgres:hunter2-dsn-secret@", 1)
 	dsnFile := filepath.Join(dir, "dsn")

@@ -528,10 +528,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// ignores) never shows, in the commands' output or in their errors.
 	t.Run("state in PostgreSQL", func(t *testing.T) {
 		defer lc.check(t)
-		dsn, err := postgres.Get(t).NewDatabase(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		dsn := testenv.PostgresDatabase(t)
 		password := lc.secret("PostgreSQL DSN password", "SECRET-pg-password-3f9a1c")
 		w.writeSecretFile(t, "pg.dsn", strings.Replace(dsn, "postgres@", "postgres:"+password+"@", 1)+"\n")
 		pg := replace(t, valid, "state:\n  path: state.db\n", "state:\n  path: state.db\n  postgres: {dsnFile: pg.dsn}\n")

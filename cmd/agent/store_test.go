@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 )
 
 // TestStatePostgresDaemon: with state.postgres the daemon keeps its team records and the SCIM push
@@ -12,10 +14,7 @@ import (
 // commands read it; `state backup` refuses and names pg_dump; the DSN's password never shows.
 func TestStatePostgresDaemon(t *testing.T) {
 	e := newE2E(t)
-	dsn, err := postgres.Get(t).NewDatabase(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := testenv.PostgresDatabase(t)
 	// Trust authentication ignores the password: a DSN with one still works, and it must never show.
 	dsn = strings.Replace(dsn, "postgres@", "postgres:pg-dsn-secret-7@", 1)
 	e.env = append(e.env, "TEST_PG_DSN="+dsn)

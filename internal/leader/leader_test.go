@@ -15,13 +15,9 @@ import (
 
 const wait = 30 * time.Second
 
-var postgres = testenv.NewShared("PostgreSQL", time.Minute, func(ctx context.Context) (*testenv.PostgresEnv, error) {
-	return testenv.StartPostgres(ctx, testenv.PostgresOptions{})
-})
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	postgres.Close()
+	testenv.SharedPostgres.Close()
 	os.Exit(code)
 }
 
@@ -101,10 +97,7 @@ func writtenBy(t *testing.T, dsn, name string) int64 {
 // TestLeaseHandsOver: of two replicas one leads; when it stops (releasing the lease) the other leads
 // with the next epoch, each Status saying so.
 func TestLeaseHandsOver(t *testing.T) {
-	dsn, err := postgres.Get(t).NewDatabase(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := testenv.PostgresDatabase(t)
 	s, err := pgstate.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -13,23 +13,16 @@ import (
 	"github.com/byob-agent/byob-agent/state/statetest"
 )
 
-var postgres = testenv.NewShared("PostgreSQL", time.Minute, func(ctx context.Context) (*testenv.PostgresEnv, error) {
-	return testenv.StartPostgres(ctx, testenv.PostgresOptions{})
-})
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	postgres.Close()
+	testenv.SharedPostgres.Close()
 	os.Exit(code)
 }
 
 // newDatabase returns the DSN of a new, empty database.
 func newDatabase(t *testing.T) string {
 	t.Helper()
-	dsn, err := postgres.Get(t).NewDatabase(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := testenv.PostgresDatabase(t)
 	return dsn
 }
 
@@ -57,10 +50,7 @@ func TestSCIM(t *testing.T) {
 func BenchmarkUpdate(b *testing.B) {
 	for _, fenced := range []bool{false, true} {
 		b.Run(map[bool]string{false: "unfenced", true: "fenced"}[fenced], func(b *testing.B) {
-			dsn, err := postgres.Get(b).NewDatabase(b.Context())
-			if err != nil {
-				b.Fatal(err)
-			}
+			dsn := testenv.PostgresDatabase(b)
 			s, err := Open(b.Context(), dsn)
 			if err != nil {
 				b.Fatal(err)

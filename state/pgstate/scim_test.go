@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/byob-agent/byob-agent/internal/testsupport/testenv"
 	"github.com/byob-agent/byob-agent/state"
 )
 
@@ -180,10 +181,7 @@ func TestDeadlockIsRetried(t *testing.T) {
 // BenchmarkSCIMWrites measures concurrent SCIM writes: user creations, and membership changes spread
 // over 20 groups (each a locked read-modify-write of the group row).
 func BenchmarkSCIMWrites(b *testing.B) {
-	dsn, err := postgres.Get(b).NewDatabase(b.Context())
-	if err != nil {
-		b.Fatal(err)
-	}
+	dsn := testenv.PostgresDatabase(b)
 	s, err := Open(b.Context(), dsn)
 	if err != nil {
 		b.Fatal(err)

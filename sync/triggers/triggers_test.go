@@ -15,13 +15,9 @@ import (
 
 const wait = 30 * time.Second
 
-var postgres = testenv.NewShared("PostgreSQL", time.Minute, func(ctx context.Context) (*testenv.PostgresEnv, error) {
-	return testenv.StartPostgres(ctx, testenv.PostgresOptions{})
-})
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	postgres.Close()
+	testenv.SharedPostgres.Close()
 	os.Exit(code)
 }
 
@@ -67,10 +63,7 @@ func left(t *testing.T, s *pgstate.Store) []string {
 // the relay: the poll is an hour); a successful reconcile removes only the triggers queued before it
 // began; what is left is queued by the next leader's relay.
 func TestRelay(t *testing.T) {
-	dsn, err := postgres.Get(t).NewDatabase(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := testenv.PostgresDatabase(t)
 	s, err := pgstate.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -196,3 +196,23 @@ func (e *PostgresEnv) Close() error {
 	}
 	return nil
 }
+
+// SharedPostgres is the PostgreSQL server of one test binary: started by the first test that asks
+// for a database, closed by the package's TestMain.
+var SharedPostgres = NewShared("PostgreSQL", time.Minute, func(ctx context.Context) (*PostgresEnv, error) {
+	return StartPostgres(ctx, PostgresOptions{})
+})
+
+// PostgresDatabase returns the DSN of a new, empty database on SharedPostgres, or fails t.
+func PostgresDatabase(t interface {
+	Helper()
+	Fatalf(string, ...any)
+	Context() context.Context
+}) string {
+	t.Helper()
+	dsn, err := SharedPostgres.Get(t).NewDatabase(t.Context())
+	if err != nil {
+		t.Fatalf("a database for the test: %v", err)
+	}
+	return dsn
+}
