@@ -24,7 +24,7 @@ var (
 	ErrSCIMConflict = errors.New("SCIM attribute value is already in use")
 	// ErrSCIMInvalid: a user without userName or a group without displayName, or a name with a
 	// control or bidirectional-formatting character.
-	ErrSCIMInvalid = errors.New("SCIM resource lacks a required attribute")
+	ErrSCIMInvalid = errors.New("SCIM resource has a missing or invalid name")
 	// ErrSCIMBusy: the record kept changing under an update; nothing was written, try again.
 	ErrSCIMBusy = errors.New("SCIM resource changed concurrently too often")
 )
